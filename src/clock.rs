@@ -1,0 +1,30 @@
+//! The CPU clock messages are stamped with.
+//!
+//! `now_ns()` is nanoseconds of the monotonic clock (`std::time::Instant`) since a fixed point
+//! taken once per process. GPU stamps (`%globaltimer`) are mapped onto this clock by calibration,
+//! so one-way latency is `now_ns() - message.stamp_ns()` for either kind of producer.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Monotonic nanoseconds since this process first asked (never 0 after the first call).
+///
+/// # Examples
+///
+/// ```
+/// let a = perdix_transport::clock::now_ns();
+/// let b = perdix_transport::clock::now_ns();
+/// assert!(b >= a);
+/// ```
+#[must_use]
+#[inline]
+pub fn now_ns() -> u64 {
+    let elapsed = epoch().elapsed();
+    // 2^64 ns is 584 years of uptime: the saturating cast never bites.
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1)
+}

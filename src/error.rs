@@ -1,0 +1,97 @@
+//! The crate's one error type.
+
+use crate::layout::PAYLOAD_MAX;
+
+/// Everything that can go wrong in perdix-transport.
+///
+/// `Display` texts are lowercase and pinned by `tests/bad_input.rs`.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::{Buffer, Error};
+///
+/// assert_eq!(Buffer::new(1000).unwrap_err(), Error::InvalidCapacity(1000));
+/// let mut buffer = Buffer::new(4)?;
+/// let (mut producer, _consumer) = buffer.split_mut();
+/// let err = producer.try_produce(&[0u8; 225]).unwrap_err();
+/// assert_eq!(err.to_string(), "message of 225 bytes exceeds the 224-byte slot payload");
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The capacity is 0, 1, not a power of two, above [`MAX_CAPACITY`](crate::MAX_CAPACITY), or
+    /// its ring would not fit in the address space.
+    #[error("invalid capacity {0}: must be a power of two from 2 to 2^31 slots")]
+    InvalidCapacity(usize),
+    /// The ring memory could not be allocated.
+    #[error("could not allocate {bytes} bytes of {backend} ring memory")]
+    Alloc {
+        /// Bytes asked for.
+        bytes: usize,
+        /// Backend asked.
+        backend: &'static str,
+    },
+    /// A memory backend returned a region that is too small or misaligned for the ring.
+    #[error("ring memory of {len} bytes at alignment {align} cannot hold {needed} bytes of 256-aligned slots")]
+    BadMemory {
+        /// Bytes the backend returned.
+        len: usize,
+        /// Largest power of two dividing the address.
+        align: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
+    /// The message does not fit in a slot's payload; nothing was sent.
+    #[error("message of {len} bytes exceeds the {max}-byte slot payload")]
+    MessageTooLarge {
+        /// Length offered.
+        len: usize,
+        /// [`PAYLOAD_MAX`].
+        max: usize,
+    },
+    /// The ring is full; nothing was taken and the caller still holds the message.
+    #[error("ring is full")]
+    Full,
+    /// The other half is gone (for a consumer: and every message has been read).
+    #[error("the other side of the ring is gone")]
+    Disconnected,
+    /// A slot's header breaks the protocol (a `seq` that is neither the expected one nor the
+    /// previous lap's, or `len` above the payload size). The consumer stops at this position.
+    #[error("corrupt slot at position {pos}: seq {seq}, len {len}")]
+    Corrupt {
+        /// Position the consumer expected.
+        pos: u64,
+        /// `seq` found in the slot.
+        seq: u64,
+        /// `len` found in the slot.
+        len: u32,
+    },
+    /// No CUDA driver or device is available (or the `cuda` feature is off).
+    #[error("no CUDA device: {0}")]
+    NoDevice(&'static str),
+    /// A CUDA driver call failed; carries the driver's `CUresult` (its `Display` is the driver's text).
+    #[cfg(feature = "cuda")]
+    #[error("CUDA driver error: {0}")]
+    Driver(cudarc::driver::DriverError),
+    /// NVRTC rejected a kernel; the compiler's log.
+    #[error("kernel compile failed:\n{log}")]
+    Compile {
+        /// NVRTC's log.
+        log: String,
+    },
+    /// A kernel faulted on the device (e.g. `__trap()`, illegal address); the context is lost.
+    #[cfg(feature = "cuda")]
+    #[error("kernel fault: {0}")]
+    KernelFault(cudarc::driver::DriverError),
+}
+
+impl Error {
+    pub(crate) fn too_large(len: usize) -> Self {
+        Self::MessageTooLarge {
+            len,
+            max: PAYLOAD_MAX,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Lock-free GPU→CPU message transport.
+//!
+//! A ring of 256-byte, 256-aligned slots (see [`layout`]) in host, pinned or managed memory. Each
+//! slot carries its own publication word (`seq`), so the consumer learns a message is ready from
+//! the slot itself and never reads a producer's index. Producers are a CPU thread
+//! ([`Producer`]) or, with the `cuda` feature, GPU kernels writing into the same slots.
+//!
+//! Guarantees and limits:
+//! - single consumer; one CPU producer per ring (GPU producers reserve positions in device
+//!   memory and may be many threads);
+//! - every one of the `capacity` slots is usable; messages arrive in order, none lost, and a full
+//!   ring is reported ([`Error::Full`]) or waited on ([`Policy::Block`]) or counted as a drop
+//!   ([`Policy::DropNewest`]), never overwritten;
+//! - payloads of up to [`layout::PAYLOAD_MAX`] (224) bytes;
+//! - nothing here blocks unless its name says so (`try_*` never does).
+//!
+//! # Examples
+//!
+//! ```
+//! use perdix_transport::{Buffer, Error};
+//!
+//! let mut buffer = Buffer::new(4096)?;
+//! let (mut producer, mut consumer) = buffer.split_mut();
+//! producer.try_produce(b"Hello from GPU!")?;
+//! if let Some(message) = consumer.try_consume() {
+//!     println!("Received: {:?}", message);
+//! }
+//! // Errors are values: a message larger than a slot is refused, not truncated.
+//! assert!(matches!(
+//!     producer.try_produce(&[0u8; 300]),
+//!     Err(Error::MessageTooLarge { len: 300, max: 224 })
+//! ));
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! Measured figures live in `docs/PERFORMANCE.md`, with machine, date and command.
+
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod clock;
+mod error;
+mod ring;
+mod sync;
+pub mod telemetry;
+
+pub use error::Error;
+pub use ring::layout;
+pub use ring::{
+    Backend, Buffer, BufferBuilder, Consumer, ConsumerMut, Host, Message, MessageRef, Monitor,
+    Policy, Producer, ProducerMut, RingMemory, RingStats, MAX_CAPACITY,
+};

@@ -1,0 +1,276 @@
+//! The CPU consumer half.
+
+use core::ptr::addr_of;
+use core::time::Duration;
+use std::time::Instant;
+
+use crossbeam_utils::Backoff;
+
+use super::layout::{SlotHeader, PAYLOAD_MAX};
+use super::message::{Message, MessageRef};
+use super::shared::{Ring, RingStats};
+use crate::sync::{Arc, Ordering};
+use crate::Error;
+
+/// The reading half of a ring.
+///
+/// Owns `head`. The slot for `head` is ready when its `seq` is `head + 1` (acquire), so the
+/// consumer never reads a producer's index: one cache line moves per small message. After a
+/// message is read the consumer publishes `head` (release) for producers.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::{Buffer, Error};
+///
+/// let (mut producer, mut consumer) = Buffer::new(8)?.into_split();
+/// assert!(consumer.try_consume().is_none());
+/// for word in [&b"a"[..], b"bb", b"ccc"] {
+///     producer.try_produce(word)?;
+/// }
+/// let mut total = 0;
+/// assert_eq!(consumer.drain(16, |msg| total += msg.len()), 3);
+/// assert_eq!(total, 6);
+/// drop(producer);
+/// assert_eq!(consumer.try_consume_checked().unwrap_err(), Error::Disconnected);
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    ring: Arc<Ring>,
+    /// Next position to read; everything below is released.
+    head: u64,
+    /// Last head published to producers (`<= head`).
+    published: u64,
+    /// Batch drains publish at least this often (capacity / 8, at least 1).
+    publish_every: u64,
+    /// The first corrupt slot seen, reported on every later call: `(pos, seq, len)`.
+    corrupt: Option<(u64, u64, u32)>,
+}
+
+impl Consumer {
+    pub(crate) fn new(ring: Arc<Ring>) -> Self {
+        let publish_every = (ring.capacity() / 8).max(1);
+        Self {
+            ring,
+            head: 0,
+            published: 0,
+            publish_every,
+            corrupt: None,
+        }
+    }
+
+    /// The oldest message, if one is ready. Never blocks.
+    ///
+    /// `None` also covers a gone producer and a corrupt slot; use
+    /// [`try_consume_checked`](Self::try_consume_checked) to tell them apart.
+    #[inline]
+    pub fn try_consume(&mut self) -> Option<MessageRef<'_>> {
+        self.try_consume_checked().unwrap_or(None)
+    }
+
+    /// The oldest message, if one is ready, reporting why not otherwise. Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Disconnected`] when the producer is gone and every message has been read;
+    /// [`Error::Corrupt`] when the next slot breaks the protocol (the consumer stays there).
+    #[inline]
+    pub fn try_consume_checked(&mut self) -> Result<Option<MessageRef<'_>>, Error> {
+        match self.poll()? {
+            Some(header) => Ok(Some(self.guard(header))),
+            None => Ok(None),
+        }
+    }
+
+    /// Waits up to `timeout` for a message (spin, then yield).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_consume_checked`](Self::try_consume_checked); `Ok(None)` means the time ran out.
+    pub fn consume_timeout(&mut self, timeout: Duration) -> Result<Option<MessageRef<'_>>, Error> {
+        let deadline = Instant::now().checked_add(timeout);
+        let backoff = Backoff::new();
+        loop {
+            if let Some(header) = self.poll()? {
+                return Ok(Some(self.guard(header)));
+            }
+            if backoff.is_completed() && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Waits for a message, however long it takes.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_consume_checked`](Self::try_consume_checked): the wait ends with
+    /// [`Error::Disconnected`] once the producer is gone.
+    pub fn consume(&mut self) -> Result<MessageRef<'_>, Error> {
+        let backoff = Backoff::new();
+        loop {
+            if let Some(header) = self.poll()? {
+                return Ok(self.guard(header));
+            }
+            backoff.snooze();
+        }
+    }
+
+    /// Reads up to `max` ready messages, calling `f` on each in order; returns how many.
+    ///
+    /// Slots are released in batches (every capacity / 8 messages and at the end), which costs
+    /// producers less than one release per message. Stops early at an empty ring, a gone producer
+    /// or a corrupt slot (see [`drain_checked`](Self::drain_checked)).
+    pub fn drain<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnMut(Message<'_>),
+    {
+        self.drain_checked(max, f).unwrap_or(0)
+    }
+
+    /// [`drain`](Self::drain), reporting why nothing was read.
+    ///
+    /// # Errors
+    ///
+    /// Only when no message was read: as [`try_consume_checked`](Self::try_consume_checked).
+    pub fn drain_checked<F>(&mut self, max: usize, mut f: F) -> Result<usize, Error>
+    where
+        F: FnMut(Message<'_>),
+    {
+        let mut count = 0;
+        while count < max {
+            let header = match self.poll() {
+                Ok(Some(header)) => header,
+                Ok(None) => break,
+                Err(err) if count == 0 => return Err(err),
+                Err(_) => break,
+            };
+            f(self.message(header));
+            self.head += 1;
+            count += 1;
+            if self.head - self.published >= self.publish_every {
+                self.publish();
+            }
+        }
+        self.publish();
+        Ok(count)
+    }
+
+    /// Checks the slot at `head`: its header when ready.
+    #[inline]
+    fn poll(&mut self) -> Result<Option<SlotHeader>, Error> {
+        if let Some((pos, seq, len)) = self.corrupt {
+            return Err(Error::Corrupt { pos, seq, len });
+        }
+        let pos = self.head;
+        let capacity = self.ring.capacity();
+        // Acquire: pairs with the producer's release store of `pos + 1` (CPU), or the GPU's
+        // `__threadfence_system()` before its `seq` store, so the body reads below see the message.
+        let seq = self.ring.seq(pos).load(Ordering::Acquire);
+        if seq == pos + 1 {
+            let slot = self.ring.slot(pos);
+            // SAFETY: `seq == pos + 1` was acquired, so the slot's body is complete and no
+            // producer writes it until we publish a head above `pos`.
+            let header = unsafe { (*slot).body.with(|body| addr_of!((*body).header).read()) };
+            if header.len as usize > PAYLOAD_MAX {
+                return Err(self.record_corrupt(pos, seq, header.len));
+            }
+            return Ok(Some(header));
+        }
+        let previous_lap = seq + capacity == pos + 1 || (seq == 0 && pos < capacity);
+        if !previous_lap {
+            return Err(self.record_corrupt(pos, seq, 0));
+        }
+        if self.ring.producer_closed() {
+            // The producer's last publish happened before its close (release/acquire): look once
+            // more, so a message published just before the close is not missed.
+            if self.ring.seq(pos).load(Ordering::Acquire) == pos + 1 {
+                return self.poll();
+            }
+            return Err(Error::Disconnected);
+        }
+        Ok(None)
+    }
+
+    #[cold]
+    fn record_corrupt(&mut self, pos: u64, seq: u64, len: u32) -> Error {
+        self.corrupt = Some((pos, seq, len));
+        self.ring.count_corrupt();
+        tracing::warn!(pos, seq, len, "perdix: corrupt slot; consumer stopped");
+        Error::Corrupt { pos, seq, len }
+    }
+
+    /// A view of the ready message at `head` (header already checked by `poll`).
+    #[inline]
+    fn message(&self, header: SlotHeader) -> Message<'static> {
+        let pos = self.head;
+        let slot = self.ring.slot(pos);
+        // SAFETY: `poll` acquired `seq == pos + 1`, so the body is complete; we only take its
+        // address here.
+        let data = unsafe { (*slot).body.with(|body| addr_of!((*body).payload).cast::<u8>()) };
+        // SAFETY: `len <= PAYLOAD_MAX` (checked by `poll`), so `data..data + len` is inside the
+        // slot, initialised, and not written by any producer until this consumer publishes a head
+        // above `pos`; every caller bounds the view's life by a borrow of this consumer (a
+        // `MessageRef` or a `drain` callback) that ends before that publish.
+        let payload = unsafe { core::slice::from_raw_parts(data, header.len as usize) };
+        Message::new(header, pos, payload)
+    }
+
+    fn guard(&mut self, header: SlotHeader) -> MessageRef<'_> {
+        let msg = self.message(header);
+        MessageRef::new(msg, self)
+    }
+
+    /// Called when a `MessageRef` drops: frees its slot.
+    #[inline]
+    pub(crate) fn release_one(&mut self) {
+        self.head += 1;
+        self.publish();
+    }
+
+    #[inline]
+    fn publish(&mut self) {
+        if self.published != self.head {
+            self.ring.publish_head(self.head);
+            self.published = self.head;
+        }
+    }
+
+    /// Slots in the ring.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity() as usize
+    }
+
+    /// Position of the next message to read (= messages consumed so far).
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.head
+    }
+
+    /// Whether the producer is gone (messages may still be waiting).
+    #[must_use]
+    pub fn is_abandoned(&self) -> bool {
+        self.ring.producer_closed()
+    }
+
+    /// The ring's counters.
+    #[must_use]
+    pub fn stats(&self) -> RingStats {
+        self.ring.stats()
+    }
+
+    /// A handle that reads this ring's counters from any thread.
+    #[must_use]
+    pub fn monitor(&self) -> super::Monitor {
+        super::Monitor::new(Arc::clone(&self.ring))
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.ring.close_consumer();
+    }
+}

@@ -1,0 +1,138 @@
+//! The slot: the one definition of the wire format shared by CPU and GPU producers.
+//!
+//! A ring is `capacity` slots of [`SLOT_SIZE`] bytes, each aligned to [`SLOT_ALIGN`]:
+//!
+//! | offset | field | meaning |
+//! |---|---|---|
+//! | 0 | `seq: u64` | publication word: `pos + 1` once the slot for position `pos` is complete; written last, with release ordering |
+//! | 8 | `len: u32` | payload length, `0..=PAYLOAD_MAX` |
+//! | 12 | `kind: u32` | message type id (typed channels route on it) |
+//! | 16 | `producer: u32` | producer id (GPU block or lane, CPU thread) |
+//! | 20 | `flags: u32` | reserved bits |
+//! | 24 | `stamp_ns: u64` | producer clock at publish, for latency |
+//! | 32 | `payload` | message bytes |
+//!
+//! `kernels/perdix.cuh` declares the same struct. It receives these constants as `-D` defines
+//! (see [`cuda_defines`]) and `static_assert`s its own sizes against them, so the two sides cannot
+//! drift apart; `Slot`'s offsets are checked here at compile time with `offset_of!`.
+
+use crate::sync::{AtomicU64, UnsafeCell};
+
+/// Bytes in one slot (header and payload): four 64-byte cache lines.
+pub const SLOT_SIZE: usize = 256;
+/// Alignment of every slot, so a slot never straddles a cache-line pair.
+pub const SLOT_ALIGN: usize = 256;
+/// Offset of the `seq` publication word.
+pub const OFFSET_SEQ: usize = 0;
+/// Offset of the payload length.
+pub const OFFSET_LEN: usize = 8;
+/// Offset of the message kind.
+pub const OFFSET_KIND: usize = 12;
+/// Offset of the producer id.
+pub const OFFSET_PRODUCER: usize = 16;
+/// Offset of the reserved flags.
+pub const OFFSET_FLAGS: usize = 20;
+/// Offset of the producer's timestamp.
+pub const OFFSET_STAMP_NS: usize = 24;
+/// Offset of the payload; also the size of the header.
+pub const OFFSET_PAYLOAD: usize = 32;
+/// The largest payload a slot carries.
+pub const PAYLOAD_MAX: usize = SLOT_SIZE - OFFSET_PAYLOAD;
+/// Cache-line size the GPU writes and the CPU reads in units of (a message touches
+/// `ceil((OFFSET_PAYLOAD + len) / CACHE_LINE)` lines).
+pub const CACHE_LINE: usize = 64;
+
+/// One slot of the ring.
+///
+/// Never borrowed as `&Slot` across threads: the ring holds `*mut Slot`, `seq` is reached only as
+/// an atomic, and the body only through the cell while the protocol says this side owns it.
+#[repr(C, align(256))]
+pub(crate) struct Slot {
+    /// `pos + 1` once the message at `pos` is complete; `0` before the first lap.
+    pub(crate) seq: AtomicU64,
+    /// Header fields after `seq`, then the payload.
+    pub(crate) body: UnsafeCell<SlotBody>,
+}
+
+/// Everything in a slot after `seq`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct SlotBody {
+    pub(crate) header: SlotHeader,
+    pub(crate) payload: [u8; PAYLOAD_MAX],
+}
+
+/// The header fields between `seq` and the payload, written and read as one value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SlotHeader {
+    pub(crate) len: u32,
+    pub(crate) kind: u32,
+    pub(crate) producer: u32,
+    pub(crate) flags: u32,
+    pub(crate) stamp_ns: u64,
+}
+
+impl Slot {
+    /// An empty slot: `seq` 0 (never written), zeroed body.
+    pub(crate) fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            body: UnsafeCell::new(SlotBody {
+                header: SlotHeader::default(),
+                payload: [0; PAYLOAD_MAX],
+            }),
+        }
+    }
+}
+
+// Loom's atomics and cells are larger than core's, so the layout is checked only on the real
+// build; the constants above are what every other side uses.
+#[cfg(not(perdix_loom))]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<Slot>() == SLOT_SIZE);
+    assert!(align_of::<Slot>() == SLOT_ALIGN);
+    assert!(offset_of!(Slot, seq) == OFFSET_SEQ);
+    const HEADER: usize = offset_of!(Slot, body) + offset_of!(SlotBody, header);
+    assert!(HEADER + offset_of!(SlotHeader, len) == OFFSET_LEN);
+    assert!(HEADER + offset_of!(SlotHeader, kind) == OFFSET_KIND);
+    assert!(HEADER + offset_of!(SlotHeader, producer) == OFFSET_PRODUCER);
+    assert!(HEADER + offset_of!(SlotHeader, flags) == OFFSET_FLAGS);
+    assert!(HEADER + offset_of!(SlotHeader, stamp_ns) == OFFSET_STAMP_NS);
+    assert!(HEADER + size_of::<SlotHeader>() == OFFSET_PAYLOAD);
+    assert!(offset_of!(Slot, body) + offset_of!(SlotBody, payload) == OFFSET_PAYLOAD);
+    assert!(size_of::<SlotBody>() == SLOT_SIZE - OFFSET_LEN);
+    assert!(SLOT_SIZE % CACHE_LINE == 0 && SLOT_ALIGN % CACHE_LINE == 0);
+};
+
+/// The layout as `-D` defines for the CUDA side (`kernels/perdix.cuh` asserts against them).
+///
+/// # Examples
+///
+/// ```
+/// let defines = perdix_transport::layout::cuda_defines();
+/// assert!(defines.contains(&("PERDIX_SLOT_SIZE", 256)));
+/// ```
+#[must_use]
+pub fn cuda_defines() -> [(&'static str, usize); 11] {
+    [
+        ("PERDIX_SLOT_SIZE", SLOT_SIZE),
+        ("PERDIX_SLOT_ALIGN", SLOT_ALIGN),
+        ("PERDIX_OFFSET_SEQ", OFFSET_SEQ),
+        ("PERDIX_OFFSET_LEN", OFFSET_LEN),
+        ("PERDIX_OFFSET_KIND", OFFSET_KIND),
+        ("PERDIX_OFFSET_PRODUCER", OFFSET_PRODUCER),
+        ("PERDIX_OFFSET_FLAGS", OFFSET_FLAGS),
+        ("PERDIX_OFFSET_STAMP_NS", OFFSET_STAMP_NS),
+        ("PERDIX_OFFSET_PAYLOAD", OFFSET_PAYLOAD),
+        ("PERDIX_PAYLOAD_MAX", PAYLOAD_MAX),
+        ("PERDIX_CACHE_LINE", CACHE_LINE),
+    ]
+}
+
+/// Bytes of ring memory for `capacity` slots, or `None` on overflow.
+#[must_use]
+pub(crate) fn ring_bytes(capacity: usize) -> Option<usize> {
+    capacity.checked_mul(SLOT_SIZE)
+}

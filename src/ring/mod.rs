@@ -1,0 +1,88 @@
+//! The ring: slot layout, memory backends, and the two halves.
+
+mod buffer;
+mod consumer;
+pub mod layout;
+mod memory;
+mod message;
+mod producer;
+mod shared;
+
+pub use buffer::{Buffer, BufferBuilder, ConsumerMut, ProducerMut};
+pub use consumer::Consumer;
+pub use memory::{Backend, Host, RingMemory};
+pub use message::{Message, MessageRef};
+pub use producer::Producer;
+pub use shared::{RingStats, MAX_CAPACITY};
+
+pub(crate) use shared::Ring;
+
+use crate::sync::Arc;
+
+/// What a producer does when the ring is full.
+///
+/// [`try_produce`](Producer::try_produce) never blocks whatever the policy; the policy governs
+/// the blocking [`produce`](Producer::produce) and GPU producers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// Wait for room (spin with backoff, then yield; GPU: poll with `__nanosleep`).
+    #[default]
+    Block,
+    /// Drop the new message and count it in [`RingStats::drops`].
+    DropNewest,
+}
+
+impl core::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(Self::Block),
+            "drop-newest" | "drop_newest" | "drop" => Ok(Self::DropNewest),
+            other => Err(format!("unknown policy {other:?}: expected block or drop-newest")),
+        }
+    }
+}
+
+impl core::fmt::Display for Policy {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::Block => "block",
+            Self::DropNewest => "drop-newest",
+        })
+    }
+}
+
+/// Reads a ring's counters from any thread, without being either half.
+///
+/// # Examples
+///
+/// ```
+/// let (mut producer, consumer) = perdix_transport::Buffer::new(4)?.into_split();
+/// let monitor = consumer.monitor();
+/// producer.try_produce(b"x")?;
+/// assert_eq!(monitor.stats().occupancy(), 1);
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    ring: Arc<Ring>,
+}
+
+impl Monitor {
+    pub(crate) fn new(ring: Arc<Ring>) -> Self {
+        Self { ring }
+    }
+
+    /// The ring's counters now.
+    #[must_use]
+    pub fn stats(&self) -> RingStats {
+        self.ring.stats()
+    }
+
+    /// Which memory the ring lives in.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.ring.backend()
+    }
+}
