@@ -42,6 +42,7 @@ pub mod clock;
 mod error;
 mod ring;
 mod sync;
+pub mod stress;
 pub mod telemetry;
 
 pub use error::Error;

@@ -1,0 +1,233 @@
+//! The stress-message format and its verifier, shared by the bins, the examples, the Bevy
+//! plugin's CPU fallback and the GPU stress kernel (`kernels/stress.cu` writes the same words).
+//!
+//! A stress message from producer `p` with per-producer sequence `s` is `size` bytes (a multiple
+//! of 8 in `16..=224`), read as little-endian 64-bit words:
+//!
+//! | word | value |
+//! |---|---|
+//! | 0 | `s` |
+//! | 1 | `tag = mix(p, s)` |
+//! | 2 .. n-2 | `tag ^ (w * 0x9E37_79B9_7F4A_7C15)` |
+//! | n-2, n-1 (when n ≥ 4) | `tag`, `!s` |
+//!
+//! The quick check reads the first and last 16 bytes; the full check reads every word. Each
+//! producer's sequence runs 0, 1, 2, ... so a gap is a loss, a repeat a duplicate, and a step back
+//! a reorder.
+#![forbid(unsafe_code)]
+
+use crate::layout::PAYLOAD_MAX;
+
+/// Smallest stress message: sequence and tag.
+pub const MIN_SIZE: usize = 16;
+
+/// Whether `size` is a valid stress-message size (a multiple of 8 in `16..=224`).
+#[must_use]
+pub const fn valid_size(size: usize) -> bool {
+    size >= MIN_SIZE && size <= PAYLOAD_MAX && size % 8 == 0
+}
+
+/// The 64-bit tag of message `seq` from `producer` (splitmix64's finaliser).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::stress::tag;
+/// assert_ne!(tag(0, 0), tag(0, 1));
+/// assert_ne!(tag(0, 1), tag(1, 1));
+/// ```
+#[must_use]
+#[inline]
+pub const fn tag(producer: u32, seq: u64) -> u64 {
+    let mut z = seq ^ ((producer as u64) << 40) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Word `w` of an `n`-word message (see the module table).
+#[must_use]
+#[inline]
+pub const fn word(producer: u32, seq: u64, w: usize, n: usize) -> u64 {
+    let t = tag(producer, seq);
+    if w == 0 {
+        seq
+    } else if w == 1 {
+        t
+    } else if n >= 4 && w == n - 1 {
+        !seq
+    } else if n >= 4 && w == n - 2 {
+        t
+    } else {
+        t ^ (w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// Fills `buf` (its whole length, a valid size) with message `seq` of `producer`; returns the
+/// length, for [`Producer::try_produce_with`](crate::Producer::try_produce_with).
+///
+/// # Panics
+///
+/// If `buf.len()` is not a [`valid_size`] (a caller contract).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::stress::{fill, Verifier};
+///
+/// let mut buf = [0u8; 64];
+/// fill(&mut buf, 3, 0);
+/// let mut verifier = Verifier::new(true);
+/// verifier.check(3, &buf);
+/// assert!(verifier.report().is_clean());
+/// ```
+#[inline]
+pub fn fill(buf: &mut [u8], producer: u32, seq: u64) -> usize {
+    assert!(valid_size(buf.len()), "invalid stress size {}", buf.len());
+    let n = buf.len() / 8;
+    for (w, chunk) in buf.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&word(producer, seq, w, n).to_le_bytes());
+    }
+    buf.len()
+}
+
+/// Everything a verification run found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VerifyReport {
+    /// Messages checked.
+    pub messages: u64,
+    /// Payload bytes checked.
+    pub bytes: u64,
+    /// Messages missing: gaps in a producer's sequence, plus (after [`Verifier::finish`]) the
+    /// ones producers sent that never arrived.
+    pub lost: u64,
+    /// Messages seen twice.
+    pub duplicates: u64,
+    /// Messages that arrived after a later one from the same producer.
+    pub reordered: u64,
+    /// Messages whose bytes do not match their sequence (torn or corrupt), or of a bad length.
+    pub corrupt: u64,
+}
+
+impl VerifyReport {
+    /// No loss, duplicate, reorder or corruption.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.duplicates == 0 && self.reordered == 0 && self.corrupt == 0
+    }
+
+    /// Adds another report's counts (one verifier per consumer thread).
+    pub fn merge(&mut self, other: &Self) {
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+        self.lost += other.lost;
+        self.duplicates += other.duplicates;
+        self.reordered += other.reordered;
+        self.corrupt += other.corrupt;
+    }
+}
+
+/// Checks stress messages as they arrive.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::stress::{fill, Verifier};
+///
+/// let mut verifier = Verifier::new(false);
+/// let mut buf = [0u8; 32];
+/// for seq in [0, 1, 3, 3, 2] {
+///     fill(&mut buf, 0, seq);
+///     verifier.check(0, &buf);
+/// }
+/// let report = verifier.report();
+/// // 2 came late: a reorder, not a loss.
+/// assert_eq!((report.lost, report.duplicates, report.reordered), (0, 1, 1));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Verifier {
+    /// Next expected sequence of each producer id.
+    next: Vec<u64>,
+    full: bool,
+    report: VerifyReport,
+}
+
+impl Verifier {
+    /// A verifier; `full` checks every word, otherwise the first and last 16 bytes.
+    #[must_use]
+    pub fn new(full: bool) -> Self {
+        Self {
+            next: Vec::new(),
+            full,
+            report: VerifyReport::default(),
+        }
+    }
+
+    /// Checks one message from `producer`.
+    #[inline]
+    pub fn check(&mut self, producer: u32, payload: &[u8]) {
+        self.report.messages += 1;
+        self.report.bytes += payload.len() as u64;
+        if !valid_size(payload.len()) {
+            self.report.corrupt += 1;
+            return;
+        }
+        let n = payload.len() / 8;
+        let read = |w: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&payload[w * 8..w * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let seq = read(0);
+        let intact = if self.full {
+            (1..n).all(|w| read(w) == word(producer, seq, w, n))
+        } else {
+            [1, n - 2, n - 1]
+                .iter()
+                .all(|&w| w == 0 || read(w) == word(producer, seq, w, n))
+        };
+        if !intact {
+            self.report.corrupt += 1;
+            return;
+        }
+        let idx = producer as usize;
+        if idx >= self.next.len() {
+            self.next.resize(idx + 1, 0);
+        }
+        let expected = self.next[idx];
+        if seq == expected {
+            self.next[idx] = seq + 1;
+        } else if seq > expected {
+            self.report.lost += seq - expected;
+            self.next[idx] = seq + 1;
+        } else if seq + 1 == expected {
+            self.report.duplicates += 1;
+        } else {
+            // An older message than the last one: it was counted lost when the gap opened.
+            self.report.reordered += 1;
+            self.report.lost = self.report.lost.saturating_sub(1);
+        }
+    }
+
+    /// The report so far.
+    #[must_use]
+    pub fn report(&self) -> VerifyReport {
+        self.report
+    }
+
+    /// Closes the run: `sent[p]` is how many messages producer `p` says it sent; every one not
+    /// seen counts as lost. Returns the final report.
+    pub fn finish(&mut self, sent: &[u64]) -> VerifyReport {
+        for (idx, &count) in sent.iter().enumerate() {
+            let seen = self.next.get(idx).copied().unwrap_or(0);
+            self.report.lost += count.saturating_sub(seen);
+        }
+        self.report
+    }
+
+    /// Next expected sequence per producer (= messages seen in order, per producer).
+    #[must_use]
+    pub fn next_expected(&self) -> &[u64] {
+        &self.next
+    }
+}
