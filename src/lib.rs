@@ -38,7 +38,13 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "bevy")]
+pub mod bevy;
 pub mod clock;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod error;
 mod ring;
 mod sync;

@@ -1,0 +1,2 @@
+//! Bevy integration: `PerdixPlugin`, typed messages, `perdix/*` diagnostics.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! CUDA backend: pinned and managed ring memory, NVRTC-compiled producer kernels.

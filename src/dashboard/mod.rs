@@ -1,0 +1,2 @@
+//! egui dashboard: `PerdixPanel` over a `TelemetrySnapshot`.
+#![forbid(unsafe_code)]
