@@ -41,6 +41,7 @@
 #[cfg(feature = "bevy")]
 pub mod bevy;
 pub mod clock;
+pub mod harness;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 #[cfg(feature = "dashboard")]

@@ -1,0 +1,240 @@
+//! CPU load generators shared by the bins (`transport_test`, `benchmark`), benches and examples:
+//! a verified two-thread throughput run and an echo-thread round trip.
+//!
+//! These are measurement tools, kept in the library so every front end runs the same code.
+#![forbid(unsafe_code)]
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+
+use crate::stress::{self, Verifier, VerifyReport};
+use crate::telemetry::LatencyHistogram;
+use crate::{clock, Buffer, Error, Policy};
+
+/// A two-thread throughput run: one producer thread, one consumer (the calling thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpscRun {
+    /// Ring capacity in slots.
+    pub capacity: usize,
+    /// Message size in bytes (a [`stress::valid_size`]).
+    pub size: usize,
+    /// Messages to send (`None`: until `duration` has passed).
+    pub messages: Option<u64>,
+    /// How long to run when `messages` is `None`.
+    pub duration: Duration,
+    /// Policy of the producer's blocking `produce`.
+    pub policy: Policy,
+    /// Check every word of every message (otherwise the first and last 16 bytes).
+    pub full_check: bool,
+    /// Stamp messages and collect one-way latency.
+    pub latency: bool,
+}
+
+impl Default for SpscRun {
+    fn default() -> Self {
+        Self {
+            capacity: 4096,
+            size: 32,
+            messages: Some(1_000_000),
+            duration: Duration::from_secs(1),
+            policy: Policy::Block,
+            full_check: false,
+            latency: false,
+        }
+    }
+}
+
+/// What an [`SpscRun`] measured.
+#[derive(Debug, Clone)]
+pub struct SpscReport {
+    /// Messages the producer sent.
+    pub sent: u64,
+    /// Messages the producer dropped (`DropNewest`).
+    pub dropped: u64,
+    /// Verification of everything received.
+    pub verify: VerifyReport,
+    /// Wall time from the first send to the last receive.
+    pub elapsed: Duration,
+    /// One-way latency (empty unless asked for).
+    pub latency: LatencyHistogram,
+}
+
+impl SpscReport {
+    /// Messages received per second.
+    #[must_use]
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.verify.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Payload bytes received per second.
+    #[must_use]
+    pub fn bytes_per_sec(&self) -> f64 {
+        self.verify.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl SpscRun {
+    /// Runs it, calling `progress` about once a second with the report so far.
+    ///
+    /// Under `DropNewest` dropped messages are not lost: the producer still numbers them, so
+    /// the verifier is told to expect only what was sent (drops show in `dropped`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCapacity`] for a bad capacity; [`Error::MessageTooLarge`] for a size that is
+    /// not a valid stress size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::harness::SpscRun;
+    ///
+    /// let report = SpscRun { messages: Some(10_000), ..SpscRun::default() }.run(|_| {})?;
+    /// assert_eq!(report.verify.messages, 10_000);
+    /// assert!(report.verify.is_clean());
+    /// # Ok::<(), perdix_transport::Error>(())
+    /// ```
+    pub fn run(&self, mut progress: impl FnMut(&SpscReport)) -> Result<SpscReport, Error> {
+        if !stress::valid_size(self.size) {
+            return Err(Error::too_large(self.size));
+        }
+        let (mut producer, mut consumer) = Buffer::builder(self.capacity)
+            .policy(self.policy)
+            .timestamps(self.latency)
+            .build()?
+            .into_split();
+        let run = *self;
+        let start = Instant::now();
+        let sender = thread::spawn(move || {
+            let mut seq = 0u64;
+            let mut dropped = 0u64;
+            let deadline = start + run.duration;
+            let mut buf = [0u8; crate::layout::PAYLOAD_MAX];
+            let size = run.size;
+            stress::fill(&mut buf[..size], 0, 0);
+            loop {
+                match run.messages {
+                    Some(n) if seq >= n => break,
+                    None if seq % 1024 == 0 && Instant::now() >= deadline => break,
+                    _ => {}
+                }
+                stress::fill(&mut buf[..size], 0, seq);
+                match producer.produce_with(0, |slot| {
+                    slot[..size].copy_from_slice(&buf[..size]);
+                    size
+                }) {
+                    Ok(()) => seq += 1,
+                    // DropNewest: this sequence number is skipped on purpose; count it.
+                    Err(Error::Full) => {
+                        dropped += 1;
+                        seq += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            (seq, dropped)
+        });
+        let mut verifier = Verifier::new(self.full_check);
+        let mut latency = LatencyHistogram::new();
+        let mut last_progress = Instant::now();
+        let backoff = Backoff::new();
+        loop {
+            let got = consumer.drain_checked(4096, |msg| {
+                verifier.check(msg.producer(), &msg);
+                if run.latency {
+                    latency.record(clock::now_ns().saturating_sub(msg.stamp_ns()));
+                }
+            });
+            match got {
+                Ok(0) => backoff.snooze(),
+                Ok(_) => backoff.reset(),
+                Err(Error::Disconnected) => break,
+                Err(err) => return Err(err),
+            }
+            if last_progress.elapsed() >= Duration::from_secs(1) {
+                last_progress = Instant::now();
+                progress(&SpscReport {
+                    sent: consumer.position(),
+                    dropped: consumer.stats().drops,
+                    verify: verifier.report(),
+                    elapsed: start.elapsed(),
+                    latency: LatencyHistogram::new(),
+                });
+            }
+        }
+        let elapsed = start.elapsed();
+        let (sent, dropped) = sender.join().map_err(|_| Error::Disconnected)?;
+        // Every sequence number below `sent` must arrive except the dropped ones, which the
+        // verifier sees as gaps: take them out of the loss count.
+        let mut verify = verifier.finish(&[sent]);
+        verify.lost = verify.lost.saturating_sub(dropped);
+        Ok(SpscReport {
+            sent,
+            dropped,
+            verify,
+            elapsed,
+            latency,
+        })
+    }
+}
+
+/// Round trips through two rings and an echo thread: `samples` timed, after `warmup` untimed.
+///
+/// Each message carries its send time; the echo thread sends it straight back; the time is
+/// taken when it returns. Messages are `size` bytes.
+///
+/// # Errors
+///
+/// As [`Buffer::new`]; [`Error::MessageTooLarge`] above the payload size.
+///
+/// # Examples
+///
+/// ```
+/// let hist = perdix_transport::harness::round_trip(1_000, 100, 8)?;
+/// assert_eq!(hist.len(), 1_000);
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHistogram, Error> {
+    if size > crate::layout::PAYLOAD_MAX || size < 8 {
+        return Err(Error::too_large(size));
+    }
+    let (mut ping_tx, mut ping_rx) = Buffer::new(64)?.into_split();
+    let (mut pong_tx, mut pong_rx) = Buffer::new(64)?.into_split();
+    let echo = thread::spawn(move || -> Result<(), Error> {
+        loop {
+            let msg = match ping_rx.consume() {
+                Ok(msg) => msg,
+                Err(Error::Disconnected) => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            pong_tx.produce(&msg)?;
+        }
+    });
+    let mut hist = LatencyHistogram::new();
+    let mut buf = [0u8; crate::layout::PAYLOAD_MAX];
+    for i in 0..warmup + samples {
+        let t0 = clock::now_ns();
+        buf[..8].copy_from_slice(&t0.to_le_bytes());
+        ping_tx.produce(&buf[..size])?;
+        let back = pong_rx.consume()?;
+        let t1 = clock::now_ns();
+        if back.len() != size || back[..8] != t0.to_le_bytes() {
+            return Err(Error::Corrupt {
+                pos: back.seq(),
+                seq: back.seq() + 1,
+                len: back.len() as u32,
+            });
+        }
+        if i >= warmup {
+            hist.record(t1 - t0);
+        }
+    }
+    drop(ping_tx);
+    match echo.join() {
+        Ok(result) => result?,
+        Err(_) => return Err(Error::Disconnected),
+    }
+    Ok(hist)
+}
