@@ -52,6 +52,11 @@ mod sync;
 pub mod stress;
 pub mod telemetry;
 
+/// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use error::Error;
 pub use ring::layout;
 pub use ring::{
