@@ -184,9 +184,10 @@ impl<'a> PerdixPanel<'a> {
             ui.label(format!("device: {}", or_dash(&snap.device)));
             ui.separator();
             ui.label(
-                RichText::new(format!("● {}", health.label()))
+                RichText::new(format!(" {} ", health.label().to_uppercase()))
                     .strong()
-                    .color(health.color()),
+                    .color(Color32::BLACK)
+                    .background_color(health.color()),
             );
         });
     }
@@ -201,19 +202,19 @@ impl<'a> PerdixPanel<'a> {
             .striped(true)
             .show(ui, |ui| {
                 ui.label("throughput");
-                ui.label(RichText::new(si(latest.msgs_per_sec, "msg/s")).strong());
+                ui.label(RichText::new(si(latest.msgs_per_sec, " msg/s")).strong());
                 ui.label("bandwidth");
                 ui.label(RichText::new(si(latest.bytes_per_sec, "B/s")).strong());
                 ui.end_row();
 
                 ui.label("stalls");
                 ui.label(
-                    RichText::new(si(latest.stalls_per_sec, "/s"))
+                    RichText::new(si(latest.stalls_per_sec, " /s"))
                         .color(alarm(latest.stalls_per_sec, AMBER)),
                 );
                 ui.label("drops");
                 ui.label(
-                    RichText::new(si(latest.drops_per_sec, "/s"))
+                    RichText::new(si(latest.drops_per_sec, " /s"))
                         .color(alarm(latest.drops_per_sec, RED)),
                 );
                 ui.end_row();
@@ -248,7 +249,7 @@ impl<'a> PerdixPanel<'a> {
 
                 if totals.unrouted > 0 || latest.unrouted_per_sec > 0.0 {
                     ui.label("unrouted");
-                    ui.label(si(latest.unrouted_per_sec, "/s"));
+                    ui.label(si(latest.unrouted_per_sec, " /s"));
                     ui.label("unrouted total");
                     ui.label(count(totals.unrouted));
                     ui.end_row();
@@ -450,7 +451,8 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
-/// `1.23 M unit`-style text (k, M, G, T, P, E).
+/// `1.23 MB/s`-style text (k, M, G, T, P, E). A `unit` starting with a space keeps the prefix
+/// apart from it (`1.23 M msg/s`).
 pub(crate) fn si(v: f64, unit: &str) -> String {
     let v = finite(v);
     const PREFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
@@ -460,10 +462,14 @@ pub(crate) fn si(v: f64, unit: &str) -> String {
         scaled /= 1000.0;
         idx += 1;
     }
-    if idx == 0 {
-        format!("{scaled:.0} {unit}")
-    } else {
-        format!("{scaled:.2} {}{unit}", PREFIXES[idx])
+    let spaced = unit.starts_with(' ');
+    let unit = unit.trim_start();
+    let prefix = PREFIXES[idx];
+    let digits = if idx == 0 { 0 } else { 2 };
+    match (prefix.is_empty(), spaced) {
+        (true, _) => format!("{scaled:.digits$} {unit}"),
+        (false, true) => format!("{scaled:.digits$} {prefix} {unit}"),
+        (false, false) => format!("{scaled:.digits$} {prefix}{unit}"),
     }
 }
 
@@ -501,7 +507,9 @@ mod tests {
     #[test]
     fn formats() {
         assert_eq!(si(0.0, "B/s"), "0 B/s");
-        assert_eq!(si(1_234_000.0, "msg/s"), "1.23 Mmsg/s");
+        assert_eq!(si(1_234_000.0, " msg/s"), "1.23 M msg/s");
+        assert_eq!(si(12.0, " msg/s"), "12 msg/s");
+        assert_eq!(si(5_900_000.0, "B/s"), "5.90 MB/s");
         assert_eq!(si(f64::NAN, "B"), "0 B");
         assert_eq!(si(1e30, "B"), "1000000000000.00 EB");
         assert_eq!(count(0), "0");

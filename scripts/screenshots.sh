@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Regenerates the README screenshots in assets/ under Xvfb with Mesa's software GL (llvmpipe):
+#   assets/dashboard.png               the dashboard example at 1 M msg/s, policy block
+#   assets/dashboard-backpressure.png  unlimited rate on a 256-slot ring, policy drop-newest
+#   assets/overlay.png                 the panel inside a Bevy window (needs the `overlay` feature)
+#
+# Usage: scripts/screenshots.sh [--no-overlay]
+# Needs: Xvfb (or xvfb-run) and Mesa's DRI drivers, e.g.
+#   apt-get install -y xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+overlay=1
+[[ "${1:-}" == "--no-overlay" ]] && overlay=0
+
+command -v Xvfb >/dev/null || { echo "Xvfb not found (apt-get install xvfb)" >&2; exit 1; }
+
+# A free display number.
+display=99
+while [[ -e "/tmp/.X11-unix/X${display}" || -e "/tmp/.X${display}-lock" ]]; do
+  display=$((display + 1))
+done
+Xvfb ":${display}" -screen 0 1600x1000x24 -nolisten tcp >/dev/null 2>&1 &
+xvfb_pid=$!
+trap 'kill "${xvfb_pid}" 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  [[ -e "/tmp/.X11-unix/X${display}" ]] && break
+  sleep 0.1
+done
+
+export DISPLAY=":${display}"
+export LIBGL_ALWAYS_SOFTWARE=1
+export RUST_LOG="${RUST_LOG:-warn}"
+
+dash=(cargo run --release --no-default-features --features dashboard --example dashboard --)
+"${dash[@]}" --rate 1000000 --size 64 --capacity 4096 --policy block \
+  --window 1280x760 --screenshot-after 15 --screenshot assets/dashboard.png
+"${dash[@]}" --rate 0 --size 128 --capacity 256 --policy drop-newest \
+  --window 1280x760 --screenshot-after 15 --screenshot assets/dashboard-backpressure.png
+
+if [[ "${overlay}" == 1 ]]; then
+  cargo run --release --features overlay --example simulation_overlay -- \
+    --screenshot assets/overlay.png --screenshot-after 10
+fi
+ls -l assets/*.png
