@@ -132,7 +132,10 @@ pub fn cuda_defines() -> [(&'static str, usize); 11] {
 }
 
 /// Bytes of ring memory for `capacity` slots, or `None` on overflow.
+///
+/// `size_of::<Slot>()` is [`SLOT_SIZE`] (asserted above); only under loom, whose atomics are
+/// larger, does it differ, and then the ring must still fit its slots.
 #[must_use]
 pub(crate) fn ring_bytes(capacity: usize) -> Option<usize> {
-    capacity.checked_mul(SLOT_SIZE)
+    capacity.checked_mul(core::mem::size_of::<Slot>())
 }
