@@ -1,2 +1,64 @@
-//! Bevy integration: `PerdixPlugin`, typed messages, `perdix/*` diagnostics.
+//! Bevy integration: [`PerdixPlugin`], typed ECS messages, `perdix/*` diagnostics.
+//!
+//! The plugin owns one ring per producer (the ring is single-producer): GPU kernels registered
+//! with [`PerdixAppExt::add_gpu_producer`] (or their CPU fallbacks when there is no GPU or no
+//! `cuda` feature), CPU threads started with [`PerdixRing::add_producer`], and any ring handed
+//! over with [`PerdixRing::add_consumer`]. Each frame:
+//!
+//! 1. [`PerdixSystems::Launch`] launches the registered producers asynchronously (a GPU stream
+//!    launch, or a message to the fallback's worker thread): nothing in the frame waits for them;
+//! 2. [`PerdixSystems::Drain`] moves at most [`PerdixPlugin::budget`] ready messages out of the
+//!    rings into Bevy messages: [`Messages<T>`](bevy_ecs::message::Messages) for every type
+//!    registered with [`PerdixAppExt::add_perdix_message`], and the raw [`PerdixMessage`] for
+//!    every other kind (counted as unrouted unless registered with
+//!    [`PerdixAppExt::add_perdix_raw`]). What the budget leaves behind stays in the rings and is
+//!    counted as deferred ([`DrainStats`]).
+//!
+//! Both sets run in [`PreUpdate`](bevy_app::PreUpdate), so `Update` systems read this frame's
+//! messages with an ordinary [`MessageReader`](bevy_ecs::message::MessageReader). Systems that
+//! want no copy at all call [`PerdixRing::drain_with`] instead (and may turn routing off with
+//! [`PerdixPlugin::route`]).
+//!
+//! Bevy keeps a message for two frames, then drops it unread: at tens of millions of messages a
+//! second a frame sees millions, so the budget, per-frame summaries and counted deferral matter
+//! more than raw copying (see `docs/PERFORMANCE.md` for measured figures).
+//!
+//! # Examples
+//!
+//! ```
+//! use bevy_app::prelude::*;
+//! use bevy_ecs::prelude::*;
+//! use bytemuck::{Pod, Zeroable};
+//! use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRing};
+//!
+//! #[derive(Message, Clone, Copy, Pod, Zeroable)]
+//! #[repr(C)]
+//! struct Hit {
+//!     particle: u32,
+//!     wall: u32,
+//! }
+//!
+//! let mut app = App::new();
+//! app.add_plugins(PerdixPlugin::default().capacity(1024))
+//!     .add_perdix_message::<Hit>(1);
+//! // A CPU producer on its own ring (any thread may own it).
+//! let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+//! producer.try_produce_kind(1, bytemuck::bytes_of(&Hit { particle: 7, wall: 2 }))?;
+//! app.update();
+//! let hits = app.world().resource::<Messages<Hit>>();
+//! let mut cursor = hits.get_cursor();
+//! let got: Vec<u32> = cursor.read(hits).map(|hit| hit.particle).collect();
+//! assert_eq!(got, [7]);
+//! # Ok::<(), perdix_transport::Error>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod diagnostics;
+mod drain;
+mod plugin;
+mod producers;
+
+pub use diagnostics::PerdixDiagnostics;
+pub use drain::{DrainStats, PerdixMessage, PerdixRing};
+pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
+pub use producers::{Emitter, GpuProducerSpec, ProducerBackend, StressProducers};

@@ -1,0 +1,898 @@
+//! The `PerdixRing` resource, the drain (in-system or through a consumer thread), and routing
+//! by kind into ECS messages.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use bevy_ecs::message::{Message as BevyMessage, Messages};
+use bevy_ecs::resource::Resource;
+use bevy_ecs::world::{Mut, World};
+use crossbeam_utils::Backoff;
+
+use super::plugin::DrainMode;
+use super::producers::ProducerBackend;
+use crate::layout::{SlotHeader, PAYLOAD_MAX};
+use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
+use crate::{clock, Backend, Buffer, Consumer, Error, Message, Monitor, Policy, Producer};
+
+/// Messages per batch a drain thread hands over (at most; less when the ring runs dry).
+const BATCH_MAX: usize = 4096;
+/// Batches a drain thread may have handed over and not yet had back.
+const BATCH_DEPTH: usize = 16;
+/// Drain latency is sampled on one stamped message in this many (a clock read each).
+const LATENCY_SAMPLE_EVERY: u64 = 64;
+/// Raw kinds below this are looked up in a table, the rest in a map.
+const KIND_TABLE: usize = 256;
+
+/// The plugin's settings, as the resource keeps them.
+#[derive(Debug, Clone)]
+pub(crate) struct RingConfig {
+    pub(crate) capacity: usize,
+    pub(crate) memory: Option<Backend>,
+    pub(crate) policy: Policy,
+    pub(crate) budget: usize,
+    pub(crate) drain: DrainMode,
+    pub(crate) route: bool,
+    pub(crate) timestamps: bool,
+}
+
+/// Cumulative counts of the drain, over all rings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DrainStats {
+    /// Frames the drain ran.
+    pub frames: u64,
+    /// Messages taken out of the rings (routed, raw, unrouted, malformed or via
+    /// [`PerdixRing::drain_with`]).
+    pub messages: u64,
+    /// Payload bytes taken out of the rings.
+    pub bytes: u64,
+    /// Messages of a kind nobody registered (delivered as raw [`PerdixMessage`]).
+    pub unrouted: u64,
+    /// Messages of a registered kind whose length did not match the type (dropped).
+    pub malformed: u64,
+    /// Frames that used their whole budget and left ready messages in the rings.
+    pub deferred_frames: u64,
+    /// Ready messages left behind at the end of the latest frame (0 unless the budget ran out).
+    pub deferred: u64,
+    /// Most messages taken in one frame.
+    pub max_frame: u64,
+}
+
+/// The rings of a Bevy app, as a resource: one ring per producer, drained once a frame.
+///
+/// Producers are added with [`add_producer`](Self::add_producer) (a CPU producer on a new host
+/// ring, for any thread), [`add_consumer`](Self::add_consumer) (the consumer of a ring someone
+/// else produces into, e.g. a GPU producer), or by the plugin for registered GPU producers.
+///
+/// # Examples
+///
+/// Zero-copy reading in a system of one's own:
+///
+/// ```
+/// use bevy_app::prelude::*;
+/// use bevy_ecs::prelude::*;
+/// use perdix_transport::bevy::{PerdixPlugin, PerdixRing};
+///
+/// fn count(mut ring: ResMut<PerdixRing>, mut total: Local<usize>) {
+///     *total += ring.drain_with(1000, |msg| assert_eq!(&*msg, b"hi"));
+/// }
+///
+/// let mut app = App::new();
+/// app.add_plugins(PerdixPlugin::default().route(false))
+///     .add_systems(Update, count);
+/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+/// producer.try_produce(b"hi")?;
+/// app.update();
+/// assert_eq!(app.world().resource::<PerdixRing>().stats().messages, 1);
+/// // Errors are values: capacities must be powers of two.
+/// let mut app = App::new();
+/// app.add_plugins(PerdixPlugin::default().capacity(1000));
+/// let err = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu").unwrap_err();
+/// assert_eq!(err, perdix_transport::Error::InvalidCapacity(1000));
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+#[derive(Resource, Debug)]
+pub struct PerdixRing {
+    config: RingConfig,
+    lanes: Vec<Lane>,
+    /// Lane the next drain starts with (rotates, for fairness under a budget).
+    cursor: usize,
+    stats: DrainStats,
+    /// Messages taken in the current frame (reset by the diagnostics system).
+    frame_messages: u64,
+    /// Latencies since the last diagnostics sample.
+    window: LatencyHistogram,
+    telemetry: Telemetry,
+    latency_tick: u64,
+    /// Where producers run, once decided.
+    backend: Option<ProducerBackend>,
+}
+
+impl PerdixRing {
+    pub(crate) fn new(config: RingConfig) -> Self {
+        Self {
+            config,
+            lanes: Vec::new(),
+            cursor: 0,
+            stats: DrainStats::default(),
+            frame_messages: 0,
+            window: LatencyHistogram::new(),
+            telemetry: Telemetry::new("host", 600),
+            latency_tick: 0,
+            backend: None,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &RingConfig {
+        &self.config
+    }
+
+    /// A new host ring of the plugin's capacity, drained by this resource; returns its
+    /// producer (policy and timestamps from the plugin, producer id = the ring's index).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCapacity`] or [`Error::Alloc`] from the ring.
+    pub fn add_producer(&mut self, name: &str) -> Result<Producer, Error> {
+        let id = u32::try_from(self.lanes.len()).unwrap_or(u32::MAX);
+        self.add_producer_with_id(name, id)
+    }
+
+    /// [`add_producer`](Self::add_producer) with a chosen producer id.
+    ///
+    /// # Errors
+    ///
+    /// As [`add_producer`](Self::add_producer).
+    pub fn add_producer_with_id(&mut self, name: &str, id: u32) -> Result<Producer, Error> {
+        let (producer, consumer) = Buffer::builder(self.config.capacity)
+            .policy(self.config.policy)
+            .producer_id(id)
+            .timestamps(self.config.timestamps)
+            .build()?
+            .into_split();
+        self.add_consumer(name, consumer);
+        Ok(producer)
+    }
+
+    /// Drains the ring of `consumer` from now on (in the plugin's [`DrainMode`]).
+    pub fn add_consumer(&mut self, name: &str, consumer: Consumer) {
+        let monitor = consumer.monitor();
+        let source = match self.config.drain {
+            DrainMode::System => Source::Direct(consumer),
+            DrainMode::Thread => Source::Thread(DrainThread::spawn(name, consumer)),
+        };
+        tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
+        self.lanes.push(Lane {
+            name: name.to_owned(),
+            monitor,
+            source,
+            finished: false,
+        });
+    }
+
+    /// Rings drained by this resource.
+    #[must_use]
+    pub fn rings(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Whether every ring's producer is gone and every message was taken (also true with no
+    /// rings at all).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.lanes.iter().all(|lane| lane.finished)
+    }
+
+    /// Takes up to `max` ready messages without copying them into ECS messages, calling `f` on
+    /// each, oldest first within each ring; returns how many. They count in
+    /// [`stats`](Self::stats) and the diagnostics but are not routed.
+    ///
+    /// In [`DrainMode::Thread`] the views are of the batch the drain thread copied; in
+    /// [`DrainMode::System`] they borrow the ring's slots.
+    pub fn drain_with<F>(&mut self, max: usize, mut f: F) -> usize
+    where
+        F: FnMut(Message<'_>),
+    {
+        self.drain_lanes(max, |_, msg| f(msg))
+    }
+
+    /// Cumulative drain counts.
+    #[must_use]
+    pub fn stats(&self) -> DrainStats {
+        self.stats
+    }
+
+    /// Totals over every ring now (for [`Telemetry`]).
+    #[must_use]
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals {
+            messages: self.stats.messages,
+            bytes: self.stats.bytes,
+            unrouted: self.stats.unrouted,
+            ..Totals::default()
+        };
+        for lane in &self.lanes {
+            let ring = lane.monitor.stats();
+            totals.stalls += ring.full_events;
+            totals.drops += ring.drops;
+            totals.occupancy += ring.occupancy() + lane.queued();
+            totals.capacity += ring.capacity;
+        }
+        totals
+    }
+
+    /// Everything the diagnostics recorded, for a dashboard.
+    #[must_use]
+    pub fn snapshot(&self) -> TelemetrySnapshot {
+        self.telemetry.snapshot()
+    }
+
+    /// Latencies (clock at drain minus producer stamp) of sampled messages since the start.
+    #[must_use]
+    pub fn latency(&self) -> &LatencyHistogram {
+        self.telemetry.latency()
+    }
+
+    /// Takes totals now, folding the window's latencies into the run's; returns the rates and
+    /// the window's latency histogram (then cleared).
+    pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram) {
+        let totals = self.totals();
+        let sample = self.telemetry.update(t_s, totals);
+        let window = core::mem::take(&mut self.window);
+        self.telemetry.latency_mut().merge(&window);
+        (sample, window)
+    }
+
+    pub(crate) fn backend_choice(&self) -> Option<&ProducerBackend> {
+        self.backend.as_ref()
+    }
+
+    pub(crate) fn set_backend_choice(&mut self, backend: ProducerBackend) {
+        match &backend {
+            ProducerBackend::Gpu { device } => self.telemetry.set_device(device.as_str()),
+            ProducerBackend::Cpu { .. } => self.telemetry.set_device("cpu"),
+        }
+        self.telemetry.set_backend(backend.name());
+        self.backend = Some(backend);
+    }
+
+    /// The drain proper: up to `max` messages, each ring first offered an equal share, then the
+    /// rest of the budget to whoever still has messages. Calls `f(ring index, message)`.
+    fn drain_lanes<F>(&mut self, max: usize, mut f: F) -> usize
+    where
+        F: FnMut(usize, Message<'_>),
+    {
+        let Self {
+            lanes,
+            cursor,
+            stats,
+            window,
+            latency_tick,
+            frame_messages,
+            ..
+        } = self;
+        let count = lanes.len();
+        if count == 0 || max == 0 {
+            return 0;
+        }
+        let mut bytes = 0u64;
+        let mut record = |idx: usize, msg: Message<'_>| {
+            bytes += msg.len() as u64;
+            let stamp = msg.stamp_ns();
+            if stamp != 0 {
+                *latency_tick += 1;
+                if *latency_tick % LATENCY_SAMPLE_EVERY == 0 {
+                    window.record(clock::now_ns().saturating_sub(stamp));
+                }
+            }
+            f(idx, msg);
+        };
+        let share = (max / count).max(1);
+        let start = *cursor % count;
+        let mut total = 0;
+        for pass in 0..2 {
+            for k in 0..count {
+                let idx = (start + k) % count;
+                let left = max - total;
+                if left == 0 {
+                    break;
+                }
+                let want = if pass == 0 { share.min(left) } else { left };
+                total += lanes[idx].drain(want, |msg| record(idx, msg));
+            }
+            if total >= max {
+                break;
+            }
+        }
+        *cursor = (start + 1) % count;
+        stats.messages += total as u64;
+        stats.bytes += bytes;
+        *frame_messages += total as u64;
+        if total >= max {
+            let left: u64 = lanes.iter().map(Lane::backlog).sum();
+            stats.deferred = left;
+            if left > 0 {
+                stats.deferred_frames += 1;
+            }
+        } else {
+            stats.deferred = 0;
+        }
+        total
+    }
+
+    /// Closes a frame's accounting (the diagnostics system calls it in `Last`).
+    pub(crate) fn end_frame(&mut self) {
+        self.stats.frames += 1;
+        self.stats.max_frame = self.stats.max_frame.max(self.frame_messages);
+        self.frame_messages = 0;
+    }
+}
+
+/// One ring and how it is drained.
+#[derive(Debug)]
+struct Lane {
+    name: String,
+    monitor: Monitor,
+    source: Source,
+    /// The producer is gone and every message was taken (or the ring broke).
+    finished: bool,
+}
+
+#[derive(Debug)]
+enum Source {
+    Direct(Consumer),
+    Thread(DrainThread),
+}
+
+impl Lane {
+    fn drain<F>(&mut self, max: usize, mut f: F) -> usize
+    where
+        F: FnMut(Message<'_>),
+    {
+        if self.finished {
+            return 0;
+        }
+        match &mut self.source {
+            Source::Direct(consumer) => match consumer.drain_checked(max, &mut f) {
+                Ok(count) => count,
+                Err(Error::Disconnected) => {
+                    self.finished = true;
+                    0
+                }
+                Err(err) => {
+                    tracing::warn!(ring = %self.name, %err, "perdix: ring stopped");
+                    self.finished = true;
+                    0
+                }
+            },
+            Source::Thread(thread) => {
+                let (count, done) = thread.take(max, &mut f);
+                if done {
+                    self.finished = true;
+                }
+                count
+            }
+        }
+    }
+
+    /// Messages waiting in the ring plus those the drain thread holds.
+    fn backlog(&self) -> u64 {
+        self.monitor.stats().occupancy() + self.queued()
+    }
+
+    fn queued(&self) -> u64 {
+        match &self.source {
+            Source::Direct(_) => 0,
+            Source::Thread(thread) => thread.queued.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Messages a drain thread copied out of its ring: headers and payloads packed end to end.
+#[derive(Debug, Default)]
+struct Batch {
+    entries: Vec<Entry>,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    header: SlotHeader,
+    pos: u64,
+    offset: usize,
+}
+
+impl Batch {
+    fn with_capacity(messages: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(messages),
+            bytes: Vec::with_capacity(messages * 64),
+        }
+    }
+
+    fn push(&mut self, msg: &Message<'_>) {
+        self.entries.push(Entry {
+            header: SlotHeader {
+                len: msg.len() as u32,
+                kind: msg.kind(),
+                producer: msg.producer(),
+                flags: msg.flags(),
+                stamp_ns: msg.stamp_ns(),
+            },
+            pos: msg.seq(),
+            offset: self.bytes.len(),
+        });
+        self.bytes.extend_from_slice(msg.payload());
+    }
+
+    fn get(&self, idx: usize) -> Option<Message<'_>> {
+        let entry = self.entries.get(idx)?;
+        let end = entry.offset + entry.header.len as usize;
+        let payload = self.bytes.get(entry.offset..end)?;
+        Some(Message::new(entry.header, entry.pos, payload))
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes.clear();
+    }
+}
+
+/// A consumer thread that keeps its ring empty and hands batches to the drain system.
+#[derive(Debug)]
+struct DrainThread {
+    /// Full batches from the thread (a `Mutex` only to make the resource `Sync`: one locker).
+    full: Mutex<Receiver<Batch>>,
+    /// Empty batches back to the thread, for reuse.
+    free: SyncSender<Batch>,
+    /// A batch partly taken by the previous frame, and how far.
+    pending: Option<(Batch, usize)>,
+    /// Messages handed over and not yet taken.
+    queued: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl DrainThread {
+    fn spawn(name: &str, consumer: Consumer) -> Self {
+        let (full_tx, full_rx) = mpsc::sync_channel(BATCH_DEPTH);
+        let (free_tx, free_rx) = mpsc::sync_channel(BATCH_DEPTH + 2);
+        let queued = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            consumer,
+            full: full_tx,
+            free: free_rx,
+            queued: Arc::clone(&queued),
+            stop: Arc::clone(&stop),
+        };
+        let handle = thread::Builder::new()
+            .name(format!("perdix-drain-{name}"))
+            .spawn(move || worker.run());
+        let handle = match handle {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                // The worker (and with it the consumer) is gone: the lane reports finished.
+                tracing::warn!(%err, "perdix: could not start a drain thread");
+                None
+            }
+        };
+        Self {
+            full: Mutex::new(full_rx),
+            free: free_tx,
+            pending: None,
+            queued,
+            stop,
+            handle,
+        }
+    }
+
+    /// Up to `max` messages from the handed-over batches; `true` once the thread is done and
+    /// everything it handed over was taken.
+    fn take<F>(&mut self, max: usize, f: &mut F) -> (usize, bool)
+    where
+        F: FnMut(Message<'_>),
+    {
+        let mut count = 0;
+        let receiver = self.full.get_mut().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some((batch, at)) = &mut self.pending {
+                let end = batch.len().min(*at + (max - count));
+                for idx in *at..end {
+                    if let Some(msg) = batch.get(idx) {
+                        f(msg);
+                    }
+                }
+                count += end - *at;
+                *at = end;
+                if *at == batch.len() {
+                    if let Some((mut batch, _)) = self.pending.take() {
+                        batch.clear();
+                        // A full free queue only means the thread has spares: drop this one.
+                        let _ = self.free.try_send(batch);
+                    }
+                }
+                if count == max {
+                    break;
+                }
+            }
+            match receiver.try_recv() {
+                Ok(batch) => self.pending = Some((batch, 0)),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.queued.fetch_sub(count as u64, Ordering::Relaxed);
+                    return (count, self.pending.is_none());
+                }
+            }
+        }
+        self.queued.fetch_sub(count as u64, Ordering::Relaxed);
+        (count, false)
+    }
+}
+
+impl Drop for DrainThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            if handle.join().is_err() {
+                tracing::warn!("perdix: a drain thread panicked");
+            }
+        }
+    }
+}
+
+/// The drain thread's side.
+struct Worker {
+    consumer: Consumer,
+    full: SyncSender<Batch>,
+    free: Receiver<Batch>,
+    queued: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    fn run(self) {
+        let Self {
+            mut consumer,
+            full,
+            free,
+            queued,
+            stop,
+        } = self;
+        let backoff = Backoff::new();
+        let mut batch = Batch::with_capacity(BATCH_MAX);
+        let mut done = false;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let room = BATCH_MAX - batch.len();
+            if room > 0 && !done {
+                match consumer.drain_checked(room, |msg| batch.push(&msg)) {
+                    Ok(_) => {}
+                    Err(Error::Disconnected) => done = true,
+                    Err(err) => {
+                        tracing::warn!(%err, "perdix: drain thread stopped");
+                        done = true;
+                    }
+                }
+            }
+            if batch.is_empty() {
+                if done {
+                    return;
+                }
+                if backoff.is_completed() {
+                    thread::sleep(Duration::from_micros(20));
+                } else {
+                    backoff.snooze();
+                }
+                continue;
+            }
+            let len = batch.len() as u64;
+            queued.fetch_add(len, Ordering::Relaxed);
+            match full.try_send(batch) {
+                Ok(()) => {
+                    backoff.reset();
+                    batch = free
+                        .try_recv()
+                        .unwrap_or_else(|_| Batch::with_capacity(BATCH_MAX));
+                }
+                Err(TrySendError::Full(back)) => {
+                    queued.fetch_sub(len, Ordering::Relaxed);
+                    batch = back;
+                    // Keep filling while there is room; wait only with a full batch.
+                    if batch.len() == BATCH_MAX || done {
+                        backoff.snooze();
+                    }
+                }
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        }
+    }
+}
+
+/// A message of a kind with no typed route, copied out of its slot.
+///
+/// Unregistered kinds arrive as this (and count as unrouted); kinds registered with
+/// [`add_perdix_raw`](super::PerdixAppExt::add_perdix_raw) too (not counted).
+///
+/// # Examples
+///
+/// ```
+/// use bevy_app::prelude::*;
+/// use bevy_ecs::prelude::*;
+/// use perdix_transport::bevy::{PerdixMessage, PerdixPlugin, PerdixRing};
+///
+/// let mut app = App::new();
+/// app.add_plugins(PerdixPlugin::default());
+/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+/// producer.try_produce_kind(42, b"who am I")?;
+/// app.update();
+/// let raw = app.world().resource::<Messages<PerdixMessage>>();
+/// let msg = raw.get_cursor().read(raw).next().copied().unwrap();
+/// assert_eq!((msg.kind(), msg.payload()), (42, &b"who am I"[..]));
+/// assert_eq!(app.world().resource::<PerdixRing>().stats().unrouted, 1);
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+#[derive(BevyMessage, Clone, Copy)]
+pub struct PerdixMessage {
+    kind: u32,
+    producer: u32,
+    seq: u64,
+    stamp_ns: u64,
+    ring: u32,
+    len: u32,
+    payload: [u8; PAYLOAD_MAX],
+}
+
+impl PerdixMessage {
+    fn new(ring: usize, msg: &Message<'_>) -> Self {
+        let mut payload = [0u8; PAYLOAD_MAX];
+        let len = msg.len().min(PAYLOAD_MAX);
+        payload[..len].copy_from_slice(&msg.payload()[..len]);
+        Self {
+            kind: msg.kind(),
+            producer: msg.producer(),
+            seq: msg.seq(),
+            stamp_ns: msg.stamp_ns(),
+            ring: u32::try_from(ring).unwrap_or(u32::MAX),
+            len: len as u32,
+            payload,
+        }
+    }
+
+    /// Message kind.
+    #[must_use]
+    pub fn kind(&self) -> u32 {
+        self.kind
+    }
+
+    /// Producer id (CPU thread, or GPU block / lane).
+    #[must_use]
+    pub fn producer(&self) -> u32 {
+        self.producer
+    }
+
+    /// Position in its ring's stream, from 0.
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Producer clock at publish in ns (0 when not stamped), on
+    /// [`clock::now_ns`](crate::clock::now_ns)'s scale.
+    #[must_use]
+    pub fn stamp_ns(&self) -> u64 {
+        self.stamp_ns
+    }
+
+    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`] calls).
+    #[must_use]
+    pub fn ring(&self) -> u32 {
+        self.ring
+    }
+
+    /// The payload.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.payload[..self.len as usize]
+    }
+}
+
+impl core::fmt::Debug for PerdixMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PerdixMessage")
+            .field("kind", &self.kind)
+            .field("producer", &self.producer)
+            .field("seq", &self.seq)
+            .field("ring", &self.ring)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a kind goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Unrouted,
+    Raw,
+    Typed(usize),
+}
+
+/// A typed destination: messages staged for one frame, then written into `Messages<T>`.
+trait TypedRoute: Send + Sync {
+    /// Stages `payload`; `false` if its length is not the type's.
+    fn accept(&mut self, payload: &[u8]) -> bool;
+    fn flush(&mut self, world: &mut World);
+    fn type_name(&self) -> &'static str;
+}
+
+struct Staged<T>(Vec<T>);
+
+impl<T: BevyMessage + bytemuck::Pod> TypedRoute for Staged<T> {
+    #[inline]
+    fn accept(&mut self, payload: &[u8]) -> bool {
+        if payload.len() != core::mem::size_of::<T>() {
+            return false;
+        }
+        self.0.push(bytemuck::pod_read_unaligned(payload));
+        true
+    }
+
+    fn flush(&mut self, world: &mut World) {
+        if self.0.is_empty() {
+            return;
+        }
+        match world.get_resource_mut::<Messages<T>>() {
+            Some(mut messages) => {
+                messages.write_batch(self.0.drain(..));
+            }
+            None => self.0.clear(),
+        }
+    }
+
+    fn type_name(&self) -> &'static str {
+        core::any::type_name::<T>()
+    }
+}
+
+/// Kind → destination table, and the per-frame staging buffers (reused, never per message).
+#[derive(Resource, Default)]
+pub(crate) struct Routes {
+    table: Vec<Route>,
+    map: HashMap<u32, Route>,
+    typed: Vec<Box<dyn TypedRoute>>,
+    raw: Vec<PerdixMessage>,
+    malformed_warned: bool,
+}
+
+impl core::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Routes")
+            .field(
+                "typed",
+                &self.typed.iter().map(|t| t.type_name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routes {
+    #[inline]
+    fn route(&self, kind: u32) -> Route {
+        match self.table.get(kind as usize) {
+            Some(&route) => route,
+            None => self.map.get(&kind).copied().unwrap_or(Route::Unrouted),
+        }
+    }
+
+    fn describe(&self, route: Route) -> &'static str {
+        match route {
+            Route::Unrouted => "nothing",
+            Route::Raw => "PerdixMessage",
+            Route::Typed(idx) => self.typed.get(idx).map_or("?", |t| t.type_name()),
+        }
+    }
+
+    fn set(&mut self, kind: u32, route: Route, name: &str) {
+        let old = self.route(kind);
+        let same_type = match (old, route) {
+            (Route::Typed(a), Route::Typed(b)) => {
+                self.describe(Route::Typed(a)) == self.describe(Route::Typed(b))
+            }
+            (a, b) => a == b,
+        };
+        assert!(
+            old == Route::Unrouted || same_type,
+            "perdix message kind {kind} is already routed to {}; cannot route it to {name}",
+            self.describe(old),
+        );
+        if (kind as usize) < KIND_TABLE {
+            if self.table.len() <= kind as usize {
+                self.table.resize(kind as usize + 1, Route::Unrouted);
+            }
+            self.table[kind as usize] = route;
+        } else {
+            self.map.insert(kind, route);
+        }
+    }
+
+    pub(crate) fn register_typed<T: BevyMessage + bytemuck::Pod>(&mut self, kind: u32) {
+        let name = core::any::type_name::<T>();
+        let idx = match self.typed.iter().position(|t| t.type_name() == name) {
+            Some(idx) => idx,
+            None => {
+                self.typed.push(Box::new(Staged::<T>(Vec::new())));
+                self.typed.len() - 1
+            }
+        };
+        self.set(kind, Route::Typed(idx), name);
+    }
+
+    pub(crate) fn register_raw(&mut self, kind: u32) {
+        self.set(kind, Route::Raw, "PerdixMessage");
+    }
+
+    fn flush(&mut self, world: &mut World) {
+        for route in &mut self.typed {
+            route.flush(world);
+        }
+        if !self.raw.is_empty() {
+            match world.get_resource_mut::<Messages<PerdixMessage>>() {
+                Some(mut messages) => {
+                    messages.write_batch(self.raw.drain(..));
+                }
+                None => self.raw.clear(),
+            }
+        }
+    }
+}
+
+/// The drain system: up to the budget from the rings into ECS messages.
+pub(crate) fn route_messages(world: &mut World) {
+    world.try_resource_scope(|world, mut ring: Mut<PerdixRing>| {
+        world.try_resource_scope(|world, mut routes: Mut<Routes>| {
+            let routes = &mut *routes;
+            let budget = ring.config.budget;
+            let (mut unrouted, mut malformed) = (0u64, 0u64);
+            ring.drain_lanes(budget, |idx, msg| match routes.route(msg.kind()) {
+                Route::Typed(t) => {
+                    let accepted = routes
+                        .typed
+                        .get_mut(t)
+                        .is_some_and(|typed| typed.accept(msg.payload()));
+                    if !accepted {
+                        malformed += 1;
+                    }
+                }
+                Route::Raw => routes.raw.push(PerdixMessage::new(idx, &msg)),
+                Route::Unrouted => {
+                    unrouted += 1;
+                    routes.raw.push(PerdixMessage::new(idx, &msg));
+                }
+            });
+            ring.stats.unrouted += unrouted;
+            ring.stats.malformed += malformed;
+            if malformed > 0 && !routes.malformed_warned {
+                routes.malformed_warned = true;
+                tracing::warn!(
+                    malformed,
+                    "perdix: messages whose length does not match their registered type were dropped"
+                );
+            }
+            routes.flush(world);
+        });
+    });
+}

@@ -1,0 +1,712 @@
+//! Producers the plugin runs: registered GPU kernels (or their CPU fallbacks) and stress
+//! producers, and the one-time choice of backend.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use bevy_ecs::resource::Resource;
+use bevy_ecs::world::{Mut, World};
+
+use super::drain::PerdixRing;
+use crate::{stress, Error, Policy, Producer};
+
+/// Frames of launches a CPU fallback may fall behind before launches are skipped (a GPU
+/// stream's queue, in small).
+const FALLBACK_QUEUE: usize = 2;
+
+/// Where the plugin's producers run, chosen once per app and logged (`info!` for the GPU,
+/// `warn!` for the CPU fallback).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::bevy::ProducerBackend;
+///
+/// let cpu = ProducerBackend::Cpu { reason: "built without the `cuda` feature".into() };
+/// assert_eq!(cpu.name(), "cpu");
+/// assert_eq!(cpu.to_string(), "cpu (built without the `cuda` feature)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProducerBackend {
+    /// CUDA kernels on this device.
+    Gpu {
+        /// The device's name.
+        device: String,
+    },
+    /// CPU threads running the registered fallbacks.
+    Cpu {
+        /// Why not the GPU.
+        reason: String,
+    },
+}
+
+impl ProducerBackend {
+    /// `"gpu"` or `"cpu"`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Gpu { .. } => "gpu",
+            Self::Cpu { .. } => "cpu",
+        }
+    }
+
+    /// Whether producers run on the GPU.
+    #[must_use]
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Self::Gpu { .. })
+    }
+
+    /// Decides, once, and logs the choice.
+    pub(crate) fn detect() -> Self {
+        let backend = match gpu::probe() {
+            Ok(device) => Self::Gpu { device },
+            Err(err) => Self::Cpu {
+                reason: err.to_string(),
+            },
+        };
+        match &backend {
+            Self::Gpu { device } => tracing::info!(%device, "perdix: producers run on the GPU"),
+            Self::Cpu { reason } => {
+                tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
+            }
+        }
+        backend
+    }
+}
+
+impl core::fmt::Display for ProducerBackend {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Gpu { device } => write!(f, "gpu ({device})"),
+            Self::Cpu { reason } => write!(f, "cpu ({reason})"),
+        }
+    }
+}
+
+/// Writes messages into a fallback producer's ring, as the GPU kernel's `perdix_emit` would.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::bevy::Emitter;
+/// use perdix_transport::{Buffer, Error};
+///
+/// let (producer, mut consumer) = Buffer::new(2)?.into_split();
+/// let mut emit = Emitter::new(producer);
+/// emit.emit(5, &[1u32, 2])?;
+/// emit.emit_bytes(6, b"raw")?;
+/// assert_eq!(emit.emit_bytes(6, &[0; 300]), Err(Error::MessageTooLarge { len: 300, max: 224 }));
+/// assert_eq!(consumer.try_consume().unwrap().kind(), 5);
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Emitter {
+    producer: Producer,
+    frame: u64,
+}
+
+impl Emitter {
+    /// An emitter over `producer` (its policy decides what a full ring does).
+    #[must_use]
+    pub fn new(producer: Producer) -> Self {
+        Self { producer, frame: 0 }
+    }
+
+    /// Sends `value`'s bytes as a message of `kind`: waits for room under [`Policy::Block`],
+    /// counts a drop under [`Policy::DropNewest`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::produce`]: [`Error::Disconnected`], [`Error::MessageTooLarge`], and
+    /// [`Error::Full`] for a dropped message.
+    pub fn emit<T: bytemuck::NoUninit>(&mut self, kind: u32, value: &T) -> Result<(), Error> {
+        self.producer.produce_kind(kind, bytemuck::bytes_of(value))
+    }
+
+    /// Sends `bytes` as a message of `kind`.
+    ///
+    /// # Errors
+    ///
+    /// As [`emit`](Self::emit).
+    pub fn emit_bytes(&mut self, kind: u32, bytes: &[u8]) -> Result<(), Error> {
+        self.producer.produce_kind(kind, bytes)
+    }
+
+    /// Frames launched so far (0 in the first frame's launch).
+    #[must_use]
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// The producer itself, for in-place writes.
+    pub fn producer(&mut self) -> &mut Producer {
+        &mut self.producer
+    }
+}
+
+type ArgsFn<A> = Box<dyn Fn(&World) -> A + Send + Sync>;
+type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
+
+/// A GPU producer to register with
+/// [`PerdixAppExt::add_gpu_producer`](super::PerdixAppExt::add_gpu_producer): a CUDA kernel
+/// (source, entry point, grid, block), the per-frame arguments it gets from the world, and a
+/// CPU fallback producing the same messages.
+///
+/// The kernel is launched once a frame on its stream as `entry(ring, args)`, where `ring` is
+/// the device-side ring of `kernels/perdix.cuh` and `args` is `A` by value (a `#[repr(C)]`
+/// twin of a struct in the kernel source).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::bevy::GpuProducerSpec;
+///
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[repr(C)]
+/// struct Step {
+///     dt: f32,
+///     count: u32,
+/// }
+///
+/// let spec = GpuProducerSpec::new("particles", "/* CUDA C */", "step")
+///     .grid(64)
+///     .block(256)
+///     .args(|_world| Step { dt: 1.0 / 60.0, count: 1024 })
+///     .cpu_fallback(|step: &Step, emit| {
+///         for i in 0..step.count {
+///             if emit.emit(1, &i).is_err() {
+///                 break;
+///             }
+///         }
+///     });
+/// assert_eq!(spec.name(), "particles");
+/// ```
+pub struct GpuProducerSpec<A> {
+    name: String,
+    source: Cow<'static, str>,
+    entry: String,
+    grid: u32,
+    block: u32,
+    args: Option<ArgsFn<A>>,
+    fallback: Option<FallbackFn<A>>,
+}
+
+impl<A> core::fmt::Debug for GpuProducerSpec<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GpuProducerSpec")
+            .field("name", &self.name)
+            .field("entry", &self.entry)
+            .field("grid", &self.grid)
+            .field("block", &self.block)
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
+    /// A producer named `name` running `entry` from the CUDA C `source` (compiled by NVRTC at
+    /// first use), one block of 256 threads until told otherwise.
+    #[must_use]
+    pub fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            source: source.into(),
+            entry: entry.to_owned(),
+            grid: 1,
+            block: 256,
+            args: None,
+            fallback: None,
+        }
+    }
+
+    /// Blocks in the grid.
+    #[must_use]
+    pub fn grid(mut self, blocks: u32) -> Self {
+        self.grid = blocks.max(1);
+        self
+    }
+
+    /// Threads per block.
+    #[must_use]
+    pub fn block(mut self, threads: u32) -> Self {
+        self.block = threads.max(1);
+        self
+    }
+
+    /// The per-frame arguments, read from the world at launch (default: `A::zeroed()`).
+    #[must_use]
+    pub fn args(mut self, args: impl Fn(&World) -> A + Send + Sync + 'static) -> Self {
+        self.args = Some(Box::new(args));
+        self
+    }
+
+    /// The CPU fallback: called once a frame, on a worker thread, with the frame's arguments.
+    #[must_use]
+    pub fn cpu_fallback(mut self, fallback: impl FnMut(&A, &mut Emitter) + Send + 'static) -> Self {
+        self.fallback = Some(Box::new(fallback));
+        self
+    }
+
+    /// The producer's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kernel's source.
+    #[must_use]
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The kernel's entry point.
+    #[must_use]
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+}
+
+/// A registered producer, not started yet.
+trait Registered: Send {
+    fn start(
+        self: Box<Self>,
+        ring: &mut PerdixRing,
+        backend: &ProducerBackend,
+    ) -> Option<Box<dyn Running>>;
+}
+
+/// A started producer: launched once a frame.
+trait Running: Send + Sync {
+    fn launch(&mut self, world: &World);
+}
+
+impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
+    fn start(
+        self: Box<Self>,
+        ring: &mut PerdixRing,
+        backend: &ProducerBackend,
+    ) -> Option<Box<dyn Running>> {
+        let mut spec = *self;
+        if backend.is_gpu() {
+            match gpu::start(&mut spec, ring) {
+                Ok(running) => return Some(running),
+                Err(err) => tracing::warn!(
+                    producer = %spec.name,
+                    %err,
+                    "perdix: GPU producer failed to start; using its CPU fallback"
+                ),
+            }
+        }
+        let Some(fallback) = spec.fallback.take() else {
+            tracing::warn!(producer = %spec.name, "perdix: no CPU fallback registered; producer not started");
+            return None;
+        };
+        match Fallback::start(&spec.name, fallback, spec.args.take(), ring) {
+            Ok(running) => Some(Box::new(running)),
+            Err(err) => {
+                tracing::warn!(producer = %spec.name, %err, "perdix: CPU fallback failed to start");
+                None
+            }
+        }
+    }
+}
+
+/// A CPU fallback on its worker thread, fed one launch (the frame's arguments) a frame.
+struct Fallback<A> {
+    name: String,
+    args: Option<ArgsFn<A>>,
+    launches: SyncSender<A>,
+    skipped: u64,
+    /// Never joined: the thread ends when the launches stop (this is dropped) or its ring's
+    /// consumer is gone.
+    _thread: JoinHandle<()>,
+}
+
+impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
+    fn start(
+        name: &str,
+        mut fallback: FallbackFn<A>,
+        args: Option<ArgsFn<A>>,
+        ring: &mut PerdixRing,
+    ) -> Result<Self, Error> {
+        let producer = ring.add_producer(name)?;
+        let (launches, frames) = mpsc::sync_channel::<A>(FALLBACK_QUEUE);
+        let thread = thread::Builder::new()
+            .name(format!("perdix-cpu-{name}"))
+            .spawn(move || {
+                let mut emitter = Emitter::new(producer);
+                for args in frames {
+                    fallback(&args, &mut emitter);
+                    emitter.frame += 1;
+                    if emitter.producer.is_abandoned() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|_| Error::NoDevice("could not start a CPU fallback thread"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            args,
+            launches,
+            skipped: 0,
+            _thread: thread,
+        })
+    }
+}
+
+impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
+    fn launch(&mut self, world: &World) {
+        let args = self
+            .args
+            .as_ref()
+            .map_or_else(A::zeroed, |args| args(world));
+        match self.launches.try_send(args) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                self.skipped += 1;
+                if self.skipped == 1 {
+                    tracing::warn!(
+                        producer = %self.name,
+                        "perdix: CPU fallback is {FALLBACK_QUEUE} frames behind; skipping launches"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Registered and started producers, and the backend they run on.
+#[derive(Resource, Default)]
+pub(crate) struct ProducerRegistry {
+    /// Registered, started at `Startup` (a `Mutex` only to make the resource `Sync`).
+    pending: Mutex<Vec<Box<dyn Registered>>>,
+    running: Vec<Box<dyn Running>>,
+}
+
+impl core::fmt::Debug for ProducerRegistry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProducerRegistry")
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProducerRegistry {
+    pub(crate) fn register<A: bytemuck::Pod + Send + Sync>(&mut self, spec: GpuProducerSpec<A>) {
+        self.pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(spec));
+    }
+}
+
+/// `Startup`: chooses the backend (once, logged) and starts every registered producer.
+pub(crate) fn start_producers(world: &mut World) {
+    world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
+        let pending = core::mem::take(
+            registry
+                .pending
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if pending.is_empty() {
+            return;
+        }
+        let Some(mut ring) = world.get_resource_mut::<PerdixRing>() else {
+            return;
+        };
+        let backend = ring.producer_backend();
+        for spec in pending {
+            if let Some(running) = spec.start(&mut ring, &backend) {
+                registry.running.push(running);
+            }
+        }
+    });
+}
+
+/// [`PerdixSystems::Launch`](super::PerdixSystems::Launch): one asynchronous launch per
+/// producer.
+pub(crate) fn launch_producers(world: &mut World) {
+    world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
+        for producer in &mut registry.running {
+            producer.launch(world);
+        }
+    });
+}
+
+/// Stress producers: free-running producers of the shared stress format
+/// ([`stress`](crate::stress)), on the GPU when there is one, else one CPU thread per producer,
+/// each on its own ring. Used by the `headless_stress` example.
+///
+/// Every producer counts what it published; a message dropped under [`Policy::DropNewest`]
+/// does not take a sequence number, so the verifier's loss count stays exact and drops are
+/// counted by the rings.
+///
+/// # Examples
+///
+/// ```
+/// use bevy_app::prelude::*;
+/// use bevy_ecs::prelude::*;
+/// use perdix_transport::bevy::{PerdixPlugin, PerdixRing, StressProducers};
+/// use perdix_transport::stress::Verifier;
+///
+/// let mut app = App::new();
+/// app.add_plugins(PerdixPlugin::default().capacity(256));
+/// let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+/// let mut stress = StressProducers::spawn_cpu(&mut ring, 1, 64)?;
+/// let mut verifier = Verifier::new(true);
+/// while verifier.report().messages < 1000 {
+///     ring.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
+/// }
+/// stress.stop();
+/// while !ring.is_finished() {
+///     ring.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
+/// }
+/// let report = verifier.finish(&stress.join());
+/// assert!(report.is_clean());
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct StressProducers {
+    backend: ProducerBackend,
+    stop: Arc<AtomicBool>,
+    threads: Vec<StressThread>,
+    #[cfg(feature = "cuda")]
+    gpu: Option<gpu::StressRun>,
+}
+
+#[derive(Debug)]
+struct StressThread {
+    sent: Arc<AtomicU64>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl StressProducers {
+    /// Message kind of stress messages.
+    pub const KIND: u32 = 0x5354;
+
+    /// Starts `count` producers of `size`-byte messages on the backend the ring's app runs
+    /// producers on (the GPU when there is one, else CPU threads).
+    ///
+    /// # Errors
+    ///
+    /// As [`PerdixRing::add_producer`]; GPU failures fall back to the CPU with a warning.
+    ///
+    /// # Panics
+    ///
+    /// If `size` is not a [`stress::valid_size`].
+    pub fn spawn(ring: &mut PerdixRing, count: usize, size: usize) -> Result<Self, Error> {
+        assert!(stress::valid_size(size), "invalid stress size {size}");
+        let backend = ring.producer_backend();
+        #[cfg(feature = "cuda")]
+        if backend.is_gpu() {
+            match gpu::StressRun::start(ring, size) {
+                Ok(run) => {
+                    return Ok(Self {
+                        backend,
+                        stop: Arc::new(AtomicBool::new(false)),
+                        threads: Vec::new(),
+                        gpu: Some(run),
+                    })
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "perdix: GPU stress producers failed; using CPU threads")
+                }
+            }
+        }
+        let mut run = Self::spawn_cpu(ring, count, size)?;
+        if !backend.is_gpu() {
+            run.backend = backend;
+        }
+        Ok(run)
+    }
+
+    /// Starts `count` CPU producer threads of `size`-byte messages, whatever the backend.
+    ///
+    /// # Errors
+    ///
+    /// As [`PerdixRing::add_producer`].
+    ///
+    /// # Panics
+    ///
+    /// If `size` is not a [`stress::valid_size`].
+    pub fn spawn_cpu(ring: &mut PerdixRing, count: usize, size: usize) -> Result<Self, Error> {
+        assert!(stress::valid_size(size), "invalid stress size {size}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(count);
+        for id in 0..count {
+            let id = u32::try_from(id).unwrap_or(u32::MAX);
+            let producer = ring.add_producer_with_id(&format!("stress-{id}"), id)?;
+            let sent = Arc::new(AtomicU64::new(0));
+            let (stop, counter) = (Arc::clone(&stop), Arc::clone(&sent));
+            let handle = thread::Builder::new()
+                .name(format!("perdix-stress-{id}"))
+                .spawn(move || stress_loop(producer, id, size, &stop, &counter))
+                .map_err(|_| Error::NoDevice("could not start a stress producer thread"))?;
+            threads.push(StressThread {
+                sent,
+                handle: Some(handle),
+            });
+        }
+        Ok(Self {
+            backend: ProducerBackend::Cpu {
+                reason: "CPU stress producers".to_owned(),
+            },
+            stop,
+            threads,
+            #[cfg(feature = "cuda")]
+            gpu: None,
+        })
+    }
+
+    /// Where the producers run.
+    #[must_use]
+    pub fn backend(&self) -> &ProducerBackend {
+        &self.backend
+    }
+
+    /// Messages published so far, per producer id (a little behind while running).
+    #[must_use]
+    pub fn sent(&self) -> Vec<u64> {
+        #[cfg(feature = "cuda")]
+        if let Some(run) = &self.gpu {
+            return run.sent();
+        }
+        self.threads
+            .iter()
+            .map(|t| t.sent.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Tells every producer to stop; each closes its ring after its last message.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        #[cfg(feature = "cuda")]
+        if let Some(run) = &mut self.gpu {
+            run.stop();
+        }
+    }
+
+    /// Stops (if not yet) and waits for every producer; returns the exact count each
+    /// published, per producer id. Call it once the rings are drained or still being drained
+    /// (a producer blocked on a full ring waits for the drain).
+    pub fn join(&mut self) -> Vec<u64> {
+        self.stop();
+        #[cfg(feature = "cuda")]
+        if let Some(run) = &mut self.gpu {
+            return run.join();
+        }
+        for thread in &mut self.threads {
+            if let Some(handle) = thread.handle.take() {
+                if handle.join().is_err() {
+                    tracing::warn!("perdix: a stress producer panicked");
+                }
+            }
+        }
+        self.sent()
+    }
+}
+
+impl Drop for StressProducers {
+    fn drop(&mut self) {
+        // Never joins: a producer blocked on a full ring ends when that ring's consumer goes.
+        self.stop();
+    }
+}
+
+fn stress_loop(mut producer: Producer, id: u32, size: usize, stop: &AtomicBool, sent: &AtomicU64) {
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        match producer.produce_with(StressProducers::KIND, |buf| {
+            stress::fill(&mut buf[..size], id, seq)
+        }) {
+            Ok(()) => {
+                seq += 1;
+                if seq % 1024 == 0 {
+                    sent.store(seq, Ordering::Relaxed);
+                }
+            }
+            // DropNewest: the ring counted the drop; the sequence number is not used.
+            Err(Error::Full) if producer.policy() == Policy::DropNewest => {}
+            Err(_) => break,
+        }
+    }
+    sent.store(seq, Ordering::Relaxed);
+}
+
+impl PerdixRing {
+    /// Where this app's producers run: decided (and logged) on first use.
+    pub fn producer_backend(&mut self) -> ProducerBackend {
+        if let Some(backend) = self.backend_choice() {
+            return backend.clone();
+        }
+        let backend = ProducerBackend::detect();
+        self.set_backend_choice(backend.clone());
+        backend
+    }
+}
+
+/// The GPU side: present with the `cuda` feature, answering "no device" without it.
+#[cfg(not(feature = "cuda"))]
+mod gpu {
+    use super::{GpuProducerSpec, PerdixRing, Running};
+    use crate::Error;
+
+    pub(super) fn probe() -> Result<String, Error> {
+        Err(Error::NoDevice("built without the `cuda` feature"))
+    }
+
+    pub(super) fn start<A>(
+        _spec: &mut GpuProducerSpec<A>,
+        _ring: &mut PerdixRing,
+    ) -> Result<Box<dyn Running>, Error> {
+        Err(Error::NoDevice("built without the `cuda` feature"))
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::{GpuProducerSpec, PerdixRing, Running};
+    use crate::Error;
+
+    pub(super) fn probe() -> Result<String, Error> {
+        Err(Error::NoDevice(
+            "the CUDA producer backend has not landed yet",
+        ))
+    }
+
+    pub(super) fn start<A>(
+        _spec: &mut GpuProducerSpec<A>,
+        _ring: &mut PerdixRing,
+    ) -> Result<Box<dyn Running>, Error> {
+        Err(Error::NoDevice(
+            "the CUDA producer backend has not landed yet",
+        ))
+    }
+
+    /// GPU stress producers.
+    #[derive(Debug)]
+    pub(super) struct StressRun;
+
+    impl StressRun {
+        pub(super) fn start(_ring: &mut PerdixRing, _size: usize) -> Result<Self, Error> {
+            Err(Error::NoDevice(
+                "the CUDA producer backend has not landed yet",
+            ))
+        }
+
+        pub(super) fn sent(&self) -> Vec<u64> {
+            Vec::new()
+        }
+
+        pub(super) fn stop(&mut self) {}
+
+        pub(super) fn join(&mut self) -> Vec<u64> {
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! `PerdixPlugin` on the CPU backend: typed routing, order, exact counts, budget, backpressure
+//! and drops in diagnostics, unrouted and malformed messages, thread drain, CPU fallbacks.
+#![cfg(feature = "bevy")]
+
+use std::time::{Duration, Instant};
+
+use bevy_app::prelude::*;
+use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
+use bevy_ecs::prelude::*;
+use bytemuck::{Pod, Zeroable};
+use perdix_transport::bevy::{
+    DrainMode, GpuProducerSpec, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin,
+    PerdixRing, StressProducers,
+};
+use perdix_transport::stress::Verifier;
+use perdix_transport::{Error, Policy, Producer};
+
+const KIND_TICK: u32 = 1;
+const KIND_HIT: u32 = 2;
+
+#[derive(Message, Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+struct Tick {
+    producer: u32,
+    n: u32,
+    check: [u64; 3],
+}
+
+impl Tick {
+    fn new(producer: u32, n: u32) -> Self {
+        let x = u64::from(producer) << 32 | u64::from(n);
+        Self {
+            producer,
+            n,
+            check: [x, !x, x.rotate_left(17)],
+        }
+    }
+}
+
+#[derive(Message, Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+#[repr(C)]
+struct Hit {
+    wall: u32,
+}
+
+/// Every `Tick` seen by an ECS reader, in order of arrival.
+#[derive(Resource, Default)]
+struct Seen(Vec<Tick>);
+
+fn collect(mut reader: MessageReader<Tick>, mut seen: ResMut<Seen>) {
+    seen.0.extend(reader.read().copied());
+}
+
+fn app(plugin: PerdixPlugin) -> App {
+    let mut app = App::new();
+    app.add_plugins(plugin)
+        .add_perdix_message::<Tick>(KIND_TICK)
+        .add_perdix_message::<Hit>(KIND_HIT)
+        .init_resource::<Seen>()
+        .add_systems(Update, collect);
+    app
+}
+
+fn producer(app: &mut App, name: &str) -> Producer {
+    match app
+        .world_mut()
+        .resource_mut::<PerdixRing>()
+        .add_producer(name)
+    {
+        Ok(producer) => producer,
+        Err(err) => panic!("add_producer: {err}"),
+    }
+}
+
+fn send_tick(producer: &mut Producer, id: u32, n: u32) {
+    let tick = Tick::new(id, n);
+    assert_eq!(
+        producer.try_produce_kind(KIND_TICK, bytemuck::bytes_of(&tick)),
+        Ok(())
+    );
+}
+
+/// Checks that each producer's ticks are complete (0..count) and in order.
+fn assert_in_order(seen: &[Tick], producers: u32, count: u32) {
+    for id in 0..producers {
+        let mine: Vec<&Tick> = seen.iter().filter(|t| t.producer == id).collect();
+        assert_eq!(mine.len(), count as usize, "producer {id}: count");
+        for (n, tick) in mine.iter().enumerate() {
+            assert_eq!(
+                **tick,
+                Tick::new(id, n as u32),
+                "producer {id}: message {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn typed_messages_arrive_complete_and_in_order_per_producer() {
+    let mut app = app(PerdixPlugin::default().capacity(1024));
+    let mut a = producer(&mut app, "a");
+    let mut b = producer(&mut app, "b");
+    for n in 0..500 {
+        send_tick(&mut a, 0, n);
+        send_tick(&mut b, 1, n);
+    }
+    app.update();
+    let seen = &app.world().resource::<Seen>().0;
+    assert_eq!(seen.len(), 1000);
+    assert_in_order(seen, 2, 500);
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!(
+        (stats.messages, stats.unrouted, stats.malformed),
+        (1000, 0, 0)
+    );
+}
+
+#[test]
+fn counts_are_exact_across_frames_with_a_producer_thread() {
+    const COUNT: u32 = 20_000;
+    let mut app = app(PerdixPlugin::default().capacity(256));
+    let mut p = producer(&mut app, "thread");
+    let thread = std::thread::spawn(move || {
+        for n in 0..COUNT {
+            let tick = Tick::new(0, n);
+            if let Err(err) = p.produce_kind(KIND_TICK, bytemuck::bytes_of(&tick)) {
+                panic!("produce: {err}");
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app.world().resource::<PerdixRing>().is_finished() {
+        assert!(Instant::now() < deadline, "drain did not finish");
+        app.update();
+    }
+    app.update(); // the reader sees the last frame's messages
+    assert!(thread.join().is_ok());
+    let seen = &app.world().resource::<Seen>().0;
+    assert_in_order(seen, 1, COUNT);
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!(stats.messages, u64::from(COUNT));
+    assert!(stats.frames > 1);
+}
+
+#[test]
+fn budget_is_respected_and_deferral_counted() {
+    let mut app = app(PerdixPlugin::default().capacity(1024).budget(100));
+    let mut p = producer(&mut app, "a");
+    for n in 0..1000 {
+        send_tick(&mut p, 0, n);
+    }
+    app.update();
+    assert_eq!(app.world().resource::<Seen>().0.len(), 100);
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!(
+        (stats.messages, stats.deferred, stats.deferred_frames),
+        (100, 900, 1)
+    );
+    for frame in 2..=10 {
+        app.update();
+        assert_eq!(app.world().resource::<Seen>().0.len(), frame * 100);
+    }
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!(stats.deferred, 0, "the tenth frame took the last 100");
+    assert_eq!(stats.max_frame, 100);
+    app.update();
+    assert_in_order(&app.world().resource::<Seen>().0, 1, 1000);
+}
+
+#[test]
+fn budget_is_shared_between_rings() {
+    let mut app = app(PerdixPlugin::default().capacity(1024).budget(100));
+    let mut a = producer(&mut app, "a");
+    let mut b = producer(&mut app, "b");
+    for n in 0..300 {
+        send_tick(&mut a, 0, n);
+        send_tick(&mut b, 1, n);
+    }
+    app.update();
+    let seen = &app.world().resource::<Seen>().0;
+    assert_eq!(seen.iter().filter(|t| t.producer == 0).count(), 50);
+    assert_eq!(seen.iter().filter(|t| t.producer == 1).count(), 50);
+}
+
+/// Updates until the diagnostics have taken a sample after the events (they sample at most
+/// every 100 ms); returns the largest value `path` recorded.
+fn sampled(app: &mut App, path: &bevy_diagnostic::DiagnosticPath) -> f64 {
+    app.update();
+    std::thread::sleep(Duration::from_millis(120));
+    app.update();
+    let store = app.world().resource::<DiagnosticsStore>();
+    let diagnostic = store
+        .get(path)
+        .unwrap_or_else(|| panic!("no diagnostic {path}"));
+    diagnostic.values().copied().fold(0.0, f64::max)
+}
+
+#[test]
+fn drops_and_stalls_are_visible_in_diagnostics() {
+    let mut app = app(PerdixPlugin::default()
+        .capacity(8)
+        .policy(Policy::DropNewest));
+    app.add_plugins(DiagnosticsPlugin);
+    let mut p = producer(&mut app, "dropper");
+    app.update(); // baseline sample
+    std::thread::sleep(Duration::from_millis(120));
+    for n in 0..100 {
+        let tick = Tick::new(0, n);
+        let sent = p.produce_kind(KIND_TICK, bytemuck::bytes_of(&tick));
+        assert_eq!(sent, if n < 8 { Ok(()) } else { Err(Error::Full) });
+    }
+    // `try_produce` on a full ring is a stall (counted), not a drop.
+    assert_eq!(p.try_produce_kind(KIND_TICK, &[0; 32]), Err(Error::Full));
+    let drops = sampled(&mut app, &PerdixDiagnostics::DROPS_PER_SEC);
+    assert!(drops > 0.0, "drops/s {drops}");
+    let totals = app.world().resource::<PerdixRing>().totals();
+    assert_eq!((totals.drops, totals.stalls), (92, 1));
+    let store = app.world().resource::<DiagnosticsStore>();
+    let peak = |path: &bevy_diagnostic::DiagnosticPath| {
+        store
+            .get(path)
+            .map_or(0.0, |d| d.values().copied().fold(0.0, f64::max))
+    };
+    assert!(peak(&PerdixDiagnostics::STALLS_PER_SEC) > 0.0);
+    assert!(peak(&PerdixDiagnostics::MSGS_PER_SEC) > 0.0);
+    // The 8 that fitted arrived, in order.
+    assert_in_order(&app.world().resource::<Seen>().0, 1, 8);
+}
+
+#[test]
+fn unrouted_kinds_arrive_raw_and_are_counted() {
+    let mut app = app(PerdixPlugin::default().capacity(64));
+    app.add_plugins(DiagnosticsPlugin);
+    let mut p = producer(&mut app, "a");
+    app.update();
+    std::thread::sleep(Duration::from_millis(120));
+    for n in 0..10u8 {
+        assert_eq!(p.try_produce_kind(77, &[n; 3]), Ok(()));
+    }
+    send_tick(&mut p, 0, 0);
+    let unrouted = sampled(&mut app, &PerdixDiagnostics::UNROUTED_PER_SEC);
+    assert!(unrouted > 0.0);
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!((stats.messages, stats.unrouted), (11, 10));
+    let raw = app.world().resource::<Messages<PerdixMessage>>();
+    let got: Vec<(u32, Vec<u8>)> = raw
+        .get_cursor()
+        .read(raw)
+        .map(|m| (m.kind(), m.payload().to_vec()))
+        .collect();
+    let want: Vec<(u32, Vec<u8>)> = (0..10u8).map(|n| (77, vec![n; 3])).collect();
+    assert_eq!(got, want);
+    assert_eq!(app.world().resource::<Seen>().0, [Tick::new(0, 0)]);
+}
+
+#[test]
+fn raw_registered_kinds_are_not_unrouted() {
+    let mut app = app(PerdixPlugin::default().capacity(64));
+    app.add_perdix_raw(9);
+    let mut p = producer(&mut app, "a");
+    assert_eq!(p.try_produce_kind(9, b"variable length"), Ok(()));
+    app.update();
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!((stats.messages, stats.unrouted), (1, 0));
+    let raw = app.world().resource::<Messages<PerdixMessage>>();
+    assert_eq!(raw.len(), 1);
+}
+
+#[test]
+fn wrong_length_for_a_registered_kind_is_malformed() {
+    let mut app = app(PerdixPlugin::default().capacity(64));
+    let mut p = producer(&mut app, "a");
+    assert_eq!(p.try_produce_kind(KIND_HIT, &[1, 2, 3]), Ok(())); // Hit is 4 bytes
+    assert_eq!(
+        p.try_produce_kind(KIND_HIT, bytemuck::bytes_of(&Hit { wall: 3 })),
+        Ok(())
+    );
+    app.update();
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!((stats.messages, stats.malformed, stats.unrouted), (2, 1, 0));
+    let hits = app.world().resource::<Messages<Hit>>();
+    let got: Vec<Hit> = hits.get_cursor().read(hits).copied().collect();
+    assert_eq!(got, [Hit { wall: 3 }]);
+}
+
+#[test]
+#[should_panic(expected = "already routed")]
+fn one_kind_cannot_route_to_two_types() {
+    let mut app = app(PerdixPlugin::default());
+    app.add_perdix_message::<Hit>(KIND_TICK);
+}
+
+#[test]
+fn oversized_payloads_are_refused_by_the_producer() {
+    // Types over 224 bytes do not compile (`add_perdix_message`'s compile_fail doc test); at
+    // run time a producer refuses an oversized payload and nothing is sent.
+    let mut app = app(PerdixPlugin::default().capacity(64));
+    let mut p = producer(&mut app, "a");
+    assert_eq!(
+        p.try_produce_kind(KIND_TICK, &[0; 225]),
+        Err(Error::MessageTooLarge { len: 225, max: 224 })
+    );
+    app.update();
+    assert_eq!(app.world().resource::<PerdixRing>().stats().messages, 0);
+}
+
+#[test]
+fn thread_drain_delivers_everything_in_order() {
+    const COUNT: u32 = 20_000;
+    let mut app = app(PerdixPlugin::default()
+        .capacity(256)
+        .drain(DrainMode::Thread));
+    let mut producers: Vec<Producer> = (0..2)
+        .map(|i| producer(&mut app, &format!("p{i}")))
+        .collect();
+    let threads: Vec<_> = producers
+        .drain(..)
+        .enumerate()
+        .map(|(id, mut p)| {
+            std::thread::spawn(move || {
+                for n in 0..COUNT {
+                    let tick = Tick::new(id as u32, n);
+                    if let Err(err) = p.produce_kind(KIND_TICK, bytemuck::bytes_of(&tick)) {
+                        panic!("produce: {err}");
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app.world().resource::<PerdixRing>().is_finished() {
+        assert!(Instant::now() < deadline, "drain did not finish");
+        app.update();
+    }
+    app.update();
+    for thread in threads {
+        assert!(thread.join().is_ok());
+    }
+    assert_in_order(&app.world().resource::<Seen>().0, 2, COUNT);
+}
+
+#[test]
+fn zero_copy_drain_with_routing_off() {
+    let mut app = app(PerdixPlugin::default().capacity(64).route(false));
+    let mut p = producer(&mut app, "a");
+    for n in 0..10 {
+        send_tick(&mut p, 0, n);
+    }
+    app.update();
+    assert!(
+        app.world().resource::<Seen>().0.is_empty(),
+        "routing is off"
+    );
+    let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+    let mut ns = Vec::new();
+    let taken = ring.drain_with(usize::MAX, |msg| {
+        let tick: Tick = bytemuck::pod_read_unaligned(msg.payload());
+        ns.push(tick.n);
+    });
+    assert_eq!(taken, 10);
+    assert_eq!(ns, (0..10).collect::<Vec<_>>());
+    assert_eq!(ring.stats().messages, 10);
+}
+
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct FrameArgs {
+    per_frame: u32,
+}
+
+#[derive(Resource)]
+struct PerFrame(u32);
+
+#[test]
+fn gpu_producer_runs_its_cpu_fallback_without_a_device() {
+    let spec = GpuProducerSpec::new("ticks", "extern \"C\" __global__ void ticks() {}", "ticks")
+        .args(|world: &World| FrameArgs {
+            per_frame: world.resource::<PerFrame>().0,
+        })
+        .cpu_fallback(|args: &FrameArgs, emit| {
+            let frame = emit.frame() as u32;
+            for i in 0..args.per_frame {
+                let tick = Tick::new(0, frame * args.per_frame + i);
+                if emit.emit(KIND_TICK, &tick).is_err() {
+                    return;
+                }
+            }
+        });
+    let mut app = app(PerdixPlugin::default().capacity(1024));
+    app.insert_resource(PerFrame(10)).add_gpu_producer(spec);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.world().resource::<Seen>().0.len() < 200 {
+        assert!(Instant::now() < deadline, "fallback did not deliver");
+        app.update();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+    let backend = ring.producer_backend();
+    if !backend.is_gpu() {
+        assert_eq!(backend.name(), "cpu");
+    }
+    let seen = &app.world().resource::<Seen>().0;
+    // Launches may be skipped when the worker falls behind; what runs arrives whole, in order.
+    let ns: Vec<u32> = seen.iter().map(|t| t.n).collect();
+    assert_eq!(ns, (0..ns.len() as u32).collect::<Vec<_>>());
+    assert_in_order(seen, 1, ns.len() as u32);
+}
+
+fn stress_run(drain: DrainMode) {
+    let mut app = App::new();
+    app.add_plugins(PerdixPlugin::default().capacity(512).drain(drain))
+        .add_perdix_raw(StressProducers::KIND);
+    let mut stress = {
+        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        match StressProducers::spawn_cpu(&mut ring, 2, 64) {
+            Ok(stress) => stress,
+            Err(err) => panic!("spawn: {err}"),
+        }
+    };
+    let mut verifier = Verifier::new(true);
+    let mut cursor = app
+        .world()
+        .resource::<Messages<PerdixMessage>>()
+        .get_cursor();
+    let mut check = |app: &App, verifier: &mut Verifier| {
+        let raw = app.world().resource::<Messages<PerdixMessage>>();
+        for msg in cursor.read(raw) {
+            verifier.check(msg.producer(), msg.payload());
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while verifier.report().messages < 100_000 {
+        assert!(Instant::now() < deadline);
+        app.update();
+        check(&app, &mut verifier);
+    }
+    stress.stop();
+    while !app.world().resource::<PerdixRing>().is_finished() {
+        assert!(Instant::now() < deadline);
+        app.update();
+        check(&app, &mut verifier);
+    }
+    let sent = stress.join();
+    let report = verifier.finish(&sent);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.messages, sent.iter().sum::<u64>());
+}
+
+#[test]
+fn stress_producers_verify_clean_in_system_drain() {
+    stress_run(DrainMode::System);
+}
+
+#[test]
+fn stress_producers_verify_clean_in_thread_drain() {
+    stress_run(DrainMode::Thread);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn gpu_stress_producers_verify_clean() {
+    let mut app = App::new();
+    app.add_plugins(PerdixPlugin::default().capacity(65_536))
+        .add_perdix_raw(StressProducers::KIND);
+    let mut stress = {
+        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        match StressProducers::spawn(&mut ring, 1, 64) {
+            Ok(stress) => stress,
+            Err(err) => panic!("spawn: {err}"),
+        }
+    };
+    assert!(stress.backend().is_gpu(), "backend {}", stress.backend());
+    let mut verifier = Verifier::new(true);
+    let mut cursor = app
+        .world()
+        .resource::<Messages<PerdixMessage>>()
+        .get_cursor();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut phase_stop = false;
+    loop {
+        assert!(Instant::now() < deadline);
+        app.update();
+        let raw = app.world().resource::<Messages<PerdixMessage>>();
+        for msg in cursor.read(raw) {
+            verifier.check(msg.producer(), msg.payload());
+        }
+        if !phase_stop && verifier.report().messages >= 10_000_000 {
+            stress.stop();
+            phase_stop = true;
+        }
+        if phase_stop && app.world().resource::<PerdixRing>().is_finished() {
+            break;
+        }
+    }
+    let sent = stress.join();
+    let report = verifier.finish(&sent);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.messages, sent.iter().sum::<u64>());
+}
