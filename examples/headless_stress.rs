@@ -301,13 +301,17 @@ fn control(mut run: ResMut<Run>, ring: Res<PerdixRing>, mut exit: MessageWriter<
 }
 
 fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
-    let sent = match (&mut run.stress, timed_out) {
-        (Some(stress), false) => stress.join(),
-        (Some(stress), true) => stress.sent(),
-        (None, _) => Vec::new(),
+    // Per-producer counts where the backend has them (CPU threads); GPU producers report an
+    // exact total from their device counters.
+    let (sent, sent_total, producers) = match (&mut run.stress, timed_out) {
+        (Some(stress), false) => {
+            let sent = stress.join();
+            (sent, stress.total_sent(), stress.producers())
+        }
+        (Some(stress), true) => (stress.sent(), stress.total_sent(), stress.producers()),
+        (None, _) => (Vec::new(), 0, 0),
     };
     let report: VerifyReport = run.verifier.finish(&sent);
-    let sent_total: u64 = sent.iter().sum();
     let elapsed = run
         .finished_at
         .map_or(0.0, |end| (end - run.start).as_secs_f64());
@@ -335,7 +339,7 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         String::new(),
         format!(
             "perdix headless_stress summary: backend {}, drain {}, {} producer(s), {}-byte messages, ring {} slots, policy {}",
-            run.backend, run.args.drain, sent.len(), run.args.size, run.args.capacity, run.args.policy
+            run.backend, run.args.drain, producers, run.args.size, run.args.capacity, run.args.policy
         ),
         format!("  messages   {} verified of {} sent (every word checked)", report.messages, sent_total),
         format!(

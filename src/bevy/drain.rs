@@ -14,7 +14,7 @@ use bevy_ecs::world::{Mut, World};
 use crossbeam_utils::Backoff;
 
 use super::plugin::DrainMode;
-use super::producers::ProducerBackend;
+use super::producers::{Device, ProducerBackend};
 use crate::layout::{SlotHeader, PAYLOAD_MAX};
 use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
 use crate::{clock, Backend, Buffer, Consumer, Error, Message, Monitor, Policy, Producer};
@@ -32,6 +32,7 @@ const KIND_TABLE: usize = 256;
 #[derive(Debug, Clone)]
 pub(crate) struct RingConfig {
     pub(crate) capacity: usize,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) memory: Option<Backend>,
     pub(crate) policy: Policy,
     pub(crate) budget: usize,
@@ -110,6 +111,8 @@ pub struct PerdixRing {
     latency_tick: u64,
     /// Where producers run, once decided.
     backend: Option<ProducerBackend>,
+    /// The GPU producers run on, when they do.
+    device: Option<Device>,
 }
 
 impl PerdixRing {
@@ -124,6 +127,7 @@ impl PerdixRing {
             telemetry: Telemetry::new("host", 600),
             latency_tick: 0,
             backend: None,
+            device: None,
         }
     }
 
@@ -251,7 +255,13 @@ impl PerdixRing {
         self.backend.as_ref()
     }
 
-    pub(crate) fn set_backend_choice(&mut self, backend: ProducerBackend) {
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn device(&self) -> Option<&Device> {
+        self.device.as_ref()
+    }
+
+    pub(crate) fn set_backend_choice(&mut self, backend: ProducerBackend, device: Option<Device>) {
+        self.device = device;
         match &backend {
             ProducerBackend::Gpu { device } => self.telemetry.set_device(device.as_str()),
             ProducerBackend::Cpu { .. } => self.telemetry.set_device("cpu"),

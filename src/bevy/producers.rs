@@ -13,6 +13,8 @@ use bevy_ecs::world::{Mut, World};
 use super::drain::PerdixRing;
 use crate::{stress, Error, Policy, Producer};
 
+pub(crate) use gpu::Device;
+
 /// Frames of launches a CPU fallback may fall behind before launches are skipped (a GPU
 /// stream's queue, in small).
 const FALLBACK_QUEUE: usize = 2;
@@ -60,13 +62,16 @@ impl ProducerBackend {
         matches!(self, Self::Gpu { .. })
     }
 
-    /// Decides, once, and logs the choice.
-    pub(crate) fn detect() -> Self {
-        let backend = match gpu::probe() {
-            Ok(device) => Self::Gpu { device },
-            Err(err) => Self::Cpu {
-                reason: err.to_string(),
-            },
+    /// Decides, once, and logs the choice; the opened device, if any.
+    pub(crate) fn detect() -> (Self, Option<gpu::Device>) {
+        let (backend, device) = match gpu::probe() {
+            Ok((name, device)) => (Self::Gpu { device: name }, Some(device)),
+            Err(err) => (
+                Self::Cpu {
+                    reason: err.to_string(),
+                },
+                None,
+            ),
         };
         match &backend {
             Self::Gpu { device } => tracing::info!(%device, "perdix: producers run on the GPU"),
@@ -74,7 +79,7 @@ impl ProducerBackend {
                 tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
             }
         }
-        backend
+        (backend, device)
     }
 }
 
@@ -156,9 +161,12 @@ type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 /// (source, entry point, grid, block), the per-frame arguments it gets from the world, and a
 /// CPU fallback producing the same messages.
 ///
-/// The kernel is launched once a frame on its stream as `entry(ring, args)`, where `ring` is
-/// the device-side ring of `kernels/perdix.cuh` and `args` is `A` by value (a `#[repr(C)]`
-/// twin of a struct in the kernel source).
+/// The kernel is launched once a frame on its own stream (never more than one launch in
+/// flight: a frame whose previous launch still runs skips its launch) as
+/// `entry(const perdix_producer* p, ...)`, with `A`'s bytes as the parameters after `p`, one
+/// 4-byte scalar each: declare them in `A`'s field order as `float`, `int` or `unsigned`
+/// (`A` is a `#[repr(C)]` struct of 4-byte fields, checked at compile time). The kernel calls
+/// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
 ///
 /// # Examples
 ///
@@ -212,6 +220,12 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
     /// first use), one block of 256 threads until told otherwise.
     #[must_use]
     pub fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
+        const {
+            assert!(
+                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>() % 4 == 0,
+                "GPU producer arguments are passed as 4-byte scalars: use 4-byte fields"
+            );
+        }
         Self {
             name: name.to_owned(),
             source: source.into(),
@@ -504,7 +518,7 @@ impl StressProducers {
         let backend = ring.producer_backend();
         #[cfg(feature = "cuda")]
         if backend.is_gpu() {
-            match gpu::StressRun::start(ring, size) {
+            match gpu::StressRun::start(ring, count, size) {
                 Ok(run) => {
                     return Ok(Self {
                         backend,
@@ -569,17 +583,41 @@ impl StressProducers {
         &self.backend
     }
 
-    /// Messages published so far, per producer id (a little behind while running).
+    /// Producer streams: CPU threads, or GPU threads (each its own sequence).
+    #[must_use]
+    pub fn producers(&self) -> u64 {
+        #[cfg(feature = "cuda")]
+        if let Some(run) = &self.gpu {
+            return run.producers();
+        }
+        self.threads.len() as u64
+    }
+
+    /// Messages published so far, per producer id (a little behind while running). Empty for
+    /// GPU producers, whose exact total is [`total_sent`](Self::total_sent).
     #[must_use]
     pub fn sent(&self) -> Vec<u64> {
         #[cfg(feature = "cuda")]
-        if let Some(run) = &self.gpu {
-            return run.sent();
+        if self.gpu.is_some() {
+            return Vec::new();
         }
         self.threads
             .iter()
             .map(|t| t.sent.load(Ordering::Relaxed))
             .collect()
+    }
+
+    /// Messages published so far by all producers (exact after [`join`](Self::join)).
+    #[must_use]
+    pub fn total_sent(&self) -> u64 {
+        #[cfg(feature = "cuda")]
+        if let Some(run) = &self.gpu {
+            return run.emitted();
+        }
+        self.threads
+            .iter()
+            .map(|t| t.sent.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Tells every producer to stop; each closes its ring after its last message.
@@ -592,13 +630,17 @@ impl StressProducers {
     }
 
     /// Stops (if not yet) and waits for every producer; returns the exact count each
-    /// published, per producer id. Call it once the rings are drained or still being drained
-    /// (a producer blocked on a full ring waits for the drain).
+    /// published, per producer id (empty for GPU producers: see
+    /// [`total_sent`](Self::total_sent)). Call it once the rings are drained or while they
+    /// are still drained elsewhere (a producer blocked on a full ring waits for the drain).
     pub fn join(&mut self) -> Vec<u64> {
         self.stop();
         #[cfg(feature = "cuda")]
         if let Some(run) = &mut self.gpu {
-            return run.join();
+            if let Err(err) = run.join() {
+                tracing::warn!(%err, "perdix: GPU stress producers ended with an error");
+            }
+            return Vec::new();
         }
         for thread in &mut self.threads {
             if let Some(handle) = thread.handle.take() {
@@ -644,8 +686,8 @@ impl PerdixRing {
         if let Some(backend) = self.backend_choice() {
             return backend.clone();
         }
-        let backend = ProducerBackend::detect();
-        self.set_backend_choice(backend.clone());
+        let (backend, device) = ProducerBackend::detect();
+        self.set_backend_choice(backend.clone(), device);
         backend
     }
 }
@@ -656,7 +698,10 @@ mod gpu {
     use super::{GpuProducerSpec, PerdixRing, Running};
     use crate::Error;
 
-    pub(super) fn probe() -> Result<String, Error> {
+    /// No device type without the `cuda` feature.
+    pub(crate) type Device = ();
+
+    pub(super) fn probe() -> Result<(String, Device), Error> {
         Err(Error::NoDevice("built without the `cuda` feature"))
     }
 
@@ -670,43 +715,230 @@ mod gpu {
 
 #[cfg(feature = "cuda")]
 mod gpu {
-    use super::{GpuProducerSpec, PerdixRing, Running};
-    use crate::Error;
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::thread::{self, JoinHandle};
 
-    pub(super) fn probe() -> Result<String, Error> {
-        Err(Error::NoDevice(
-            "the CUDA producer backend has not landed yet",
-        ))
+    use bevy_ecs::world::World;
+
+    use super::{ArgsFn, GpuProducerSpec, PerdixRing, Running};
+    use crate::cuda::{GpuContext, GpuCounters, GpuKernel, GpuMemory, GpuProducer, STRESS_CU};
+    use crate::{Backend, Error};
+
+    /// Clock calibration rounds before a producer with timestamps starts.
+    const CLOCK_ROUNDS: u32 = 100;
+
+    /// The opened device, kept by the [`PerdixRing`] once the backend is chosen.
+    pub(crate) type Device = GpuContext;
+
+    pub(super) fn probe() -> Result<(String, Device), Error> {
+        let gpu = GpuContext::new(0)?;
+        let (major, minor) = gpu.compute_capability();
+        Ok((format!("{} (sm_{major}{minor})", gpu.name()), gpu))
     }
 
-    pub(super) fn start<A>(
-        _spec: &mut GpuProducerSpec<A>,
-        _ring: &mut PerdixRing,
+    fn memory(choice: Option<Backend>) -> GpuMemory {
+        match choice {
+            Some(Backend::CudaManaged) => GpuMemory::Managed,
+            _ => GpuMemory::default(),
+        }
+    }
+
+    /// A producer of `rings` rings on the ring's device, with the plugin's settings; its
+    /// consumers are added to `ring` under `name`.
+    fn producer(ring: &mut PerdixRing, name: &str, rings: usize) -> Result<GpuProducer, Error> {
+        let gpu = ring
+            .device()
+            .cloned()
+            .ok_or(Error::NoDevice("no CUDA device was opened"))?;
+        let config = ring.config().clone();
+        let (producer, consumers) = GpuProducer::builder(&gpu)
+            .capacity(config.capacity)
+            .rings(rings)
+            .memory(memory(config.memory))
+            .policy(config.policy)
+            .timestamps(config.timestamps)
+            .build()?;
+        if config.timestamps {
+            producer.calibrate_clock(CLOCK_ROUNDS)?;
+        }
+        for (idx, consumer) in consumers.into_iter().enumerate() {
+            ring.add_consumer(&format!("{name}-{idx}"), consumer);
+        }
+        Ok(producer)
+    }
+
+    pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
+        spec: &mut GpuProducerSpec<A>,
+        ring: &mut PerdixRing,
     ) -> Result<Box<dyn Running>, Error> {
-        Err(Error::NoDevice(
-            "the CUDA producer backend has not landed yet",
-        ))
+        let words = core::mem::size_of::<A>() / 4;
+        let mut kernel = GpuKernel::from_source(spec.source.clone(), spec.entry.clone())
+            .name(format!("{}.cu", spec.name))
+            .grid(spec.grid)
+            .block(spec.block);
+        for _ in 0..words {
+            kernel = kernel.arg(0u32);
+        }
+        // Compile before any ring exists, so a compile error leaves nothing behind.
+        let gpu = ring
+            .device()
+            .cloned()
+            .ok_or(Error::NoDevice("no CUDA device was opened"))?;
+        kernel.compile(&gpu.arch())?;
+        let producer = producer(ring, &spec.name, 1)?;
+        producer.prepare(&kernel)?;
+        tracing::info!(producer = %spec.name, "perdix: GPU producer started");
+        Ok(Box::new(Launcher {
+            name: spec.name.clone(),
+            producer,
+            kernel,
+            args: spec.args.take(),
+            skipped: 0,
+            failed: false,
+        }))
     }
 
-    /// GPU stress producers.
+    /// A GPU producer launched once a frame, never more than one launch in flight.
+    struct Launcher<A> {
+        name: String,
+        producer: GpuProducer,
+        kernel: GpuKernel,
+        args: Option<ArgsFn<A>>,
+        skipped: u64,
+        failed: bool,
+    }
+
+    impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
+        fn launch(&mut self, world: &World) {
+            if self.failed {
+                return;
+            }
+            // A stream query, not a sync: a kernel still running (e.g. waiting for room)
+            // skips this frame's launch instead of queueing launches without bound.
+            match self.producer.is_idle() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.skipped += 1;
+                    return;
+                }
+                Err(err) => return self.fail(&err),
+            }
+            let args = self
+                .args
+                .as_ref()
+                .map_or_else(A::zeroed, |args| args(world));
+            let bytes = bytemuck::bytes_of(&args);
+            for (idx, word) in bytes.chunks_exact(4).enumerate() {
+                let mut raw = [0u8; 4];
+                raw.copy_from_slice(word);
+                self.kernel.set_arg(idx, u32::from_ne_bytes(raw));
+            }
+            if let Err(err) = self.producer.launch(&self.kernel) {
+                self.fail(&err);
+            }
+        }
+    }
+
+    impl<A> Launcher<A> {
+        fn fail(&mut self, err: &Error) {
+            self.failed = true;
+            tracing::warn!(producer = %self.name, %err, "perdix: GPU producer stopped");
+        }
+    }
+
+    /// GPU stress producers: the stress kernel on a full grid, free-running until stopped.
     #[derive(Debug)]
-    pub(super) struct StressRun;
+    pub(super) struct StressRun {
+        producer: Option<GpuProducer>,
+        producers: u64,
+        /// Stops the kernel and closes the rings off the frame thread.
+        stopper: Option<JoinHandle<Result<GpuCounters, Error>>>,
+        result: Arc<Mutex<Option<GpuCounters>>>,
+    }
 
     impl StressRun {
-        pub(super) fn start(_ring: &mut PerdixRing, _size: usize) -> Result<Self, Error> {
-            Err(Error::NoDevice(
-                "the CUDA producer backend has not landed yet",
-            ))
+        pub(super) fn start(
+            ring: &mut PerdixRing,
+            rings: usize,
+            size: usize,
+        ) -> Result<Self, Error> {
+            let gpu = ring
+                .device()
+                .cloned()
+                .ok_or(Error::NoDevice("no CUDA device was opened"))?;
+            let grid = gpu.multiprocessors().max(1);
+            let block = 256u32;
+            let size32 = u32::try_from(size).map_err(|_| Error::too_large(size))?;
+            let kernel = GpuKernel::from_source(STRESS_CU, "perdix_stress")
+                .name("stress.cu")
+                .grid(grid)
+                .block(block)
+                .arg(u64::MAX) // per producer: until stopped
+                .arg(size32)
+                .arg(super::StressProducers::KIND)
+                .arg(0u64) // no pacing
+                .arg(0u64) // no per-producer counts (the device counters are exact)
+                .arg(0u64);
+            kernel.compile(&gpu.arch())?;
+            let mut producer = producer(ring, "gpu-stress", rings.max(1))?;
+            producer.prepare(&kernel)?;
+            producer.launch(&kernel)?;
+            tracing::info!(grid, block, rings, "perdix: GPU stress producers launched");
+            Ok(Self {
+                producer: Some(producer),
+                producers: u64::from(grid) * u64::from(block),
+                stopper: None,
+                result: Arc::new(Mutex::new(None)),
+            })
         }
 
-        pub(super) fn sent(&self) -> Vec<u64> {
-            Vec::new()
+        /// Producer streams (GPU threads).
+        pub(super) fn producers(&self) -> u64 {
+            self.producers
         }
 
-        pub(super) fn stop(&mut self) {}
+        /// Messages published so far (exact device counters, read without waiting).
+        pub(super) fn emitted(&self) -> u64 {
+            if let Some(counters) = *self.result.lock().unwrap_or_else(PoisonError::into_inner) {
+                return counters.emitted;
+            }
+            self.producer
+                .as_ref()
+                .and_then(|p| p.counters().ok())
+                .map_or(0, |c| c.emitted)
+        }
 
-        pub(super) fn join(&mut self) -> Vec<u64> {
-            Vec::new()
+        pub(super) fn stop(&mut self) {
+            let Some(producer) = self.producer.take() else {
+                return;
+            };
+            if let Err(err) = producer.request_stop() {
+                tracing::warn!(%err, "perdix: could not ask the stress kernel to stop");
+            }
+            let result = Arc::clone(&self.result);
+            // `finish` waits for the kernel, which may wait for room: the frame loop keeps
+            // draining meanwhile, so wait here, off the frame thread.
+            let spawned = thread::Builder::new()
+                .name("perdix-gpu-stop".into())
+                .spawn(move || {
+                    let counters = producer.finish()?;
+                    *result.lock().unwrap_or_else(PoisonError::into_inner) = Some(counters);
+                    Ok(counters)
+                });
+            match spawned {
+                Ok(handle) => self.stopper = Some(handle),
+                Err(err) => tracing::warn!(%err, "perdix: could not start the GPU stop thread"),
+            }
+        }
+
+        /// Waits for the stop; the exact number of messages the kernel published.
+        pub(super) fn join(&mut self) -> Result<u64, Error> {
+            self.stop();
+            match self.stopper.take().map(JoinHandle::join) {
+                Some(Ok(result)) => result.map(|c| c.emitted),
+                Some(Err(_)) => Err(Error::Disconnected),
+                None => Ok(self.emitted()),
+            }
         }
     }
 }
