@@ -57,6 +57,8 @@ pub mod telemetry;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "cuda")]
+pub use cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducer};
 pub use error::Error;
 pub use ring::layout;
 pub use ring::{

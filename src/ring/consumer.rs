@@ -42,8 +42,13 @@ pub struct Consumer {
     head: u64,
     /// Last head published to producers (`<= head`).
     published: u64,
-    /// Batch drains publish at least this often (capacity / 8, at least 1).
+    /// Batch drains publish at least this often (capacity / 8, at least 1); a ring with a
+    /// [`HeadSink`](super::shared::HeadSink) pushes its head there at the same cadence.
     publish_every: u64,
+    /// Whether the ring has a head sink (GPU producers): cached from the ring.
+    sink: bool,
+    /// Last head pushed to the sink (`<= published`).
+    pushed: u64,
     /// The first corrupt slot seen, reported on every later call: `(pos, seq, len)`.
     corrupt: Option<(u64, u64, u32)>,
 }
@@ -51,11 +56,14 @@ pub struct Consumer {
 impl Consumer {
     pub(crate) fn new(ring: Arc<Ring>) -> Self {
         let publish_every = (ring.capacity() / 8).max(1);
+        let sink = ring.has_sink();
         Self {
             ring,
             head: 0,
             published: 0,
             publish_every,
+            sink,
+            pushed: 0,
             corrupt: None,
         }
     }
@@ -183,6 +191,10 @@ impl Consumer {
         if !previous_lap {
             return Err(self.record_corrupt(pos, seq, 0));
         }
+        if self.sink && self.pushed != self.head {
+            // Empty: GPU producers waiting for room may be waiting on exactly this head.
+            self.push_device();
+        }
         if self.ring.producer_closed() {
             // The producer's last publish happened before its close (release/acquire): look once
             // more, so a message published just before the close is not missed.
@@ -209,7 +221,11 @@ impl Consumer {
         let slot = self.ring.slot(pos);
         // SAFETY: `poll` acquired `seq == pos + 1`, so the body is complete; we only take its
         // address here.
-        let data = unsafe { (*slot).body.with(|body| addr_of!((*body).payload).cast::<u8>()) };
+        let data = unsafe {
+            (*slot)
+                .body
+                .with(|body| addr_of!((*body).payload).cast::<u8>())
+        };
         // SAFETY: `len <= PAYLOAD_MAX` (checked by `poll`), so `data..data + len` is inside the
         // slot, initialised, and not written by any producer until this consumer publishes a head
         // above `pos`; every caller bounds the view's life by a borrow of this consumer (a
@@ -235,7 +251,21 @@ impl Consumer {
         if self.published != self.head {
             self.ring.publish_head(self.head);
             self.published = self.head;
+            if self.sink && self.head - self.pushed >= self.publish_every {
+                self.push_device();
+            }
         }
+    }
+
+    /// Publishes `head` and pushes it to the ring's head sink (device memory).
+    #[cold]
+    fn push_device(&mut self) {
+        if self.published != self.head {
+            self.ring.publish_head(self.head);
+            self.published = self.head;
+        }
+        self.ring.push_head(self.head);
+        self.pushed = self.head;
     }
 
     /// Slots in the ring.

@@ -16,6 +16,8 @@ pub use producer::Producer;
 pub use shared::{RingStats, MAX_CAPACITY};
 
 pub(crate) use shared::Ring;
+#[cfg(feature = "cuda")]
+pub(crate) use shared::HeadSink;
 
 use crate::sync::Arc;
 

@@ -12,6 +12,16 @@ use crate::Error;
 /// The largest capacity a ring may have, in slots (2^31).
 pub const MAX_CAPACITY: usize = 1 << 31;
 
+/// Where a consumer's head goes besides the shared `head` word: GPU producers read it from device
+/// memory, so the consumer pushes it there (`cuStreamWriteValue64`) every ~capacity/8 messages and
+/// whenever it finds the ring empty.
+pub(crate) trait HeadSink: Send + Sync + core::fmt::Debug {
+    /// Makes `head` visible to the producers (asynchronously; must not block on them).
+    fn push(&self, head: u64);
+    /// Tells the producers the consumer is gone, so a producer waiting for room gives up.
+    fn close(&self);
+}
+
 /// The ring itself. Halves and monitors hold it in an `Arc`.
 #[derive(Debug)]
 pub(crate) struct Ring {
@@ -34,6 +44,8 @@ pub(crate) struct Ring {
     counters: CachePadded<Counters>,
     /// Owner of the bytes `slots` points into; freed after the slots are dropped.
     memory: Box<dyn RingMemory>,
+    /// Where the consumer also pushes its head (GPU producers); `None` for CPU producers.
+    sink: Option<Box<dyn HeadSink>>,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +102,16 @@ impl Ring {
 
     /// Lays `capacity` empty slots into `memory`.
     pub(crate) fn new(capacity: usize, memory: Box<dyn RingMemory>) -> Result<Self, Error> {
+        Self::with_sink(capacity, memory, None)
+    }
+
+    /// [`Ring::new`] whose consumer also pushes its head into `sink`: a ring for GPU producers,
+    /// which have no CPU `Producer` half.
+    pub(crate) fn with_sink(
+        capacity: usize,
+        memory: Box<dyn RingMemory>,
+        sink: Option<Box<dyn HeadSink>>,
+    ) -> Result<Self, Error> {
         let needed = Self::bytes_for(capacity)?;
         let addr = memory.as_ptr().as_ptr() as usize;
         let align = 1usize << addr.trailing_zeros().min(usize::BITS - 1);
@@ -115,6 +137,7 @@ impl Ring {
             consumer_closed: AtomicBool::new(false),
             counters: CachePadded::new(Counters::default()),
             memory,
+            sink,
         })
     }
 
@@ -166,6 +189,23 @@ impl Ring {
 
     pub(crate) fn close_consumer(&self) {
         self.consumer_closed.store(true, Ordering::Release);
+        if let Some(sink) = &self.sink {
+            sink.close();
+        }
+    }
+
+    /// Whether the consumer must also push its head to a [`HeadSink`].
+    #[inline]
+    pub(crate) fn has_sink(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Consumer: pushes `head` to the sink (the caller has published it first).
+    #[cold]
+    pub(crate) fn push_head(&self, head: u64) {
+        if let Some(sink) = &self.sink {
+            sink.push(head);
+        }
     }
 
     #[inline]
@@ -194,8 +234,8 @@ impl Ring {
         self.memory.backend()
     }
 
-    /// Memory the ring lives in (CUDA producers need its device address).
-    #[allow(dead_code)] // used by the `cuda` backend
+    /// Memory the ring lives in.
+    #[cfg(feature = "cuda")]
     pub(crate) fn memory(&self) -> &dyn RingMemory {
         &*self.memory
     }

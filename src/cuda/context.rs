@@ -1,0 +1,218 @@
+//! `GpuContext`: one CUDA device, opened once, shared by producers, memory and kernels.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::sys;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
+
+use super::driver;
+use crate::Error;
+
+/// An open CUDA device (its primary context), cheap to clone.
+///
+/// Opening checks for the driver library first, so a machine without one gets
+/// [`Error::NoDevice`], never a panic. Opening takes 250–300 ms (the driver's own start-up);
+/// open one and clone it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use perdix_transport::cuda::GpuContext;
+/// use perdix_transport::Error;
+///
+/// match GpuContext::new(0) {
+///     Ok(gpu) => println!("{} (sm_{}{})", gpu.name(), gpu.compute_capability().0, gpu.compute_capability().1),
+///     Err(Error::NoDevice(why)) => println!("CPU only: {why}"),
+///     Err(err) => return Err(err),
+/// }
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone)]
+pub struct GpuContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    /// A stream for the context's own small copies (counters, clock mapping): created first, so
+    /// cudarc never synchronizes the context when a producer later makes its streams.
+    aux: Arc<CudaStream>,
+    name: String,
+    compute_capability: (i32, i32),
+    multiprocessors: u32,
+    modules: Mutex<HashMap<u64, Arc<CudaModule>>>,
+}
+
+impl core::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("ordinal", &self.inner.ctx.ordinal())
+            .field("name", &self.inner.name)
+            .field("compute_capability", &self.inner.compute_capability)
+            .field("multiprocessors", &self.inner.multiprocessors)
+            .finish()
+    }
+}
+
+impl GpuContext {
+    /// Opens device `ordinal`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoDevice`] when libcuda cannot be loaded, the driver reports no device (or is too
+    /// old for CUDA 13.0), or there is no device `ordinal`; [`Error::Driver`] for other driver
+    /// failures.
+    pub fn new(ordinal: usize) -> Result<Self, Error> {
+        if !driver::driver_present() {
+            return Err(Error::NoDevice("libcuda not found (no NVIDIA driver)"));
+        }
+        let count = match CudaContext::device_count() {
+            Ok(count) => count,
+            Err(err) => return Err(no_device_or(err)),
+        };
+        if count <= 0 {
+            return Err(Error::NoDevice("the driver reports no CUDA device"));
+        }
+        if ordinal >= count as usize {
+            return Err(Error::NoDevice("no CUDA device with that ordinal"));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(no_device_or)?;
+        // SAFETY: this crate never hands a `CudaSlice` to more than one stream (kernel arguments
+        // are raw device addresses), so cudarc's per-slice event tracking has nothing to do.
+        unsafe { ctx.disable_event_tracking() };
+        let aux = ctx.new_stream().map_err(Error::Driver)?;
+        let name = ctx.name().map_err(Error::Driver)?;
+        let compute_capability = ctx.compute_capability().map_err(Error::Driver)?;
+        let multiprocessors = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(Error::Driver)? as u32;
+        tracing::info!(
+            device = %name,
+            ordinal,
+            sm = format!("{}{}", compute_capability.0, compute_capability.1),
+            multiprocessors,
+            "perdix: CUDA device opened"
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ctx,
+                aux,
+                name,
+                compute_capability,
+                multiprocessors,
+                modules: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The device's name, e.g. `NVIDIA H100 80GB HBM3`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Device ordinal.
+    #[must_use]
+    pub fn ordinal(&self) -> usize {
+        self.inner.ctx.ordinal()
+    }
+
+    /// Compute capability `(major, minor)`; kernels need 7.0+ (`__nanosleep`).
+    #[must_use]
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.inner.compute_capability
+    }
+
+    /// NVRTC architecture name of this device, e.g. `sm_90`.
+    #[must_use]
+    pub fn arch(&self) -> String {
+        let (major, minor) = self.inner.compute_capability;
+        format!("sm_{major}{minor}")
+    }
+
+    /// Streaming multiprocessors (132 on an H100 SXM): the natural grid size.
+    #[must_use]
+    pub fn multiprocessors(&self) -> u32 {
+        self.inner.multiprocessors
+    }
+
+    /// Free and total device memory in bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Driver`] if the driver call fails.
+    pub fn memory_info(&self) -> Result<(usize, usize), Error> {
+        self.bind()?;
+        // SAFETY: the context is current on this thread (bound above).
+        unsafe { driver::mem_get_info() }.map_err(Error::Driver)
+    }
+
+    /// Makes the context current on the calling thread (every driver call needs it).
+    pub(crate) fn bind(&self) -> Result<(), Error> {
+        self.inner.ctx.bind_to_thread().map_err(Error::Driver)
+    }
+
+    pub(crate) fn aux_stream(&self) -> &Arc<CudaStream> {
+        &self.inner.aux
+    }
+
+    pub(crate) fn device(&self) -> sys::CUdevice {
+        self.inner.ctx.cu_device()
+    }
+
+    /// A new non-blocking stream.
+    pub(crate) fn new_stream(&self) -> Result<Arc<CudaStream>, Error> {
+        self.inner.ctx.new_stream().map_err(Error::Driver)
+    }
+
+    /// The function `entry` of the module compiled from `ptx` (keyed by `key`), loading the
+    /// module once per context.
+    pub(crate) fn function(
+        &self,
+        key: u64,
+        ptx: impl FnOnce() -> Result<String, Error>,
+        entry: &str,
+    ) -> Result<CudaFunction, Error> {
+        let module = {
+            let mut modules = self
+                .inner
+                .modules
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match modules.get(&key) {
+                Some(module) => Arc::clone(module),
+                None => {
+                    let ptx = ptx()?;
+                    let module = self
+                        .inner
+                        .ctx
+                        .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                        .map_err(Error::Driver)?;
+                    modules.insert(key, Arc::clone(&module));
+                    module
+                }
+            }
+        };
+        module.load_function(entry).map_err(Error::Driver)
+    }
+}
+
+/// Driver errors that mean "no usable device" become [`Error::NoDevice`].
+fn no_device_or(err: DriverError) -> Error {
+    use sys::cudaError_enum as E;
+    match err.0 {
+        E::CUDA_ERROR_NO_DEVICE => Error::NoDevice("the driver reports no CUDA device"),
+        E::CUDA_ERROR_STUB_LIBRARY => {
+            Error::NoDevice("libcuda is the toolkit's stub (no NVIDIA driver)")
+        }
+        E::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH | E::CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE => {
+            Error::NoDevice("the NVIDIA driver does not match CUDA 13.0 (needs 580+)")
+        }
+        E::CUDA_ERROR_INVALID_DEVICE => Error::NoDevice("no CUDA device with that ordinal"),
+        E::CUDA_ERROR_NOT_INITIALIZED | E::CUDA_ERROR_DEINITIALIZED => {
+            Error::NoDevice("the CUDA driver could not be initialised")
+        }
+        _ => Error::Driver(err),
+    }
+}

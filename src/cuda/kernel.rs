@@ -1,0 +1,237 @@
+//! `GpuKernel`: a producer kernel described by its source, entry point, launch shape and
+//! arguments.
+
+use std::borrow::Cow;
+
+use super::module;
+use crate::Error;
+
+/// Grid or block dimensions. `From` a `u32`, `(u32, u32)` or `(u32, u32, u32)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Dim3 {
+    /// Extent in x.
+    pub x: u32,
+    /// Extent in y.
+    pub y: u32,
+    /// Extent in z.
+    pub z: u32,
+}
+
+impl Dim3 {
+    /// Total count (`x * y * z`).
+    #[must_use]
+    pub const fn count(self) -> u64 {
+        self.x as u64 * self.y as u64 * self.z as u64
+    }
+}
+
+impl From<u32> for Dim3 {
+    fn from(x: u32) -> Self {
+        Self { x, y: 1, z: 1 }
+    }
+}
+
+impl From<(u32, u32)> for Dim3 {
+    fn from((x, y): (u32, u32)) -> Self {
+        Self { x, y, z: 1 }
+    }
+}
+
+impl From<(u32, u32, u32)> for Dim3 {
+    fn from((x, y, z): (u32, u32, u32)) -> Self {
+        Self { x, y, z }
+    }
+}
+
+/// One kernel argument after the producer pointer: a scalar passed by value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum KernelArg {
+    /// `unsigned int`.
+    U32(u32),
+    /// `int`.
+    I32(i32),
+    /// `unsigned long long` (also device addresses).
+    U64(u64),
+    /// `long long`.
+    I64(i64),
+    /// `float`.
+    F32(f32),
+    /// `double`.
+    F64(f64),
+}
+
+macro_rules! kernel_arg_from {
+    ($($ty:ty => $variant:ident),*) => {$(
+        impl From<$ty> for KernelArg {
+            fn from(value: $ty) -> Self {
+                Self::$variant(value)
+            }
+        }
+    )*};
+}
+kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64 => F64);
+
+/// A producer kernel: CUDA C source, entry point, grid, block and arguments.
+///
+/// The kernel's first parameter is always `const perdix_producer* p`, supplied by
+/// [`GpuProducer::launch`](super::GpuProducer::launch); [`arg`](Self::arg) adds the parameters
+/// after it, in order. The source may `#include "perdix.cuh"` (supplied in memory) and call
+/// `perdix_emit(p, kind, &msg, sizeof msg)` from any thread. Entry points are `extern "C"`.
+/// Compiled by NVRTC at first launch and cached (see [`compile_ptx`](super::compile_ptx)).
+///
+/// Cheap to clone; `Send + Sync`, so a Bevy resource or a config can hold it.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::cuda::{GpuKernel, KernelArg};
+///
+/// const SRC: &str = r#"
+/// #include "perdix.cuh"
+/// struct Hit { float x, y; unsigned id; };
+/// extern "C" __global__ void step(const perdix_producer* p, float dt, unsigned frame) {
+///     Hit hit = { dt, 0.0f, frame };
+///     if (perdix_emit(p, 7, &hit, sizeof hit) == PERDIX_CLOSED) return;
+/// }
+/// "#;
+/// let mut kernel = GpuKernel::from_source(SRC, "step").grid(132).block(256).arg(0.016f32).arg(0u32);
+/// kernel.set_arg(1, 1u32); // next frame
+/// assert_eq!(kernel.args(), &[KernelArg::F32(0.016), KernelArg::U32(1)]);
+/// assert_eq!(kernel.threads(), 132 * 256);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct GpuKernel {
+    source: Cow<'static, str>,
+    name: Cow<'static, str>,
+    entry: Cow<'static, str>,
+    grid: Dim3,
+    block: Dim3,
+    shared_mem_bytes: u32,
+    args: Vec<KernelArg>,
+}
+
+impl GpuKernel {
+    /// A kernel `entry` of `source`, launched as 1 block of 256 threads until told otherwise.
+    pub fn from_source(
+        source: impl Into<Cow<'static, str>>,
+        entry: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            source: source.into(),
+            name: Cow::Borrowed("kernel.cu"),
+            entry: entry.into(),
+            grid: Dim3::from(1),
+            block: Dim3::from(256),
+            shared_mem_bytes: 0,
+            args: Vec::new(),
+        }
+    }
+
+    /// File name NVRTC reports in errors and the PTX cache uses (default `kernel.cu`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Grid dimensions in blocks.
+    pub fn grid(mut self, grid: impl Into<Dim3>) -> Self {
+        self.grid = grid.into();
+        self
+    }
+
+    /// Block dimensions in threads.
+    pub fn block(mut self, block: impl Into<Dim3>) -> Self {
+        self.block = block.into();
+        self
+    }
+
+    /// Dynamic shared memory per block, in bytes (default 0).
+    pub fn shared_mem_bytes(mut self, bytes: u32) -> Self {
+        self.shared_mem_bytes = bytes;
+        self
+    }
+
+    /// Appends an argument (after the producer pointer).
+    pub fn arg(mut self, value: impl Into<KernelArg>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// Replaces argument `index` (0 is the first after the producer pointer), e.g. a frame
+    /// number before each launch.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not below the number of arguments added (a caller contract).
+    pub fn set_arg(&mut self, index: usize, value: impl Into<KernelArg>) {
+        assert!(
+            index < self.args.len(),
+            "kernel argument {index} was never added"
+        );
+        self.args[index] = value.into();
+    }
+
+    /// The source.
+    #[must_use]
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The entry point.
+    #[must_use]
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+
+    /// The file name used in errors and the cache.
+    #[must_use]
+    pub fn file_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Grid dimensions.
+    #[must_use]
+    pub fn grid_dim(&self) -> Dim3 {
+        self.grid
+    }
+
+    /// Block dimensions.
+    #[must_use]
+    pub fn block_dim(&self) -> Dim3 {
+        self.block
+    }
+
+    /// Dynamic shared memory per block.
+    #[must_use]
+    pub fn shared_mem(&self) -> u32 {
+        self.shared_mem_bytes
+    }
+
+    /// The arguments after the producer pointer.
+    #[must_use]
+    pub fn args(&self) -> &[KernelArg] {
+        &self.args
+    }
+
+    /// Threads per launch (grid × block).
+    #[must_use]
+    pub fn threads(&self) -> u64 {
+        self.grid.count() * self.block.count()
+    }
+
+    /// Compiles the source for `arch` (`sm_90`, say) without a GPU: the CI check.
+    ///
+    /// # Errors
+    ///
+    /// As [`compile_ptx`](super::compile_ptx).
+    pub fn compile(&self, arch: &str) -> Result<String, Error> {
+        module::compile_ptx(&self.source, &self.name, arch)
+    }
+
+    /// The key of this kernel's module for `arch` (source, header, defines).
+    pub(crate) fn module_key(&self, arch: &str) -> u64 {
+        module::cache_key(&self.source, arch)
+    }
+}

@@ -1,0 +1,243 @@
+//! Kernels from source: NVRTC at first use, with `perdix.cuh` supplied in memory and the layout
+//! passed as `-D` defines; PTX cached on disk keyed by a hash of everything that went in.
+
+use std::ffi::{c_char, CString};
+use std::path::PathBuf;
+
+use cudarc::nvrtc::sys as nvrtc;
+
+use super::{control, driver};
+use crate::{layout, Error};
+
+/// The device side of the protocol (`kernels/perdix.cuh`), included by every kernel.
+pub const PERDIX_CUH: &str = include_str!("../../kernels/perdix.cuh");
+/// The stress producer kernels (`kernels/stress.cu`).
+pub const STRESS_CU: &str = include_str!("../../kernels/stress.cu");
+/// Layout probe, clock probe and fault kernels (`kernels/probe.cu`).
+pub const PROBE_CU: &str = include_str!("../../kernels/probe.cu");
+
+/// The kernels that ship with the crate, `(file name, source)`, for compile checks.
+#[must_use]
+pub fn builtin_kernels() -> [(&'static str, &'static str); 2] {
+    [("stress.cu", STRESS_CU), ("probe.cu", PROBE_CU)]
+}
+
+/// The `-D` options every kernel is compiled with: the slot layout and the control block.
+fn defines() -> Vec<String> {
+    layout::cuda_defines()
+        .iter()
+        .chain(control::cuda_defines().iter())
+        .map(|(name, value)| format!("-D{name}={value}"))
+        .collect()
+}
+
+/// NVRTC options for `arch` (`sm_90` or `compute_90`): PTX for that virtual architecture.
+fn options(arch: &str) -> Vec<String> {
+    let virtual_arch = arch.replace("sm_", "compute_");
+    let mut opts = vec![
+        format!("--gpu-architecture={virtual_arch}"),
+        "-std=c++17".to_owned(),
+    ];
+    opts.extend(defines());
+    opts
+}
+
+/// 64-bit FNV-1a: a stable hash for cache keys (std's hasher may change between releases).
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for part in parts {
+        for &byte in *part {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The cache key of `source` compiled for `arch`.
+pub(crate) fn cache_key(source: &str, arch: &str) -> u64 {
+    let opts = options(arch).join(" ");
+    fnv1a(&[
+        PERDIX_CUH.as_bytes(),
+        source.as_bytes(),
+        opts.as_bytes(),
+        env!("CARGO_PKG_VERSION").as_bytes(),
+    ])
+}
+
+/// Where PTX is cached: `$PERDIX_PTX_CACHE`, else `$XDG_CACHE_HOME/perdix-transport/ptx`, else
+/// `~/.cache/perdix-transport/ptx`. `PERDIX_PTX_CACHE=off` disables the cache.
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("PERDIX_PTX_CACHE") {
+        return (dir != "off").then(|| PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("perdix-transport").join("ptx"))
+}
+
+fn cache_path(name: &str, key: u64, arch: &str) -> Option<PathBuf> {
+    let stem: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    cache_dir().map(|dir| dir.join(format!("{stem}-{key:016x}-{arch}.ptx")))
+}
+
+/// PTX of `source` for `arch` (`sm_90`, say): from the disk cache when present, else compiled by
+/// NVRTC with `perdix.cuh` available as `#include "perdix.cuh"` and the layout defines, and then
+/// cached. Needs libnvrtc (CUDA 13), not a GPU.
+///
+/// # Errors
+///
+/// [`Error::NoDevice`] when libnvrtc cannot be loaded; [`Error::Compile`] with NVRTC's log when
+/// the source does not compile.
+///
+/// # Examples
+///
+/// ```no_run
+/// use perdix_transport::cuda::{compile_ptx, STRESS_CU};
+///
+/// let ptx = compile_ptx(STRESS_CU, "stress.cu", "sm_90")?;
+/// assert!(ptx.contains(".entry perdix_stress"));
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+pub fn compile_ptx(source: &str, name: &str, arch: &str) -> Result<String, Error> {
+    let key = cache_key(source, arch);
+    let path = cache_path(name, key, arch);
+    if let Some(ptx) = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+        tracing::debug!(name, arch, "perdix: PTX from cache");
+        return Ok(ptx);
+    }
+    let started = std::time::Instant::now();
+    let ptx = nvrtc_compile(source, name, &options(arch))?;
+    tracing::debug!(
+        name,
+        arch,
+        ms = started.elapsed().as_millis() as u64,
+        "perdix: NVRTC compiled"
+    );
+    if let Some(path) = path {
+        store(&path, &ptx);
+    }
+    Ok(ptx)
+}
+
+/// Writes the cache file atomically (temporary name, then rename); failures only log.
+fn store(path: &std::path::Path, ptx: &str) {
+    let Some(dir) = path.parent() else { return };
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, ptx))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(err) = result {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::debug!(path = %path.display(), %err, "perdix: PTX cache not written");
+    }
+}
+
+fn cstring(text: &str, what: &str) -> Result<CString, Error> {
+    CString::new(text).map_err(|_| Error::Compile {
+        log: format!("{what} contains a NUL byte"),
+    })
+}
+
+/// Owns an `nvrtcProgram`; destroys it on drop.
+struct Program(nvrtc::nvrtcProgram);
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `nvrtcCreateProgram` and is destroyed only here.
+        let _ = unsafe { nvrtc::nvrtcDestroyProgram(&mut self.0) };
+    }
+}
+
+fn nvrtc_error(what: &str, code: nvrtc::nvrtcResult) -> Error {
+    Error::Compile {
+        log: format!("{what} failed: {code:?}"),
+    }
+}
+
+fn nvrtc_compile(source: &str, name: &str, opts: &[String]) -> Result<String, Error> {
+    if !driver::nvrtc_present() {
+        return Err(Error::NoDevice("libnvrtc not found (CUDA 13 NVRTC)"));
+    }
+    let src = cstring(source, name)?;
+    let prog_name = cstring(name, "kernel name")?;
+    let header = cstring(PERDIX_CUH, "perdix.cuh")?;
+    let header_name = cstring("perdix.cuh", "header name")?;
+    let headers = [header.as_ptr()];
+    let include_names = [header_name.as_ptr()];
+    let mut raw = core::ptr::null_mut();
+    // SAFETY: every pointer is a live NUL-terminated string for the call; one header.
+    let created = unsafe {
+        nvrtc::nvrtcCreateProgram(
+            &mut raw,
+            src.as_ptr(),
+            prog_name.as_ptr(),
+            1,
+            headers.as_ptr(),
+            include_names.as_ptr(),
+        )
+    };
+    if created != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_error("nvrtcCreateProgram", created));
+    }
+    let program = Program(raw);
+    let c_opts = opts
+        .iter()
+        .map(|o| cstring(o, "option"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opt_ptrs: Vec<*const c_char> = c_opts.iter().map(|o| o.as_ptr()).collect();
+    // SAFETY: `program.0` is live; `opt_ptrs` holds `len` live NUL-terminated strings.
+    let compiled =
+        unsafe { nvrtc::nvrtcCompileProgram(program.0, opt_ptrs.len() as i32, opt_ptrs.as_ptr()) };
+    let log = program_log(&program);
+    if compiled != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+        return Err(Error::Compile {
+            log: format!("{name}: {compiled:?}\n{log}"),
+        });
+    }
+    if !log.trim().is_empty() {
+        tracing::debug!(name, log = %log.trim(), "perdix: NVRTC warnings");
+    }
+    let mut size = 0usize;
+    // SAFETY: `program.0` compiled successfully; `size` is a valid out-pointer.
+    let sized = unsafe { nvrtc::nvrtcGetPTXSize(program.0, &mut size) };
+    if sized != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_error("nvrtcGetPTXSize", sized));
+    }
+    let mut buf = vec![0u8; size.max(1)];
+    // SAFETY: `buf` holds `size` bytes, as NVRTC asked for.
+    let got = unsafe { nvrtc::nvrtcGetPTX(program.0, buf.as_mut_ptr().cast()) };
+    if got != nvrtc::nvrtcResult::NVRTC_SUCCESS {
+        return Err(nvrtc_error("nvrtcGetPTX", got));
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    buf.truncate(end);
+    String::from_utf8(buf).map_err(|_| Error::Compile {
+        log: format!("{name}: NVRTC returned PTX that is not UTF-8"),
+    })
+}
+
+fn program_log(program: &Program) -> String {
+    let mut size = 0usize;
+    // SAFETY: `program.0` is live; `size` is a valid out-pointer.
+    if unsafe { nvrtc::nvrtcGetProgramLogSize(program.0, &mut size) }
+        != nvrtc::nvrtcResult::NVRTC_SUCCESS
+    {
+        return String::new();
+    }
+    let mut buf = vec![0u8; size.max(1)];
+    // SAFETY: `buf` holds `size` bytes, as NVRTC asked for.
+    if unsafe { nvrtc::nvrtcGetProgramLog(program.0, buf.as_mut_ptr().cast()) }
+        != nvrtc::nvrtcResult::NVRTC_SUCCESS
+    {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -1,0 +1,84 @@
+//! Self-checks on a real device: the slot layout as the device compiler laid it out.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::kernel::GpuKernel;
+use super::memory::{CudaPinned, DeviceMemory};
+use super::module::PROBE_CU;
+use super::producer::GpuProducer;
+use super::GpuContext;
+use crate::{layout, Error, RingMemory};
+
+/// The slot layout as the device sees it, next to the host's; from [`layout_probe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayoutProbe {
+    /// Offsets of `seq`, `len`, `kind`, `producer`, `flags`, `stamp_ns`, `payload`, measured on
+    /// the device (address differences), then the slot size and alignment.
+    pub device: [u64; 9],
+    /// The same nine numbers from [`layout`].
+    pub host: [u64; 9],
+    /// Control words the device read back: capacity, mask, rings, policy, flags, ring index.
+    pub control: [u64; 6],
+}
+
+impl LayoutProbe {
+    /// Whether the device's layout equals the host's.
+    #[must_use]
+    pub fn matches(&self) -> bool {
+        self.device == self.host
+    }
+}
+
+/// Runs `perdix_layout_probe` on `gpu` against a 2-ring producer of 1,024 slots and returns both
+/// views of the layout.
+///
+/// # Errors
+///
+/// Compile, allocation and driver errors; [`Error::KernelFault`].
+pub fn layout_probe(gpu: &GpuContext) -> Result<LayoutProbe, Error> {
+    let (mut producer, _consumers) = GpuProducer::builder(gpu).capacity(1024).rings(2).build()?;
+    let out = CudaPinned::alloc(gpu, 4096)?;
+    let base = out.as_ptr().as_ptr().cast::<u64>();
+    for idx in 0..32 {
+        // SAFETY: 32 aligned words inside the 4096-byte allocation `out` owns; the kernel has not
+        // been launched yet.
+        unsafe { AtomicU64::from_ptr(base.add(idx)) }.store(u64::MAX, Ordering::Relaxed);
+    }
+    let kernel = GpuKernel::from_source(PROBE_CU, "perdix_layout_probe")
+        .name("probe.cu")
+        .grid(1)
+        .block(1)
+        .arg(out.device_ptr());
+    producer.launch(&kernel)?;
+    producer.wait(None)?;
+    let read = |idx: usize| {
+        // SAFETY: as above; the kernel has finished (waited for), and its stores are visible
+        // after the stream synchronization.
+        unsafe { AtomicU64::from_ptr(base.add(idx)) }.load(Ordering::Acquire)
+    };
+    let mut device = [0u64; 9];
+    for (idx, word) in device.iter_mut().enumerate() {
+        *word = read(idx);
+    }
+    let mut control = [0u64; 6];
+    for (idx, word) in control.iter_mut().enumerate() {
+        *word = read(9 + idx);
+    }
+    let host = [
+        layout::OFFSET_SEQ,
+        layout::OFFSET_LEN,
+        layout::OFFSET_KIND,
+        layout::OFFSET_PRODUCER,
+        layout::OFFSET_FLAGS,
+        layout::OFFSET_STAMP_NS,
+        layout::OFFSET_PAYLOAD,
+        layout::SLOT_SIZE,
+        layout::SLOT_ALIGN,
+    ]
+    .map(|v| v as u64);
+    Ok(LayoutProbe {
+        device,
+        host,
+        control,
+    })
+}

@@ -1,0 +1,344 @@
+//! GPU integration tests: ignored in CI (no GPU); run them on the GPU machine with
+//! `--ignored` (`../shared/device/pack.sh --tests`). Each says `skipped: no CUDA device` and
+//! returns where there is none.
+#![cfg(feature = "cuda")]
+
+use std::time::{Duration, Instant};
+
+use perdix_transport::cuda::stress::{self, GpuStress, StressKernel};
+use perdix_transport::cuda::{
+    clock, layout_probe, ConsumerGroup, GpuContext, GpuKernel, GpuMemory, GpuProducer, PROBE_CU,
+    STRESS_CU,
+};
+use perdix_transport::{Error, Policy};
+
+fn gpu() -> Option<GpuContext> {
+    match GpuContext::new(0) {
+        Ok(gpu) => Some(gpu),
+        Err(Error::NoDevice(why)) => {
+            println!("skipped: no CUDA device ({why})");
+            None
+        }
+        Err(err) => panic!("opening the device: {err}"),
+    }
+}
+
+#[test]
+fn no_device_is_an_error_never_a_panic() {
+    // Runs in CI too: without a driver this must be `NoDevice`, with one it must open.
+    match GpuContext::new(0) {
+        Ok(gpu) => println!("device: {gpu:?}"),
+        Err(Error::NoDevice(why)) => println!("no device: {why}"),
+        Err(err) => panic!("unexpected error: {err}"),
+    }
+    match GpuContext::new(4096) {
+        Err(Error::NoDevice(_)) => {}
+        other => panic!("ordinal 4096 should be NoDevice, got {other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn slot_offsets_agree_on_the_device() {
+    let Some(gpu) = gpu() else { return };
+    let probe = layout_probe(&gpu).expect("layout probe");
+    println!("{probe:?}");
+    assert_eq!(
+        probe.device, probe.host,
+        "slot layout: device vs src/ring/layout.rs"
+    );
+    // capacity, mask, rings, policy (Block), flags, ring index
+    assert_eq!(probe.control, [1024, 1023, 2, 0, 0, 0]);
+}
+
+const FIELDS_SRC: &str = r#"
+#include "perdix.cuh"
+// Odd lanes only (a divergent call), each sends `13 + lane % 8` bytes of its id.
+extern "C" __global__ void fields(const perdix_producer* p, unsigned kind) {
+    unsigned id = blockIdx.x * blockDim.x + threadIdx.x;
+    if (threadIdx.x & 1) {
+        unsigned char bytes[24];
+        for (int i = 0; i < 24; i++) bytes[i] = (unsigned char)(id * 7 + i);
+        perdix_emit(p, kind, bytes, 13 + (threadIdx.x % 8));
+    }
+}
+"#;
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn every_header_field_and_payload_byte_arrives() {
+    let Some(gpu) = gpu() else { return };
+    let (mut producer, mut consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
+    producer
+        .launch(
+            &GpuKernel::from_source(FIELDS_SRC, "fields")
+                .grid(2)
+                .block(64)
+                .arg(42u32),
+        )
+        .expect("launch");
+    let counters = producer.finish().expect("kernel ran");
+    assert_eq!(counters.emitted, 64);
+    let mut seen = [false; 128];
+    let mut count = 0;
+    while let Ok(Some(msg)) = consumer.try_consume_checked() {
+        let id = msg.producer();
+        assert_eq!(id % 2, 1, "only odd threads send");
+        assert_eq!(msg.kind(), 42);
+        let lane = id % 64;
+        assert_eq!(msg.len(), 13 + (lane % 8) as usize);
+        for (i, &b) in msg.iter().enumerate() {
+            assert_eq!(b, (id * 7 + i as u32) as u8, "byte {i} of producer {id}");
+        }
+        assert_eq!(msg.stamp_ns(), 0, "no timestamps asked for");
+        assert!(!seen[id as usize], "duplicate from {id}");
+        seen[id as usize] = true;
+        count += 1;
+    }
+    assert_eq!(count, 64);
+}
+
+fn small(kernel: StressKernel, memory: GpuMemory, policy: Policy) -> GpuStress {
+    GpuStress {
+        grid: 8,
+        block: 256,
+        capacity: 4096,
+        rings: 2,
+        consumers: 2,
+        size: 224,
+        memory,
+        policy,
+        messages_per_producer: Some(500),
+        full_check: true,
+        kernel,
+        ..GpuStress::default()
+    }
+}
+
+fn assert_clean(report: &stress::GpuStressReport) {
+    println!(
+        "{:?} {:?}: {} msgs, {:.1} M/s, counters {:?}, attempts {}, verify {:?}",
+        report.config.kernel,
+        report.backend,
+        report.verify.messages,
+        report.msgs_per_sec() / 1e6,
+        report.counters,
+        report.attempts,
+        report.verify
+    );
+    assert!(report.verify.is_clean(), "{:?}", report.verify);
+    assert!(report.counts_exact(), "counts: {report:?}");
+    assert!(
+        report.consumer_error.is_none(),
+        "{:?}",
+        report.consumer_error
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn stress_is_verified_word_for_word_pinned_and_managed_warp_and_generic() {
+    let Some(gpu) = gpu() else { return };
+    for memory in [GpuMemory::Pinned, GpuMemory::Managed] {
+        for kernel in [StressKernel::Warp, StressKernel::Generic] {
+            let report = stress::run(&gpu, &small(kernel, memory, Policy::Block)).expect("run");
+            assert_clean(&report);
+            assert_eq!(report.verify.messages, 8 * 256 * 500);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn small_messages_and_per_block_lanes() {
+    let Some(gpu) = gpu() else { return };
+    for size in [16, 32, 40, 64, 96, 224] {
+        let config = GpuStress {
+            size,
+            rings: 8,
+            consumers: 3,
+            ..small(StressKernel::Warp, GpuMemory::Pinned, Policy::Block)
+        };
+        let report = stress::run(&gpu, &config).expect("run");
+        assert_clean(&report);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn drop_newest_counts_every_drop_exactly() {
+    let Some(gpu) = gpu() else { return };
+    let config = GpuStress {
+        capacity: 256,
+        rings: 1,
+        consumers: 1,
+        messages_per_producer: Some(200),
+        ..small(StressKernel::Warp, GpuMemory::Pinned, Policy::DropNewest)
+    };
+    let report = stress::run(&gpu, &config).expect("run");
+    assert_clean(&report);
+    println!("dropped {}", report.counters.dropped);
+    assert_eq!(
+        report.attempts,
+        report.counters.emitted + report.counters.dropped
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn dropping_the_consumer_ends_a_blocked_kernel() {
+    let Some(gpu) = gpu() else { return };
+    let (mut producer, consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
+    let kernel = GpuKernel::from_source(STRESS_CU, "perdix_stress")
+        .grid(132)
+        .block(256)
+        .arg(u64::MAX)
+        .arg(64u32)
+        .arg(0u32)
+        .arg(0u64)
+        .arg(0u64)
+        .arg(0u64);
+    producer.launch(&kernel).expect("launch");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !producer.is_idle().expect("query"),
+        "blocked on a full ring"
+    );
+    let counters = producer.counters().expect("counters while running");
+    assert_eq!(
+        counters.emitted, 1024,
+        "exactly one ring's worth, then blocked"
+    );
+    assert!(counters.stalls > 0);
+    let started = Instant::now();
+    drop(consumer);
+    assert!(
+        producer
+            .wait(Some(Duration::from_secs(10)))
+            .expect("no fault"),
+        "kernel ended"
+    );
+    println!(
+        "kernel ended {:?} after the consumer was dropped",
+        started.elapsed()
+    );
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn dropping_the_producer_never_hangs() {
+    let Some(gpu) = gpu() else { return };
+    let (mut producer, consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
+    let kernel = GpuKernel::from_source(STRESS_CU, "perdix_stress")
+        .grid(132)
+        .block(256)
+        .arg(u64::MAX)
+        .arg(64u32)
+        .arg(0u32)
+        .arg(0u64)
+        .arg(0u64)
+        .arg(0u64);
+    producer.launch(&kernel).expect("launch");
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    drop(producer);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(consumer);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn request_stop_ends_a_duration_run_with_exact_counts() {
+    let Some(gpu) = gpu() else { return };
+    let config = GpuStress {
+        grid: 132,
+        messages_per_producer: None,
+        duration: Duration::from_millis(500),
+        full_check: false,
+        ..small(StressKernel::Warp, GpuMemory::Pinned, Policy::Block)
+    };
+    let report = stress::run(&gpu, &config).expect("run");
+    assert_clean(&report);
+    assert!(report.verify.messages > 0);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn consumer_group_reads_several_rings() {
+    let Some(gpu) = gpu() else { return };
+    let (mut producer, consumers) = GpuProducer::builder(&gpu)
+        .capacity(1024)
+        .rings(4)
+        .build()
+        .expect("producer");
+    producer
+        .launch(
+            &GpuKernel::from_source(FIELDS_SRC, "fields")
+                .grid(8)
+                .block(64)
+                .arg(1u32),
+        )
+        .expect("launch");
+    let mut group = ConsumerGroup::new(consumers);
+    let mut count = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count < 8 * 32 && Instant::now() < deadline {
+        count += group.drain(64, |_| {});
+    }
+    assert_eq!(count, 8 * 32);
+    producer.finish().expect("finish");
+    assert_eq!(group.drain_checked(64, |_| {}), Err(Error::Disconnected));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn clock_calibration_has_a_stated_error_bound() {
+    let Some(gpu) = gpu() else { return };
+    let mapping = clock::calibrate_drift(&gpu, 200, Duration::from_millis(100)).expect("calibrate");
+    println!(
+        "clock: error ±{} ns, best round trip {} ns, drift {:.2} ppm",
+        mapping.error_ns,
+        mapping.best_round_trip_ns,
+        mapping.drift_ppm()
+    );
+    assert!(mapping.error_ns < 20_000);
+    let rt = clock::round_trip(&gpu, 1000).expect("ping-pong").summary();
+    println!("ping-pong: p50 {} ns, p99 {} ns", rt.p50_ns, rt.p99_ns);
+    assert_eq!(rt.count, 1000);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn kernel_fault_surfaces_as_an_error() {
+    // A fault poisons the whole context, so the faulting kernel runs in a child process.
+    if std::env::var_os("PERDIX_FAULT_CHILD").is_some() {
+        let Some(gpu) = gpu() else { return };
+        let (mut producer, _consumer) = GpuProducer::new(&gpu, 64).expect("producer");
+        let trap = GpuKernel::from_source(PROBE_CU, "perdix_trap").arg(1u32);
+        let launched = producer.launch(&trap);
+        let waited = launched.and_then(|()| producer.wait(Some(Duration::from_secs(10))));
+        println!("child outcome: {waited:?}");
+        assert!(matches!(waited, Err(Error::KernelFault(_))), "{waited:?}");
+        return;
+    }
+    if gpu().is_none() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let started = Instant::now();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            "kernel_fault_surfaces_as_an_error",
+            "--nocapture",
+        ])
+        .env("PERDIX_FAULT_CHILD", "1")
+        .output()
+        .expect("child runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "child: {text}");
+    assert!(text.contains("KernelFault"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -1,0 +1,134 @@
+//! Every kernel compiles through NVRTC for sm_90, with no GPU: libnvrtc from the PyPI package
+//! `nvidia-cuda-nvrtc` 13.0.x is enough. Skips (with a printed reason) when libnvrtc is absent.
+//!
+//! CI: `pip install nvidia-cuda-nvrtc==13.0.88`, put its `nvidia/cu13/lib` on `LD_LIBRARY_PATH`
+//! and run with `PERDIX_PTX_CACHE=off` so NVRTC really compiles.
+#![cfg(feature = "cuda")]
+
+use perdix_transport::cuda::{builtin_kernels, compile_ptx, GpuKernel, PERDIX_CUH};
+use perdix_transport::Error;
+
+const ARCH: &str = "sm_90";
+
+/// PTX, or `None` (after saying why) when libnvrtc is not installed.
+fn compile_or_skip(source: &str, name: &str) -> Option<Result<String, Error>> {
+    match compile_ptx(source, name, ARCH) {
+        Err(Error::NoDevice(why)) => {
+            println!("skipped: {why}");
+            None
+        }
+        other => Some(other),
+    }
+}
+
+#[test]
+fn every_builtin_kernel_compiles_for_sm_90() {
+    for (name, source) in builtin_kernels() {
+        let Some(result) = compile_or_skip(source, name) else {
+            return;
+        };
+        let ptx = result.unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert!(
+            ptx.contains(".target sm_90"),
+            "{name}: PTX for the wrong target"
+        );
+        let entries: Vec<&str> = ptx
+            .lines()
+            .filter_map(|l| l.split(".entry ").nth(1))
+            .map(|l| l.trim_end_matches('(').trim())
+            .collect();
+        println!("{name}: {} bytes of PTX, entries {entries:?}", ptx.len());
+        assert!(!entries.is_empty(), "{name}: no kernel entry");
+    }
+}
+
+#[test]
+fn stress_kernel_writes_slots_with_one_store_per_lane_and_fences_before_seq() {
+    let Some(result) = compile_or_skip(perdix_transport::cuda::STRESS_CU, "stress.cu") else {
+        return;
+    };
+    let ptx = result.expect("stress.cu compiles");
+    // The body stores are plain 8-byte global stores, the publication a system-scope store after
+    // a system fence (`__threadfence_system` is `fence.sc.sys` or `membar.sys`).
+    assert!(
+        ptx.contains("st.global.u64"),
+        "cooperative 8-byte body stores"
+    );
+    assert!(
+        ptx.contains("st.relaxed.sys.global.u64"),
+        "seq store at system scope"
+    );
+    assert!(
+        ptx.contains("fence.sc.sys") || ptx.contains("membar.sys"),
+        "system fence before seq"
+    );
+    assert!(ptx.contains("nanosleep"), "waits back off with __nanosleep");
+}
+
+#[test]
+fn a_kernel_authors_source_compiles_with_the_header_in_memory() {
+    const SRC: &str = r#"
+#include "perdix.cuh"
+struct Collision { float x, y, z; unsigned a, b; };
+extern "C" __global__ void step(const perdix_producer* p, float dt, unsigned frame) {
+    Collision c = { dt, 1.0f, 2.0f, frame, threadIdx.x };
+    if (threadIdx.x % 3 == 0) {
+        if (perdix_emit(p, 7, &c, sizeof c) == PERDIX_CLOSED) return;
+    } else if (perdix_try_emit(p, 8, &c, sizeof c) == PERDIX_DROPPED) {
+        return;
+    }
+    if (perdix_should_stop(p)) return;
+    perdix_send(p, 9, &frame, sizeof frame);
+}
+"#;
+    let kernel = GpuKernel::from_source(SRC, "step")
+        .name("user.cu")
+        .arg(0.016f32)
+        .arg(1u32);
+    match kernel.compile(ARCH) {
+        Err(Error::NoDevice(why)) => println!("skipped: {why}"),
+        Err(err) => panic!("{err}"),
+        Ok(ptx) => assert!(ptx.contains(".entry step")),
+    }
+}
+
+#[test]
+fn compile_errors_come_back_with_the_log() {
+    let Some(result) = compile_or_skip("extern \"C\" __global__ void broken( { }", "broken.cu")
+    else {
+        return;
+    };
+    match result {
+        Err(Error::Compile { log }) => {
+            assert!(log.contains("broken.cu"), "log names the file: {log}");
+            assert!(log.contains("error"), "log has NVRTC's errors: {log}");
+        }
+        other => panic!("expected Error::Compile, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_slot_layout_that_disagrees_with_rust_does_not_compile() {
+    // Redefine one offset before the header: its static asserts must refuse the build.
+    let src = "#undef PERDIX_OFFSET_KIND\n#define PERDIX_OFFSET_KIND 16\n#include \"perdix.cuh\"\n\
+               extern \"C\" __global__ void k(const perdix_producer* p) {}\n";
+    let Some(result) = compile_or_skip(src, "drifted.cu") else {
+        return;
+    };
+    match result {
+        Err(Error::Compile { log }) => assert!(log.contains("slot: kind offset"), "{log}"),
+        other => panic!("expected the layout static_assert to fail, got {other:?}"),
+    }
+    // And the control block: a ring record of the wrong size.
+    let src = "#undef PERDIX_CTRL_RING_SIZE\n#define PERDIX_CTRL_RING_SIZE 384\n#include \"perdix.cuh\"\n";
+    let Some(result) = compile_or_skip(src, "drifted_ctrl.cu") else {
+        return;
+    };
+    assert!(matches!(result, Err(Error::Compile { .. })), "{result:?}");
+}
+
+#[test]
+fn the_header_is_the_one_in_kernels() {
+    assert!(PERDIX_CUH.contains("perdix_emit"));
+    assert!(PERDIX_CUH.contains("static_assert"));
+}
