@@ -784,7 +784,6 @@ pub(crate) struct Routes {
     table: Vec<Route>,
     map: HashMap<u32, Route>,
     typed: Vec<Box<dyn TypedRoute>>,
-    raw: Vec<PerdixMessage>,
     malformed_warned: bool,
 }
 
@@ -859,50 +858,57 @@ impl Routes {
         for route in &mut self.typed {
             route.flush(world);
         }
-        if !self.raw.is_empty() {
-            match world.get_resource_mut::<Messages<PerdixMessage>>() {
-                Some(mut messages) => {
-                    messages.write_batch(self.raw.drain(..));
-                }
-                None => self.raw.clear(),
-            }
-        }
     }
 }
 
 /// The drain system: up to the budget from the rings into ECS messages.
+///
+/// Raw messages are written straight into `Messages<PerdixMessage>` (one copy out of the slot);
+/// typed ones are staged per type and written in one batch per type.
 pub(crate) fn route_messages(world: &mut World) {
     world.try_resource_scope(|world, mut ring: Mut<PerdixRing>| {
         world.try_resource_scope(|world, mut routes: Mut<Routes>| {
-            let routes = &mut *routes;
-            let budget = ring.config.budget;
-            let (mut unrouted, mut malformed) = (0u64, 0u64);
-            ring.drain_lanes(budget, |idx, msg| match routes.route(msg.kind()) {
-                Route::Typed(t) => {
-                    let accepted = routes
-                        .typed
-                        .get_mut(t)
-                        .is_some_and(|typed| typed.accept(msg.payload()));
-                    if !accepted {
-                        malformed += 1;
-                    }
-                }
-                Route::Raw => routes.raw.push(PerdixMessage::new(idx, &msg)),
-                Route::Unrouted => {
-                    unrouted += 1;
-                    routes.raw.push(PerdixMessage::new(idx, &msg));
-                }
+            let routed = world.try_resource_scope(|_, mut raw: Mut<Messages<PerdixMessage>>| {
+                route_frame(&mut ring, &mut routes, &mut raw);
             });
-            ring.stats.unrouted += unrouted;
-            ring.stats.malformed += malformed;
-            if malformed > 0 && !routes.malformed_warned {
-                routes.malformed_warned = true;
-                tracing::warn!(
-                    malformed,
-                    "perdix: messages whose length does not match their registered type were dropped"
-                );
+            if routed.is_none() {
+                // Only if someone removed the raw messages: stage and drop them.
+                let mut raw = Messages::<PerdixMessage>::default();
+                route_frame(&mut ring, &mut routes, &mut raw);
             }
             routes.flush(world);
         });
     });
+}
+
+fn route_frame(ring: &mut PerdixRing, routes: &mut Routes, raw: &mut Messages<PerdixMessage>) {
+    let budget = ring.config.budget;
+    let (mut unrouted, mut malformed) = (0u64, 0u64);
+    ring.drain_lanes(budget, |idx, msg| match routes.route(msg.kind()) {
+        Route::Typed(t) => {
+            let accepted = routes
+                .typed
+                .get_mut(t)
+                .is_some_and(|typed| typed.accept(msg.payload()));
+            if !accepted {
+                malformed += 1;
+            }
+        }
+        Route::Raw => {
+            raw.write(PerdixMessage::new(idx, &msg));
+        }
+        Route::Unrouted => {
+            unrouted += 1;
+            raw.write(PerdixMessage::new(idx, &msg));
+        }
+    });
+    ring.stats.unrouted += unrouted;
+    ring.stats.malformed += malformed;
+    if malformed > 0 && !routes.malformed_warned {
+        routes.malformed_warned = true;
+        tracing::warn!(
+            malformed,
+            "perdix: messages whose length does not match their registered type were dropped"
+        );
+    }
 }
