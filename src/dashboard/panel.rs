@@ -282,10 +282,7 @@ impl<'a> PerdixPanel<'a> {
         let now = history.last().map_or(0.0, |s| s.t_s);
         let window = self.window_secs;
         let series = |f: fn(&Sample) -> f64, scale: f64| -> PlotPoints<'static> {
-            history
-                .iter()
-                .map(|s| [s.t_s - now, f(s) * scale])
-                .collect()
+            PlotPoints::new(decimate(history, MAX_POINTS, now, |s| f(s) * scale))
         };
         let height = self.plot_height;
         let plot = |name: &str| {
@@ -303,6 +300,7 @@ impl<'a> PerdixPanel<'a> {
                 .x_axis_formatter(|mark: GridMark, _: &RangeInclusive<f64>| {
                     format!("{:.0}s", mark.value)
                 })
+                .y_axis_formatter(|mark: GridMark, _: &RangeInclusive<f64>| si(mark.value, ""))
                 .legend(Legend::default().position(Corner::LeftTop))
         };
         ui.columns(2, |cols| {
@@ -321,11 +319,7 @@ impl<'a> PerdixPanel<'a> {
                 );
             });
             plot("occupancy").include_y(100.0).show(&mut cols[0], |p| {
-                p.line(
-                    Line::new("occupancy %", series(|s| s.occupancy, 100.0))
-                        .color(GREEN)
-                        .fill(0.0),
-                );
+                p.line(Line::new("occupancy %", series(|s| s.occupancy, 100.0)).color(GREEN));
             });
             plot("backpressure").show(&mut cols[1], |p| {
                 p.line(Line::new("stalls/s", series(|s| s.stalls_per_sec, 1.0)).color(AMBER));
@@ -359,6 +353,7 @@ impl<'a> PerdixPanel<'a> {
             .show_y(false)
             .include_y(0.0)
             .x_axis_formatter(|mark: GridMark, _: &RangeInclusive<f64>| ns(10f64.powf(mark.value)))
+            .y_axis_formatter(|mark: GridMark, _: &RangeInclusive<f64>| si(mark.value, ""))
             .legend(Legend::default().position(Corner::RightTop))
             .show(ui, |p| {
                 p.add(BarChart::new("latency", bars).color(BLUE));
@@ -410,6 +405,45 @@ impl PerdixPanel<'_> {
             .filter(|s| s.t_s >= now - self.window_secs && s.t_s <= now)
             .collect()
     }
+}
+
+/// Most points per plotted series: longer histories are reduced to a min/max envelope, which
+/// keeps spikes visible and bounds the panel's cost per frame (see `benches/dashboard_panel.rs`).
+const MAX_POINTS: usize = 240;
+
+/// `[t - now, value]` points of `history`, at most `max_points` (≥ 2) of them: when there are
+/// more samples, each run of consecutive samples contributes its minimum and its maximum, in
+/// time order.
+fn decimate(
+    history: &[Sample],
+    max_points: usize,
+    now: f64,
+    value: impl Fn(&Sample) -> f64,
+) -> Vec<[f64; 2]> {
+    let point = |s: &Sample| [s.t_s - now, value(s)];
+    let max_points = max_points.max(2);
+    if history.len() <= max_points {
+        return history.iter().map(point).collect();
+    }
+    let per_bucket = history.len().div_ceil(max_points / 2);
+    let mut out = Vec::with_capacity(max_points);
+    for bucket in history.chunks(per_bucket) {
+        let (mut lo, mut hi) = (0, 0);
+        for (i, s) in bucket.iter().enumerate() {
+            if value(s) < value(&bucket[lo]) {
+                lo = i;
+            }
+            if value(s) > value(&bucket[hi]) {
+                hi = i;
+            }
+        }
+        let (a, b) = (lo.min(hi), lo.max(hi));
+        out.push(point(&bucket[a]));
+        if b != a {
+            out.push(point(&bucket[b]));
+        }
+    }
+    out
 }
 
 /// `v`, or 0 when it is NaN or infinite.
@@ -465,11 +499,24 @@ pub(crate) fn si(v: f64, unit: &str) -> String {
     let spaced = unit.starts_with(' ');
     let unit = unit.trim_start();
     let prefix = PREFIXES[idx];
-    let digits = if idx == 0 { 0 } else { 2 };
-    match (prefix.is_empty(), spaced) {
+    let digits = if idx > 0 {
+        2
+    } else if scaled.fract() == 0.0 || scaled.abs() >= 100.0 {
+        0
+    } else if scaled.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = match (prefix.is_empty(), spaced) {
         (true, _) => format!("{scaled:.digits$} {unit}"),
         (false, true) => format!("{scaled:.digits$} {prefix} {unit}"),
         (false, false) => format!("{scaled:.digits$} {prefix}{unit}"),
+    };
+    if unit.is_empty() {
+        text.trim_end().to_owned()
+    } else {
+        text
     }
 }
 
@@ -509,6 +556,9 @@ mod tests {
         assert_eq!(si(0.0, "B/s"), "0 B/s");
         assert_eq!(si(1_234_000.0, " msg/s"), "1.23 M msg/s");
         assert_eq!(si(12.0, " msg/s"), "12 msg/s");
+        assert_eq!(si(0.25, ""), "0.25");
+        assert_eq!(si(12.5, " /s"), "12.5 /s");
+        assert_eq!(si(2_500.0, ""), "2.50 k");
         assert_eq!(si(5_900_000.0, "B/s"), "5.90 MB/s");
         assert_eq!(si(f64::NAN, "B"), "0 B");
         assert_eq!(si(1e30, "B"), "1000000000000.00 EB");
@@ -518,6 +568,28 @@ mod tests {
         assert_eq!(ns(1_210.0), "1.21 µs");
         assert_eq!(ns(5_300_000.0), "5.30 ms");
         assert_eq!(ns(f64::INFINITY), "0 ns");
+    }
+
+    #[test]
+    fn decimate_keeps_envelope_and_order() {
+        let history: Vec<Sample> = (0..600)
+            .map(|i| Sample {
+                t_s: f64::from(i) / 10.0,
+                msgs_per_sec: if i == 301 { 1e9 } else { f64::from(i % 7) },
+                ..Sample::default()
+            })
+            .collect();
+        let points = decimate(&history, 240, 59.9, |s| s.msgs_per_sec);
+        assert!(points.len() <= 240, "{} points", points.len());
+        assert!(
+            points.windows(2).all(|w| w[0][0] <= w[1][0]),
+            "not in time order"
+        );
+        assert!(points.iter().any(|p| p[1] == 1e9), "spike lost");
+        assert!((points[0][0] + 59.9).abs() < 1e-9);
+        // Short histories pass through untouched.
+        assert_eq!(decimate(&history[..10], 240, 0.0, |s| s.t_s).len(), 10);
+        assert!(decimate(&[], 240, 0.0, |s| s.t_s).is_empty());
     }
 
     #[test]
