@@ -6,7 +6,7 @@
 //
 // The protocol (DESIGN.md §2-3):
 // - a ring is `capacity` slots of PERDIX_SLOT_SIZE bytes; the slot for position `pos` is complete
-//   when its `seq` word holds `pos + 1`, written last, after `__threadfence_system()`;
+//   when its `seq` word holds `pos + 1`, written last, after a system-scope release fence;
 // - positions are reserved per warp with one atomic on the ring's `tail`, in device memory;
 // - the consumer's head lives in device memory too (the host pushes it with
 //   cuStreamWriteValue64), so no GPU thread reads host memory for backpressure; a warp whose
@@ -174,6 +174,17 @@ __device__ __forceinline__ void perdix_store_word(perdix_u64* addr, perdix_u64 v
     asm volatile("st.global.u64 [%0], %1;" ::"l"(addr), "l"(v) : "memory");
 }
 
+// The fence between a slot's body and its `seq`: a release fence at system scope (the CPU's
+// acquire load of `seq` pairs with it). `__threadfence_system()` (fence.sc.sys) is stronger than
+// needed; define PERDIX_FENCE_SC to use it instead.
+__device__ __forceinline__ void perdix_publish_fence() {
+#ifdef PERDIX_FENCE_SC
+    __threadfence_system();
+#else
+    asm volatile("fence.acq_rel.sys;" ::: "memory");
+#endif
+}
+
 // The publication store: after the system fence, so every body word is visible before it.
 __device__ __forceinline__ void perdix_store_seq(perdix_u64* addr, perdix_u64 v) {
     asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(addr), "l"(v) : "memory");
@@ -202,17 +213,37 @@ __device__ __forceinline__ perdix_ring* perdix_ring_of_block(const perdix_produc
     return rings + (perdix_block_linear() % perdix_nrings(p));
 }
 
-// GPU %globaltimer mapped onto the CPU clock (crate::clock::now_ns), when the host asked for
-// timestamps; 0 otherwise.
+// The GPU->CPU clock mapping, loaded ahead of the stamp (the loads take an L2 round trip, which
+// must not land between the stamp and the publication).
+struct perdix_clock {
+    perdix_i64 offset;
+    perdix_u64 g0;
+    perdix_i64 slope;
+    bool on;
+};
+
+__device__ __forceinline__ perdix_clock perdix_clock_load(const perdix_producer* p) {
+    perdix_clock c;
+    c.on = (PERDIX_W(p, PERDIX_CTRL_HDR_FLAGS) & PERDIX_FLAG_TIMESTAMPS) != 0;
+    c.offset = c.on ? (perdix_i64)perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_CLOCK_OFFSET)) : 0;
+    c.g0 = c.on ? perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_CLOCK_G0)) : 0;
+    c.slope = c.on ? (perdix_i64)perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_CLOCK_SLOPE)) : 0;
+    return c;
+}
+
+// %globaltimer now, mapped onto the CPU clock (crate::clock::now_ns); 0 without timestamps:
+// cpu_ns = g + offset + (((g - g0) * slope) >> 32).
+__device__ __forceinline__ perdix_u64 perdix_stamp_with(const perdix_clock& c) {
+    if (!c.on) return 0;
+    const perdix_u64 g = perdix_globaltimer();
+    const perdix_i64 dg = (perdix_i64)(g - c.g0);
+    const perdix_i64 corr =
+        (perdix_i64)(__mul64hi(dg, c.slope) << 32) + (perdix_i64)(((perdix_u64)(dg * c.slope)) >> 32);
+    return g + (perdix_u64)c.offset + (perdix_u64)corr;
+}
+
 __device__ __forceinline__ perdix_u64 perdix_stamp(const perdix_producer* p) {
-    if (!(PERDIX_W(p, PERDIX_CTRL_HDR_FLAGS) & PERDIX_FLAG_TIMESTAMPS)) return 0;
-    perdix_u64 g = perdix_globaltimer();
-    perdix_i64 off = (perdix_i64)perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_CLOCK_OFFSET));
-    perdix_u64 g0 = perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_CLOCK_G0));
-    perdix_i64 slope = (perdix_i64)perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_CLOCK_SLOPE));
-    perdix_i64 dg = (perdix_i64)(g - g0);
-    perdix_i64 corr = (perdix_i64)(__mul64hi(dg, slope) << 32) + (perdix_i64)(((perdix_u64)(dg * slope)) >> 32);
-    return g + (perdix_u64)off + (perdix_u64)corr;
+    return perdix_stamp_with(perdix_clock_load(p));
 }
 
 __device__ __forceinline__ bool perdix_should_stop(const perdix_producer* p) {
@@ -299,7 +330,7 @@ __device__ __forceinline__ void perdix_warp_publish(perdix_ring* r, perdix_u32 m
                                                     perdix_u32 rank) {
     __syncwarp(mask);
     if (rank < b.count) {
-        __threadfence_system();
+        perdix_publish_fence();
         perdix_u64 pos = b.base + rank;
         perdix_store_seq(&PERDIX_RING_SLOTS(r)[pos & PERDIX_RING_MASK(r)].seq, pos + 1);
     }
@@ -336,10 +367,11 @@ __device__ __noinline__ int perdix_emit_policy(const perdix_producer* p, perdix_
     const perdix_u32 n = __popc(mask);
     const perdix_u32 rank = __popc(mask & perdix_lanemask_lt());
     perdix_ring* r = perdix_ring_of_block(p);
+    const perdix_clock clock = perdix_clock_load(p);
     perdix_batch b = perdix_warp_reserve(r, mask, n, policy);
     if (b.status != PERDIX_OK) return b.status;
     const perdix_u32 producer = perdix_thread_linear();
-    const perdix_u64 stamp = perdix_stamp(p);
+    const perdix_u64 stamp = perdix_stamp_with(clock);
     const perdix_u32 lane = perdix_lane();
     perdix_u32 src_mask = mask;
     for (perdix_u32 j = 0; j < b.count; j++) {

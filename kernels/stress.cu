@@ -60,6 +60,7 @@ extern "C" __global__ void perdix_stress(const perdix_producer* p, perdix_u64 pe
         }
         const perdix_u32 n = __popc(mask);
         const perdix_u32 rank = __popc(mask & perdix_lanemask_lt());
+        const perdix_clock clock = perdix_clock_load(p);
         const perdix_batch b = perdix_warp_reserve(r, mask, n, policy);
         if (b.status == PERDIX_CLOSED) {
             live = false;
@@ -67,7 +68,7 @@ extern "C" __global__ void perdix_stress(const perdix_producer* p, perdix_u64 pe
         }
         tries++;
         const perdix_u64 tag = stress_tag(id, seq);
-        const perdix_u64 stamp = perdix_stamp(p);
+        const perdix_u64 stamp = perdix_stamp_with(clock);
         perdix_u32 src_mask = mask;
         for (perdix_u32 j = 0; j < b.count; j++) {
             const perdix_u32 src = __ffs(src_mask) - 1;

@@ -49,7 +49,7 @@ fn stress_kernel_writes_slots_with_one_store_per_lane_and_fences_before_seq() {
     };
     let ptx = result.expect("stress.cu compiles");
     // The body stores are plain 8-byte global stores, the publication a system-scope store after
-    // a system fence (`__threadfence_system` is `fence.sc.sys` or `membar.sys`).
+    // a system-scope fence (release by default; `__threadfence_system` with PERDIX_FENCE_SC).
     assert!(
         ptx.contains("st.global.u64"),
         "cooperative 8-byte body stores"
@@ -59,7 +59,9 @@ fn stress_kernel_writes_slots_with_one_store_per_lane_and_fences_before_seq() {
         "seq store at system scope"
     );
     assert!(
-        ptx.contains("fence.sc.sys") || ptx.contains("membar.sys"),
+        ptx.contains("fence.acq_rel.sys")
+            || ptx.contains("fence.sc.sys")
+            || ptx.contains("membar.sys"),
         "system fence before seq"
     );
     assert!(ptx.contains("nanosleep"), "waits back off with __nanosleep");

@@ -53,5 +53,5 @@ pub use kernel::{Dim3, GpuKernel, KernelArg};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{builtin_kernels, compile_ptx, PERDIX_CUH, PROBE_CU, STRESS_CU};
 pub use probe::{layout_probe, LayoutProbe};
-pub use producer::{GpuCounters, GpuProducer, GpuProducerBuilder};
+pub use producer::{GpuCounters, GpuProducer, GpuProducerBuilder, MIN_CAPACITY};
 pub use stress::{GpuStress, GpuStressReport, StressKernel};

@@ -39,6 +39,11 @@ fn options(arch: &str) -> Vec<String> {
         "-std=c++17".to_owned(),
     ];
     opts.extend(defines());
+    // Experiments only: extra defines, e.g. `PERDIX_NVRTC_DEFINES="PERDIX_FENCE_SC
+    // PERDIX_BACKOFF_MAX_NS=4096"` (part of the cache key like every option).
+    if let Ok(extra) = std::env::var("PERDIX_NVRTC_DEFINES") {
+        opts.extend(extra.split_whitespace().map(|d| format!("-D{d}")));
+    }
     opts
 }
 

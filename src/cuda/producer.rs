@@ -15,6 +15,9 @@ use crate::ring::{HeadSink, Ring};
 use crate::sync::Arc as RingArc;
 use crate::{Backend, Consumer, Error, Policy, RingStats};
 
+/// The smallest ring a GPU producer accepts: one warp's batch of positions.
+pub const MIN_CAPACITY: usize = 32;
+
 /// Exact device-side counters of a producer (summed over its rings) or of one ring.
 ///
 /// Kept by the kernels with atomics in device memory and read with a copy that does not wait
@@ -169,7 +172,7 @@ pub struct GpuProducerBuilder {
 }
 
 impl GpuProducerBuilder {
-    /// Slots per ring, a power of two (default 65,536: 16 MiB per ring).
+    /// Slots per ring, a power of two from [`MIN_CAPACITY`] (default 65,536: 16 MiB per ring).
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
         self
@@ -208,11 +211,13 @@ impl GpuProducerBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidCapacity`] for a bad capacity or zero rings; [`Error::Alloc`] when the
+    /// [`Error::InvalidCapacity`] for a bad capacity (below [`MIN_CAPACITY`]) or zero rings; [`Error::Alloc`] when the
     /// memory cannot be had; [`Error::Driver`] for driver failures.
     pub fn build(self) -> Result<(GpuProducer, Vec<Consumer>), Error> {
         let ring_bytes = Ring::bytes_for(self.capacity)?;
-        if self.rings == 0 || self.rings > u32::MAX as usize {
+        // A warp reserves up to 32 positions at once and waits until all of them fit: a ring
+        // smaller than a warp's batch would wait forever.
+        if self.capacity < MIN_CAPACITY || self.rings == 0 || self.rings > u32::MAX as usize {
             return Err(Error::InvalidCapacity(self.capacity));
         }
         let total = ring_bytes

@@ -12,6 +12,9 @@ use clap::Parser;
 use perdix_transport::harness::{self, SpscRun};
 use perdix_transport::Error;
 
+#[cfg(feature = "cuda")]
+mod gpu;
+
 /// Measures msgs/s and GB/s for 32 B and 224 B messages, and round-trip latency.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -31,6 +34,10 @@ struct Args {
     /// Print only JSON on stdout (logs go to stderr).
     #[arg(long)]
     json: bool,
+    /// GPU producers (used when a CUDA device is present).
+    #[cfg(feature = "cuda")]
+    #[command(flatten)]
+    gpu: gpu::GpuArgs,
 }
 
 /// One throughput row.
@@ -49,7 +56,21 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    match run_cpu(&args) {
+    #[cfg(feature = "cuda")]
+    if !args.gpu.cpu {
+        match gpu::open() {
+            Ok(device) => {
+                eprintln!("benchmark: backend cuda: GPU producers on {}", device.name());
+                return exit(gpu::run(&device, &args));
+            }
+            Err(err) => eprintln!("benchmark: no GPU ({err}); backend host: CPU producers"),
+        }
+    }
+    exit(run_cpu(&args))
+}
+
+fn exit(result: Result<bool, Error>) -> ExitCode {
+    match result {
         Ok(clean) if clean => ExitCode::SUCCESS,
         Ok(_) => {
             eprintln!("benchmark: verification failed");

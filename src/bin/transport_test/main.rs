@@ -11,6 +11,9 @@ use clap::Parser;
 use perdix_transport::harness::{self, SpscRun};
 use perdix_transport::{Buffer, Error, Policy};
 
+#[cfg(feature = "cuda")]
+mod gpu;
+
 /// Runs the seed scenarios: basic round trip, stress, latency, backpressure, wraparound.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -24,6 +27,9 @@ struct Args {
     /// Round trips timed in the latency scenario.
     #[arg(long, default_value_t = 100_000)]
     round_trips: u64,
+    /// Use CPU producers even when a GPU is present.
+    #[arg(long)]
+    cpu: bool,
 }
 
 /// One scenario's result.
@@ -39,6 +45,19 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    #[cfg(feature = "cuda")]
+    if !args.cpu {
+        match gpu::open() {
+            Ok(device) => {
+                println!(
+                    "perdix transport_test: backend cuda-pinned (GPU producer kernels on {})",
+                    device.name()
+                );
+                return print_table(&gpu::scenarios(&device, &args));
+            }
+            Err(err) => eprintln!("transport_test: no GPU ({err}); using CPU producers"),
+        }
+    }
     println!("perdix transport_test: backend host (CPU producers)");
     let outcomes = cpu_scenarios(&args);
     print_table(&outcomes)

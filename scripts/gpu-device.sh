@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs the GPU checks and measurements on the device machine, in one call.
+#
+# Here (build machine, no GPU needed):
+#   PERDIX_FEATURES=cuda,cli ../shared/device/pack.sh --no-default-features --test gpu
+#   (stages the GPU test binary and the release bins), then copy .device to .device-cuda
+#   (listed in .git/info/exclude) so other packs cannot replace it.
+# There (device call with carry [".device-cuda"]):
+#   scripts/gpu-device.sh STEP...   where STEP is tests | transport | quick | matrix | soak:N
+# Logs go to $OUT (or ./gpu-out); the last lines printed are short summaries.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+dev=${PERDIX_DEVICE_DIR:-.device-cuda}
+source "$dev/env.sh"
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+export RUST_LOG=${RUST_LOG:-warn}
+export PERDIX_PTX_CACHE=/tmp/perdix-ptx
+nvidia-smi --query-gpu=name,driver_version,memory.used,memory.total,clocks.sm,clocks.max.sm,pstate,temperature.gpu \
+  --format=csv >"$out/nvidia-smi.txt" 2>&1
+(nproc; lscpu | grep -E "Model name|Socket|Core|Thread|L2|L3|NUMA") >>"$out/nvidia-smi.txt" 2>&1
+summary=()
+for step in "$@"; do
+  start=$SECONDS
+  case "$step" in
+    tests)
+      t=$(ls "$dev"/bin/gpu-* | head -1)
+      timeout 300 "$t" --ignored --test-threads=1 --nocapture >"$out/gpu-tests.log" 2>&1
+      rc=$?
+      summary+=("tests rc=$rc: $(grep -E '^test result' "$out/gpu-tests.log" | tail -1)")
+      grep -E "^test .*(FAILED|ok)$|panicked" "$out/gpu-tests.log" | head -30
+      ;;
+    transport)
+      timeout 240 "$dev/bin/transport_test" >"$out/transport_test.log" 2>&1
+      rc=$?
+      summary+=("transport_test rc=$rc")
+      tail -8 "$out/transport_test.log"
+      ;;
+    quick)
+      timeout 300 "$dev/bin/benchmark" --matrix --seconds 2 --latency-seconds 2 >"$out/quick.txt" 2>"$out/quick.err"
+      rc=$?
+      summary+=("quick matrix rc=$rc")
+      cat "$out/quick.txt"; tail -3 "$out/quick.err"
+      ;;
+    matrix)
+      timeout 590 "$dev/bin/benchmark" --matrix --seconds 10 --latency-seconds 5 >"$out/matrix.txt" 2>"$out/matrix.err"
+      rc=$?
+      summary+=("matrix rc=$rc")
+      cat "$out/matrix.txt"; tail -3 "$out/matrix.err"
+      ;;
+    fence)
+      # Publication fence A/B: release fence (default) vs __threadfence_system, same process order.
+      for variant in "" PERDIX_FENCE_SC; do
+        PERDIX_NVRTC_DEFINES=$variant timeout 120 "$dev/bin/benchmark" --sizes 224,32 --consumers 2 --seconds 2 \
+          --latency-seconds 2 >"$out/fence-${variant:-release}.txt" 2>/dev/null
+        echo "fence ${variant:-release}:"; cat "$out/fence-${variant:-release}.txt" | tail -4
+      done
+      summary+=("fence A/B done")
+      ;;
+    soak:*)
+      n=${step#soak:}
+      timeout 590 "$dev/bin/benchmark" --sizes 224 --consumers 2 --total-messages "$n" --latency-seconds 0 \
+        --gpu-capacity 65536 >"$out/soak.txt" 2>"$out/soak.err"
+      rc=$?
+      summary+=("soak $n rc=$rc")
+      cat "$out/soak.txt"; tail -3 "$out/soak.err"
+      ;;
+    *) echo "unknown step $step" ;;
+  esac
+  summary+=("  ($step took $((SECONDS - start)) s)")
+done
+printf '%s\n' "${summary[@]}"

@@ -1,0 +1,424 @@
+//! The benchmark's GPU path: verified stress runs (`perdix_transport::cuda::stress`) over the
+//! configurations of `docs/PERFORMANCE.md`, one-way latency at light load, and the CPU→GPU→CPU
+//! ping-pong. All figures of one invocation come from one process, so they compare side by side.
+
+use std::time::Duration;
+
+use perdix_transport::cuda::stress::{self, GpuStress, GpuStressReport, StressKernel};
+use perdix_transport::cuda::{clock, GpuContext, GpuMemory};
+use perdix_transport::{Error, Policy};
+
+/// GPU options (ignored on the CPU path).
+#[derive(Debug, clap::Args)]
+pub struct GpuArgs {
+    /// Use CPU producers even when a GPU is present.
+    #[arg(long)]
+    pub cpu: bool,
+    /// Run the whole measurement matrix of docs/PERFORMANCE.md instead of the quick set.
+    #[arg(long)]
+    pub matrix: bool,
+    /// Grid sizes in blocks (default: one block per SM).
+    #[arg(long, value_delimiter = ',')]
+    pub grid: Vec<u32>,
+    /// Threads per block (each thread is one producer stream).
+    #[arg(long, default_value_t = 256)]
+    pub block: u32,
+    /// Consumer threads (each owns its rings).
+    #[arg(long, value_delimiter = ',', default_values_t = [2usize])]
+    pub consumers: Vec<usize>,
+    /// Rings per producer (0: one per consumer thread).
+    #[arg(long, default_value_t = 0)]
+    pub rings: usize,
+    /// One ring per block (per-block lanes; overrides --rings).
+    #[arg(long)]
+    pub lanes: bool,
+    /// Slots per GPU ring.
+    #[arg(long, value_delimiter = ',', default_values_t = [65_536usize])]
+    pub gpu_capacity: Vec<usize>,
+    /// Ring memory: pinned, managed.
+    #[arg(long, value_delimiter = ',', default_values_t = [GpuMemory::Pinned])]
+    pub memory: Vec<GpuMemory>,
+    /// Backpressure policy of the stress kernel: block or drop-newest.
+    #[arg(long, default_value_t = Policy::Block)]
+    pub policy: Policy,
+    /// Check every payload word (otherwise the first and last 16 bytes).
+    #[arg(long)]
+    pub full_check: bool,
+    /// Soak: send this many messages in all (per producer: rounded up) instead of --seconds.
+    #[arg(long)]
+    pub total_messages: Option<u64>,
+    /// Seconds of the light-load latency run (0: skip latency and ping-pong).
+    #[arg(long, default_value_t = 3.0)]
+    pub latency_seconds: f64,
+}
+
+/// One throughput row.
+struct Row {
+    label: String,
+    report: GpuStressReport,
+}
+
+/// Opens the GPU, or says why not.
+pub fn open() -> Result<GpuContext, Error> {
+    GpuContext::new(0)
+}
+
+fn base(gpu: &GpuContext, args: &super::Args) -> GpuStress {
+    GpuStress {
+        grid: gpu.multiprocessors(),
+        block: args.gpu.block,
+        duration: Duration::from_secs_f64(args.seconds),
+        full_check: args.gpu.full_check,
+        policy: args.gpu.policy,
+        ..GpuStress::default()
+    }
+}
+
+/// The configurations to run.
+fn plan(gpu: &GpuContext, args: &super::Args) -> Vec<(String, GpuStress)> {
+    let sms = gpu.multiprocessors();
+    let base = base(gpu, args);
+    let mut plan = Vec::new();
+    if args.gpu.matrix {
+        // 224-byte payloads (whole 256-byte slots): 1 vs 2 consumers, 8 vs full grid, 16 K vs
+        // 64 K slots, pinned; managed side by side on the full grid.
+        for memory in [GpuMemory::Pinned, GpuMemory::Managed] {
+            for grid in [8, sms] {
+                if memory == GpuMemory::Managed && grid != sms {
+                    continue;
+                }
+                for capacity in [16_384, 65_536] {
+                    for consumers in [1, 2] {
+                        plan.push((
+                            format!("slot224 {memory}"),
+                            GpuStress {
+                                grid,
+                                capacity,
+                                rings: consumers,
+                                consumers,
+                                size: 224,
+                                memory,
+                                ..base.clone()
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        // More consumer threads on the full grid (one ring each).
+        for consumers in [3, 4] {
+            plan.push((
+                "slot224 pinned".into(),
+                GpuStress {
+                    grid: sms,
+                    capacity: 65_536,
+                    rings: consumers,
+                    consumers,
+                    size: 224,
+                    ..base.clone()
+                },
+            ));
+        }
+        // A 4,096-slot ring under the full grid: no livelock.
+        for consumers in [1, 2] {
+            plan.push((
+                "ring4096 full-grid".into(),
+                GpuStress {
+                    grid: sms,
+                    capacity: 4096,
+                    rings: consumers,
+                    consumers,
+                    size: 224,
+                    ..base.clone()
+                },
+            ));
+        }
+        // 32-byte messages: per-block lanes read by 4 (and 8) consumer threads, and shared rings.
+        for (capacity, consumers) in [(4096, 4), (8192, 4), (8192, 8)] {
+            plan.push((
+                "msg32 lanes".into(),
+                GpuStress {
+                    grid: sms,
+                    capacity,
+                    rings: sms as usize,
+                    consumers,
+                    size: 32,
+                    ..base.clone()
+                },
+            ));
+        }
+        for rings in [4, 8] {
+            plan.push((
+                "msg32 rings".into(),
+                GpuStress {
+                    grid: sms,
+                    capacity: 16_384,
+                    rings,
+                    consumers: rings,
+                    size: 32,
+                    ..base.clone()
+                },
+            ));
+        }
+        // DropNewest: emitted + dropped == attempted, exactly.
+        plan.push((
+            "drop-newest".into(),
+            GpuStress {
+                grid: sms,
+                capacity: 4096,
+                rings: 1,
+                consumers: 1,
+                size: 224,
+                policy: Policy::DropNewest,
+                ..base.clone()
+            },
+        ));
+        return plan;
+    }
+    let grids = if args.gpu.grid.is_empty() {
+        vec![sms]
+    } else {
+        args.gpu.grid.clone()
+    };
+    for &size in &args.sizes {
+        for &grid in &grids {
+            for &capacity in &args.gpu.gpu_capacity {
+                for &memory in &args.gpu.memory {
+                    for &consumers in &args.gpu.consumers {
+                        let rings = if args.gpu.lanes {
+                            grid as usize
+                        } else if args.gpu.rings == 0 {
+                            consumers
+                        } else {
+                            args.gpu.rings
+                        };
+                        let mut config = GpuStress {
+                            grid,
+                            capacity,
+                            rings,
+                            consumers,
+                            size,
+                            memory,
+                            ..base.clone()
+                        };
+                        if let Some(total) = args.gpu.total_messages {
+                            config.messages_per_producer = Some(total.div_ceil(config.producers()));
+                        }
+                        plan.push((format!("msg{size} {memory}"), config));
+                    }
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// Runs the GPU benchmark; returns whether every run verified clean.
+pub fn run(gpu: &GpuContext, args: &super::Args) -> Result<bool, Error> {
+    let mut rows = Vec::new();
+    for (label, config) in plan(gpu, args) {
+        eprintln!(
+            "benchmark: {label}: grid {}x{}, {} rings x {} slots, {} consumers, {} B, {}, {}",
+            config.grid,
+            config.block,
+            config.rings,
+            config.capacity,
+            config.consumers,
+            config.size,
+            config.memory,
+            config.policy,
+        );
+        let report = stress::run(gpu, &config)?;
+        eprintln!(
+            "benchmark:   {:.1} M msgs/s, {:.2} GB/s, clean {}",
+            report.msgs_per_sec() / 1e6,
+            report.bytes_per_sec() / 1e9,
+            report.is_clean()
+        );
+        rows.push(Row { label, report });
+    }
+    let latency = if args.gpu.latency_seconds > 0.0 {
+        eprintln!(
+            "benchmark: light-load one-way latency, {} s",
+            args.gpu.latency_seconds
+        );
+        let config = GpuStress {
+            grid: 1,
+            block: 1,
+            capacity: 4096,
+            rings: 1,
+            consumers: 1,
+            size: 32,
+            duration: Duration::from_secs_f64(args.gpu.latency_seconds),
+            latency_every: 1,
+            interval_ns: 10_000,
+            kernel: StressKernel::Warp,
+            ..base(gpu, args)
+        };
+        let report = stress::run(gpu, &config)?;
+        eprintln!(
+            "benchmark: ping-pong, {} round trips",
+            args.round_trips.min(200_000)
+        );
+        let rt = clock::round_trip(gpu, args.round_trips.min(200_000) as u32)?;
+        Some((report, rt))
+    } else {
+        None
+    };
+    let clean = rows.iter().all(|r| r.report.is_clean())
+        && latency.as_ref().is_none_or(|(r, _)| r.is_clean());
+    if args.json {
+        print_json(gpu, &rows, latency.as_ref());
+    } else {
+        print_table(gpu, &rows, latency.as_ref());
+    }
+    Ok(clean)
+}
+
+fn print_table(
+    gpu: &GpuContext,
+    rows: &[Row],
+    latency: Option<&(
+        GpuStressReport,
+        perdix_transport::telemetry::LatencyHistogram,
+    )>,
+) {
+    println!(
+        "backend cuda (GPU producer kernels -> CPU consumer threads) on {} (sm_{}{}, {} SMs)",
+        gpu.name(),
+        gpu.compute_capability().0,
+        gpu.compute_capability().1,
+        gpu.multiprocessors()
+    );
+    println!(
+        "{:<20} {:>5} {:>6} {:>6} {:>5} {:>5} {:>8} {:>12} {:>9} {:>7} {:>11} {:>10} {:>5}",
+        "run",
+        "size",
+        "grid",
+        "slots",
+        "rings",
+        "cons",
+        "memory",
+        "messages",
+        "M msg/s",
+        "GB/s",
+        "dropped",
+        "stalls",
+        "ok"
+    );
+    for row in rows {
+        let r = &row.report;
+        let c = &r.config;
+        println!(
+            "{:<20} {:>4}B {:>6} {:>6} {:>5} {:>5} {:>8} {:>12} {:>9.1} {:>7.2} {:>11} {:>10} {:>5}",
+            row.label,
+            c.size,
+            format!("{}x{}", c.grid, c.block),
+            c.capacity,
+            c.rings,
+            c.consumers,
+            c.memory,
+            r.verify.messages,
+            r.msgs_per_sec() / 1e6,
+            r.bytes_per_sec() / 1e9,
+            r.counters.dropped,
+            r.counters.stalls,
+            if r.is_clean() { "yes" } else { "NO" }
+        );
+    }
+    if let Some((report, rt)) = latency {
+        let s = report.latency.summary();
+        let clock = report.clock.unwrap_or_default();
+        println!(
+            "one-way latency GPU->CPU (1 thread, 1 msg / 10 us, 32 B): p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns, {} samples; \
+             calibration ±{} ns (drift {:.2} ppm, residual after run {} ns, {} early stamps)",
+            s.p50_ns,
+            s.p99_ns,
+            s.p999_ns,
+            s.max_ns,
+            s.count,
+            clock.error_ns,
+            clock.drift_ppm(),
+            report.clock_residual_ns.unwrap_or(0),
+            report.early_stamps
+        );
+        let r = rt.summary();
+        println!(
+            "ping-pong CPU->GPU->CPU (pinned memory): p50 {} ns, p99 {} ns, p99.9 {} ns, {} samples",
+            r.p50_ns, r.p99_ns, r.p999_ns, r.count
+        );
+    }
+}
+
+fn print_json(
+    gpu: &GpuContext,
+    rows: &[Row],
+    latency: Option<&(
+        GpuStressReport,
+        perdix_transport::telemetry::LatencyHistogram,
+    )>,
+) {
+    let rows_json: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let r = &row.report;
+            let c = &r.config;
+            format!(
+                "{{\"run\":\"{}\",\"size\":{},\"grid\":{},\"block\":{},\"capacity\":{},\"rings\":{},\"consumers\":{},\
+                 \"memory\":\"{}\",\"policy\":\"{}\",\"seconds\":{:.3},\"messages\":{},\"msgs_per_sec\":{:.0},\
+                 \"gb_per_sec\":{:.4},\"emitted\":{},\"dropped\":{},\"stalls\":{},\"attempts\":{},\
+                 \"per_consumer\":{:?},\"verified\":{}}}",
+                row.label,
+                c.size,
+                c.grid,
+                c.block,
+                c.capacity,
+                c.rings,
+                c.consumers,
+                c.memory,
+                c.policy,
+                r.elapsed.as_secs_f64(),
+                r.verify.messages,
+                r.msgs_per_sec(),
+                r.bytes_per_sec() / 1e9,
+                r.counters.emitted,
+                r.counters.dropped,
+                r.counters.stalls,
+                r.attempts,
+                r.per_consumer,
+                r.is_clean()
+            )
+        })
+        .collect();
+    let latency_json = match latency {
+        Some((report, rt)) => {
+            let s = report.latency.summary();
+            let clock = report.clock.unwrap_or_default();
+            let r = rt.summary();
+            format!(
+                ",\"one_way_ns\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"calibration_error_ns\":{},\
+                 \"drift_ppm\":{:.3},\"residual_ns\":{},\"early\":{}}},\"ping_pong_ns\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{}}}",
+                s.count,
+                s.p50_ns,
+                s.p99_ns,
+                s.p999_ns,
+                s.max_ns,
+                clock.error_ns,
+                clock.drift_ppm(),
+                report.clock_residual_ns.unwrap_or(0),
+                report.early_stamps,
+                r.count,
+                r.p50_ns,
+                r.p99_ns,
+                r.p999_ns
+            )
+        }
+        None => String::new(),
+    };
+    println!(
+        "{{\"backend\":\"cuda\",\"producer\":\"gpu\",\"device\":\"{}\",\"throughput\":[{}]{}}}",
+        gpu.name(),
+        rows_json.join(","),
+        latency_json
+    );
+}
