@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 
 use bevy_app::prelude::*;
 use bevy_app::{ScheduleRunnerPlugin, TaskPoolPlugin};
-use bevy_diagnostic::DiagnosticsPlugin;
+use bevy_diagnostic::{DiagnosticsPlugin, LogDiagnosticsPlugin};
 use bevy_ecs::prelude::*;
 use clap::Parser;
 use perdix_transport::bevy::{
-    DrainMode, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing, StressProducers,
+    DrainMode, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRing,
+    StressProducers,
 };
+use perdix_transport::harness::SpscRun;
 use perdix_transport::stress::{self, Verifier, VerifyReport};
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::{clock, Policy};
@@ -54,6 +56,13 @@ struct Args {
     /// Use CPU producers even when a GPU is present.
     #[arg(long)]
     cpu: bool,
+    /// Baseline without Bevy: the same producer, message size, ring and verifier on the bare
+    /// ring (one producer thread, the consumer on this thread), for the ECS/ring ratio.
+    #[arg(long)]
+    raw: bool,
+    /// Also log the `perdix/*` diagnostics each second (bevy_diagnostic's LogDiagnosticsPlugin).
+    #[arg(long)]
+    diagnostics: bool,
 }
 
 /// How long the drain may take to empty the rings after the producers stop.
@@ -112,6 +121,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if args.raw {
+        return raw_baseline(&args);
+    }
     let producers = args.producers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
@@ -137,7 +149,19 @@ fn main() -> ExitCode {
         finished_at: None,
         outcome: Arc::clone(&outcome),
     };
-    let exit = App::new()
+    let mut app = App::new();
+    if args.diagnostics {
+        app.add_plugins((
+            bevy_time::TimePlugin,
+            LogDiagnosticsPlugin::filtered(
+                PerdixDiagnostics::ALL
+                    .iter()
+                    .map(|(path, _)| path.clone())
+                    .collect(),
+            ),
+        ));
+    }
+    let exit = app
         .add_plugins((
             TaskPoolPlugin::default(),
             ScheduleRunnerPlugin::run_loop(Duration::ZERO),
@@ -232,7 +256,7 @@ fn verify(mut messages: MessageReader<PerdixMessage>, mut run: ResMut<Run>) {
         }
         run.verifier.check(msg.producer(), msg.payload());
         tick += 1;
-        if tick % LATENCY_SAMPLE_EVERY == 0 && msg.stamp_ns() != 0 {
+        if tick.is_multiple_of(LATENCY_SAMPLE_EVERY) && msg.stamp_ns() != 0 {
             let ns = clock::now_ns().saturating_sub(msg.stamp_ns());
             run.latency.record(ns);
             run.latency_window.record(ns);
@@ -378,4 +402,65 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         format!("RESULT: {}", if pass { "PASS" } else { "FAIL" }),
     ];
     Outcome { lines, pass }
+}
+
+/// `--raw`: the bare ring with the same producer, size, capacity, policy and full verification.
+fn raw_baseline(args: &Args) -> ExitCode {
+    println!(
+        "perdix headless_stress --raw: bare ring (no Bevy), 1 producer thread, {} slots, {}-byte messages, policy {}, {:.1} s",
+        args.capacity, args.size, args.policy, args.seconds
+    );
+    let run = SpscRun {
+        capacity: args.capacity,
+        size: args.size,
+        messages: None,
+        duration: Duration::from_secs_f64(args.seconds),
+        policy: args.policy,
+        full_check: true,
+        latency: true,
+    };
+    let mut last = (0.0f64, 0u64);
+    let result = run.run(|report| {
+        let t = report.elapsed.as_secs_f64();
+        let rate = (report.verify.messages - last.1) as f64 / (t - last.0).max(1e-9);
+        println!("[{t:5.1} s] {:8.3} M msgs/s", rate / 1e6);
+        last = (t, report.verify.messages);
+    });
+    match result {
+        Ok(report) => {
+            let lat = report.latency.summary();
+            let pass = report.verify.is_clean() && report.verify.messages > 0;
+            println!(
+                "  messages   {} verified of {} sent; loss {} duplicates {} reorder {} corrupt {}; drops {}",
+                report.verify.messages,
+                report.sent,
+                report.verify.lost,
+                report.verify.duplicates,
+                report.verify.reordered,
+                report.verify.corrupt,
+                report.dropped
+            );
+            println!(
+                "  throughput {:.3} M msgs/s, {:.3} GB/s over {:.2} s",
+                report.msgs_per_sec() / 1e6,
+                report.bytes_per_sec() / 1e9,
+                report.elapsed.as_secs_f64()
+            );
+            println!(
+                "  latency    stamp to consumer: p50 {:.1} us  p99 {:.1} us",
+                lat.p50_ns as f64 / 1e3,
+                lat.p99_ns as f64 / 1e3
+            );
+            println!("RESULT: {}", if pass { "PASS" } else { "FAIL" });
+            if pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("raw baseline failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -204,6 +204,13 @@ impl PerdixRing {
         self.drain_lanes(max, |_, msg| f(msg))
     }
 
+    /// Messages drain threads ([`DrainMode::Thread`]) have copied out of their rings and not yet
+    /// delivered (0 in [`DrainMode::System`]).
+    #[must_use]
+    pub fn handed_over(&self) -> u64 {
+        self.lanes.iter().map(Lane::queued).sum()
+    }
+
     /// Cumulative drain counts.
     #[must_use]
     pub fn stats(&self) -> DrainStats {
@@ -295,7 +302,7 @@ impl PerdixRing {
             let stamp = msg.stamp_ns();
             if stamp != 0 {
                 *latency_tick += 1;
-                if *latency_tick % LATENCY_SAMPLE_EVERY == 0 {
+                if latency_tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
                     window.record(clock::now_ns().saturating_sub(stamp));
                 }
             }
@@ -884,23 +891,20 @@ pub(crate) fn route_messages(world: &mut World) {
 fn route_frame(ring: &mut PerdixRing, routes: &mut Routes, raw: &mut Messages<PerdixMessage>) {
     let budget = ring.config.budget;
     let (mut unrouted, mut malformed) = (0u64, 0u64);
-    ring.drain_lanes(budget, |idx, msg| match routes.route(msg.kind()) {
-        Route::Typed(t) => {
-            let accepted = routes
-                .typed
-                .get_mut(t)
-                .is_some_and(|typed| typed.accept(msg.payload()));
-            if !accepted {
-                malformed += 1;
+    // Messages come in runs of one kind: remember the last lookup (kinds above the table would
+    // otherwise cost a hash per message).
+    let mut last: Option<(u32, Route)> = None;
+    ring.drain_lanes(budget, |idx, msg| {
+        let kind = msg.kind();
+        let route = match last {
+            Some((k, route)) if k == kind => route,
+            _ => {
+                let route = routes.route(kind);
+                last = Some((kind, route));
+                route
             }
-        }
-        Route::Raw => {
-            raw.write(PerdixMessage::new(idx, &msg));
-        }
-        Route::Unrouted => {
-            unrouted += 1;
-            raw.write(PerdixMessage::new(idx, &msg));
-        }
+        };
+        route_one(routes, raw, route, idx, &msg, &mut unrouted, &mut malformed);
     });
     ring.stats.unrouted += unrouted;
     ring.stats.malformed += malformed;
@@ -910,5 +914,35 @@ fn route_frame(ring: &mut PerdixRing, routes: &mut Routes, raw: &mut Messages<Pe
             malformed,
             "perdix: messages whose length does not match their registered type were dropped"
         );
+    }
+}
+
+#[inline]
+fn route_one(
+    routes: &mut Routes,
+    raw: &mut Messages<PerdixMessage>,
+    route: Route,
+    idx: usize,
+    msg: &Message<'_>,
+    unrouted: &mut u64,
+    malformed: &mut u64,
+) {
+    match route {
+        Route::Typed(t) => {
+            let accepted = routes
+                .typed
+                .get_mut(t)
+                .is_some_and(|typed| typed.accept(msg.payload()));
+            if !accepted {
+                *malformed += 1;
+            }
+        }
+        Route::Raw => {
+            raw.write(PerdixMessage::new(idx, msg));
+        }
+        Route::Unrouted => {
+            *unrouted += 1;
+            raw.write(PerdixMessage::new(idx, msg));
+        }
     }
 }

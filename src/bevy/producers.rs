@@ -222,7 +222,7 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
     pub fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
         const {
             assert!(
-                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>() % 4 == 0,
+                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>().is_multiple_of(4),
                 "GPU producer arguments are passed as 4-byte scalars: use 4-byte fields"
             );
         }
@@ -668,7 +668,7 @@ fn stress_loop(mut producer: Producer, id: u32, size: usize, stop: &AtomicBool, 
         }) {
             Ok(()) => {
                 seq += 1;
-                if seq % 1024 == 0 {
+                if seq.is_multiple_of(1024) {
                     sent.store(seq, Ordering::Relaxed);
                 }
             }

@@ -1,0 +1,160 @@
+//! Drain cost per message into Bevy ECS messages: one `app.update()` that moves a frame's worth
+//! of ready messages out of the ring, in-system vs through a drain thread, typed vs raw; and the
+//! bare ring's `Consumer::drain` over the same messages (reading one byte and the length of
+//! each) for scale.
+//!
+//! Each iteration fills the ring with `FRAME` messages (untimed; in thread mode it also waits,
+//! untimed, until the drain thread has copied them all out), then times the frame. Throughput is
+//! messages per second of frame time. `cargo bench --bench bevy_drain`.
+
+use std::time::{Duration, Instant};
+
+use bevy_app::App;
+use bevy_ecs::prelude::*;
+use bytemuck::{Pod, Zeroable};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use perdix_transport::bevy::{DrainMode, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing};
+use perdix_transport::{Buffer, Producer};
+
+/// Messages per timed frame.
+const FRAME: usize = 8192;
+const KIND_TYPED: u32 = 1;
+const KIND_RAW: u32 = 2;
+
+#[derive(Message, Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+struct Event32 {
+    words: [u64; 4],
+}
+
+/// Counts what a reader sees, so the messages are consumed like in an app.
+#[derive(Resource, Default)]
+struct Seen(u64);
+
+fn read_typed(mut reader: MessageReader<Event32>, mut seen: ResMut<Seen>) {
+    for event in reader.read() {
+        seen.0 += event.words[0] & 1;
+    }
+}
+
+fn read_raw(mut reader: MessageReader<PerdixMessage>, mut seen: ResMut<Seen>) {
+    for msg in reader.read() {
+        seen.0 += msg.payload().len() as u64;
+    }
+}
+
+fn app(drain: DrainMode) -> (App, Producer) {
+    let mut app = App::new();
+    app.add_plugins(
+        PerdixPlugin::default()
+            .capacity(FRAME * 2)
+            .budget(FRAME)
+            .drain(drain)
+            .timestamps(false),
+    )
+    .add_perdix_message::<Event32>(KIND_TYPED)
+    .add_perdix_raw(KIND_RAW)
+    .init_resource::<Seen>()
+    .add_systems(bevy_app::Update, (read_typed, read_raw));
+    let producer = app
+        .world_mut()
+        .resource_mut::<PerdixRing>()
+        .add_producer("bench");
+    match producer {
+        Ok(producer) => (app, producer),
+        Err(err) => panic!("add_producer: {err}"),
+    }
+}
+
+fn fill(producer: &mut Producer, kind: u32, size: usize) {
+    let payload = [0x5Au8; 224];
+    for _ in 0..FRAME {
+        if let Err(err) = producer.try_produce_kind(kind, &payload[..size]) {
+            panic!("fill: {err}");
+        }
+    }
+}
+
+/// Times `iters` frames of `FRAME` messages of `kind`.
+fn frames(
+    app: &mut App,
+    producer: &mut Producer,
+    drain: DrainMode,
+    kind: u32,
+    size: usize,
+    iters: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        fill(producer, kind, size);
+        if drain == DrainMode::Thread {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while app.world().resource::<PerdixRing>().handed_over() < FRAME as u64 {
+                assert!(Instant::now() < deadline, "drain thread stalled");
+                std::thread::yield_now();
+            }
+        }
+        let before = app.world().resource::<PerdixRing>().stats().messages;
+        let start = Instant::now();
+        app.update();
+        total += start.elapsed();
+        let after = app.world().resource::<PerdixRing>().stats().messages;
+        assert_eq!(
+            after - before,
+            FRAME as u64,
+            "one frame drains the whole batch"
+        );
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bevy_drain");
+    group.throughput(Throughput::Elements(FRAME as u64));
+    for drain in [DrainMode::System, DrainMode::Thread] {
+        for (what, kind, size) in [
+            ("typed32", KIND_TYPED, 32),
+            ("raw64", KIND_RAW, 64),
+            ("raw224", KIND_RAW, 224),
+        ] {
+            let (mut app, mut producer) = app(drain);
+            app.update(); // startup
+            group.bench_function(format!("{drain}/{what}"), |b| {
+                b.iter_custom(|iters| frames(&mut app, &mut producer, drain, kind, size, iters));
+            });
+        }
+    }
+    // The bare ring: `Consumer::drain` over the same batch, reading one byte and the length.
+    for size in [32usize, 64, 224] {
+        let (mut producer, mut consumer) = match Buffer::new(FRAME * 2) {
+            Ok(buffer) => buffer.into_split(),
+            Err(err) => panic!("ring: {err}"),
+        };
+        group.bench_function(format!("ring_only/{size}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut sink = 0u64;
+                for _ in 0..iters {
+                    fill(&mut producer, KIND_RAW, size);
+                    let start = Instant::now();
+                    let n = consumer.drain(FRAME, |msg| {
+                        let payload = msg.payload();
+                        sink = sink.wrapping_add(u64::from(payload[0]) + payload.len() as u64);
+                    });
+                    total += start.elapsed();
+                    assert_eq!(n, FRAME);
+                }
+                std::hint::black_box(sink);
+                total
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);
