@@ -339,7 +339,16 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
     let elapsed = run
         .finished_at
         .map_or(0.0, |end| (end - run.start).as_secs_f64());
-    let totals = ring.totals();
+    let mut totals = ring.totals();
+    if let Some((drops, stalls)) = run
+        .stress
+        .as_ref()
+        .and_then(StressProducers::device_drops_and_stalls)
+    {
+        // GPU producers count drops and waits on the device, not in the host ring counters.
+        totals.drops += drops;
+        totals.stalls += stalls;
+    }
     let stats = ring.stats();
     let rate = if elapsed > 0.0 {
         report.messages as f64 / elapsed

@@ -217,14 +217,17 @@ pub trait PerdixAppExt {
     ///
     /// A type larger than a slot's payload (224 bytes) does not compile:
     ///
-    /// ```compile_fail
+    /// ```compile_fail,E0080
     /// use bevy_app::App;
     /// use bevy_ecs::message::Message;
     /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
     ///
     /// #[derive(Message, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     /// #[repr(C)]
-    /// struct TooBig([u8; 225]);
+    /// struct TooBig {
+    ///     words: [u64; 28], // 224 bytes: fits alone
+    ///     more: [u32; 2],   // 232 bytes in all: does not
+    /// }
     ///
     /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_message::<TooBig>(1);
     /// ```
@@ -242,7 +245,7 @@ pub trait PerdixAppExt {
     ///
     /// #[derive(Message, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     /// #[repr(C)]
-    /// struct Fits([u8; 224]);
+    /// struct Fits([u64; 28]); // 224 bytes
     ///
     /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_message::<Fits>(1);
     /// ```

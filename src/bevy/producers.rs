@@ -620,6 +620,18 @@ impl StressProducers {
             .sum()
     }
 
+    /// Drops and full-ring waits counted on the device by GPU producers (`None` for CPU
+    /// producers, whose rings count them: see [`PerdixRing::totals`]).
+    #[must_use]
+    pub fn device_drops_and_stalls(&self) -> Option<(u64, u64)> {
+        #[cfg(feature = "cuda")]
+        if let Some(run) = &self.gpu {
+            let counters = run.counters();
+            return Some((counters.dropped, counters.stalls));
+        }
+        None
+    }
+
     /// Tells every producer to stop; each closes its ring after its last message.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -897,15 +909,20 @@ mod gpu {
             self.producers
         }
 
-        /// Messages published so far (exact device counters, read without waiting).
-        pub(super) fn emitted(&self) -> u64 {
+        /// The device counters: final after the stop, else read now without waiting.
+        pub(super) fn counters(&self) -> GpuCounters {
             if let Some(counters) = *self.result.lock().unwrap_or_else(PoisonError::into_inner) {
-                return counters.emitted;
+                return counters;
             }
             self.producer
                 .as_ref()
                 .and_then(|p| p.counters().ok())
-                .map_or(0, |c| c.emitted)
+                .unwrap_or_default()
+        }
+
+        /// Messages published so far (exact device counters).
+        pub(super) fn emitted(&self) -> u64 {
+            self.counters().emitted
         }
 
         pub(super) fn stop(&mut self) {
