@@ -5,8 +5,9 @@
 #   assets/overlay.png                 the panel inside a Bevy window (needs the `overlay` feature)
 #
 # Usage: scripts/screenshots.sh [--no-overlay]
-# Needs: Xvfb (or xvfb-run) and Mesa's DRI drivers, e.g.
-#   apt-get install -y xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0
+# Needs: Xvfb and Mesa's software drivers: llvmpipe (GL) for eframe's glow renderer, lavapipe
+# (Vulkan) for Bevy's wgpu renderer, e.g.
+#   apt-get install -y xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0 mesa-vulkan-drivers libvulkan1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,8 @@ dash=(cargo run --release --no-default-features --features dashboard --example d
   --window 1280x760 --screenshot-after 15 --screenshot assets/dashboard-backpressure.png
 
 if [[ "${overlay}" == 1 ]]; then
-  cargo run --release --features overlay --example simulation_overlay -- \
-    --screenshot assets/overlay.png --screenshot-after 10
+  # A debug build: a release build of Bevy's render stack takes far longer on 2 cores.
+  cargo run --features overlay --example simulation_overlay -- \
+    --screenshot assets/overlay.png --screenshot-after 12
 fi
 ls -l assets/*.png

@@ -27,8 +27,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "overlay")]
+mod overlay;
 mod panel;
 
 pub use egui;
 pub use egui_plot;
+#[cfg(feature = "overlay")]
+pub use overlay::{PerdixOverlay, PerdixOverlayPlugin};
 pub use panel::{Health, PerdixPanel};
