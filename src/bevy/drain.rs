@@ -167,7 +167,9 @@ impl PerdixRing {
         let monitor = consumer.monitor();
         let source = match self.config.drain {
             DrainMode::System => Source::Direct(consumer),
-            DrainMode::Thread => Source::Thread(DrainThread::spawn(name, consumer)),
+            DrainMode::Thread => {
+                Source::Thread(DrainThread::spawn(name, self.lanes.len(), consumer))
+            }
         };
         tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
         self.lanes.push(Lane {
@@ -201,7 +203,7 @@ impl PerdixRing {
     where
         F: FnMut(Message<'_>),
     {
-        self.drain_lanes(max, |_, msg| f(msg))
+        self.drain_lanes(max, |_, msg, _| f(msg))
     }
 
     /// Messages drain threads ([`DrainMode::Thread`]) have copied out of their rings and not yet
@@ -281,7 +283,7 @@ impl PerdixRing {
     /// rest of the budget to whoever still has messages. Calls `f(ring index, message)`.
     fn drain_lanes<F>(&mut self, max: usize, mut f: F) -> usize
     where
-        F: FnMut(usize, Message<'_>),
+        F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
     {
         let Self {
             lanes,
@@ -297,7 +299,7 @@ impl PerdixRing {
             return 0;
         }
         let mut bytes = 0u64;
-        let mut record = |idx: usize, msg: Message<'_>| {
+        let mut record = |idx: usize, msg: Message<'_>, prebuilt: Option<&PerdixMessage>| {
             bytes += msg.len() as u64;
             let stamp = msg.stamp_ns();
             if stamp != 0 {
@@ -306,7 +308,7 @@ impl PerdixRing {
                     window.record(clock::now_ns().saturating_sub(stamp));
                 }
             }
-            f(idx, msg);
+            f(idx, msg, prebuilt);
         };
         let share = (max / count).max(1);
         let start = *cursor % count;
@@ -319,7 +321,7 @@ impl PerdixRing {
                     break;
                 }
                 let want = if pass == 0 { share.min(left) } else { left };
-                total += lanes[idx].drain(want, |msg| record(idx, msg));
+                total += lanes[idx].drain(want, |msg, prebuilt| record(idx, msg, prebuilt));
             }
             if total >= max {
                 break;
@@ -366,15 +368,17 @@ enum Source {
 }
 
 impl Lane {
+    /// Up to `max` messages: `f(view, prebuilt)`, where `prebuilt` is the message already in
+    /// its ECS form when a drain thread made it.
     fn drain<F>(&mut self, max: usize, mut f: F) -> usize
     where
-        F: FnMut(Message<'_>),
+        F: FnMut(Message<'_>, Option<&PerdixMessage>),
     {
         if self.finished {
             return 0;
         }
         match &mut self.source {
-            Source::Direct(consumer) => match consumer.drain_checked(max, &mut f) {
+            Source::Direct(consumer) => match consumer.drain_checked(max, |msg| f(msg, None)) {
                 Ok(count) => count,
                 Err(Error::Disconnected) => {
                     self.finished = true;
@@ -409,61 +413,30 @@ impl Lane {
     }
 }
 
-/// Messages a drain thread copied out of its ring: headers and payloads packed end to end.
+/// Messages a drain thread copied out of its ring, already in their ECS form (the drain system
+/// then moves each with one copy, or reads a typed payload out of it).
 #[derive(Debug, Default)]
 struct Batch {
-    entries: Vec<Entry>,
-    bytes: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    header: SlotHeader,
-    pos: u64,
-    offset: usize,
+    msgs: Vec<PerdixMessage>,
 }
 
 impl Batch {
     fn with_capacity(messages: usize) -> Self {
         Self {
-            entries: Vec::with_capacity(messages),
-            bytes: Vec::with_capacity(messages * 64),
+            msgs: Vec::with_capacity(messages),
         }
     }
 
-    fn push(&mut self, msg: &Message<'_>) {
-        self.entries.push(Entry {
-            header: SlotHeader {
-                len: msg.len() as u32,
-                kind: msg.kind(),
-                producer: msg.producer(),
-                flags: msg.flags(),
-                stamp_ns: msg.stamp_ns(),
-            },
-            pos: msg.seq(),
-            offset: self.bytes.len(),
-        });
-        self.bytes.extend_from_slice(msg.payload());
-    }
-
-    fn get(&self, idx: usize) -> Option<Message<'_>> {
-        let entry = self.entries.get(idx)?;
-        let end = entry.offset + entry.header.len as usize;
-        let payload = self.bytes.get(entry.offset..end)?;
-        Some(Message::new(entry.header, entry.pos, payload))
-    }
-
     fn len(&self) -> usize {
-        self.entries.len()
+        self.msgs.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.msgs.is_empty()
     }
 
     fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes.clear();
+        self.msgs.clear();
     }
 }
 
@@ -483,12 +456,13 @@ struct DrainThread {
 }
 
 impl DrainThread {
-    fn spawn(name: &str, consumer: Consumer) -> Self {
+    fn spawn(name: &str, ring: usize, consumer: Consumer) -> Self {
         let (full_tx, full_rx) = mpsc::sync_channel(BATCH_DEPTH);
         let (free_tx, free_rx) = mpsc::sync_channel(BATCH_DEPTH + 2);
         let queued = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
+            ring,
             consumer,
             full: full_tx,
             free: free_rx,
@@ -520,17 +494,15 @@ impl DrainThread {
     /// everything it handed over was taken.
     fn take<F>(&mut self, max: usize, f: &mut F) -> (usize, bool)
     where
-        F: FnMut(Message<'_>),
+        F: FnMut(Message<'_>, Option<&PerdixMessage>),
     {
         let mut count = 0;
         let receiver = self.full.get_mut().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some((batch, at)) = &mut self.pending {
                 let end = batch.len().min(*at + (max - count));
-                for idx in *at..end {
-                    if let Some(msg) = batch.get(idx) {
-                        f(msg);
-                    }
+                for msg in batch.msgs.get(*at..end).unwrap_or_default() {
+                    f(msg.view(), Some(msg));
                 }
                 count += end - *at;
                 *at = end;
@@ -572,6 +544,8 @@ impl Drop for DrainThread {
 
 /// The drain thread's side.
 struct Worker {
+    /// Index of its ring in the resource (for [`PerdixMessage::ring`]).
+    ring: usize,
     consumer: Consumer,
     full: SyncSender<Batch>,
     free: Receiver<Batch>,
@@ -582,6 +556,7 @@ struct Worker {
 impl Worker {
     fn run(self) {
         let Self {
+            ring,
             mut consumer,
             full,
             free,
@@ -597,7 +572,9 @@ impl Worker {
             }
             let room = BATCH_MAX - batch.len();
             if room > 0 && !done {
-                match consumer.drain_checked(room, |msg| batch.push(&msg)) {
+                match consumer.drain_checked(room, |msg| {
+                    batch.msgs.push(PerdixMessage::new(ring, &msg));
+                }) {
                     Ok(_) => {}
                     Err(Error::Disconnected) => done = true,
                     Err(err) => {
@@ -669,8 +646,9 @@ pub struct PerdixMessage {
     producer: u32,
     seq: u64,
     stamp_ns: u64,
-    ring: u32,
-    len: u32,
+    ring: u16,
+    len: u16,
+    flags: u32,
     payload: [u8; PAYLOAD_MAX],
 }
 
@@ -684,10 +662,23 @@ impl PerdixMessage {
             producer: msg.producer(),
             seq: msg.seq(),
             stamp_ns: msg.stamp_ns(),
-            ring: u32::try_from(ring).unwrap_or(u32::MAX),
-            len: len as u32,
+            ring: u16::try_from(ring).unwrap_or(u16::MAX),
+            len: len as u16,
+            flags: msg.flags(),
             payload,
         }
+    }
+
+    /// The message as the ring's borrowed view.
+    fn view(&self) -> Message<'_> {
+        let header = SlotHeader {
+            len: u32::from(self.len),
+            kind: self.kind,
+            producer: self.producer,
+            flags: self.flags,
+            stamp_ns: self.stamp_ns,
+        };
+        Message::new(header, self.seq, self.payload())
     }
 
     /// Message kind.
@@ -715,10 +706,17 @@ impl PerdixMessage {
         self.stamp_ns
     }
 
-    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`] calls).
+    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`] calls;
+    /// saturates at 65,535).
     #[must_use]
     pub fn ring(&self) -> u32 {
-        self.ring
+        u32::from(self.ring)
+    }
+
+    /// Reserved flag bits of the slot.
+    #[must_use]
+    pub fn flags(&self) -> u32 {
+        self.flags
     }
 
     /// The payload.
@@ -894,7 +892,7 @@ fn route_frame(ring: &mut PerdixRing, routes: &mut Routes, raw: &mut Messages<Pe
     // Messages come in runs of one kind: remember the last lookup (kinds above the table would
     // otherwise cost a hash per message).
     let mut last: Option<(u32, Route)> = None;
-    ring.drain_lanes(budget, |idx, msg| {
+    ring.drain_lanes(budget, |idx, msg, prebuilt| {
         let kind = msg.kind();
         let route = match last {
             Some((k, route)) if k == kind => route,
@@ -904,7 +902,8 @@ fn route_frame(ring: &mut PerdixRing, routes: &mut Routes, raw: &mut Messages<Pe
                 route
             }
         };
-        route_one(routes, raw, route, idx, &msg, &mut unrouted, &mut malformed);
+        let counts = (&mut unrouted, &mut malformed);
+        route_one(routes, raw, route, (idx, &msg, prebuilt), counts);
     });
     ring.stats.unrouted += unrouted;
     ring.stats.malformed += malformed;
@@ -922,11 +921,14 @@ fn route_one(
     routes: &mut Routes,
     raw: &mut Messages<PerdixMessage>,
     route: Route,
-    idx: usize,
-    msg: &Message<'_>,
-    unrouted: &mut u64,
-    malformed: &mut u64,
+    (idx, msg, prebuilt): (usize, &Message<'_>, Option<&PerdixMessage>),
+    (unrouted, malformed): (&mut u64, &mut u64),
 ) {
+    let raw_message = || {
+        prebuilt
+            .copied()
+            .unwrap_or_else(|| PerdixMessage::new(idx, msg))
+    };
     match route {
         Route::Typed(t) => {
             let accepted = routes
@@ -938,11 +940,14 @@ fn route_one(
             }
         }
         Route::Raw => {
-            raw.write(PerdixMessage::new(idx, msg));
+            raw.write(raw_message());
         }
         Route::Unrouted => {
             *unrouted += 1;
-            raw.write(PerdixMessage::new(idx, msg));
+            raw.write(raw_message());
         }
     }
 }
+
+// One slot's worth: the header fields and the payload, no padding.
+const _: () = assert!(core::mem::size_of::<PerdixMessage>() == crate::layout::SLOT_SIZE);
