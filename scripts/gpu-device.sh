@@ -57,10 +57,17 @@ for step in "$@"; do
       done
       summary+=("fence A/B done")
       ;;
+    lanes)
+      timeout 200 "$dev/bin/benchmark" --sizes 32 --lanes --gpu-capacity 2048,4096 --consumers 4 --seconds 10 \
+        --latency-seconds 5 >"$out/lanes.txt" 2>"$out/lanes.err"
+      rc=$?
+      summary+=("lanes rc=$rc")
+      cat "$out/lanes.txt"; tail -3 "$out/lanes.err"
+      ;;
     soak:*)
       n=${step#soak:}
-      timeout 590 "$dev/bin/benchmark" --sizes 224 --consumers 2 --total-messages "$n" --latency-seconds 0 \
-        --gpu-capacity 65536 >"$out/soak.txt" 2>"$out/soak.err"
+      timeout 590 "$dev/bin/benchmark" --sizes 224 --consumers 4 --total-messages "$n" --full-check \
+        --latency-seconds 0 --gpu-capacity 65536 >"$out/soak.txt" 2>"$out/soak.err"
       rc=$?
       summary+=("soak $n rc=$rc")
       cat "$out/soak.txt"; tail -3 "$out/soak.err"

@@ -46,7 +46,7 @@ mod probe;
 mod producer;
 pub mod stress;
 
-pub use clock::ClockMapping;
+pub use clock::{ClockMapping, ClockTracker};
 pub use context::GpuContext;
 pub use group::ConsumerGroup;
 pub use kernel::{Dim3, GpuKernel, KernelArg};

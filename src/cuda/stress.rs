@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::sys::CUdeviceptr;
 
-use super::clock::{self, ClockMapping};
+use super::clock::{self, ClockMapping, ClockTracker};
 use super::kernel::GpuKernel;
 use super::memory::GpuMemory;
 use super::module::STRESS_CU;
@@ -74,7 +74,8 @@ pub struct GpuStress {
     /// Check every word of every message (otherwise the first and last 16 bytes).
     pub full_check: bool,
     /// Record the one-way latency of every `latency_every`-th message (0: off). Turns on
-    /// timestamps and a drift-fitted clock calibration before the run.
+    /// timestamps, a drift-fitted clock calibration before the run and a [`ClockTracker`]
+    /// refitting it every 20 ms during the run.
     pub latency_every: u32,
     /// Pace each producer thread to one message per `interval_ns` (0: as fast as it can).
     pub interval_ns: u64,
@@ -144,7 +145,8 @@ pub struct GpuStressReport {
     pub latency: LatencyHistogram,
     /// Latency samples whose stamp was later than the reading (calibration error).
     pub early_stamps: u64,
-    /// The clock mapping used for stamps.
+    /// The clock mapping in force at the end of the run (its `error_ns` bounds every stamp, its
+    /// `fit_rms_ns` is the calibration noise).
     pub clock: Option<ClockMapping>,
     /// After the run: the mapping's error against a fresh calibration, in ns (drift residual).
     pub clock_residual_ns: Option<i64>,
@@ -342,10 +344,15 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
         .policy(config.policy)
         .timestamps(latency_on)
         .build()?;
-    let clock = if latency_on {
+    let tracker = if latency_on {
         let mapping = clock::calibrate_drift(gpu, 200, Duration::from_millis(200))?;
         producer.set_clock(&mapping)?;
-        Some(mapping)
+        Some(ClockTracker::start(
+            &producer,
+            mapping,
+            Duration::from_millis(20),
+            50,
+        )?)
     } else {
         None
     };
@@ -423,6 +430,19 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
         results.push(handle.join());
     }
     let elapsed = start.elapsed();
+    let clock = match tracker {
+        Some(tracker) => {
+            let latest = tracker.latest();
+            let calibrations = tracker.finish()?;
+            tracing::debug!(
+                calibrations,
+                ?latest,
+                "perdix: clock tracked during the run"
+            );
+            Some(latest)
+        }
+        None => None,
+    };
     if let Some(err) = run_error {
         return Err(err);
     }

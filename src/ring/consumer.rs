@@ -55,6 +55,7 @@ pub struct Consumer {
     pushed: u64,
     /// An empty ring pushes the head once it is this far past `pushed` (publish_every / 8).
     push_on_empty: u64,
+
     /// The first corrupt slot seen, reported on every later call: `(pos, seq, len)`.
     corrupt: Option<(u64, u64, u32)>,
 }
@@ -71,6 +72,7 @@ impl Consumer {
             sink,
             pushed: 0,
             push_on_empty: (publish_every / 8).max(1),
+
             corrupt: None,
         }
     }
@@ -163,7 +165,14 @@ impl Consumer {
                 Err(_) => break,
             };
             if self.sink {
-                self.prefetch_ahead(header.len);
+                if count == 0 {
+                    // A drain that starts cold (several rings per thread) would wait for its
+                    // next PREFETCH_SLOTS slots one by one: ask for all of them at once. Only
+                    // once a message is there: an empty ring's next lines are the GPU's to write.
+                    self.prefetch_start(header.len);
+                } else {
+                    self.prefetch_ahead(header.len);
+                }
             }
             f(self.message(header));
             self.head += 1;
@@ -183,10 +192,16 @@ impl Consumer {
     /// prefetch is a hint: it reads nothing the program observes, so it races nothing.
     #[inline(always)]
     fn prefetch_ahead(&self, len: u32) {
+        self.prefetch_slot(self.head + PREFETCH_SLOTS, len);
+    }
+
+    /// Prefetches the first line of the slot for `pos` and the last line `len` bytes use.
+    #[inline(always)]
+    fn prefetch_slot(&self, pos: u64, len: u32) {
         #[cfg(target_arch = "x86_64")]
         {
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let slot = self.ring.slot(self.head + PREFETCH_SLOTS).cast::<i8>();
+            let slot = self.ring.slot(pos).cast::<i8>();
             let last_line = (OFFSET_PAYLOAD + (len as usize).max(1) - 1) & !(CACHE_LINE - 1);
             // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; it is a hint that
             // never faults or reads program-visible memory, and `slot` (wrapped by `slot(..)`)
@@ -196,7 +211,16 @@ impl Consumer {
             unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(last_line)) };
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = len;
+        let _ = (pos, len);
+    }
+
+    /// GPU rings: prefetches the next [`PREFETCH_SLOTS`] slots (the lines a message of `len`
+    /// bytes uses), at the start of a drain.
+    #[inline]
+    fn prefetch_start(&self, len: u32) {
+        for ahead in 1..=PREFETCH_SLOTS {
+            self.prefetch_slot(self.head + ahead, len);
+        }
     }
 
     /// Checks the slot at `head`: its header when ready.

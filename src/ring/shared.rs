@@ -115,7 +115,7 @@ impl Ring {
         let needed = Self::bytes_for(capacity)?;
         let addr = memory.as_ptr().as_ptr() as usize;
         let align = 1usize << addr.trailing_zeros().min(usize::BITS - 1);
-        if memory.len() < needed || addr % SLOT_ALIGN != 0 {
+        if memory.len() < needed || !addr.is_multiple_of(SLOT_ALIGN) {
             return Err(Error::BadMemory {
                 len: memory.len(),
                 align,

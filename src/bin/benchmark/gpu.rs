@@ -331,13 +331,14 @@ fn print_table(
         let clock = report.clock.unwrap_or_default();
         println!(
             "one-way latency GPU->CPU (1 thread, 1 msg / 10 us, 32 B): p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns, {} samples; \
-             calibration ±{} ns (drift {:.2} ppm, residual after run {} ns, {} early stamps)",
+             calibration ±{} ns (fit rms {} ns, drift {:.2} ppm, residual after run {} ns, {} early stamps)",
             s.p50_ns,
             s.p99_ns,
             s.p999_ns,
             s.max_ns,
             s.count,
             clock.error_ns,
+            clock.fit_rms_ns,
             clock.drift_ppm(),
             report.clock_residual_ns.unwrap_or(0),
             report.early_stamps
@@ -397,13 +398,14 @@ fn print_json(
             let r = rt.summary();
             format!(
                 ",\"one_way_ns\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"calibration_error_ns\":{},\
-                 \"drift_ppm\":{:.3},\"residual_ns\":{},\"early\":{}}},\"ping_pong_ns\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{}}}",
+                 \"fit_rms_ns\":{},\"drift_ppm\":{:.3},\"residual_ns\":{},\"early\":{}}},\"ping_pong_ns\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{}}}",
                 s.count,
                 s.p50_ns,
                 s.p99_ns,
                 s.p999_ns,
                 s.max_ns,
                 clock.error_ns,
+                clock.fit_rms_ns,
                 clock.drift_ppm(),
                 report.clock_residual_ns.unwrap_or(0),
                 report.early_stamps,
