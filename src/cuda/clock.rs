@@ -220,6 +220,10 @@ pub fn round_trip(gpu: &GpuContext, rounds: u32) -> Result<LatencyHistogram, Err
 /// 20 ms keeps the mapping within the fit's residual of the truth, plus the bound every
 /// calibration has (half the tightest round trip: which leg of the round trip is longer is
 /// unknown).
+///
+/// The probe is a one-thread kernel on its own stream: it needs room for one block next to the
+/// producer's kernels (a grid of one block per SM leaves plenty); a probe that gets no answer
+/// within 2 s ends the tracker with an error, which [`finish`](Self::finish) returns.
 #[derive(Debug)]
 pub struct ClockTracker {
     stop: Arc<AtomicBool>,
