@@ -15,9 +15,9 @@ pub use message::{Message, MessageRef};
 pub use producer::Producer;
 pub use shared::{RingStats, MAX_CAPACITY};
 
-pub(crate) use shared::Ring;
 #[cfg(feature = "cuda")]
 pub(crate) use shared::HeadSink;
+pub(crate) use shared::Ring;
 
 use crate::sync::Arc;
 

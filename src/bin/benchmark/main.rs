@@ -60,7 +60,10 @@ fn main() -> ExitCode {
     if !args.gpu.cpu {
         match gpu::open() {
             Ok(device) => {
-                eprintln!("benchmark: backend cuda: GPU producers on {}", device.name());
+                eprintln!(
+                    "benchmark: backend cuda: GPU producers on {}",
+                    device.name()
+                );
                 return exit(gpu::run(&device, &args));
             }
             Err(err) => eprintln!("benchmark: no GPU ({err}); backend host: CPU producers"),
