@@ -39,3 +39,125 @@ fn particles_kernel_compiles_for_sm_90() {
         );
     }
 }
+
+mod gpu_producer {
+    use std::time::{Duration, Instant};
+
+    use bevy_app::prelude::*;
+    use bevy_ecs::prelude::*;
+    use bytemuck::{Pod, Zeroable};
+    use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin, PerdixRing};
+
+    const PARTICLES: u32 = 4096;
+    const BLOCK: u32 = 256;
+
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    #[repr(C)]
+    struct StepArgs {
+        dt: f32,
+        frame: u32,
+        count: u32,
+        half: f32,
+    }
+
+    /// The kernel's `BlockStats` (kind 3).
+    #[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
+    #[repr(C)]
+    struct BlockStats {
+        block: u32,
+        frame: u32,
+        particles: u32,
+        kinetic: f32,
+        max_speed: f32,
+        hits: u32,
+    }
+
+    /// The kernel's `WallHit` / `BumperHit` (kinds 1 and 2; same layout).
+    #[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
+    #[repr(C)]
+    struct Hit {
+        particle: u32,
+        what: u32,
+        speed: f32,
+        frame: u32,
+    }
+
+    #[derive(Resource, Default)]
+    struct Frame(u32);
+
+    #[derive(Resource, Default)]
+    struct Seen {
+        stats: Vec<BlockStats>,
+        hits: u64,
+    }
+
+    fn collect(
+        mut stats: MessageReader<BlockStats>,
+        mut hits: MessageReader<Hit>,
+        mut seen: ResMut<Seen>,
+    ) {
+        seen.stats.extend(stats.read().copied());
+        seen.hits += hits.read().count() as u64;
+    }
+
+    fn tick(mut frame: ResMut<Frame>) {
+        frame.0 += 1;
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn particles_kernel_runs_as_a_gpu_producer() {
+        let spec = GpuProducerSpec::new("particles", super::PARTICLES_CU, "particles_step")
+            .grid(PARTICLES.div_ceil(BLOCK))
+            .block(BLOCK)
+            .args(|world: &World| StepArgs {
+                dt: 1.0 / 240.0,
+                frame: world.resource::<Frame>().0,
+                count: PARTICLES,
+                half: 1.0,
+            });
+        let mut app = App::new();
+        app.add_plugins(PerdixPlugin::default().capacity(65_536))
+            .add_perdix_message::<Hit>(1)
+            .add_perdix_message::<Hit>(2)
+            .add_perdix_message::<BlockStats>(3)
+            .add_gpu_producer(spec)
+            .init_resource::<Frame>()
+            .init_resource::<Seen>()
+            .add_systems(Update, collect)
+            .add_systems(Last, tick);
+        let blocks = PARTICLES.div_ceil(BLOCK) as usize;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while app.world().resource::<Seen>().stats.len() < 20 * blocks {
+            assert!(
+                Instant::now() < deadline,
+                "GPU producer delivered too little"
+            );
+            app.update();
+        }
+        let backend = app
+            .world_mut()
+            .resource_mut::<PerdixRing>()
+            .producer_backend();
+        assert!(backend.is_gpu(), "backend {backend}");
+        let seen = app.world().resource::<Seen>();
+        // Frames that arrived whole: every block reported, all particles counted, energy kept.
+        let mut frames = std::collections::BTreeMap::<u32, (usize, u32, f64)>::new();
+        for s in &seen.stats {
+            let e = frames.entry(s.frame).or_default();
+            e.0 += 1;
+            e.1 += s.particles;
+            e.2 += f64::from(s.kinetic);
+        }
+        let whole: Vec<_> = frames.values().filter(|f| f.0 == blocks).collect();
+        assert!(whole.len() >= 10, "whole frames: {}", whole.len());
+        for f in &whole {
+            assert_eq!(f.1, PARTICLES);
+            let drift = (f.2 - whole[0].2).abs() / whole[0].2;
+            assert!(drift < 1e-3, "kinetic energy drifted by {drift}");
+        }
+        assert!(seen.hits > 0, "no wall or bumper hits");
+        let stats = app.world().resource::<PerdixRing>().stats();
+        assert_eq!((stats.unrouted, stats.malformed), (0, 0));
+    }
+}
