@@ -244,3 +244,71 @@ fn two_panels_side_by_side() {
     assert!(!output.shapes.is_empty());
     output.drop_without_applying_deltas();
 }
+
+/// The overlay plugin in a headless app (no window, no renderer): it registers, F1 flips its
+/// visibility, and frames run with the panel's system scheduled.
+#[cfg(feature = "overlay")]
+#[test]
+fn overlay_plugin_toggles_headless() {
+    use bevy_app::App;
+    use bevy_ecs::entity::Entity;
+    use bevy_input::keyboard::{Key, KeyCode, KeyboardInput};
+    use bevy_input::{ButtonInput, ButtonState};
+    use perdix_transport::bevy::PerdixPlugin;
+    use perdix_transport::dashboard::{PerdixOverlay, PerdixOverlayPlugin};
+
+    use bevy_window_app::asset::{AssetApp, AssetPlugin};
+    use bevy_window_app::image::Image;
+    use bevy_window_app::shader::Shader;
+    use bevy_window_app::window::{ExitCondition, WindowPlugin};
+
+    let mut app = App::new();
+    app.add_plugins((
+        bevy_app::TaskPoolPlugin::default(),
+        bevy_time::TimePlugin,
+        bevy_input::InputPlugin,
+        AssetPlugin::default(),
+        // Window messages bevy_egui reads; no window is opened.
+        WindowPlugin {
+            primary_window: None,
+            exit_condition: ExitCondition::DontExit,
+            ..WindowPlugin::default()
+        },
+    ));
+    // bevy_egui loads its shader at `finish` and keeps its font atlas as an `Image`; no renderer
+    // is added, so nothing draws.
+    app.init_asset::<Shader>().init_asset::<Image>();
+    app.add_plugins((
+        PerdixPlugin::default().capacity(64),
+        PerdixOverlayPlugin::default().toggle_key(KeyCode::F2),
+    ));
+    app.finish();
+    app.cleanup();
+    app.update();
+    assert!(app.world().resource::<PerdixOverlay>().visible);
+    let key = |state| KeyboardInput {
+        key_code: KeyCode::F2,
+        logical_key: Key::F2,
+        state,
+        text: None,
+        repeat: false,
+        window: Entity::PLACEHOLDER,
+    };
+    app.world_mut().write_message(key(ButtonState::Pressed));
+    app.update();
+    assert!(app
+        .world()
+        .resource::<ButtonInput<KeyCode>>()
+        .pressed(KeyCode::F2));
+    assert!(!app.world().resource::<PerdixOverlay>().visible);
+    app.update();
+    assert!(
+        !app.world().resource::<PerdixOverlay>().visible,
+        "a held key toggled twice"
+    );
+    app.world_mut().write_message(key(ButtonState::Released));
+    app.update();
+    app.world_mut().write_message(key(ButtonState::Pressed));
+    app.update();
+    assert!(app.world().resource::<PerdixOverlay>().visible);
+}
