@@ -49,7 +49,13 @@ pub const fn tag(producer: u32, seq: u64) -> u64 {
 #[must_use]
 #[inline]
 pub const fn word(producer: u32, seq: u64, w: usize, n: usize) -> u64 {
-    let t = tag(producer, seq);
+    word_with_tag(tag(producer, seq), seq, w, n)
+}
+
+/// [`word`] with the message's tag already computed (one `tag` per message, not per word).
+#[must_use]
+#[inline]
+const fn word_with_tag(t: u64, seq: u64, w: usize, n: usize) -> u64 {
     if w == 0 {
         seq
     } else if w == 1 {
@@ -85,8 +91,9 @@ pub const fn word(producer: u32, seq: u64, w: usize, n: usize) -> u64 {
 pub fn fill(buf: &mut [u8], producer: u32, seq: u64) -> usize {
     assert!(valid_size(buf.len()), "invalid stress size {}", buf.len());
     let n = buf.len() / 8;
+    let t = tag(producer, seq);
     for (w, chunk) in buf.chunks_exact_mut(8).enumerate() {
-        chunk.copy_from_slice(&word(producer, seq, w, n).to_le_bytes());
+        chunk.copy_from_slice(&word_with_tag(t, seq, w, n).to_le_bytes());
     }
     buf.len()
 }
@@ -179,12 +186,13 @@ impl Verifier {
             u64::from_le_bytes(bytes)
         };
         let seq = read(0);
+        let t = tag(producer, seq);
         let intact = if self.full {
-            (1..n).all(|w| read(w) == word(producer, seq, w, n))
+            (1..n).all(|w| read(w) == word_with_tag(t, seq, w, n))
         } else {
             [1, n - 2, n - 1]
                 .iter()
-                .all(|&w| w == 0 || read(w) == word(producer, seq, w, n))
+                .all(|&w| w == 0 || read(w) == word_with_tag(t, seq, w, n))
         };
         if !intact {
             self.report.corrupt += 1;
