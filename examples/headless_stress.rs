@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bevy_app::prelude::*;
-use bevy_app::{ScheduleRunnerPlugin, TaskPoolPlugin};
+use bevy_app::{ScheduleRunnerPlugin, TaskPoolOptions, TaskPoolPlugin};
 use bevy_diagnostic::{DiagnosticsPlugin, LogDiagnosticsPlugin};
 use bevy_ecs::prelude::*;
 use clap::Parser;
@@ -60,6 +60,9 @@ struct Args {
     /// ring (one producer thread, the consumer on this thread), for the ECS/ring ratio.
     #[arg(long)]
     raw: bool,
+    /// Threads of Bevy's task pools (0: Bevy's default, one per core).
+    #[arg(long, default_value_t = 0)]
+    bevy_threads: usize,
     /// Also log the `perdix/*` diagnostics each second (bevy_diagnostic's LogDiagnosticsPlugin).
     #[arg(long)]
     diagnostics: bool,
@@ -163,7 +166,13 @@ fn main() -> ExitCode {
     }
     let exit = app
         .add_plugins((
-            TaskPoolPlugin::default(),
+            TaskPoolPlugin {
+                task_pool_options: if args.bevy_threads == 0 {
+                    TaskPoolOptions::default()
+                } else {
+                    TaskPoolOptions::with_num_threads(args.bevy_threads)
+                },
+            },
             ScheduleRunnerPlugin::run_loop(Duration::ZERO),
             DiagnosticsPlugin,
             PerdixPlugin::default()
