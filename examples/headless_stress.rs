@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bevy_app::prelude::*;
 use bevy_app::{ScheduleRunnerPlugin, TaskPoolOptions, TaskPoolPlugin};
-use bevy_diagnostic::{DiagnosticsPlugin, LogDiagnosticsPlugin};
+use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
 use bevy_ecs::prelude::*;
 use clap::Parser;
 use perdix_transport::bevy::{
@@ -63,7 +63,8 @@ struct Args {
     /// Threads of Bevy's task pools (0: Bevy's default, one per core).
     #[arg(long, default_value_t = 0)]
     bevy_threads: usize,
-    /// Also log the `perdix/*` diagnostics each second (bevy_diagnostic's LogDiagnosticsPlugin).
+    /// Also print the `perdix/*` diagnostics (from bevy_diagnostic's `DiagnosticsStore`) each
+    /// second.
     #[arg(long)]
     diagnostics: bool,
 }
@@ -152,19 +153,7 @@ fn main() -> ExitCode {
         finished_at: None,
         outcome: Arc::clone(&outcome),
     };
-    let mut app = App::new();
-    if args.diagnostics {
-        app.add_plugins((
-            bevy_time::TimePlugin,
-            LogDiagnosticsPlugin::filtered(
-                PerdixDiagnostics::ALL
-                    .iter()
-                    .map(|(path, _)| path.clone())
-                    .collect(),
-            ),
-        ));
-    }
-    let exit = app
+    let exit = App::new()
         .add_plugins((
             TaskPoolPlugin {
                 task_pool_options: if args.bevy_threads == 0 {
@@ -273,7 +262,7 @@ fn verify(mut messages: MessageReader<PerdixMessage>, mut run: ResMut<Run>) {
     }
 }
 
-fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>) {
+fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<DiagnosticsStore>) {
     let now = Instant::now();
     let (then, messages_then, bytes_then) = run.last_progress;
     let dt = (now - then).as_secs_f64();
@@ -298,6 +287,16 @@ fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>) {
         totals.drops,
         totals.stalls,
     );
+    if run.args.diagnostics {
+        let values: Vec<String> = PerdixDiagnostics::ALL
+            .iter()
+            .map(|(path, suffix)| {
+                let value = store.get(path).and_then(|d| d.smoothed()).unwrap_or(0.0);
+                format!("{path} {value:.1}{suffix}")
+            })
+            .collect();
+        println!("          {}", values.join(" | "));
+    }
     run.latency_window.clear();
     run.frames_window.clear();
     run.last_progress = (now, report.messages, report.bytes);
