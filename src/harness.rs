@@ -117,7 +117,7 @@ impl SpscRun {
             loop {
                 match run.messages {
                     Some(n) if seq >= n => break,
-                    None if seq % 1024 == 0 && Instant::now() >= deadline => break,
+                    None if seq.is_multiple_of(1024) && Instant::now() >= deadline => break,
                     _ => {}
                 }
                 stress::fill(&mut buf[..size], 0, seq);
@@ -197,7 +197,7 @@ impl SpscRun {
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHistogram, Error> {
-    if size > crate::layout::PAYLOAD_MAX || size < 8 {
+    if !(8..=crate::layout::PAYLOAD_MAX).contains(&size) {
         return Err(Error::too_large(size));
     }
     let (mut ping_tx, mut ping_rx) = Buffer::new(64)?.into_split();

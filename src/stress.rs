@@ -24,7 +24,7 @@ pub const MIN_SIZE: usize = 16;
 /// Whether `size` is a valid stress-message size (a multiple of 8 in `16..=224`).
 #[must_use]
 pub const fn valid_size(size: usize) -> bool {
-    size >= MIN_SIZE && size <= PAYLOAD_MAX && size % 8 == 0
+    size >= MIN_SIZE && size <= PAYLOAD_MAX && size.is_multiple_of(8)
 }
 
 /// The 64-bit tag of message `seq` from `producer` (splitmix64's finaliser).

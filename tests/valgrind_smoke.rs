@@ -19,7 +19,7 @@ fn two_threads_small_ring() {
     let mut verifier = Verifier::new(true);
     loop {
         match consumer.consume() {
-            Ok(msg) => verifier.check(msg.producer(), &msg),
+            Ok(msg) => verifier.check(1, &msg),
             Err(Error::Disconnected) => break,
             Err(err) => panic!("{err}"),
         }

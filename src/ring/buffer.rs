@@ -62,7 +62,6 @@ impl Buffer {
     }
 
     /// A builder for a ring of `capacity` slots with other options.
-    #[must_use]
     pub fn builder(capacity: usize) -> BufferBuilder {
         BufferBuilder {
             capacity,

@@ -103,7 +103,7 @@ const _: () = {
     assert!(HEADER + size_of::<SlotHeader>() == OFFSET_PAYLOAD);
     assert!(offset_of!(Slot, body) + offset_of!(SlotBody, payload) == OFFSET_PAYLOAD);
     assert!(size_of::<SlotBody>() == SLOT_SIZE - OFFSET_LEN);
-    assert!(SLOT_SIZE % CACHE_LINE == 0 && SLOT_ALIGN % CACHE_LINE == 0);
+    assert!(SLOT_SIZE.is_multiple_of(CACHE_LINE) && SLOT_ALIGN.is_multiple_of(CACHE_LINE));
 };
 
 /// The layout as `-D` defines for the CUDA side (`kernels/perdix.cuh` asserts against them).
