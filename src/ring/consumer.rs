@@ -4,11 +4,10 @@ use core::ptr::addr_of;
 use core::time::Duration;
 use std::time::Instant;
 
-use crossbeam_utils::Backoff;
-
 use super::layout::{SlotHeader, CACHE_LINE, OFFSET_PAYLOAD, PAYLOAD_MAX};
 use super::message::{Message, MessageRef};
 use super::shared::{Ring, RingStats};
+use super::wait::Wait;
 use crate::sync::{Arc, Ordering};
 use crate::Error;
 
@@ -107,7 +106,7 @@ impl Consumer {
     /// As [`try_consume_checked`](Self::try_consume_checked); `Ok(None)` means the time ran out.
     pub fn consume_timeout(&mut self, timeout: Duration) -> Result<Option<MessageRef<'_>>, Error> {
         let deadline = Instant::now().checked_add(timeout);
-        let backoff = Backoff::new();
+        let mut backoff = Wait::new();
         loop {
             if let Some(header) = self.poll()? {
                 return Ok(Some(self.guard(header)));
@@ -126,7 +125,7 @@ impl Consumer {
     /// As [`try_consume_checked`](Self::try_consume_checked): the wait ends with
     /// [`Error::Disconnected`] once the producer is gone.
     pub fn consume(&mut self) -> Result<MessageRef<'_>, Error> {
-        let backoff = Backoff::new();
+        let mut backoff = Wait::new();
         loop {
             if let Some(header) = self.poll()? {
                 return Ok(self.guard(header));

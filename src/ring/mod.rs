@@ -7,6 +7,7 @@ mod memory;
 mod message;
 mod producer;
 mod shared;
+mod wait;
 
 pub use buffer::{Buffer, BufferBuilder, ConsumerMut, ProducerMut};
 pub use consumer::Consumer;

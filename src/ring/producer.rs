@@ -2,10 +2,9 @@
 
 use core::ptr::addr_of_mut;
 
-use crossbeam_utils::Backoff;
-
 use super::layout::{SlotBody, SlotHeader, PAYLOAD_MAX};
 use super::shared::{Ring, RingStats};
+use super::wait::Wait;
 use super::Policy;
 use crate::sync::{Arc, Ordering};
 use crate::{clock, Error};
@@ -152,7 +151,7 @@ impl Producer {
                 return Err(Error::Full);
             }
             self.ring.count_full();
-            let backoff = Backoff::new();
+            let mut backoff = Wait::new();
             while !self.has_room() {
                 if self.ring.consumer_closed() {
                     return Err(Error::Disconnected);
@@ -189,7 +188,11 @@ impl Producer {
         // `load_head` ordered the consumer's last reads of this slot before us), and the slot's
         // `seq` still holds the previous lap's value, so the consumer does not read the body:
         // this producer owns it exclusively until the release store of `seq` below.
-        let len = unsafe { (*slot).body.with_mut(|body| fill(body, kind, id, stamp_ns, write)) };
+        let len = unsafe {
+            (*slot)
+                .body
+                .with_mut(|body| fill(body, kind, id, stamp_ns, write))
+        };
         if len > PAYLOAD_MAX {
             return Err(Error::too_large(len));
         }
