@@ -123,6 +123,18 @@ impl VerifyReport {
         self.lost == 0 && self.duplicates == 0 && self.reordered == 0 && self.corrupt == 0
     }
 
+    /// Messages checked per second over `elapsed`.
+    #[must_use]
+    pub fn msgs_per_sec(&self, elapsed: core::time::Duration) -> f64 {
+        self.messages as f64 / elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Payload bytes checked per second over `elapsed`.
+    #[must_use]
+    pub fn bytes_per_sec(&self, elapsed: core::time::Duration) -> f64 {
+        self.bytes as f64 / elapsed.as_secs_f64().max(1e-9)
+    }
+
     /// Adds another report's counts (one verifier per consumer thread).
     pub fn merge(&mut self, other: &Self) {
         self.messages += other.messages;

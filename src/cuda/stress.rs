@@ -158,13 +158,13 @@ impl GpuStressReport {
     /// Messages consumed per second.
     #[must_use]
     pub fn msgs_per_sec(&self) -> f64 {
-        self.verify.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.verify.msgs_per_sec(self.elapsed)
     }
 
     /// Payload bytes consumed per second.
     #[must_use]
     pub fn bytes_per_sec(&self) -> f64 {
-        self.verify.bytes as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.verify.bytes_per_sec(self.elapsed)
     }
 
     /// `emitted + dropped == attempted`, and the consumers saw exactly what was emitted.
