@@ -41,15 +41,15 @@
 #[cfg(feature = "bevy")]
 pub mod bevy;
 pub mod clock;
-pub mod harness;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 mod error;
+pub mod harness;
 mod ring;
-mod sync;
 pub mod stress;
+mod sync;
 pub mod telemetry;
 
 /// The README's examples run as doc tests.

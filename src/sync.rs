@@ -11,10 +11,10 @@ pub(crate) use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(perdix_loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-#[cfg(not(perdix_loom))]
-pub(crate) use std::sync::Arc;
 #[cfg(perdix_loom)]
 pub(crate) use loom::sync::Arc;
+#[cfg(not(perdix_loom))]
+pub(crate) use std::sync::Arc;
 
 /// `core::cell::UnsafeCell` with loom's closure API, so one body of code serves both.
 #[cfg(not(perdix_loom))]

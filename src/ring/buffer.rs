@@ -73,7 +73,10 @@ impl Buffer {
 
     /// Borrows the producer and consumer halves.
     pub fn split_mut(&mut self) -> (ProducerMut<'_>, ConsumerMut<'_>) {
-        (ProducerMut(&mut self.producer), ConsumerMut(&mut self.consumer))
+        (
+            ProducerMut(&mut self.producer),
+            ConsumerMut(&mut self.consumer),
+        )
     }
 
     /// Takes the halves apart, to move them to different threads.

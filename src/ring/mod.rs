@@ -42,7 +42,9 @@ impl core::str::FromStr for Policy {
         match s {
             "block" => Ok(Self::Block),
             "drop-newest" | "drop_newest" | "drop" => Ok(Self::DropNewest),
-            other => Err(format!("unknown policy {other:?}: expected block or drop-newest")),
+            other => Err(format!(
+                "unknown policy {other:?}: expected block or drop-newest"
+            )),
         }
     }
 }
