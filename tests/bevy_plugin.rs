@@ -9,8 +9,8 @@ use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
 use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use perdix_transport::bevy::{
-    DrainMode, GpuProducerSpec, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin,
-    PerdixRing, StressProducers,
+    DrainMode, Envelope, GpuProducerSpec, PerdixAppExt, PerdixDiagnostics, PerdixMessage,
+    PerdixPlugin, PerdixRing, StressProducers,
 };
 use perdix_transport::stress::Verifier;
 use perdix_transport::{Error, Policy, Producer};
@@ -337,6 +337,111 @@ fn thread_drain_delivers_everything_in_order() {
         assert!(thread.join().is_ok());
     }
     assert_in_order(&app.world().resource::<Seen>().0, 2, COUNT);
+}
+
+const KIND_WORD: u32 = 3;
+
+/// Every `Envelope<[u64; 2]>` seen by an ECS reader, in order of arrival.
+#[derive(Resource, Default)]
+struct SeenEnvelopes(Vec<Envelope<[u64; 2]>>);
+
+fn collect_envelopes(
+    mut reader: MessageReader<Envelope<[u64; 2]>>,
+    mut seen: ResMut<SeenEnvelopes>,
+) {
+    seen.0.extend(reader.read().copied());
+}
+
+/// `rings` producers each send `per_frame` envelopes of `[ring, n]` before each of `frames`
+/// updates; checks every one arrives once, in order per ring, with its header.
+fn envelopes_in_order(rings: u32, per_frame: u32, frames: u32, drain: DrainMode) {
+    let mut app = App::new();
+    app.add_plugins((
+        TaskPoolPlugin::default(),
+        PerdixPlugin::default()
+            .capacity(per_frame.next_power_of_two() as usize)
+            .budget(usize::MAX)
+            .drain(drain),
+    ))
+    .add_perdix_envelope::<[u64; 2]>(KIND_WORD)
+    .init_resource::<SeenEnvelopes>()
+    .add_systems(Update, collect_envelopes);
+    let mut producers: Vec<Producer> = (0..rings)
+        .map(|i| producer(&mut app, &format!("p{i}")))
+        .collect();
+    let total = u64::from(rings * per_frame * frames);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for frame in 0..frames {
+        for (ring, p) in producers.iter_mut().enumerate() {
+            for k in 0..per_frame {
+                let n = u64::from(frame * per_frame + k);
+                let word = [ring as u64, n];
+                assert_eq!(
+                    p.try_produce_kind(KIND_WORD, bytemuck::bytes_of(&word)),
+                    Ok(())
+                );
+            }
+        }
+        // Thread drains hand batches over asynchronously: update until this frame's are in.
+        let sent = u64::from(rings * per_frame * (frame + 1));
+        while app.world().resource::<PerdixRing>().stats().messages < sent {
+            assert!(Instant::now() < deadline, "drain did not finish");
+            app.update();
+        }
+    }
+    app.update();
+    let seen = &app.world().resource::<SeenEnvelopes>().0;
+    assert_eq!(seen.len() as u64, total);
+    for ring in 0..rings {
+        let mine: Vec<_> = seen.iter().filter(|e| e.ring == ring).collect();
+        assert_eq!(mine.len() as u32, per_frame * frames, "ring {ring}: count");
+        for (n, env) in mine.iter().enumerate() {
+            assert_eq!(
+                env.value,
+                [u64::from(ring), n as u64],
+                "ring {ring}: message {n}"
+            );
+            assert_eq!(
+                (env.kind, env.producer, env.seq),
+                (KIND_WORD, ring, n as u64)
+            );
+        }
+    }
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!(
+        (stats.messages, stats.unrouted, stats.malformed),
+        (total, 0, 0)
+    );
+}
+
+#[test]
+fn envelopes_carry_producer_ring_and_position() {
+    envelopes_in_order(2, 100, 3, DrainMode::System);
+}
+
+#[test]
+fn busy_rings_drained_in_parallel_keep_order_and_counts() {
+    // More than PARALLEL_MIN messages a frame: later frames drain the rings in parallel tasks.
+    envelopes_in_order(4, 8192, 4, DrainMode::System);
+}
+
+#[test]
+fn busy_thread_drained_rings_keep_order_and_counts() {
+    envelopes_in_order(4, 8192, 3, DrainMode::Thread);
+}
+
+#[test]
+fn envelope_of_wrong_length_is_malformed() {
+    let mut app = App::new();
+    app.add_plugins(PerdixPlugin::default())
+        .add_perdix_envelope::<[u64; 2]>(KIND_WORD);
+    let mut p = producer(&mut app, "a");
+    assert_eq!(p.try_produce_kind(KIND_WORD, &[0u8; 12]), Ok(()));
+    app.update();
+    let stats = app.world().resource::<PerdixRing>().stats();
+    assert_eq!((stats.messages, stats.malformed), (1, 1));
+    let envelopes = app.world().resource::<Messages<Envelope<[u64; 2]>>>();
+    assert!(envelopes.is_empty());
 }
 
 #[test]

@@ -1,16 +1,15 @@
 //! The `PerdixRing` resource, the drain (in-system or through a consumer thread), and routing
 //! by kind into ECS messages.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use bevy_ecs::message::{Message as BevyMessage, Messages};
+use bevy_ecs::message::Message as BevyMessage;
 use bevy_ecs::resource::Resource;
-use bevy_ecs::world::{Mut, World};
+use bevy_tasks::ComputeTaskPool;
 use crossbeam_utils::Backoff;
 
 use super::plugin::DrainMode;
@@ -25,8 +24,9 @@ const BATCH_MAX: usize = 4096;
 const BATCH_DEPTH: usize = 16;
 /// Drain latency is sampled on one stamped message in this many (a clock read each).
 const LATENCY_SAMPLE_EVERY: u64 = 64;
-/// Raw kinds below this are looked up in a table, the rest in a map.
-const KIND_TABLE: usize = 256;
+/// A frame that took at least this many messages makes the next one drain its rings in
+/// parallel (one task per ring on Bevy's compute pool).
+const PARALLEL_MIN: usize = 16_384;
 
 /// The plugin's settings, as the resource keeps them.
 #[derive(Debug, Clone)]
@@ -108,7 +108,8 @@ pub struct PerdixRing {
     /// Latencies since the last diagnostics sample.
     window: LatencyHistogram,
     telemetry: Telemetry,
-    latency_tick: u64,
+    /// The last drain took at least [`PARALLEL_MIN`] messages: drain rings in parallel.
+    busy: bool,
     /// Where producers run, once decided.
     backend: Option<ProducerBackend>,
     /// The GPU producers run on, when they do.
@@ -125,7 +126,7 @@ impl PerdixRing {
             frame_messages: 0,
             window: LatencyHistogram::new(),
             telemetry: Telemetry::new("host", 600),
-            latency_tick: 0,
+            busy: false,
             backend: None,
             device: None,
         }
@@ -177,6 +178,7 @@ impl PerdixRing {
             monitor,
             source,
             finished: false,
+            latency_tick: 0,
         });
     }
 
@@ -203,7 +205,7 @@ impl PerdixRing {
     where
         F: FnMut(Message<'_>),
     {
-        self.drain_lanes(max, |_, msg, _| f(msg))
+        self.drain_serial(max, |_, msg, _| f(msg))
     }
 
     /// Messages drain threads ([`DrainMode::Thread`]) have copied out of their rings and not yet
@@ -281,68 +283,128 @@ impl PerdixRing {
         self.backend = Some(backend);
     }
 
-    /// The drain proper: up to `max` messages, each ring first offered an equal share, then the
-    /// rest of the budget to whoever still has messages. Calls `f(ring index, message)`.
-    fn drain_lanes<F>(&mut self, max: usize, mut f: F) -> usize
+    /// The drain for one sink: up to `max` messages, each ring first offered an equal share,
+    /// then the rest of the budget to whoever still has messages. Calls `f(ring index, message,
+    /// prebuilt)`, where `prebuilt` is the message already in its ECS form when a drain thread
+    /// made it.
+    fn drain_serial<F>(&mut self, max: usize, mut f: F) -> usize
     where
         F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
     {
-        let Self {
-            lanes,
-            cursor,
-            stats,
-            window,
-            latency_tick,
-            frame_messages,
-            ..
-        } = self;
-        let count = lanes.len();
+        let count = self.lanes.len();
         if count == 0 || max == 0 {
             return 0;
         }
-        let mut bytes = 0u64;
-        let mut record = |idx: usize, msg: Message<'_>, prebuilt: Option<&PerdixMessage>| {
-            bytes += msg.len() as u64;
-            let stamp = msg.stamp_ns();
-            if stamp != 0 {
-                *latency_tick += 1;
-                if latency_tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
-                    window.record(clock::now_ns().saturating_sub(stamp));
-                }
-            }
-            f(idx, msg, prebuilt);
-        };
         let share = (max / count).max(1);
-        let start = *cursor % count;
-        let mut total = 0;
-        for pass in 0..2 {
-            for k in 0..count {
-                let idx = (start + k) % count;
-                let left = max - total;
-                if left == 0 {
-                    break;
-                }
-                let want = if pass == 0 { share.min(left) } else { left };
-                total += lanes[idx].drain(want, |msg, prebuilt| record(idx, msg, prebuilt));
+        let start = self.cursor % count;
+        let mut taken = Taken::default();
+        for k in 0..count {
+            let idx = (start + k) % count;
+            let want = share.min(max - taken.count);
+            take_lane(&mut self.lanes[idx], idx, want, &mut f, &mut taken);
+        }
+        self.drain_rest(max, start, &mut taken, core::slice::from_mut(&mut f));
+        self.close_drain(max, start, taken)
+    }
+
+    /// [`drain_serial`](Self::drain_serial) with one sink per ring (`sinks[i]` gets ring `i`'s
+    /// messages): the equal shares are taken in parallel on Bevy's compute task pool when the
+    /// previous frame was busy (a task per ring costs microseconds), the rest serially.
+    pub(crate) fn drain_parallel<S>(&mut self, max: usize, sinks: &mut [S]) -> usize
+    where
+        S: FnMut(usize, Message<'_>, Option<&PerdixMessage>) + Send,
+    {
+        let count = self.lanes.len();
+        if count == 0 || max == 0 || sinks.len() != count {
+            return 0;
+        }
+        let share = (max / count).max(1);
+        let start = self.cursor % count;
+        // The first `max` rings from `start` get a share (all of them unless max < rings).
+        let want = |idx: usize| {
+            if (idx + count - start) % count < max {
+                share
+            } else {
+                0
             }
-            if total >= max {
+        };
+        let mut taken = Taken::default();
+        let pool = ComputeTaskPool::try_get().filter(|_| count > 1 && self.busy);
+        match pool {
+            Some(pool) => {
+                let parts = pool.scope(|scope| {
+                    for (idx, (lane, sink)) in
+                        self.lanes.iter_mut().zip(sinks.iter_mut()).enumerate()
+                    {
+                        let want = want(idx);
+                        scope.spawn(async move {
+                            let mut part = Taken::default();
+                            take_lane(lane, idx, want, sink, &mut part);
+                            part
+                        });
+                    }
+                });
+                for part in parts {
+                    taken.merge(part);
+                }
+            }
+            None => {
+                for (idx, (lane, sink)) in self.lanes.iter_mut().zip(sinks.iter_mut()).enumerate() {
+                    take_lane(lane, idx, want(idx), sink, &mut taken);
+                }
+            }
+        }
+        self.drain_rest(max, start, &mut taken, sinks);
+        self.close_drain(max, start, taken)
+    }
+
+    /// The second pass: what is left of the budget, ring by ring from `start`; ring `i` goes to
+    /// `sinks[i]`, or to the last sink when there are fewer.
+    fn drain_rest<F>(&mut self, max: usize, start: usize, taken: &mut Taken, sinks: &mut [F])
+    where
+        F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
+    {
+        let count = self.lanes.len();
+        for k in 0..count {
+            if taken.count >= max {
                 break;
             }
+            let idx = (start + k) % count;
+            let left = max - taken.count;
+            let last = sinks.len().saturating_sub(1);
+            if let Some(sink) = sinks.get_mut(idx.min(last)) {
+                take_lane(&mut self.lanes[idx], idx, left, sink, taken);
+            }
         }
-        *cursor = (start + 1) % count;
-        stats.messages += total as u64;
-        stats.bytes += bytes;
-        *frame_messages += total as u64;
-        if total >= max {
-            let left: u64 = lanes.iter().map(Lane::backlog).sum();
-            stats.deferred = left;
+    }
+
+    /// Folds a drain's counts into the stats and rotates the starting ring.
+    fn close_drain(&mut self, max: usize, start: usize, taken: Taken) -> usize {
+        let count = self.lanes.len();
+        self.cursor = (start + 1) % count;
+        for ns in &taken.latencies {
+            self.window.record(*ns);
+        }
+        self.stats.messages += taken.count as u64;
+        self.stats.bytes += taken.bytes;
+        self.frame_messages += taken.count as u64;
+        self.busy = taken.count >= PARALLEL_MIN;
+        if taken.count >= max {
+            let left: u64 = self.lanes.iter().map(Lane::backlog).sum();
+            self.stats.deferred = left;
             if left > 0 {
-                stats.deferred_frames += 1;
+                self.stats.deferred_frames += 1;
             }
         } else {
-            stats.deferred = 0;
+            self.stats.deferred = 0;
         }
-        total
+        taken.count
+    }
+
+    /// Adds the routing counts of a frame.
+    pub(crate) fn count_routing(&mut self, unrouted: u64, malformed: u64) {
+        self.stats.unrouted += unrouted;
+        self.stats.malformed += malformed;
     }
 
     /// Closes a frame's accounting (the diagnostics system calls it in `Last`).
@@ -353,6 +415,48 @@ impl PerdixRing {
     }
 }
 
+/// What a drain took from one or more rings.
+#[derive(Debug, Default)]
+struct Taken {
+    count: usize,
+    bytes: u64,
+    /// Sampled latencies (drain clock minus stamp), in ns.
+    latencies: Vec<u64>,
+}
+
+impl Taken {
+    fn merge(&mut self, other: Self) {
+        self.count += other.count;
+        self.bytes += other.bytes;
+        self.latencies.extend(other.latencies);
+    }
+}
+
+/// Up to `max` messages of ring `idx` into `sink`, counted (and latency-sampled) in `taken`.
+fn take_lane<F>(lane: &mut Lane, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
+where
+    F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
+{
+    if max == 0 {
+        return;
+    }
+    let mut tick = lane.latency_tick;
+    let (mut bytes, latencies) = (0u64, &mut taken.latencies);
+    taken.count += lane.drain(max, |msg, prebuilt| {
+        bytes += msg.len() as u64;
+        let stamp = msg.stamp_ns();
+        if stamp != 0 {
+            tick += 1;
+            if tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
+                latencies.push(clock::now_ns().saturating_sub(stamp));
+            }
+        }
+        sink(idx, msg, prebuilt);
+    });
+    taken.bytes += bytes;
+    lane.latency_tick = tick;
+}
+
 /// One ring and how it is drained.
 #[derive(Debug)]
 struct Lane {
@@ -361,6 +465,8 @@ struct Lane {
     source: Source,
     /// The producer is gone and every message was taken (or the ring broke).
     finished: bool,
+    /// Stamped messages seen (one in [`LATENCY_SAMPLE_EVERY`] is sampled).
+    latency_tick: u64,
 }
 
 #[derive(Debug)]
@@ -655,7 +761,7 @@ pub struct PerdixMessage {
 }
 
 impl PerdixMessage {
-    fn new(ring: usize, msg: &Message<'_>) -> Self {
+    pub(crate) fn new(ring: usize, msg: &Message<'_>) -> Self {
         let mut payload = [0u8; PAYLOAD_MAX];
         let len = msg.len().min(PAYLOAD_MAX);
         payload[..len].copy_from_slice(&msg.payload()[..len]);
@@ -737,217 +843,6 @@ impl core::fmt::Debug for PerdixMessage {
             .field("ring", &self.ring)
             .field("len", &self.len)
             .finish_non_exhaustive()
-    }
-}
-
-/// Where a kind goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Unrouted,
-    Raw,
-    Typed(usize),
-}
-
-/// A typed destination: messages staged for one frame, then written into `Messages<T>`.
-trait TypedRoute: Send + Sync {
-    /// Stages `payload`; `false` if its length is not the type's.
-    fn accept(&mut self, payload: &[u8]) -> bool;
-    fn flush(&mut self, world: &mut World);
-    fn type_name(&self) -> &'static str;
-}
-
-struct Staged<T>(Vec<T>);
-
-impl<T: BevyMessage + bytemuck::Pod> TypedRoute for Staged<T> {
-    #[inline]
-    fn accept(&mut self, payload: &[u8]) -> bool {
-        if payload.len() != core::mem::size_of::<T>() {
-            return false;
-        }
-        self.0.push(bytemuck::pod_read_unaligned(payload));
-        true
-    }
-
-    fn flush(&mut self, world: &mut World) {
-        if self.0.is_empty() {
-            return;
-        }
-        match world.get_resource_mut::<Messages<T>>() {
-            Some(mut messages) => {
-                messages.write_batch(self.0.drain(..));
-            }
-            None => self.0.clear(),
-        }
-    }
-
-    fn type_name(&self) -> &'static str {
-        core::any::type_name::<T>()
-    }
-}
-
-/// Kind → destination table, and the per-frame staging buffers (reused, never per message).
-#[derive(Resource, Default)]
-pub(crate) struct Routes {
-    table: Vec<Route>,
-    map: HashMap<u32, Route>,
-    typed: Vec<Box<dyn TypedRoute>>,
-    malformed_warned: bool,
-}
-
-impl core::fmt::Debug for Routes {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Routes")
-            .field(
-                "typed",
-                &self.typed.iter().map(|t| t.type_name()).collect::<Vec<_>>(),
-            )
-            .finish_non_exhaustive()
-    }
-}
-
-impl Routes {
-    #[inline]
-    fn route(&self, kind: u32) -> Route {
-        match self.table.get(kind as usize) {
-            Some(&route) => route,
-            None => self.map.get(&kind).copied().unwrap_or(Route::Unrouted),
-        }
-    }
-
-    fn describe(&self, route: Route) -> &'static str {
-        match route {
-            Route::Unrouted => "nothing",
-            Route::Raw => "PerdixMessage",
-            Route::Typed(idx) => self.typed.get(idx).map_or("?", |t| t.type_name()),
-        }
-    }
-
-    fn set(&mut self, kind: u32, route: Route, name: &str) {
-        let old = self.route(kind);
-        let same_type = match (old, route) {
-            (Route::Typed(a), Route::Typed(b)) => {
-                self.describe(Route::Typed(a)) == self.describe(Route::Typed(b))
-            }
-            (a, b) => a == b,
-        };
-        assert!(
-            old == Route::Unrouted || same_type,
-            "perdix message kind {kind} is already routed to {}; cannot route it to {name}",
-            self.describe(old),
-        );
-        if (kind as usize) < KIND_TABLE {
-            if self.table.len() <= kind as usize {
-                self.table.resize(kind as usize + 1, Route::Unrouted);
-            }
-            self.table[kind as usize] = route;
-        } else {
-            self.map.insert(kind, route);
-        }
-    }
-
-    pub(crate) fn register_typed<T: BevyMessage + bytemuck::Pod>(&mut self, kind: u32) {
-        let name = core::any::type_name::<T>();
-        let idx = match self.typed.iter().position(|t| t.type_name() == name) {
-            Some(idx) => idx,
-            None => {
-                self.typed.push(Box::new(Staged::<T>(Vec::new())));
-                self.typed.len() - 1
-            }
-        };
-        self.set(kind, Route::Typed(idx), name);
-    }
-
-    pub(crate) fn register_raw(&mut self, kind: u32) {
-        self.set(kind, Route::Raw, "PerdixMessage");
-    }
-
-    fn flush(&mut self, world: &mut World) {
-        for route in &mut self.typed {
-            route.flush(world);
-        }
-    }
-}
-
-/// The drain system: up to the budget from the rings into ECS messages.
-///
-/// Raw messages are written straight into `Messages<PerdixMessage>` (one copy out of the slot);
-/// typed ones are staged per type and written in one batch per type.
-pub(crate) fn route_messages(world: &mut World) {
-    world.try_resource_scope(|world, mut ring: Mut<PerdixRing>| {
-        world.try_resource_scope(|world, mut routes: Mut<Routes>| {
-            let routed = world.try_resource_scope(|_, mut raw: Mut<Messages<PerdixMessage>>| {
-                route_frame(&mut ring, &mut routes, &mut raw);
-            });
-            if routed.is_none() {
-                // Only if someone removed the raw messages: stage and drop them.
-                let mut raw = Messages::<PerdixMessage>::default();
-                route_frame(&mut ring, &mut routes, &mut raw);
-            }
-            routes.flush(world);
-        });
-    });
-}
-
-fn route_frame(ring: &mut PerdixRing, routes: &mut Routes, raw: &mut Messages<PerdixMessage>) {
-    let budget = ring.config.budget;
-    let (mut unrouted, mut malformed) = (0u64, 0u64);
-    // Messages come in runs of one kind: remember the last lookup (kinds above the table would
-    // otherwise cost a hash per message).
-    let mut last: Option<(u32, Route)> = None;
-    ring.drain_lanes(budget, |idx, msg, prebuilt| {
-        let kind = msg.kind();
-        let route = match last {
-            Some((k, route)) if k == kind => route,
-            _ => {
-                let route = routes.route(kind);
-                last = Some((kind, route));
-                route
-            }
-        };
-        let counts = (&mut unrouted, &mut malformed);
-        route_one(routes, raw, route, (idx, &msg, prebuilt), counts);
-    });
-    ring.stats.unrouted += unrouted;
-    ring.stats.malformed += malformed;
-    if malformed > 0 && !routes.malformed_warned {
-        routes.malformed_warned = true;
-        tracing::warn!(
-            malformed,
-            "perdix: messages whose length does not match their registered type were dropped"
-        );
-    }
-}
-
-#[inline]
-fn route_one(
-    routes: &mut Routes,
-    raw: &mut Messages<PerdixMessage>,
-    route: Route,
-    (idx, msg, prebuilt): (usize, &Message<'_>, Option<&PerdixMessage>),
-    (unrouted, malformed): (&mut u64, &mut u64),
-) {
-    let raw_message = || {
-        prebuilt
-            .copied()
-            .unwrap_or_else(|| PerdixMessage::new(idx, msg))
-    };
-    match route {
-        Route::Typed(t) => {
-            let accepted = routes
-                .typed
-                .get_mut(t)
-                .is_some_and(|typed| typed.accept(msg.payload()));
-            if !accepted {
-                *malformed += 1;
-            }
-        }
-        Route::Raw => {
-            raw.write(raw_message());
-        }
-        Route::Unrouted => {
-            *unrouted += 1;
-            raw.write(raw_message());
-        }
     }
 }
 

@@ -55,10 +55,13 @@
 
 mod diagnostics;
 mod drain;
+mod envelope;
 mod plugin;
 mod producers;
+mod route;
 
 pub use diagnostics::PerdixDiagnostics;
 pub use drain::{DrainStats, PerdixMessage, PerdixRing};
+pub use envelope::Envelope;
 pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
 pub use producers::{Emitter, GpuProducerSpec, ProducerBackend, StressProducers};

@@ -6,8 +6,10 @@ use bevy_ecs::schedule::{IntoScheduleConfigs, SystemSet};
 use bevy_ecs::system::Res;
 
 use super::diagnostics;
-use super::drain::{self, PerdixMessage, PerdixRing, RingConfig, Routes};
+use super::drain::{PerdixMessage, PerdixRing, RingConfig};
+use super::envelope::Envelope;
 use super::producers::{self, GpuProducerSpec, ProducerRegistry};
+use super::route::{self, Routes};
 use crate::layout::PAYLOAD_MAX;
 use crate::{Backend, Policy};
 
@@ -195,7 +197,7 @@ impl Plugin for PerdixPlugin {
                 PreUpdate,
                 (
                     producers::launch_producers.in_set(PerdixSystems::Launch),
-                    drain::route_messages
+                    route::route_messages
                         .in_set(PerdixSystems::Drain)
                         .run_if(routing_on),
                 ),
@@ -251,6 +253,28 @@ pub trait PerdixAppExt {
     /// ```
     fn add_perdix_message<T: Message + bytemuck::Pod>(&mut self, kind: u32) -> &mut Self;
 
+    /// Routes messages of `kind` into [`Messages<Envelope<T>>`](bevy_ecs::message::Messages):
+    /// the payload read as `T` together with its producer, ring, position and stamp (see
+    /// [`Envelope`]). Lengths are checked as for
+    /// [`add_perdix_message`](Self::add_perdix_message), and a type larger than 224 bytes does
+    /// not compile either.
+    ///
+    /// # Panics
+    ///
+    /// If `kind` is already routed to another type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bevy_app::App;
+    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
+    ///
+    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_envelope::<[u64; 4]>(3);
+    /// ```
+    fn add_perdix_envelope<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync;
+
     /// Routes messages of `kind` into the raw [`PerdixMessage`] without counting them as
     /// unrouted (for variable-length payloads).
     ///
@@ -304,6 +328,23 @@ impl PerdixAppExt for App {
         self.world_mut()
             .get_resource_or_init::<Routes>()
             .register_typed::<T>(kind);
+        self
+    }
+
+    fn add_perdix_envelope<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync,
+    {
+        const {
+            assert!(
+                core::mem::size_of::<T>() <= PAYLOAD_MAX,
+                "a perdix message type must fit a slot's 224-byte payload"
+            );
+        }
+        self.add_message::<Envelope<T>>();
+        self.world_mut()
+            .get_resource_or_init::<Routes>()
+            .register_envelope::<T>(kind);
         self
     }
 
