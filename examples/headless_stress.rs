@@ -20,7 +20,7 @@ use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
 use bevy_ecs::prelude::*;
 use clap::Parser;
 use perdix_transport::bevy::{
-    DrainMode, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRing,
+    DrainMode, Envelope, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRing,
     StressProducers,
 };
 use perdix_transport::harness::SpscRun;
@@ -47,6 +47,14 @@ struct Args {
     /// Drain mode: system (in the frame) or thread (a consumer thread per ring).
     #[arg(long, default_value_t = DrainMode::System)]
     drain: DrainMode,
+    /// ECS message type the stress kind is delivered as: `envelope` (`Envelope<[u64; size/8]>`,
+    /// the payload plus its header) or `raw` (`PerdixMessage`, a whole 256-byte slot).
+    #[arg(long, value_enum, default_value_t = Deliver::Envelope)]
+    deliver: Deliver,
+    /// Verifier systems (a power of two), each checking the producers `p` with
+    /// `p % verifiers == its index`; Bevy runs them in parallel (default: cores / 2, 1 to 8).
+    #[arg(long)]
+    verifiers: Option<usize>,
     /// CPU producer threads (default: cores - 1, at least 1; ignored on the GPU).
     #[arg(long)]
     producers: Option<usize>,
@@ -67,6 +75,24 @@ struct Args {
     /// second.
     #[arg(long)]
     diagnostics: bool,
+}
+
+/// How stress messages reach the verifiers.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Deliver {
+    /// `Envelope<[u64; size / 8]>`: the payload as a typed array, with its header.
+    Envelope,
+    /// `PerdixMessage`: the raw slot.
+    Raw,
+}
+
+impl Deliver {
+    fn name(self) -> &'static str {
+        match self {
+            Deliver::Envelope => "Envelope<[u64; size/8]>",
+            Deliver::Raw => "PerdixMessage",
+        }
+    }
 }
 
 /// How long the drain may take to empty the rings after the producers stop.
@@ -90,13 +116,15 @@ struct Run {
     backend: String,
     phase: Phase,
     start: Instant,
-    verifier: Verifier,
-    foreign: u64,
-    latency: LatencyHistogram,
-    latency_window: LatencyHistogram,
+    /// One per verifier system; the summary and the progress line add them up.
+    shards: Vec<Arc<Mutex<Shard>>>,
     frames: LatencyHistogram,
     frames_window: LatencyHistogram,
     last_frame: Option<Instant>,
+    /// Where frame time went: launch + drain + flush (`First` to `Update`), the verifiers, the
+    /// rest; and the mark the next span starts at.
+    split: [Duration; 3],
+    mark: Option<Instant>,
     last_progress: (Instant, u64, u64),
     finished_at: Option<Instant>,
     outcome: Arc<Mutex<Option<Outcome>>>,
@@ -133,6 +161,14 @@ fn main() -> ExitCode {
             .map_or(1, |n| n.get().saturating_sub(1))
             .clamp(1, 4)
     });
+    let verifiers = args.verifiers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8))
+    });
+    // A power of two, so a verifier picks its producers with a mask.
+    let verifiers = verifiers.clamp(1, 64).next_power_of_two();
+    let shards: Vec<Arc<Mutex<Shard>>> = (0..verifiers)
+        .map(|_| Arc::new(Mutex::new(Shard::default())))
+        .collect();
     let outcome = Arc::new(Mutex::new(None));
     let now = Instant::now();
     let run = Run {
@@ -142,40 +178,49 @@ fn main() -> ExitCode {
         backend: String::new(),
         phase: Phase::Running,
         start: now,
-        verifier: Verifier::new(true),
-        foreign: 0,
-        latency: LatencyHistogram::new(),
-        latency_window: LatencyHistogram::new(),
+        shards: shards.clone(),
         frames: LatencyHistogram::new(),
         frames_window: LatencyHistogram::new(),
         last_frame: None,
+        split: [Duration::ZERO; 3],
+        mark: None,
         last_progress: (now, 0, 0),
         finished_at: None,
         outcome: Arc::clone(&outcome),
     };
-    let exit = App::new()
-        .add_plugins((
-            TaskPoolPlugin {
-                task_pool_options: if args.bevy_threads == 0 {
-                    TaskPoolOptions::default()
-                } else {
-                    TaskPoolOptions::with_num_threads(args.bevy_threads)
-                },
+    let mut app = App::new();
+    app.add_plugins((
+        TaskPoolPlugin {
+            task_pool_options: if args.bevy_threads == 0 {
+                TaskPoolOptions::default()
+            } else {
+                TaskPoolOptions::with_num_threads(args.bevy_threads)
             },
-            ScheduleRunnerPlugin::run_loop(Duration::ZERO),
-            DiagnosticsPlugin,
-            PerdixPlugin::default()
-                .capacity(args.capacity)
-                .policy(args.policy)
-                .drain(args.drain)
-                .budget(args.budget),
-        ))
-        .add_perdix_raw(StressProducers::KIND)
-        .insert_resource(run)
-        .add_systems(Startup, start)
-        .add_systems(First, frame_clock)
-        .add_systems(Update, (verify, progress, control).chain())
-        .run();
+        },
+        ScheduleRunnerPlugin::run_loop(Duration::ZERO),
+        DiagnosticsPlugin,
+        PerdixPlugin::default()
+            .capacity(args.capacity)
+            .policy(args.policy)
+            .drain(args.drain)
+            .budget(args.budget),
+    ))
+    .insert_resource(run)
+    .add_systems(Startup, start)
+    .add_systems(First, frame_clock)
+    .add_systems(Update, mark_drained.before(Verify))
+    .add_systems(
+        Update,
+        (mark_verified, progress, control).chain().after(Verify),
+    );
+    match args.deliver {
+        Deliver::Raw => {
+            app.add_perdix_raw(StressProducers::KIND);
+            add_verifiers::<PerdixMessage>(&mut app, &shards);
+        }
+        Deliver::Envelope => with_words!(args.size / 8, deliver_envelopes, &mut app, &shards),
+    }
+    let exit = app.run();
     let outcome = outcome
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -209,13 +254,15 @@ fn start(mut ring: ResMut<PerdixRing>, mut run: ResMut<Run>, mut exit: MessageWr
         Ok(stress) => {
             run.backend = stress.backend().to_string();
             println!(
-                "perdix headless_stress: backend {}, {} ring(s) of {} slots, {}-byte messages, policy {}, drain {}, budget {}/frame, {:.1} s",
+                "perdix headless_stress: backend {}, {} ring(s) of {} slots, {}-byte messages, policy {}, drain {}, delivered as {}, {} verifier(s), budget {}/frame, {:.1} s",
                 run.backend,
                 ring.rings(),
                 run.args.capacity,
                 size,
                 run.args.policy,
                 run.args.drain,
+                run.args.deliver.name(),
+                run.shards.len(),
                 run.args.budget,
                 run.args.seconds,
             );
@@ -242,24 +289,168 @@ fn frame_clock(mut run: ResMut<Run>) {
         run.frames.record(ns);
         run.frames_window.record(ns);
     }
+    split_mark(&mut run, 2, now);
 }
 
-fn verify(mut messages: MessageReader<PerdixMessage>, mut run: ResMut<Run>) {
-    let run = &mut *run;
-    let mut tick = run.verifier.report().messages;
-    for msg in messages.read() {
-        if msg.kind() != StressProducers::KIND {
-            run.foreign += 1;
-            continue;
-        }
-        run.verifier.check(msg.producer(), msg.payload());
-        tick += 1;
-        if tick.is_multiple_of(LATENCY_SAMPLE_EVERY) && msg.stamp_ns() != 0 {
-            let ns = clock::now_ns().saturating_sub(msg.stamp_ns());
-            run.latency.record(ns);
-            run.latency_window.record(ns);
+/// Adds the time since the last mark to span `span` of the frame split.
+fn split_mark(run: &mut Run, span: usize, now: Instant) {
+    if let Some(mark) = run.mark.replace(now) {
+        run.split[span] += now - mark;
+    }
+}
+
+fn mark_drained(mut run: ResMut<Run>) {
+    split_mark(&mut run, 0, Instant::now());
+}
+
+fn mark_verified(mut run: ResMut<Run>) {
+    split_mark(&mut run, 1, Instant::now());
+}
+
+/// One verifier system's state.
+struct Shard {
+    verifier: Verifier,
+    /// Messages of another kind than the stress kind.
+    foreign: u64,
+    latency: LatencyHistogram,
+    latency_window: LatencyHistogram,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self {
+            verifier: Verifier::new(true),
+            foreign: 0,
+            latency: LatencyHistogram::new(),
+            latency_window: LatencyHistogram::new(),
         }
     }
+}
+
+/// The verifier systems.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+struct Verify;
+
+/// A delivered stress message, whatever its ECS type.
+trait StressMessage: Message {
+    fn kind(&self) -> u32;
+    fn producer(&self) -> u32;
+    fn stamp_ns(&self) -> u64;
+    fn payload(&self) -> &[u8];
+}
+
+impl StressMessage for PerdixMessage {
+    fn kind(&self) -> u32 {
+        PerdixMessage::kind(self)
+    }
+    fn producer(&self) -> u32 {
+        PerdixMessage::producer(self)
+    }
+    fn stamp_ns(&self) -> u64 {
+        PerdixMessage::stamp_ns(self)
+    }
+    fn payload(&self) -> &[u8] {
+        PerdixMessage::payload(self)
+    }
+}
+
+impl<const W: usize> StressMessage for Envelope<[u64; W]>
+where
+    [u64; W]: bytemuck::Pod,
+{
+    fn kind(&self) -> u32 {
+        self.kind
+    }
+    fn producer(&self) -> u32 {
+        self.producer
+    }
+    fn stamp_ns(&self) -> u64 {
+        self.stamp_ns
+    }
+    fn payload(&self) -> &[u8] {
+        bytemuck::bytes_of(&self.value)
+    }
+}
+
+/// Calls `$f::<W>($args)` with `W = $words` (2..=28, a stress size in 64-bit words): typed
+/// envelopes need the size at compile time.
+macro_rules! with_words {
+    ($words:expr, $f:ident, $($arg:expr),*) => {
+        match $words {
+            2 => $f::<2>($($arg),*), 3 => $f::<3>($($arg),*), 4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*), 6 => $f::<6>($($arg),*), 7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*), 9 => $f::<9>($($arg),*), 10 => $f::<10>($($arg),*),
+            11 => $f::<11>($($arg),*), 12 => $f::<12>($($arg),*), 13 => $f::<13>($($arg),*),
+            14 => $f::<14>($($arg),*), 15 => $f::<15>($($arg),*), 16 => $f::<16>($($arg),*),
+            17 => $f::<17>($($arg),*), 18 => $f::<18>($($arg),*), 19 => $f::<19>($($arg),*),
+            20 => $f::<20>($($arg),*), 21 => $f::<21>($($arg),*), 22 => $f::<22>($($arg),*),
+            23 => $f::<23>($($arg),*), 24 => $f::<24>($($arg),*), 25 => $f::<25>($($arg),*),
+            26 => $f::<26>($($arg),*), 27 => $f::<27>($($arg),*), _ => $f::<28>($($arg),*),
+        }
+    };
+}
+use with_words;
+
+/// Routes the stress kind into `Envelope<[u64; W]>` and verifies those.
+fn deliver_envelopes<const W: usize>(app: &mut App, shards: &[Arc<Mutex<Shard>>])
+where
+    [u64; W]: bytemuck::Pod,
+{
+    app.add_perdix_envelope::<[u64; W]>(StressProducers::KIND);
+    add_verifiers::<Envelope<[u64; W]>>(app, shards);
+}
+
+/// One verifier system per shard, reading every `M` and checking its own producers.
+fn add_verifiers<M: StressMessage>(app: &mut App, shards: &[Arc<Mutex<Shard>>]) {
+    let mask = shards.len().saturating_sub(1);
+    for (index, shard) in shards.iter().enumerate() {
+        let shard = Arc::clone(shard);
+        let verify = move |mut messages: MessageReader<M>| {
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = &mut *guard;
+            let mut tick = state.verifier.report().messages;
+            for msg in messages.read() {
+                if msg.producer() as usize & mask != index {
+                    continue;
+                }
+                if msg.kind() != StressProducers::KIND {
+                    state.foreign += 1;
+                    continue;
+                }
+                state.verifier.check(msg.producer(), msg.payload());
+                tick += 1;
+                if tick.is_multiple_of(LATENCY_SAMPLE_EVERY) && msg.stamp_ns() != 0 {
+                    let ns = clock::now_ns().saturating_sub(msg.stamp_ns());
+                    state.latency.record(ns);
+                    state.latency_window.record(ns);
+                }
+            }
+        };
+        app.add_systems(Update, verify.in_set(Verify));
+    }
+}
+
+/// Messages and bytes verified so far, over every shard.
+fn verified(run: &Run) -> (u64, u64) {
+    run.shards.iter().fold((0, 0), |(m, b), shard| {
+        let report = shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .verifier
+            .report();
+        (m + report.messages, b + report.bytes)
+    })
+}
+
+/// The shards' latency windows merged (and cleared).
+fn take_latency_window(run: &Run) -> LatencyHistogram {
+    let mut merged = LatencyHistogram::new();
+    for shard in &run.shards {
+        let mut state = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        merged.merge(&state.latency_window);
+        state.latency_window.clear();
+    }
+    merged
 }
 
 fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<DiagnosticsStore>) {
@@ -269,17 +460,18 @@ fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<DiagnosticsS
     if dt < 1.0 || run.phase == Phase::Done {
         return;
     }
-    let report = run.verifier.report();
-    let rate = (report.messages - messages_then) as f64 / dt;
-    let gbps = (report.bytes - bytes_then) as f64 / dt / 1e9;
+    let (messages, bytes) = verified(&run);
+    let latency_window = take_latency_window(&run);
+    let rate = (messages - messages_then) as f64 / dt;
+    let gbps = (bytes - bytes_then) as f64 / dt / 1e9;
     let totals = ring.totals();
     println!(
         "[{:5.1} s] {:8.3} M msgs/s {:6.3} GB/s | latency p50 {:8.1} us p99 {:8.1} us | frame p50 {:6.3} ms p99 {:6.3} ms | occupancy {:5.1}% deferred {} drops {} stalls {}",
         (now - run.start).as_secs_f64(),
         rate / 1e6,
         gbps,
-        run.latency_window.quantile_ns(0.50) as f64 / 1e3,
-        run.latency_window.quantile_ns(0.99) as f64 / 1e3,
+        latency_window.quantile_ns(0.50) as f64 / 1e3,
+        latency_window.quantile_ns(0.99) as f64 / 1e3,
         run.frames_window.quantile_ns(0.50) as f64 / 1e6,
         run.frames_window.quantile_ns(0.99) as f64 / 1e6,
         if totals.capacity == 0 { 0.0 } else { totals.occupancy as f64 * 100.0 / totals.capacity as f64 },
@@ -297,9 +489,8 @@ fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<DiagnosticsS
             .collect();
         println!("          {}", values.join(" | "));
     }
-    run.latency_window.clear();
     run.frames_window.clear();
-    run.last_progress = (now, report.messages, report.bytes);
+    run.last_progress = (now, messages, bytes);
 }
 
 fn control(mut run: ResMut<Run>, ring: Res<PerdixRing>, mut exit: MessageWriter<AppExit>) {
@@ -343,7 +534,21 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         (Some(stress), true) => (stress.sent(), stress.total_sent(), stress.producers()),
         (None, _) => (Vec::new(), 0, 0),
     };
-    let report: VerifyReport = run.verifier.finish(&sent);
+    // Each shard checked the producers `p % shards == index`: it closes against their counts.
+    let count = run.shards.len();
+    let (mut report, mut foreign, mut latency) =
+        (VerifyReport::default(), 0, LatencyHistogram::new());
+    for (index, shard) in run.shards.iter().enumerate() {
+        let mut state = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine: Vec<u64> = sent
+            .iter()
+            .enumerate()
+            .map(|(p, &n)| if p % count == index { n } else { 0 })
+            .collect();
+        report.merge(&state.verifier.finish(&mine));
+        foreign += state.foreign;
+        latency.merge(&state.latency);
+    }
     let elapsed = run
         .finished_at
         .map_or(0.0, |end| (end - run.start).as_secs_f64());
@@ -368,19 +573,19 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
     } else {
         0.0
     };
-    let lat = run.latency.summary();
+    let lat = latency.summary();
     let frames = run.frames.summary();
     let pass = report.is_clean()
         && !timed_out
         && report.messages > 0
         && report.messages == sent_total
-        && run.foreign == 0
+        && foreign == 0
         && stats.malformed == 0;
     let lines = vec![
         String::new(),
         format!(
-            "perdix headless_stress summary: backend {}, drain {}, {} producer(s), {}-byte messages, ring {} slots, policy {}",
-            run.backend, run.args.drain, producers, run.args.size, run.args.capacity, run.args.policy
+            "perdix headless_stress summary: backend {}, drain {}, delivered as {}, {} producer(s), {}-byte messages, ring {} slots, policy {}",
+            run.backend, run.args.drain, run.args.deliver.name(), producers, run.args.size, run.args.capacity, run.args.policy
         ),
         format!("  messages   {} verified of {} sent (every word checked)", report.messages, sent_total),
         format!(
@@ -389,7 +594,7 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
             report.duplicates,
             report.reordered,
             report.corrupt,
-            run.foreign,
+            foreign,
             stats.malformed,
             if timed_out { "  (drain timed out)" } else { "" }
         ),
@@ -416,6 +621,15 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
             stats.max_frame,
             stats.deferred_frames
         ),
+        {
+            let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / stats.frames.max(1) as f64;
+            let per_msg = |d: Duration| d.as_secs_f64() * 1e9 / report.messages.max(1) as f64;
+            let [drain, verify, rest] = run.split;
+            format!(
+                "  frame split  launch+drain+flush {:.3} ms/frame ({:.1} ns/msg), {} verifiers {:.3} ms ({:.1} ns/msg), rest {:.3} ms ({:.1} ns/msg)",
+                per_frame(drain), per_msg(drain), run.shards.len(), per_frame(verify), per_msg(verify), per_frame(rest), per_msg(rest)
+            )
+        },
         format!("RESULT: {}", if pass { "PASS" } else { "FAIL" }),
     ];
     Outcome { lines, pass }
