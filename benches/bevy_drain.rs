@@ -13,7 +13,9 @@ use bevy_app::App;
 use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use perdix_transport::bevy::{DrainMode, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing};
+use perdix_transport::bevy::{
+    DrainMode, Envelope, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing,
+};
 use perdix_transport::{Buffer, Producer};
 
 /// Messages per timed frame.
@@ -145,6 +147,84 @@ fn bench(c: &mut Criterion) {
                     assert_eq!(n, FRAME);
                 }
                 std::hint::black_box(sink);
+                total
+            });
+        });
+    }
+    group.finish();
+    bench_envelopes(c);
+}
+
+/// Rings and messages per ring of the envelope case: 4 × 16,384 = 65,536 a frame, enough for
+/// the drain to take the rings in parallel tasks.
+const RINGS: usize = 4;
+const PER_RING: usize = 16_384;
+const KIND_ENVELOPE: u32 = 3;
+
+fn read_envelopes(mut reader: MessageReader<Envelope<[u64; 8]>>, mut seen: ResMut<Seen>) {
+    for env in reader.read() {
+        seen.0 += env.value[0] & 1;
+    }
+}
+
+/// `Envelope<[u64; 8]>` (64-byte payloads) from 4 rings, one frame of 65,536 messages: the
+/// frame-side cost `headless_stress` pays per message, without a producer to wait for.
+fn bench_envelopes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bevy_drain_x4");
+    group.throughput(Throughput::Elements((RINGS * PER_RING) as u64));
+    for drain in [DrainMode::System, DrainMode::Thread] {
+        let mut app = App::new();
+        app.add_plugins((
+            bevy_app::TaskPoolPlugin::default(),
+            PerdixPlugin::default()
+                .capacity(PER_RING * 2)
+                .budget(RINGS * PER_RING)
+                .drain(drain)
+                .timestamps(false),
+        ))
+        .add_perdix_envelope::<[u64; 8]>(KIND_ENVELOPE)
+        .init_resource::<Seen>()
+        .add_systems(bevy_app::Update, read_envelopes);
+        let mut producers: Vec<Producer> = (0..RINGS)
+            .map(|i| {
+                match app
+                    .world_mut()
+                    .resource_mut::<PerdixRing>()
+                    .add_producer(&format!("p{i}"))
+                {
+                    Ok(producer) => producer,
+                    Err(err) => panic!("add_producer: {err}"),
+                }
+            })
+            .collect();
+        app.update(); // startup
+        group.bench_function(format!("{drain}/envelope64"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let payload = [0x5Au8; 64];
+                for _ in 0..iters {
+                    for producer in &mut producers {
+                        for _ in 0..PER_RING {
+                            if let Err(err) = producer.try_produce_kind(KIND_ENVELOPE, &payload) {
+                                panic!("fill: {err}");
+                            }
+                        }
+                    }
+                    let frame = (RINGS * PER_RING) as u64;
+                    if drain == DrainMode::Thread {
+                        let deadline = Instant::now() + Duration::from_secs(10);
+                        while app.world().resource::<PerdixRing>().handed_over() < frame {
+                            assert!(Instant::now() < deadline, "drain thread stalled");
+                            std::thread::yield_now();
+                        }
+                    }
+                    let before = app.world().resource::<PerdixRing>().stats().messages;
+                    let start = Instant::now();
+                    app.update();
+                    total += start.elapsed();
+                    let after = app.world().resource::<PerdixRing>().stats().messages;
+                    assert_eq!(after - before, frame, "one frame drains every ring");
+                }
                 total
             });
         });
