@@ -64,6 +64,11 @@ struct Args {
     /// Use CPU producers even when a GPU is present.
     #[arg(long)]
     cpu: bool,
+    /// CUDA devices for the GPU producers: `all` (default) or ordinals like `0,1` (`0,0` runs
+    /// two producer sets on one GPU). Each device gets its own rings.
+    #[cfg(feature = "cuda")]
+    #[arg(long, default_value_t = perdix_transport::cuda::GpuDevices::All)]
+    devices: perdix_transport::cuda::GpuDevices,
     /// Baseline without Bevy: the same producer, message size, ring and verifier on the bare
     /// ring (one producer thread, the consumer on this thread), for the ECS/ring ratio.
     #[arg(long)]
@@ -199,11 +204,7 @@ fn main() -> ExitCode {
         },
         ScheduleRunnerPlugin::run_loop(Duration::ZERO),
         DiagnosticsPlugin,
-        PerdixPlugin::default()
-            .capacity(args.capacity)
-            .policy(args.policy)
-            .drain(args.drain)
-            .budget(args.budget),
+        plugin(&args),
     ))
     .insert_resource(run)
     .add_systems(Startup, start)
@@ -241,6 +242,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn plugin(args: &Args) -> PerdixPlugin {
+    let plugin = PerdixPlugin::default()
+        .capacity(args.capacity)
+        .policy(args.policy)
+        .drain(args.drain)
+        .budget(args.budget);
+    #[cfg(feature = "cuda")]
+    let plugin = plugin.devices(args.devices.clone());
+    plugin
 }
 
 fn start(mut ring: ResMut<PerdixRing>, mut run: ResMut<Run>, mut exit: MessageWriter<AppExit>) {
@@ -335,6 +347,7 @@ struct Verify;
 trait StressMessage: Message {
     fn kind(&self) -> u32;
     fn producer(&self) -> u32;
+    fn ring(&self) -> u32;
     fn stamp_ns(&self) -> u64;
     fn payload(&self) -> &[u8];
 }
@@ -345,6 +358,9 @@ impl StressMessage for PerdixMessage {
     }
     fn producer(&self) -> u32 {
         PerdixMessage::producer(self)
+    }
+    fn ring(&self) -> u32 {
+        PerdixMessage::ring(self)
     }
     fn stamp_ns(&self) -> u64 {
         PerdixMessage::stamp_ns(self)
@@ -363,6 +379,9 @@ where
     }
     fn producer(&self) -> u32 {
         self.producer
+    }
+    fn ring(&self) -> u32 {
+        self.ring
     }
     fn stamp_ns(&self) -> u64 {
         self.stamp_ns
@@ -417,7 +436,11 @@ fn add_verifiers<M: StressMessage>(app: &mut App, shards: &[Arc<Mutex<Shard>>]) 
                     state.foreign += 1;
                     continue;
                 }
-                state.verifier.check(msg.producer(), msg.payload());
+                // GPU thread ids repeat on every device: track each (ring, thread) stream.
+                let stream = stream_of(msg.ring(), msg.producer());
+                state
+                    .verifier
+                    .check_stream(stream, msg.producer(), msg.payload());
                 tick += 1;
                 if tick.is_multiple_of(LATENCY_SAMPLE_EVERY) && msg.stamp_ns() != 0 {
                     let ns = clock::now_ns().saturating_sub(msg.stamp_ns());
@@ -428,6 +451,12 @@ fn add_verifiers<M: StressMessage>(app: &mut App, shards: &[Arc<Mutex<Shard>>]) 
         };
         app.add_systems(Update, verify.in_set(Verify));
     }
+}
+
+/// The verifier's stream of producer `producer` on ring `ring` (producer ids are below 2^16:
+/// a GPU stress grid has 132 x 256 threads; CPU producers are numbered from 0).
+fn stream_of(ring: u32, producer: u32) -> u32 {
+    ring << 16 | (producer & 0xFFFF)
 }
 
 /// Messages and bytes verified so far, over every shard.
@@ -535,16 +564,24 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         (None, _) => (Vec::new(), 0, 0),
     };
     // Each shard checked the producers `p % shards == index`: it closes against their counts.
-    let count = run.shards.len();
+    // Per-producer counts come from CPU producers only, and CPU stress producer `p` writes ring
+    // `p` (the example starts them first, in order), so its stream is `stream_of(p, p)`.
+    let mask = run.shards.len() - 1;
     let (mut report, mut foreign, mut latency) =
         (VerifyReport::default(), 0, LatencyHistogram::new());
     for (index, shard) in run.shards.iter().enumerate() {
         let mut state = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine: Vec<u64> = sent
-            .iter()
-            .enumerate()
-            .map(|(p, &n)| if p % count == index { n } else { 0 })
-            .collect();
+        let mut mine: Vec<u64> = Vec::new();
+        for (p, &n) in sent.iter().enumerate() {
+            let p = u32::try_from(p).unwrap_or(u32::MAX);
+            if p as usize & mask == index {
+                let stream = stream_of(p, p) as usize;
+                if mine.len() <= stream {
+                    mine.resize(stream + 1, 0);
+                }
+                mine[stream] = n;
+            }
+        }
         report.merge(&state.verifier.finish(&mine));
         foreign += state.foreign;
         latency.merge(&state.latency);
@@ -581,7 +618,7 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         && report.messages == sent_total
         && foreign == 0
         && stats.malformed == 0;
-    let lines = vec![
+    let mut lines = vec![
         String::new(),
         format!(
             "perdix headless_stress summary: backend {}, drain {}, delivered as {}, {} producer(s), {}-byte messages, ring {} slots, policy {}",
@@ -632,6 +669,25 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         },
         format!("RESULT: {}", if pass { "PASS" } else { "FAIL" }),
     ];
+    // Per device, after the backpressure line (GPU producers only).
+    let devices = ring.device_totals().into_iter().map(|d| {
+        format!(
+            "  device gpu{}  {} messages from {} ring(s), {:.3} M msgs/s",
+            d.device,
+            d.messages,
+            d.rings,
+            if elapsed > 0.0 {
+                d.messages as f64 / elapsed / 1e6
+            } else {
+                0.0
+            }
+        )
+    });
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with("  backpressure"))
+        .map_or(lines.len(), |i| i + 1);
+    lines.splice(at..at, devices);
     Outcome { lines, pass }
 }
 

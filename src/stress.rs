@@ -185,6 +185,28 @@ impl Verifier {
     /// Checks one message from `producer`.
     #[inline]
     pub fn check(&mut self, producer: u32, payload: &[u8]) {
+        self.check_stream(producer, producer, payload);
+    }
+
+    /// Checks one message from `producer`, tracking its sequence under `stream`: for producers
+    /// whose ids repeat across sources (every GPU numbers its threads from 0), e.g. `stream =
+    /// ring << 16 | producer`. [`finish`](Self::finish)'s `sent` is indexed by stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::stress::{fill, Verifier};
+    ///
+    /// let mut verifier = Verifier::new(true);
+    /// let mut buf = [0u8; 32];
+    /// for ring in 0..2u32 {
+    ///     fill(&mut buf, 7, 0); // producer 7 of each ring sends its message 0
+    ///     verifier.check_stream(ring << 16 | 7, 7, &buf);
+    /// }
+    /// assert_eq!(verifier.report().duplicates, 0);
+    /// ```
+    #[inline]
+    pub fn check_stream(&mut self, stream: u32, producer: u32, payload: &[u8]) {
         self.report.messages += 1;
         self.report.bytes += payload.len() as u64;
         if !valid_size(payload.len()) {
@@ -210,7 +232,7 @@ impl Verifier {
             self.report.corrupt += 1;
             return;
         }
-        let idx = producer as usize;
+        let idx = stream as usize;
         if idx >= self.next.len() {
             self.next.resize(idx + 1, 0);
         }

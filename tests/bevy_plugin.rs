@@ -13,7 +13,7 @@ use perdix_transport::bevy::{
     PerdixPlugin, PerdixRing, StressProducers,
 };
 use perdix_transport::stress::Verifier;
-use perdix_transport::{Error, Policy, Producer};
+use perdix_transport::{Buffer, Error, Policy, Producer};
 
 const KIND_TICK: u32 = 1;
 const KIND_HIT: u32 = 2;
@@ -225,6 +225,49 @@ fn drops_and_stalls_are_visible_in_diagnostics() {
     assert!(peak(&PerdixDiagnostics::MSGS_PER_SEC) > 0.0);
     // The 8 that fitted arrived, in order.
     assert_in_order(&app.world().resource::<Seen>().0, 1, 8);
+}
+
+#[test]
+fn rings_of_each_device_are_counted_per_device() {
+    // Rings labelled with devices 0 and 1 (host memory, so this runs without a GPU): the
+    // per-device totals and `perdix/gpu<N>/*` diagnostics split what the drain took.
+    let mut app = app(PerdixPlugin::default().capacity(1024));
+    app.add_plugins(DiagnosticsPlugin);
+    let mut producers = Vec::new();
+    for (name, device) in [("a", 0), ("b", 1), ("c", 1)] {
+        let (producer, consumer) = match Buffer::new(1024) {
+            Ok(buffer) => buffer.into_split(),
+            Err(err) => panic!("ring: {err}"),
+        };
+        app.world_mut()
+            .resource_mut::<PerdixRing>()
+            .add_device_consumer(name, consumer, Some(device));
+        producers.push(producer);
+    }
+    let cpu = producer(&mut app, "cpu");
+    assert_eq!(cpu.capacity(), 1024);
+    app.update(); // baseline sample
+    std::thread::sleep(Duration::from_millis(120));
+    for (id, p) in producers.iter_mut().enumerate() {
+        for n in 0..(100 * (id as u32 + 1)) {
+            send_tick(p, id as u32, n);
+        }
+    }
+    let gpu1 = sampled(&mut app, &PerdixDiagnostics::device_msgs_per_sec(1));
+    let gpu0 = sampled(&mut app, &PerdixDiagnostics::device_msgs_per_sec(0));
+    assert!(gpu1 > gpu0 && gpu0 > 0.0, "gpu0 {gpu0}/s, gpu1 {gpu1}/s");
+    let ring = app.world().resource::<PerdixRing>();
+    let per_device: Vec<(u32, usize, u64)> = ring
+        .device_totals()
+        .iter()
+        .map(|d| (d.device, d.rings, d.messages))
+        .collect();
+    assert_eq!(per_device, [(0, 1, 100), (1, 2, 500)]);
+    assert_eq!(
+        (0..5).map(|r| ring.ring_device(r)).collect::<Vec<_>>(),
+        [Some(0), Some(1), Some(1), None, None]
+    );
+    assert_eq!(ring.stats().messages, 600);
 }
 
 #[test]
@@ -561,11 +604,16 @@ fn stress_producers_verify_clean_in_thread_drain() {
     stress_run(DrainMode::Thread);
 }
 
-#[test]
-#[ignore = "needs a CUDA device"]
-fn gpu_stress_producers_verify_clean() {
+/// GPU stress producers on `devices` (one ring each), 10^7 messages through the plugin, every
+/// word checked per (ring, thread) stream; the per-device totals add up.
+#[cfg(feature = "cuda")]
+fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
+    let entries = match &devices {
+        perdix_transport::cuda::GpuDevices::List(list) => list.len(),
+        perdix_transport::cuda::GpuDevices::All => 1,
+    };
     let mut app = App::new();
-    app.add_plugins(PerdixPlugin::default().capacity(65_536))
+    app.add_plugins(PerdixPlugin::default().capacity(65_536).devices(devices))
         .add_perdix_raw(StressProducers::KIND);
     let mut stress = {
         let mut ring = app.world_mut().resource_mut::<PerdixRing>();
@@ -587,7 +635,9 @@ fn gpu_stress_producers_verify_clean() {
         app.update();
         let raw = app.world().resource::<Messages<PerdixMessage>>();
         for msg in cursor.read(raw) {
-            verifier.check(msg.producer(), msg.payload());
+            // Thread ids repeat on every device entry: one stream per (ring, thread).
+            let stream = msg.ring() << 16 | msg.producer();
+            verifier.check_stream(stream, msg.producer(), msg.payload());
         }
         if !phase_stop && verifier.report().messages >= 10_000_000 {
             stress.stop();
@@ -601,4 +651,26 @@ fn gpu_stress_producers_verify_clean() {
     let report = verifier.finish(&sent);
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.messages, stress.total_sent());
+    let ring = app.world().resource::<PerdixRing>();
+    assert_eq!(ring.rings(), entries);
+    let per_device = ring.device_totals();
+    assert_eq!(per_device.len(), 1, "{per_device:?}");
+    assert_eq!((per_device[0].device, per_device[0].rings), (0, entries));
+    assert_eq!(per_device[0].messages, report.messages);
+    assert!((0..entries).all(|r| ring.ring_device(r) == Some(0)));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+#[cfg(feature = "cuda")]
+fn gpu_stress_producers_verify_clean() {
+    gpu_stress(perdix_transport::cuda::GpuDevices::one(0));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+#[cfg(feature = "cuda")]
+fn gpu_stress_on_two_entries_of_one_device_verify_clean() {
+    // Two producer sets on GPU 0: the multi-device paths without a second GPU.
+    gpu_stress(perdix_transport::cuda::GpuDevices::List(vec![0, 0]));
 }

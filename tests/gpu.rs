@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use perdix_transport::cuda::stress::{self, GpuStress, StressKernel};
 use perdix_transport::cuda::{
-    clock, layout_probe, ConsumerGroup, GpuContext, GpuKernel, GpuMemory, GpuProducer, PROBE_CU,
-    STRESS_CU,
+    clock, layout_probe, ConsumerGroup, GpuContext, GpuDevices, GpuKernel, GpuMemory, GpuProducer,
+    GpuProducerSet, PROBE_CU, STRESS_CU,
 };
 use perdix_transport::{Error, Policy};
 
@@ -288,6 +288,89 @@ fn consumer_group_reads_several_rings() {
     assert_eq!(count, 8 * 32);
     producer.finish().expect("finish");
     assert_eq!(group.drain_checked(64, |_| {}), Err(Error::Disconnected));
+}
+
+/// A producer set on `devices`: every entry's rings carry exactly its kernel's messages, and
+/// every consumer and message names device 0.
+fn producer_set_on(devices: GpuDevices, entries: usize) {
+    let (mut set, rings) =
+        GpuProducerSet::build(&devices, |b| b.capacity(1024).rings(2)).expect("producer set");
+    assert_eq!((set.len(), rings.len()), (entries, entries));
+    set.launch(
+        &GpuKernel::from_source(FIELDS_SRC, "fields")
+            .grid(8)
+            .block(64)
+            .arg(1u32),
+    )
+    .expect("launch");
+    let counters = set.finish().expect("finish");
+    assert_eq!(counters.len(), entries);
+    for (consumers, counters) in rings.into_iter().zip(&counters) {
+        let mut seen = 0u64;
+        for mut consumer in consumers {
+            assert_eq!(consumer.device(), Some(0));
+            while let Ok(Some(msg)) = consumer.try_consume_checked() {
+                assert_eq!(msg.device(), Some(0));
+                seen += 1;
+            }
+            assert_eq!(
+                consumer.try_consume_checked().err(),
+                Some(Error::Disconnected)
+            );
+        }
+        // Odd lanes of 8 blocks x 64 threads send one message each.
+        assert_eq!((seen, counters.emitted), (8 * 32, 8 * 32));
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn producer_set_on_one_device() {
+    if gpu().is_none() {
+        return;
+    }
+    producer_set_on(GpuDevices::one(0), 1);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn producer_set_twice_on_one_device_keeps_entries_apart() {
+    if gpu().is_none() {
+        return;
+    }
+    producer_set_on(GpuDevices::List(vec![0, 0]), 2);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn stress_on_two_entries_of_one_device_is_clean() {
+    let Some(gpu) = gpu() else { return };
+    let config = small(StressKernel::Warp, GpuMemory::Pinned, Policy::Block);
+    let reports = stress::run_devices(&[gpu.clone(), gpu], &config).expect("stress");
+    assert_eq!(reports.len(), 2);
+    for report in &reports {
+        assert_clean(report);
+    }
+}
+
+#[test]
+fn devices_without_a_driver_are_no_device() {
+    // Runs in CI too: no driver means `NoDevice` for every choice, never a panic.
+    for devices in [
+        GpuDevices::All,
+        GpuDevices::one(0),
+        GpuDevices::List(vec![]),
+    ] {
+        match devices.open() {
+            Ok(gpus) => assert!(!gpus.is_empty()),
+            Err(Error::NoDevice(why)) => println!("{devices}: no device: {why}"),
+            Err(err) => panic!("{devices}: unexpected error: {err}"),
+        }
+    }
+    assert!(matches!(
+        GpuDevices::List(vec![4096]).open(),
+        Err(Error::NoDevice(_))
+    ));
 }
 
 #[test]

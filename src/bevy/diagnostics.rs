@@ -1,8 +1,10 @@
 //! `perdix/*` diagnostics through bevy_diagnostic.
 
 use bevy_app::App;
-use bevy_diagnostic::{Diagnostic, DiagnosticPath, Diagnostics, RegisterDiagnostic};
-use bevy_ecs::system::{Local, ResMut};
+use bevy_diagnostic::{
+    Diagnostic, DiagnosticPath, Diagnostics, DiagnosticsStore, RegisterDiagnostic,
+};
+use bevy_ecs::system::{Local, Res, ResMut};
 
 use super::drain::PerdixRing;
 use crate::clock;
@@ -54,6 +56,28 @@ impl PerdixDiagnostics {
     /// Ready messages the budget left in the rings at the end of the latest frame.
     pub const DEFERRED: DiagnosticPath = DiagnosticPath::const_new("perdix/deferred");
 
+    /// Messages per second from CUDA device `device`'s rings: `perdix/gpu<N>/msgs_per_sec`
+    /// (registered once the device's first ring is drained).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::bevy::PerdixDiagnostics;
+    ///
+    /// assert_eq!(PerdixDiagnostics::device_msgs_per_sec(1).as_str(), "perdix/gpu1/msgs_per_sec");
+    /// ```
+    #[must_use]
+    pub fn device_msgs_per_sec(device: u32) -> DiagnosticPath {
+        DiagnosticPath::new(format!("perdix/gpu{device}/msgs_per_sec"))
+    }
+
+    /// Payload bytes per second from CUDA device `device`'s rings:
+    /// `perdix/gpu<N>/bytes_per_sec`.
+    #[must_use]
+    pub fn device_bytes_per_sec(device: u32) -> DiagnosticPath {
+        DiagnosticPath::new(format!("perdix/gpu{device}/bytes_per_sec"))
+    }
+
     /// Every path with its unit suffix.
     pub const ALL: [(DiagnosticPath, &'static str); 9] = [
         (Self::MSGS_PER_SEC, " msg/s"),
@@ -74,12 +98,17 @@ pub(crate) fn register(app: &mut App) {
     }
 }
 
+/// The per-device counts of the previous sample: `(device, messages, bytes)`.
+#[derive(Default)]
+pub(crate) struct DeviceBaseline(Vec<(u32, u64, u64)>);
+
 /// Ends the frame's drain accounting and, every ~100 ms, adds a measurement to each diagnostic.
 pub(crate) fn measure(
     mut diagnostics: Diagnostics,
     ring: Option<ResMut<PerdixRing>>,
     mut start: Local<Option<u64>>,
     mut last: Local<u64>,
+    mut devices: Local<DeviceBaseline>,
 ) {
     let Some(mut ring) = ring else {
         return;
@@ -91,8 +120,15 @@ pub(crate) fn measure(
         return;
     }
     let first = *last == 0;
+    let dt_s = (now - *last) as f64 * 1e-9;
     *last = now;
     let (sample, window) = ring.sample((now - start) as f64 * 1e-9);
+    measure_devices(
+        &mut diagnostics,
+        &ring,
+        &mut devices,
+        (!first).then_some(dt_s),
+    );
     if first {
         return; // the first sample only sets the baseline
     }
@@ -114,4 +150,50 @@ pub(crate) fn measure(
         sample.unrouted_per_sec
     });
     diagnostics.add_measurement(&PerdixDiagnostics::DEFERRED, || deferred);
+}
+
+/// Registers `perdix/gpu<N>/*` when device `N`'s first ring shows up (runs before
+/// [`measure`]; device rings appear at run time, after the plugin is built).
+pub(crate) fn register_devices(
+    ring: Option<Res<PerdixRing>>,
+    store: Option<ResMut<DiagnosticsStore>>,
+) {
+    let (Some(ring), Some(mut store)) = (ring, store) else {
+        return;
+    };
+    for totals in ring.device_totals() {
+        let msgs = PerdixDiagnostics::device_msgs_per_sec(totals.device);
+        if store.get(&msgs).is_none() {
+            let bytes = PerdixDiagnostics::device_bytes_per_sec(totals.device);
+            store.add(Diagnostic::new(msgs).with_suffix(" msg/s"));
+            store.add(Diagnostic::new(bytes).with_suffix(" B/s"));
+        }
+    }
+}
+
+/// `perdix/gpu<N>/*`: each device's rates over the last `dt_s` seconds (none on the first
+/// sample, which sets the baseline).
+fn measure_devices(
+    diagnostics: &mut Diagnostics,
+    ring: &PerdixRing,
+    baseline: &mut DeviceBaseline,
+    dt_s: Option<f64>,
+) {
+    for totals in ring.device_totals() {
+        let msgs = PerdixDiagnostics::device_msgs_per_sec(totals.device);
+        let bytes = PerdixDiagnostics::device_bytes_per_sec(totals.device);
+        let before = baseline.0.iter_mut().find(|(d, _, _)| *d == totals.device);
+        let (m0, b0) = before.as_ref().map_or((0, 0), |(_, m, b)| (*m, *b));
+        if let Some(dt_s) = dt_s.filter(|dt| *dt > 0.0) {
+            let (dm, db) = (totals.messages - m0, totals.bytes - b0);
+            diagnostics.add_measurement(&msgs, || dm as f64 / dt_s);
+            diagnostics.add_measurement(&bytes, || db as f64 / dt_s);
+        }
+        match before {
+            Some(entry) => *entry = (totals.device, totals.messages, totals.bytes),
+            None => baseline
+                .0
+                .push((totals.device, totals.messages, totals.bytes)),
+        }
+    }
 }

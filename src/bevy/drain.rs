@@ -39,6 +39,8 @@ pub(crate) struct RingConfig {
     pub(crate) drain: DrainMode,
     pub(crate) route: bool,
     pub(crate) timestamps: bool,
+    #[cfg(feature = "cuda")]
+    pub(crate) devices: crate::cuda::GpuDevices,
 }
 
 /// Cumulative counts of the drain, over all rings.
@@ -61,6 +63,19 @@ pub struct DrainStats {
     pub deferred: u64,
     /// Most messages taken in one frame.
     pub max_frame: u64,
+}
+
+/// What the drain took from one CUDA device's rings ([`PerdixRing::device_totals`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceTotals {
+    /// Device ordinal.
+    pub device: u32,
+    /// Rings of this device.
+    pub rings: usize,
+    /// Messages taken out of them.
+    pub messages: u64,
+    /// Payload bytes taken out of them.
+    pub bytes: u64,
 }
 
 /// The rings of a Bevy app, as a resource: one ring per producer, drained once a frame.
@@ -112,8 +127,8 @@ pub struct PerdixRing {
     busy: bool,
     /// Where producers run, once decided.
     backend: Option<ProducerBackend>,
-    /// The GPU producers run on, when they do.
-    device: Option<Device>,
+    /// The GPUs producers run on, when they do (one entry per device of the plugin's choice).
+    devices: Vec<Device>,
 }
 
 impl PerdixRing {
@@ -128,7 +143,7 @@ impl PerdixRing {
             telemetry: Telemetry::new("host", 600),
             busy: false,
             backend: None,
-            device: None,
+            devices: Vec::new(),
         }
     }
 
@@ -163,8 +178,36 @@ impl PerdixRing {
         Ok(producer)
     }
 
-    /// Drains the ring of `consumer` from now on (in the plugin's [`DrainMode`]).
+    /// Drains the ring of `consumer` from now on (in the plugin's [`DrainMode`]). A ring in
+    /// CUDA memory counts toward its device's `perdix/gpu<N>/*` diagnostics.
     pub fn add_consumer(&mut self, name: &str, consumer: Consumer) {
+        let device = consumer.device();
+        self.add_device_consumer(name, consumer, device);
+    }
+
+    /// [`add_consumer`](Self::add_consumer) for a ring fed by CUDA device `device` whatever
+    /// memory it lives in (e.g. host memory a device writes through a mapping of its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bevy_app::prelude::*;
+    /// use perdix_transport::bevy::{PerdixPlugin, PerdixRing};
+    /// use perdix_transport::Buffer;
+    ///
+    /// let mut app = App::new();
+    /// app.add_plugins(PerdixPlugin::default());
+    /// let (mut producer, consumer) = Buffer::new(64)?.into_split();
+    /// let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+    /// ring.add_device_consumer("from-gpu1", consumer, Some(1));
+    /// assert_eq!(ring.ring_device(0), Some(1));
+    /// producer.try_produce(b"hi")?;
+    /// app.update();
+    /// let ring = app.world().resource::<PerdixRing>();
+    /// assert_eq!(ring.device_totals()[0].messages, 1);
+    /// # Ok::<(), perdix_transport::Error>(())
+    /// ```
+    pub fn add_device_consumer(&mut self, name: &str, consumer: Consumer, device: Option<u32>) {
         let monitor = consumer.monitor();
         let source = match self.config.drain {
             DrainMode::System => Source::Direct(consumer),
@@ -179,6 +222,9 @@ impl PerdixRing {
             source,
             finished: false,
             latency_tick: 0,
+            device,
+            messages: 0,
+            bytes: 0,
         });
     }
 
@@ -186,6 +232,40 @@ impl PerdixRing {
     #[must_use]
     pub fn rings(&self) -> usize {
         self.lanes.len()
+    }
+
+    /// The CUDA device that writes ring `ring` (the index [`PerdixMessage::ring`] and
+    /// [`Envelope::ring`](super::Envelope) give), or `None` for a CPU producer's ring or an
+    /// index out of range.
+    #[must_use]
+    pub fn ring_device(&self, ring: usize) -> Option<u32> {
+        self.lanes.get(ring).and_then(|lane| lane.device)
+    }
+
+    /// Messages and bytes taken so far per CUDA device, ordered by device (rings of no device
+    /// are left out).
+    #[must_use]
+    pub fn device_totals(&self) -> Vec<DeviceTotals> {
+        let mut totals: Vec<DeviceTotals> = Vec::new();
+        for lane in &self.lanes {
+            let Some(device) = lane.device else { continue };
+            let entry = match totals.iter().position(|t| t.device == device) {
+                Some(idx) => &mut totals[idx],
+                None => {
+                    totals.push(DeviceTotals {
+                        device,
+                        ..DeviceTotals::default()
+                    });
+                    let last = totals.len() - 1;
+                    &mut totals[last]
+                }
+            };
+            entry.rings += 1;
+            entry.messages += lane.messages;
+            entry.bytes += lane.bytes;
+        }
+        totals.sort_by_key(|t| t.device);
+        totals
     }
 
     /// Whether every ring's producer is gone and every message was taken (also true with no
@@ -269,12 +349,12 @@ impl PerdixRing {
     }
 
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-    pub(crate) fn device(&self) -> Option<&Device> {
-        self.device.as_ref()
+    pub(crate) fn devices(&self) -> &[Device] {
+        &self.devices
     }
 
-    pub(crate) fn set_backend_choice(&mut self, backend: ProducerBackend, device: Option<Device>) {
-        self.device = device;
+    pub(crate) fn set_backend_choice(&mut self, backend: ProducerBackend, devices: Vec<Device>) {
+        self.devices = devices;
         match &backend {
             ProducerBackend::Gpu { device } => self.telemetry.set_device(device.as_str()),
             ProducerBackend::Cpu { .. } => self.telemetry.set_device("cpu"),
@@ -441,6 +521,7 @@ where
         return;
     }
     let mut tick = lane.latency_tick;
+    let before = taken.count;
     let (mut bytes, latencies) = (0u64, &mut taken.latencies);
     taken.count += lane.drain(max, |msg, prebuilt| {
         bytes += msg.len() as u64;
@@ -455,6 +536,8 @@ where
     });
     taken.bytes += bytes;
     lane.latency_tick = tick;
+    lane.messages += (taken.count - before) as u64;
+    lane.bytes += bytes;
 }
 
 /// One ring and how it is drained.
@@ -467,6 +550,11 @@ struct Lane {
     finished: bool,
     /// Stamped messages seen (one in [`LATENCY_SAMPLE_EVERY`] is sampled).
     latency_tick: u64,
+    /// The CUDA device that writes this ring, if any.
+    device: Option<u32>,
+    /// Messages and payload bytes taken from this ring so far.
+    messages: u64,
+    bytes: u64,
 }
 
 #[derive(Debug)]

@@ -61,7 +61,7 @@ mod producers;
 mod route;
 
 pub use diagnostics::PerdixDiagnostics;
-pub use drain::{DrainStats, PerdixMessage, PerdixRing};
+pub use drain::{DeviceTotals, DrainStats, PerdixMessage, PerdixRing};
 pub use envelope::Envelope;
 pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
 pub use producers::{Emitter, GpuProducerSpec, ProducerBackend, StressProducers};

@@ -103,6 +103,10 @@ pub struct PerdixPlugin {
     /// Whether CPU producers stamp every message with the clock, for latency (default `true`;
     /// a clock read costs ~20 ns a message).
     pub timestamps: bool,
+    /// The CUDA devices GPU producers run on (default every device): each registered GPU
+    /// producer, and the stress producers, get their own ring(s) on each.
+    #[cfg(feature = "cuda")]
+    pub devices: crate::cuda::GpuDevices,
 }
 
 impl Default for PerdixPlugin {
@@ -115,6 +119,8 @@ impl Default for PerdixPlugin {
             drain: DrainMode::System,
             route: true,
             timestamps: true,
+            #[cfg(feature = "cuda")]
+            devices: crate::cuda::GpuDevices::All,
         }
     }
 }
@@ -169,6 +175,26 @@ impl PerdixPlugin {
         self
     }
 
+    /// The CUDA devices GPU producers run on (default all). Messages from every device arrive
+    /// in the same ECS messages; [`PerdixRing::ring_device`] and the `perdix/gpu<N>/*`
+    /// diagnostics tell them apart.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::bevy::PerdixPlugin;
+    /// use perdix_transport::cuda::GpuDevices;
+    ///
+    /// let plugin = PerdixPlugin::default().devices(GpuDevices::List(vec![0, 1]));
+    /// assert_eq!(plugin.devices.to_string(), "0,1");
+    /// ```
+    #[cfg(feature = "cuda")]
+    #[must_use]
+    pub fn devices(mut self, devices: crate::cuda::GpuDevices) -> Self {
+        self.devices = devices;
+        self
+    }
+
     fn config(&self) -> RingConfig {
         RingConfig {
             capacity: self.capacity,
@@ -178,6 +204,8 @@ impl PerdixPlugin {
             drain: self.drain,
             route: self.route,
             timestamps: self.timestamps,
+            #[cfg(feature = "cuda")]
+            devices: self.devices.clone(),
         }
     }
 }
@@ -202,7 +230,10 @@ impl Plugin for PerdixPlugin {
                         .run_if(routing_on),
                 ),
             )
-            .add_systems(Last, diagnostics::measure);
+            .add_systems(
+                Last,
+                (diagnostics::register_devices, diagnostics::measure).chain(),
+            );
         diagnostics::register(app);
     }
 }

@@ -62,15 +62,15 @@ impl ProducerBackend {
         matches!(self, Self::Gpu { .. })
     }
 
-    /// Decides, once, and logs the choice; the opened device, if any.
-    pub(crate) fn detect() -> (Self, Option<gpu::Device>) {
-        let (backend, device) = match gpu::probe() {
-            Ok((name, device)) => (Self::Gpu { device: name }, Some(device)),
+    /// Decides, once, and logs the choice; the opened devices (empty for the CPU).
+    pub(crate) fn detect(ring: &PerdixRing) -> (Self, Vec<gpu::Device>) {
+        let (backend, devices) = match gpu::probe(ring) {
+            Ok((name, devices)) => (Self::Gpu { device: name }, devices),
             Err(err) => (
                 Self::Cpu {
                     reason: err.to_string(),
                 },
-                None,
+                Vec::new(),
             ),
         };
         match &backend {
@@ -79,7 +79,7 @@ impl ProducerBackend {
                 tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
             }
         }
-        (backend, device)
+        (backend, devices)
     }
 }
 
@@ -698,8 +698,8 @@ impl PerdixRing {
         if let Some(backend) = self.backend_choice() {
             return backend.clone();
         }
-        let (backend, device) = ProducerBackend::detect();
-        self.set_backend_choice(backend.clone(), device);
+        let (backend, devices) = ProducerBackend::detect(self);
+        self.set_backend_choice(backend.clone(), devices);
         backend
     }
 }
@@ -713,7 +713,7 @@ mod gpu {
     /// No device type without the `cuda` feature.
     pub(crate) type Device = ();
 
-    pub(super) fn probe() -> Result<(String, Device), Error> {
+    pub(super) fn probe(_ring: &PerdixRing) -> Result<(String, Vec<Device>), Error> {
         Err(Error::NoDevice("built without the `cuda` feature"))
     }
 
@@ -733,7 +733,7 @@ mod gpu {
     use bevy_ecs::world::World;
 
     use super::{ArgsFn, GpuProducerSpec, PerdixRing, Running};
-    use crate::cuda::{GpuContext, GpuCounters, GpuKernel, GpuMemory, GpuProducer, STRESS_CU};
+    use crate::cuda::{GpuContext, GpuCounters, GpuKernel, GpuMemory, GpuProducerSet, STRESS_CU};
     use crate::{Backend, Error};
 
     /// Clock calibration rounds before a producer with timestamps starts.
@@ -742,10 +742,20 @@ mod gpu {
     /// The opened device, kept by the [`PerdixRing`] once the backend is chosen.
     pub(crate) type Device = GpuContext;
 
-    pub(super) fn probe() -> Result<(String, Device), Error> {
-        let gpu = GpuContext::new(0)?;
-        let (major, minor) = gpu.compute_capability();
-        Ok((format!("{} (sm_{major}{minor})", gpu.name()), gpu))
+    /// Opens the plugin's devices; names them for the log (`NAME (sm_XY)`, with the ordinals
+    /// when there is more than one).
+    pub(super) fn probe(ring: &PerdixRing) -> Result<(String, Vec<Device>), Error> {
+        let gpus = ring.config().devices.open()?;
+        let first = gpus
+            .first()
+            .ok_or(Error::NoDevice("an empty list of CUDA devices"))?;
+        let (major, minor) = first.compute_capability();
+        let mut name = format!("{} (sm_{major}{minor})", first.name());
+        if gpus.len() > 1 {
+            let ordinals: Vec<String> = gpus.iter().map(|g| g.ordinal().to_string()).collect();
+            name = format!("{} x {name}, devices {}", gpus.len(), ordinals.join(","));
+        }
+        Ok((name, gpus))
     }
 
     fn memory(choice: Option<Backend>) -> GpuMemory {
@@ -755,28 +765,44 @@ mod gpu {
         }
     }
 
-    /// A producer of `rings` rings on the ring's device, with the plugin's settings; its
-    /// consumers are added to `ring` under `name`.
-    fn producer(ring: &mut PerdixRing, name: &str, rings: usize) -> Result<GpuProducer, Error> {
-        let gpu = ring
-            .device()
-            .cloned()
-            .ok_or(Error::NoDevice("no CUDA device was opened"))?;
+    /// A producer of `rings` rings on each of the ring's devices, with the plugin's settings;
+    /// its consumers are added to `ring` as `name-<idx>` (one device) or `name-gpu<N>-<idx>`.
+    fn producer(ring: &mut PerdixRing, name: &str, rings: usize) -> Result<GpuProducerSet, Error> {
         let config = ring.config().clone();
-        let (producer, consumers) = GpuProducer::builder(&gpu)
-            .capacity(config.capacity)
-            .rings(rings)
-            .memory(memory(config.memory))
-            .policy(config.policy)
-            .timestamps(config.timestamps)
-            .build()?;
+        let (mut set, consumers) = GpuProducerSet::build_on(ring.devices(), |builder| {
+            builder
+                .capacity(config.capacity)
+                .rings(rings)
+                .memory(memory(config.memory))
+                .policy(config.policy)
+                .timestamps(config.timestamps)
+        })?;
         if config.timestamps {
-            producer.calibrate_clock(CLOCK_ROUNDS)?;
+            for producer in set.producers_mut() {
+                producer.calibrate_clock(CLOCK_ROUNDS)?;
+            }
         }
-        for (idx, consumer) in consumers.into_iter().enumerate() {
-            ring.add_consumer(&format!("{name}-{idx}"), consumer);
+        let several = consumers.len() > 1;
+        for (entry, device_rings) in consumers.into_iter().enumerate() {
+            for (idx, consumer) in device_rings.into_iter().enumerate() {
+                let ring_name = if several {
+                    let device = consumer.device().unwrap_or(0);
+                    format!("{name}-gpu{device}.{entry}-{idx}")
+                } else {
+                    format!("{name}-{idx}")
+                };
+                ring.add_consumer(&ring_name, consumer);
+            }
         }
-        Ok(producer)
+        Ok(set)
+    }
+
+    /// The first of the ring's devices (every device of a choice has the same kernels).
+    fn first_device(ring: &PerdixRing) -> Result<GpuContext, Error> {
+        ring.devices()
+            .first()
+            .cloned()
+            .ok_or(Error::NoDevice("no CUDA device was opened"))
     }
 
     pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
@@ -792,10 +818,7 @@ mod gpu {
             kernel = kernel.arg(0u32);
         }
         // Compile before any ring exists, so a compile error leaves nothing behind.
-        let gpu = ring
-            .device()
-            .cloned()
-            .ok_or(Error::NoDevice("no CUDA device was opened"))?;
+        let gpu = first_device(ring)?;
         kernel.compile(&gpu.arch())?;
         let producer = producer(ring, &spec.name, 1)?;
         producer.prepare(&kernel)?;
@@ -813,7 +836,7 @@ mod gpu {
     /// A GPU producer launched once a frame, never more than one launch in flight.
     struct Launcher<A> {
         name: String,
-        producer: GpuProducer,
+        producer: GpuProducerSet,
         kernel: GpuKernel,
         args: Option<ArgsFn<A>>,
         skipped: u64,
@@ -861,7 +884,7 @@ mod gpu {
     /// GPU stress producers: the stress kernel on a full grid, free-running until stopped.
     #[derive(Debug)]
     pub(super) struct StressRun {
-        producer: Option<GpuProducer>,
+        producer: Option<GpuProducerSet>,
         producers: u64,
         /// Stops the kernel and closes the rings off the frame thread.
         stopper: Option<JoinHandle<Result<GpuCounters, Error>>>,
@@ -874,10 +897,7 @@ mod gpu {
             rings: usize,
             size: usize,
         ) -> Result<Self, Error> {
-            let gpu = ring
-                .device()
-                .cloned()
-                .ok_or(Error::NoDevice("no CUDA device was opened"))?;
+            let gpu = first_device(ring)?;
             let grid = gpu.multiprocessors().max(1);
             let block = 256u32;
             let size32 = u32::try_from(size).map_err(|_| Error::too_large(size))?;
@@ -897,8 +917,8 @@ mod gpu {
             producer.launch(&kernel)?;
             tracing::info!(grid, block, rings, "perdix: GPU stress producers launched");
             Ok(Self {
+                producers: u64::from(grid) * u64::from(block) * producer.len() as u64,
                 producer: Some(producer),
-                producers: u64::from(grid) * u64::from(block),
                 stopper: None,
                 result: Arc::new(Mutex::new(None)),
             })
@@ -916,7 +936,7 @@ mod gpu {
             }
             self.producer
                 .as_ref()
-                .and_then(|p| p.counters().ok())
+                .and_then(|p| p.total().ok())
                 .unwrap_or_default()
         }
 
@@ -938,7 +958,7 @@ mod gpu {
             let spawned = thread::Builder::new()
                 .name("perdix-gpu-stop".into())
                 .spawn(move || {
-                    let counters = producer.finish()?;
+                    let counters = GpuCounters::total(&producer.finish()?);
                     *result.lock().unwrap_or_else(PoisonError::into_inner) = Some(counters);
                     Ok(counters)
                 });

@@ -64,17 +64,8 @@ impl GpuContext {
     /// old for CUDA 13.0), or there is no device `ordinal`; [`Error::Driver`] for other driver
     /// failures.
     pub fn new(ordinal: usize) -> Result<Self, Error> {
-        if !driver::driver_present() {
-            return Err(Error::NoDevice("libcuda not found (no NVIDIA driver)"));
-        }
-        let count = match CudaContext::device_count() {
-            Ok(count) => count,
-            Err(err) => return Err(no_device_or(err)),
-        };
-        if count <= 0 {
-            return Err(Error::NoDevice("the driver reports no CUDA device"));
-        }
-        if ordinal >= count as usize {
+        let count = super::devices::device_count()?;
+        if ordinal >= count {
             return Err(Error::NoDevice("no CUDA device with that ordinal"));
         }
         let ctx = CudaContext::new(ordinal).map_err(no_device_or)?;
@@ -199,7 +190,7 @@ impl GpuContext {
 }
 
 /// Driver errors that mean "no usable device" become [`Error::NoDevice`].
-fn no_device_or(err: DriverError) -> Error {
+pub(super) fn no_device_or(err: DriverError) -> Error {
     use sys::cudaError_enum as E;
     match err.0 {
         E::CUDA_ERROR_NO_DEVICE => Error::NoDevice("the driver reports no CUDA device"),

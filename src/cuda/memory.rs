@@ -170,6 +170,10 @@ unsafe impl RingMemory for CudaPinned {
     fn backend(&self) -> Backend {
         Backend::CudaPinned
     }
+
+    fn device(&self) -> Option<u32> {
+        u32::try_from(self.gpu.ordinal()).ok()
+    }
 }
 
 impl DeviceMemory for CudaPinned {
@@ -284,6 +288,10 @@ unsafe impl RingMemory for CudaManaged {
     fn backend(&self) -> Backend {
         Backend::CudaManaged
     }
+
+    fn device(&self) -> Option<u32> {
+        u32::try_from(self.gpu.ordinal()).ok()
+    }
 }
 
 impl DeviceMemory for CudaManaged {
@@ -333,6 +341,10 @@ unsafe impl RingMemory for Window {
 
     fn len(&self) -> usize {
         self.len
+    }
+
+    fn device(&self) -> Option<u32> {
+        self.parent.device()
     }
 
     fn backend(&self) -> Backend {

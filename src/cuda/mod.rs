@@ -4,11 +4,13 @@
 //! a driver or device [`GpuContext::new`] returns [`Error::NoDevice`](crate::Error::NoDevice)
 //! (never a panic).
 //!
-//! - [`GpuContext`]: one device, opened once.
+//! - [`GpuContext`]: one device, opened once; [`GpuDevices`]: a choice of devices (default all).
 //! - [`GpuProducer`]: rings in [`GpuMemory::Pinned`] or [`GpuMemory::Managed`] memory, a control
 //!   block in device memory, a stream; [`GpuProducer::launch`] runs a [`GpuKernel`] into them.
 //!   Each ring is read by an ordinary [`Consumer`](crate::Consumer), the same code as for CPU
 //!   producers; [`ConsumerGroup`] reads several rings from one thread.
+//! - [`GpuProducerSet`]: one `GpuProducer` per device, launched together; each ring's consumer
+//!   and every [`MessageRef`](crate::MessageRef) says which device it came from.
 //! - [`stress`]: the verified full-grid stress run the bins, tests and benches share.
 //! - [`clock`]: `%globaltimer` mapped onto [`clock::now_ns`](crate::clock::now_ns), and the
 //!   CPU→GPU→CPU ping-pong.
@@ -37,6 +39,7 @@
 pub mod clock;
 mod context;
 mod control;
+mod devices;
 mod driver;
 mod group;
 mod kernel;
@@ -44,14 +47,17 @@ mod memory;
 mod module;
 mod probe;
 mod producer;
+mod set;
 pub mod stress;
 
 pub use clock::{ClockMapping, ClockTracker};
 pub use context::GpuContext;
+pub use devices::{device_count, GpuDevices};
 pub use group::ConsumerGroup;
 pub use kernel::{Dim3, GpuKernel, KernelArg};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{builtin_kernels, compile_ptx, PERDIX_CUH, PROBE_CU, STRESS_CU};
 pub use probe::{layout_probe, LayoutProbe};
 pub use producer::{GpuCounters, GpuProducer, GpuProducerBuilder, MIN_CAPACITY};
+pub use set::GpuProducerSet;
 pub use stress::{GpuStress, GpuStressReport, StressKernel};

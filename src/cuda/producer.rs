@@ -39,7 +39,17 @@ impl GpuCounters {
         self.emitted + self.dropped
     }
 
-    fn add(&mut self, other: &Self) {
+    /// The sum of several producers' (or devices') counters.
+    #[must_use]
+    pub fn total(all: &[Self]) -> Self {
+        let mut total = Self::default();
+        for counters in all {
+            total.add(counters);
+        }
+        total
+    }
+
+    pub(crate) fn add(&mut self, other: &Self) {
         self.emitted += other.emitted;
         self.dropped += other.dropped;
         self.stalls += other.stalls;

@@ -319,6 +319,33 @@ fn consume(mut rings: Vec<Consumer>, full: bool, latency_every: u32) -> ThreadRe
     }
 }
 
+/// Runs `config` on every device of `gpus` at once (a thread per device, each with its own
+/// rings and consumer threads) and verifies every message; one report per device, in order.
+///
+/// The aggregate rate of a run is the sum of the reports' [`GpuStressReport::msgs_per_sec`]
+/// (every run lasts `config.duration`; they start within the time it takes to allocate rings).
+///
+/// # Errors
+///
+/// As [`run`], from the first device that fails.
+pub fn run_devices(gpus: &[GpuContext], config: &GpuStress) -> Result<Vec<GpuStressReport>, Error> {
+    let results: Vec<Result<GpuStressReport, Error>> = thread::scope(|scope| {
+        let handles: Vec<_> = gpus
+            .iter()
+            .map(|gpu| scope.spawn(move || run(gpu, config)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or(Err(Error::NoDevice("a device's stress thread panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
 /// Runs `config` on `gpu` and verifies every message.
 ///
 /// # Errors

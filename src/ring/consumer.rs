@@ -339,6 +339,13 @@ impl Consumer {
         self.head
     }
 
+    /// The CUDA device whose producers write this ring (its memory's device), or `None` for a
+    /// host ring.
+    #[must_use]
+    pub fn device(&self) -> Option<u32> {
+        self.ring.device()
+    }
+
     /// Whether the producer is gone (messages may still be waiting).
     #[must_use]
     pub fn is_abandoned(&self) -> bool {

@@ -55,6 +55,12 @@ pub unsafe trait RingMemory: Send + Sync + core::fmt::Debug + 'static {
     fn len(&self) -> usize;
     /// Which backend this is.
     fn backend(&self) -> Backend;
+    /// The CUDA device (ordinal) whose producers write this memory, if any: what
+    /// [`Consumer::device`](crate::Consumer::device) and
+    /// [`MessageRef::device`](crate::MessageRef::device) report.
+    fn device(&self) -> Option<u32> {
+        None
+    }
     /// Whether the region is empty (never, for a usable ring).
     fn is_empty(&self) -> bool {
         self.len() == 0

@@ -111,6 +111,7 @@ impl fmt::Debug for ByteStr<'_> {
 /// producer.try_produce_kind(3, b"Hello from GPU!")?;
 /// let message = consumer.try_consume().unwrap();
 /// assert_eq!((message.kind(), message.seq(), &*message), (3, 0, &b"Hello from GPU!"[..]));
+/// assert_eq!(message.device(), None); // a host ring; GPU rings name their device
 /// assert_eq!(
 ///     format!("{message:?}"),
 ///     r#"Message { seq: 0, kind: 3, producer: 0, len: 15, payload: b"Hello from GPU!" }"#
@@ -155,6 +156,12 @@ impl<'a> MessageRef<'a> {
     #[must_use]
     pub fn stamp_ns(&self) -> u64 {
         self.msg.stamp_ns()
+    }
+
+    /// The CUDA device the message came from (its ring's device), or `None` for a host ring.
+    #[must_use]
+    pub fn device(&self) -> Option<u32> {
+        self.consumer.device()
     }
 }
 

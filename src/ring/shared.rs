@@ -234,6 +234,10 @@ impl Ring {
         self.memory.backend()
     }
 
+    pub(crate) fn device(&self) -> Option<u32> {
+        self.memory.device()
+    }
+
     /// Memory the ring lives in.
     #[cfg(feature = "cuda")]
     pub(crate) fn memory(&self) -> &dyn RingMemory {

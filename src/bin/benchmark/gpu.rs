@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use perdix_transport::cuda::stress::{self, GpuStress, GpuStressReport, StressKernel};
-use perdix_transport::cuda::{clock, GpuContext, GpuMemory};
+use perdix_transport::cuda::{clock, GpuContext, GpuDevices, GpuMemory};
 use perdix_transport::{Error, Policy};
 
 /// GPU options (ignored on the CPU path).
@@ -50,6 +50,11 @@ pub struct GpuArgs {
     /// Seconds of the light-load latency run (0: skip latency and ping-pong).
     #[arg(long, default_value_t = 3.0)]
     pub latency_seconds: f64,
+    /// Multi-GPU mode: run each configuration on the first of these devices alone, then on all
+    /// of them at once, and report the aggregate (`all`, or ordinals like `0,1`; `0,0` runs two
+    /// producer sets on one GPU).
+    #[arg(long)]
+    pub devices: Option<GpuDevices>,
 }
 
 /// One throughput row.
@@ -75,7 +80,7 @@ fn base(gpu: &GpuContext, args: &super::Args) -> GpuStress {
 }
 
 /// The configurations to run.
-fn plan(gpu: &GpuContext, args: &super::Args) -> Vec<(String, GpuStress)> {
+pub fn plan(gpu: &GpuContext, args: &super::Args) -> Vec<(String, GpuStress)> {
     let sms = gpu.multiprocessors();
     let base = base(gpu, args);
     let mut plan = Vec::new();

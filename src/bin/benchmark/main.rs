@@ -14,6 +14,8 @@ use perdix_transport::Error;
 
 #[cfg(feature = "cuda")]
 mod gpu;
+#[cfg(feature = "cuda")]
+mod multi;
 
 /// Measures msgs/s and GB/s for 32 B and 224 B messages, and round-trip latency.
 #[derive(Debug, Parser)]
@@ -56,6 +58,10 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    #[cfg(feature = "cuda")]
+    if let (false, Some(devices)) = (args.gpu.cpu, &args.gpu.devices) {
+        return exit(multi::run(devices, &args));
+    }
     #[cfg(feature = "cuda")]
     if !args.gpu.cpu {
         match gpu::open() {
