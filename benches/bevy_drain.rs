@@ -89,25 +89,28 @@ fn frames(
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         fill(producer, kind, size);
-        if drain == DrainMode::Thread {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while app.world().resource::<PerdixRing>().handed_over() < FRAME as u64 {
-                assert!(Instant::now() < deadline, "drain thread stalled");
-                std::thread::yield_now();
-            }
-        }
-        let before = app.world().resource::<PerdixRing>().stats().messages;
-        let start = Instant::now();
-        app.update();
-        total += start.elapsed();
-        let after = app.world().resource::<PerdixRing>().stats().messages;
-        assert_eq!(
-            after - before,
-            FRAME as u64,
-            "one frame drains the whole batch"
-        );
+        total += timed_frame(app, drain, FRAME as u64);
     }
     total
+}
+
+/// Waits (untimed) until a drain thread has handed over the `frame` messages just sent, then
+/// times one `app.update()` and checks it drained exactly them.
+fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
+    if drain == DrainMode::Thread {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while app.world().resource::<PerdixRing>().handed_over() < frame {
+            assert!(Instant::now() < deadline, "drain thread stalled");
+            std::thread::yield_now();
+        }
+    }
+    let before = app.world().resource::<PerdixRing>().stats().messages;
+    let start = Instant::now();
+    app.update();
+    let elapsed = start.elapsed();
+    let after = app.world().resource::<PerdixRing>().stats().messages;
+    assert_eq!(after - before, frame, "one frame drains every message sent");
+    elapsed
 }
 
 fn bench(c: &mut Criterion) {
@@ -210,20 +213,7 @@ fn bench_envelopes(c: &mut Criterion) {
                             }
                         }
                     }
-                    let frame = (RINGS * PER_RING) as u64;
-                    if drain == DrainMode::Thread {
-                        let deadline = Instant::now() + Duration::from_secs(10);
-                        while app.world().resource::<PerdixRing>().handed_over() < frame {
-                            assert!(Instant::now() < deadline, "drain thread stalled");
-                            std::thread::yield_now();
-                        }
-                    }
-                    let before = app.world().resource::<PerdixRing>().stats().messages;
-                    let start = Instant::now();
-                    app.update();
-                    total += start.elapsed();
-                    let after = app.world().resource::<PerdixRing>().stats().messages;
-                    assert_eq!(after - before, frame, "one frame drains every ring");
+                    total += timed_frame(&mut app, drain, (RINGS * PER_RING) as u64);
                 }
                 total
             });

@@ -51,6 +51,14 @@ fn slot_offsets_agree_on_the_device() {
     assert_eq!(probe.control, [1024, 1023, 2, 0, 0, 0]);
 }
 
+/// The `fields` kernel on `grid` blocks of 64 threads, sending messages of `kind`.
+fn fields_kernel(grid: u32, kind: u32) -> GpuKernel {
+    GpuKernel::from_source(FIELDS_SRC, "fields")
+        .grid(grid)
+        .block(64)
+        .arg(kind)
+}
+
 const FIELDS_SRC: &str = r#"
 #include "perdix.cuh"
 // Odd lanes only (a divergent call), each sends `13 + lane % 8` bytes of its id.
@@ -69,14 +77,7 @@ extern "C" __global__ void fields(const perdix_producer* p, unsigned kind) {
 fn every_header_field_and_payload_byte_arrives() {
     let Some(gpu) = gpu() else { return };
     let (mut producer, mut consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
-    producer
-        .launch(
-            &GpuKernel::from_source(FIELDS_SRC, "fields")
-                .grid(2)
-                .block(64)
-                .arg(42u32),
-        )
-        .expect("launch");
+    producer.launch(&fields_kernel(2, 42)).expect("launch");
     let counters = producer.finish().expect("kernel ran");
     assert_eq!(counters.emitted, 64);
     let mut seen = [false; 128];
@@ -271,14 +272,7 @@ fn consumer_group_reads_several_rings() {
         .rings(4)
         .build()
         .expect("producer");
-    producer
-        .launch(
-            &GpuKernel::from_source(FIELDS_SRC, "fields")
-                .grid(8)
-                .block(64)
-                .arg(1u32),
-        )
-        .expect("launch");
+    producer.launch(&fields_kernel(8, 1)).expect("launch");
     let mut group = ConsumerGroup::new(consumers);
     let mut count = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -296,13 +290,7 @@ fn producer_set_on(devices: GpuDevices, entries: usize) {
     let (mut set, rings) =
         GpuProducerSet::build(&devices, |b| b.capacity(1024).rings(2)).expect("producer set");
     assert_eq!((set.len(), rings.len()), (entries, entries));
-    set.launch(
-        &GpuKernel::from_source(FIELDS_SRC, "fields")
-            .grid(8)
-            .block(64)
-            .arg(1u32),
-    )
-    .expect("launch");
+    set.launch(&fields_kernel(8, 1)).expect("launch");
     let counters = set.finish().expect("finish");
     assert_eq!(counters.len(), entries);
     for (consumers, counters) in rings.into_iter().zip(&counters) {

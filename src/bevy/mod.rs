@@ -9,10 +9,15 @@
 //!    launch, or a message to the fallback's worker thread): nothing in the frame waits for them;
 //! 2. [`PerdixSystems::Drain`] moves at most [`PerdixPlugin::budget`] ready messages out of the
 //!    rings into Bevy messages: [`Messages<T>`](bevy_ecs::message::Messages) for every type
-//!    registered with [`PerdixAppExt::add_perdix_message`], and the raw [`PerdixMessage`] for
+//!    registered with [`PerdixAppExt::add_perdix_message`], [`Envelope<T>`] (the payload with its
+//!    header) for [`PerdixAppExt::add_perdix_envelope`], and the raw [`PerdixMessage`] for
 //!    every other kind (counted as unrouted unless registered with
 //!    [`PerdixAppExt::add_perdix_raw`]). What the budget leaves behind stays in the rings and is
 //!    counted as deferred ([`DrainStats`]).
+//!
+//! With the `cuda` feature, GPU producers run on every device of [`PerdixPlugin::devices`]
+//! (default all), each with its own rings; [`PerdixRing::ring_device`],
+//! [`PerdixRing::device_totals`] and the `perdix/gpu<N>/*` diagnostics tell the devices apart.
 //!
 //! Both sets run in [`PreUpdate`](bevy_app::PreUpdate), so `Update` systems read this frame's
 //! messages with an ordinary [`MessageReader`](bevy_ecs::message::MessageReader). Systems that
