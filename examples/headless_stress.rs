@@ -30,7 +30,7 @@ use perdix_transport::{clock, Policy};
 
 /// Headless Bevy stress test of the perdix transport.
 #[derive(Parser, Debug, Clone)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Seconds to produce for (the drain then empties the rings).
     #[arg(long, default_value_t = 10.0)]

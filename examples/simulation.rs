@@ -37,7 +37,7 @@ const BUMPERS: u32 = 4;
 
 /// Particles in a box with bumpers, events through perdix into Bevy ECS.
 #[derive(Parser, Debug, Clone)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Seconds to run.
     #[arg(long, default_value_t = 5.0)]

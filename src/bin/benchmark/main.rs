@@ -19,7 +19,7 @@ mod multi;
 
 /// Measures msgs/s and GB/s for 32 B and 224 B messages, and round-trip latency.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Seconds per throughput run.
     #[arg(long, default_value_t = 3.0)]

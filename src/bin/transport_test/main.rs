@@ -16,7 +16,7 @@ mod gpu;
 
 /// Runs the seed scenarios: basic round trip, stress, latency, backpressure, wraparound.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Messages in the stress scenario.
     #[arg(long, default_value_t = 2_000_000)]
