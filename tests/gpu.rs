@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use perdix_transport::cuda::stress::{self, GpuStress, StressKernel};
 use perdix_transport::cuda::{
     clock, layout_probe, ConsumerGroup, GpuContext, GpuDevices, GpuKernel, GpuMemory, GpuProducer,
-    GpuProducerSet, PROBE_CU, STRESS_CU,
+    GpuProducerSet, PROBE_CU,
 };
 use perdix_transport::{Error, Policy};
 
@@ -190,15 +190,7 @@ fn drop_newest_counts_every_drop_exactly() {
 fn dropping_the_consumer_ends_a_blocked_kernel() {
     let Some(gpu) = gpu() else { return };
     let (mut producer, consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
-    let kernel = GpuKernel::from_source(STRESS_CU, "perdix_stress")
-        .grid(132)
-        .block(256)
-        .arg(u64::MAX)
-        .arg(64u32)
-        .arg(0u32)
-        .arg(0u64)
-        .arg(0u64)
-        .arg(0u64);
+    let kernel = stress::free_running_kernel(64, 0).grid(132).block(256);
     producer.launch(&kernel).expect("launch");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -230,15 +222,7 @@ fn dropping_the_consumer_ends_a_blocked_kernel() {
 fn dropping_the_producer_never_hangs() {
     let Some(gpu) = gpu() else { return };
     let (mut producer, consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
-    let kernel = GpuKernel::from_source(STRESS_CU, "perdix_stress")
-        .grid(132)
-        .block(256)
-        .arg(u64::MAX)
-        .arg(64u32)
-        .arg(0u32)
-        .arg(0u64)
-        .arg(0u64)
-        .arg(0u64);
+    let kernel = stress::free_running_kernel(64, 0).grid(132).block(256);
     producer.launch(&kernel).expect("launch");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();

@@ -733,7 +733,7 @@ mod gpu {
     use bevy_ecs::world::World;
 
     use super::{ArgsFn, GpuProducerSpec, PerdixRing, Running};
-    use crate::cuda::{GpuContext, GpuCounters, GpuKernel, GpuMemory, GpuProducerSet, STRESS_CU};
+    use crate::cuda::{GpuContext, GpuCounters, GpuKernel, GpuMemory, GpuProducerSet};
     use crate::{Backend, Error};
 
     /// Clock calibration rounds before a producer with timestamps starts.
@@ -901,16 +901,10 @@ mod gpu {
             let grid = gpu.multiprocessors().max(1);
             let block = 256u32;
             let size32 = u32::try_from(size).map_err(|_| Error::too_large(size))?;
-            let kernel = GpuKernel::from_source(STRESS_CU, "perdix_stress")
-                .name("stress.cu")
-                .grid(grid)
-                .block(block)
-                .arg(u64::MAX) // per producer: until stopped
-                .arg(size32)
-                .arg(super::StressProducers::KIND)
-                .arg(0u64) // no pacing
-                .arg(0u64) // no per-producer counts (the device counters are exact)
-                .arg(0u64);
+            let kernel =
+                crate::cuda::stress::free_running_kernel(size32, super::StressProducers::KIND)
+                    .grid(grid)
+                    .block(block);
             kernel.compile(&gpu.arch())?;
             let mut producer = producer(ring, "gpu-stress", rings.max(1))?;
             producer.prepare(&kernel)?;

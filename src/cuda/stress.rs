@@ -105,6 +105,25 @@ impl Default for GpuStress {
 }
 
 impl GpuStress {
+    /// One-way latency at light load: one GPU thread sending a 32-byte message every 10 µs into
+    /// a 4,096-slot ring for `duration`, every message stamped and timed.
+    #[must_use]
+    pub fn light_load_latency(duration: Duration) -> Self {
+        Self {
+            grid: 1,
+            block: 1,
+            capacity: 4096,
+            rings: 1,
+            consumers: 1,
+            size: 32,
+            duration,
+            latency_every: 1,
+            interval_ns: 10_000,
+            kernel: StressKernel::Warp,
+            ..Self::default()
+        }
+    }
+
     /// Producer threads per launch.
     #[must_use]
     pub fn producers(&self) -> u64 {
@@ -319,6 +338,34 @@ fn consume(mut rings: Vec<Consumer>, full: bool, latency_every: u32) -> ThreadRe
     }
 }
 
+/// The warp-cooperative stress kernel (`perdix_stress` in `kernels/stress.cu`) with its
+/// arguments in order: messages per producer thread (`u64::MAX`: until stopped), message size,
+/// kind, pacing interval in ns (0: none), and the device addresses of the per-thread sent and
+/// attempted counters (0: none; the producer's device counters stay exact). Grid and block are
+/// the caller's.
+pub fn warp_kernel(
+    per_producer: u64,
+    size: u32,
+    kind: u32,
+    interval_ns: u64,
+    (sent, attempts): (CUdeviceptr, CUdeviceptr),
+) -> GpuKernel {
+    GpuKernel::from_source(STRESS_CU, "perdix_stress")
+        .name("stress.cu")
+        .arg(per_producer)
+        .arg(size)
+        .arg(kind)
+        .arg(interval_ns)
+        .arg(sent)
+        .arg(attempts)
+}
+
+/// [`warp_kernel`] free-running: every thread sends `size`-byte messages of `kind` until the
+/// producer is stopped (or its consumer dropped), unpaced, counted only by the device counters.
+pub fn free_running_kernel(size: u32, kind: u32) -> GpuKernel {
+    warp_kernel(u64::MAX, size, kind, 0, (0, 0))
+}
+
 /// Runs `config` on every device of `gpus` at once (a thread per device, each with its own
 /// rings and consumer threads) and verifies every message; one report per device, in order.
 ///
@@ -389,20 +436,20 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
     let attempts_ptr = sent_words.dptr + producers * 8;
     let per_producer = config.messages_per_producer.unwrap_or(u64::MAX);
     let kernel = match config.kernel {
-        StressKernel::Warp => GpuKernel::from_source(STRESS_CU, "perdix_stress")
-            .arg(per_producer)
-            .arg(config.size as u32)
-            .arg(0u32)
-            .arg(config.interval_ns)
-            .arg(sent_ptr)
-            .arg(attempts_ptr),
+        StressKernel::Warp => warp_kernel(
+            per_producer,
+            config.size as u32,
+            0,
+            config.interval_ns,
+            (sent_ptr, attempts_ptr),
+        ),
         StressKernel::Generic => GpuKernel::from_source(STRESS_CU, "perdix_stress_generic")
+            .name("stress.cu")
             .arg(per_producer)
             .arg(config.size as u32)
             .arg(0u32)
             .arg(sent_ptr),
     }
-    .name("stress.cu")
     .grid(config.grid)
     .block(config.block);
     producer.prepare(&kernel)?;

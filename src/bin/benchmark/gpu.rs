@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use perdix_transport::cuda::stress::{self, GpuStress, GpuStressReport, StressKernel};
+use perdix_transport::cuda::stress::{self, GpuStress, GpuStressReport};
 use perdix_transport::cuda::{clock, GpuContext, GpuDevices, GpuMemory};
 use perdix_transport::{Error, Policy};
 
@@ -56,6 +56,12 @@ pub struct GpuArgs {
     #[arg(long)]
     pub devices: Option<GpuDevices>,
 }
+
+/// The light-load latency run and the ping-pong round trips.
+type Latency = (
+    GpuStressReport,
+    perdix_transport::telemetry::LatencyHistogram,
+);
 
 /// One throughput row.
 struct Row {
@@ -248,17 +254,9 @@ pub fn run(gpu: &GpuContext, args: &super::Args) -> Result<bool, Error> {
             args.gpu.latency_seconds
         );
         let config = GpuStress {
-            grid: 1,
-            block: 1,
-            capacity: 4096,
-            rings: 1,
-            consumers: 1,
-            size: 32,
-            duration: Duration::from_secs_f64(args.gpu.latency_seconds),
-            latency_every: 1,
-            interval_ns: 10_000,
-            kernel: StressKernel::Warp,
-            ..base(gpu, args)
+            full_check: args.gpu.full_check,
+            policy: args.gpu.policy,
+            ..GpuStress::light_load_latency(Duration::from_secs_f64(args.gpu.latency_seconds))
         };
         let report = stress::run(gpu, &config)?;
         eprintln!(
@@ -280,14 +278,7 @@ pub fn run(gpu: &GpuContext, args: &super::Args) -> Result<bool, Error> {
     Ok(clean)
 }
 
-fn print_table(
-    gpu: &GpuContext,
-    rows: &[Row],
-    latency: Option<&(
-        GpuStressReport,
-        perdix_transport::telemetry::LatencyHistogram,
-    )>,
-) {
+fn print_table(gpu: &GpuContext, rows: &[Row], latency: Option<&Latency>) {
     println!(
         "backend cuda (GPU producer kernels -> CPU consumer threads) on {} (sm_{}{}, {} SMs)",
         gpu.name(),
@@ -356,14 +347,7 @@ fn print_table(
     }
 }
 
-fn print_json(
-    gpu: &GpuContext,
-    rows: &[Row],
-    latency: Option<&(
-        GpuStressReport,
-        perdix_transport::telemetry::LatencyHistogram,
-    )>,
-) {
+fn print_json(gpu: &GpuContext, rows: &[Row], latency: Option<&Latency>) {
     let rows_json: Vec<String> = rows
         .iter()
         .map(|row| {

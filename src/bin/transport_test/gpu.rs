@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use perdix_transport::cuda::stress::{self, GpuStress, GpuStressReport, StressKernel};
-use perdix_transport::cuda::{clock, GpuContext, GpuKernel, GpuMemory, GpuProducer, STRESS_CU};
+use perdix_transport::cuda::stress::{self, GpuStress, GpuStressReport};
+use perdix_transport::cuda::{clock, GpuContext, GpuKernel, GpuMemory, GpuProducer};
 use perdix_transport::{Error, Policy};
 
 use super::{check, timed, Args, Outcome};
@@ -111,19 +111,7 @@ fn stress_run(gpu: &GpuContext, args: &Args) -> Result<String, String> {
 }
 
 fn latency(gpu: &GpuContext, args: &Args) -> Result<String, String> {
-    let config = GpuStress {
-        grid: 1,
-        block: 1,
-        capacity: 4096,
-        rings: 1,
-        consumers: 1,
-        size: 32,
-        duration: Duration::from_secs(1),
-        latency_every: 1,
-        interval_ns: 10_000,
-        kernel: StressKernel::Warp,
-        ..GpuStress::default()
-    };
+    let config = GpuStress::light_load_latency(Duration::from_secs(1));
     let report = stress::run(gpu, &config).map_err(err)?;
     clean(&report)?;
     let s = report.latency.summary();
@@ -168,16 +156,9 @@ fn backpressure(gpu: &GpuContext) -> Result<String, String> {
     let c = report.counters;
     // Dropping the consumer ends a kernel blocked on a full ring.
     let (mut producer, consumer) = GpuProducer::new(gpu, 1024).map_err(err)?;
-    let kernel = GpuKernel::from_source(STRESS_CU, "perdix_stress")
-        .name("stress.cu")
+    let kernel = stress::free_running_kernel(64, 0)
         .grid(gpu.multiprocessors())
-        .block(256)
-        .arg(u64::MAX)
-        .arg(64u32)
-        .arg(0u32)
-        .arg(0u64)
-        .arg(0u64)
-        .arg(0u64);
+        .block(256);
     producer.launch(&kernel).map_err(err)?;
     std::thread::sleep(Duration::from_millis(100));
     let blocked = !producer.is_idle().map_err(err)?;
