@@ -479,7 +479,7 @@ fn check<M: StressMessage>(state: &mut Shard, msg: &M) {
         return;
     }
     // GPU thread ids repeat on every device: track each (ring, thread) stream.
-    let stream = stream_of(msg.ring(), msg.producer());
+    let stream = stress::stream(msg.ring(), msg.producer());
     state
         .verifier
         .check_stream(stream, msg.producer(), msg.payload());
@@ -489,12 +489,6 @@ fn check<M: StressMessage>(state: &mut Shard, msg: &M) {
         state.latency.record(ns);
         state.latency_window.record(ns);
     }
-}
-
-/// The verifier's stream of producer `producer` on ring `ring` (producer ids are below 2^16:
-/// a GPU stress grid has 132 x 256 threads; CPU producers are numbered from 0).
-fn stream_of(ring: u32, producer: u32) -> u32 {
-    ring << 16 | (producer & 0xFFFF)
 }
 
 /// Messages and bytes verified so far, over every shard.
@@ -603,7 +597,7 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
     };
     // Each shard checked the rings `r % shards == index`: it closes against their producers.
     // Per-producer counts come from CPU producers only, and CPU stress producer `p` writes ring
-    // `p` (the example starts them first, in order), so its stream is `stream_of(p, p)`.
+    // `p` (the example starts them first, in order), so its stream is `stress::stream(p, p)`.
     let mask = run.shards.len() - 1;
     let (mut report, mut foreign, mut latency) =
         (VerifyReport::default(), 0, LatencyHistogram::new());
@@ -613,7 +607,7 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         for (p, &n) in sent.iter().enumerate() {
             let p = u32::try_from(p).unwrap_or(u32::MAX);
             if p as usize & mask == index {
-                let stream = stream_of(p, p) as usize;
+                let stream = stress::stream(p, p) as usize;
                 if mine.len() <= stream {
                     mine.resize(stream + 1, 0);
                 }

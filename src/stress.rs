@@ -98,6 +98,21 @@ pub fn fill(buf: &mut [u8], producer: u32, seq: u64) -> usize {
     buf.len()
 }
 
+/// The verifier stream of producer `producer` on ring `ring`, for
+/// [`Verifier::check_stream`]: `ring << 16 | producer`. Producer ids must be below 2^16 (a GPU
+/// stress grid has 132 × 256 threads; CPU producers count from 0).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(perdix_transport::stress::stream(2, 7), 0x2_0007);
+/// ```
+#[must_use]
+#[inline]
+pub const fn stream(ring: u32, producer: u32) -> u32 {
+    ring << 16 | (producer & 0xFFFF)
+}
+
 /// Everything a verification run found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VerifyReport {
@@ -189,19 +204,19 @@ impl Verifier {
     }
 
     /// Checks one message from `producer`, tracking its sequence under `stream`: for producers
-    /// whose ids repeat across sources (every GPU numbers its threads from 0), e.g. `stream =
-    /// ring << 16 | producer`. [`finish`](Self::finish)'s `sent` is indexed by stream.
+    /// whose ids repeat across sources (every GPU numbers its threads from 0), e.g.
+    /// [`stream(ring, producer)`](stream). [`finish`](Self::finish)'s `sent` is indexed by stream.
     ///
     /// # Examples
     ///
     /// ```
-    /// use perdix_transport::stress::{fill, Verifier};
+    /// use perdix_transport::stress::{fill, stream, Verifier};
     ///
     /// let mut verifier = Verifier::new(true);
     /// let mut buf = [0u8; 32];
     /// for ring in 0..2u32 {
     ///     fill(&mut buf, 7, 0); // producer 7 of each ring sends its message 0
-    ///     verifier.check_stream(ring << 16 | 7, 7, &buf);
+    ///     verifier.check_stream(stream(ring, 7), 7, &buf);
     /// }
     /// assert_eq!(verifier.report().duplicates, 0);
     /// ```

@@ -636,7 +636,7 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
         let raw = app.world().resource::<Messages<PerdixMessage>>();
         for msg in cursor.read(raw) {
             // Thread ids repeat on every device entry: one stream per (ring, thread).
-            let stream = msg.ring() << 16 | msg.producer();
+            let stream = perdix_transport::stress::stream(msg.ring(), msg.producer());
             verifier.check_stream(stream, msg.producer(), msg.payload());
         }
         if !phase_stop && verifier.report().messages >= 10_000_000 {

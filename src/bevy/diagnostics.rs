@@ -157,10 +157,16 @@ pub(crate) fn measure(
 pub(crate) fn register_devices(
     ring: Option<Res<PerdixRing>>,
     store: Option<ResMut<DiagnosticsStore>>,
+    mut seen_rings: Local<usize>,
 ) {
     let (Some(ring), Some(mut store)) = (ring, store) else {
         return;
     };
+    // Devices only appear with new rings: nothing to do in the frames between.
+    if ring.rings() == *seen_rings {
+        return;
+    }
+    *seen_rings = ring.rings();
     for totals in ring.device_totals() {
         let msgs = PerdixDiagnostics::device_msgs_per_sec(totals.device);
         if store.get(&msgs).is_none() {

@@ -295,19 +295,24 @@ impl PerdixRing {
         self.lanes.iter().map(Lane::queued).sum()
     }
 
-    /// Cumulative drain counts.
+    /// Cumulative drain counts (messages and bytes are the rings' own counts, summed).
     #[must_use]
     pub fn stats(&self) -> DrainStats {
-        self.stats
+        DrainStats {
+            messages: self.lanes.iter().map(|lane| lane.messages).sum(),
+            bytes: self.lanes.iter().map(|lane| lane.bytes).sum(),
+            ..self.stats
+        }
     }
 
     /// Totals over every ring now (for [`Telemetry`]).
     #[must_use]
     pub fn totals(&self) -> Totals {
+        let stats = self.stats();
         let mut totals = Totals {
-            messages: self.stats.messages,
-            bytes: self.stats.bytes,
-            unrouted: self.stats.unrouted,
+            messages: stats.messages,
+            bytes: stats.bytes,
+            unrouted: stats.unrouted,
             ..Totals::default()
         };
         for lane in &self.lanes {
@@ -465,8 +470,6 @@ impl PerdixRing {
         for ns in &taken.latencies {
             self.window.record(*ns);
         }
-        self.stats.messages += taken.count as u64;
-        self.stats.bytes += taken.bytes;
         self.frame_messages += taken.count as u64;
         self.busy = taken.count >= PARALLEL_MIN;
         if taken.count >= max {
@@ -499,7 +502,6 @@ impl PerdixRing {
 #[derive(Debug, Default)]
 struct Taken {
     count: usize,
-    bytes: u64,
     /// Sampled latencies (drain clock minus stamp), in ns.
     latencies: Vec<u64>,
 }
@@ -507,12 +509,12 @@ struct Taken {
 impl Taken {
     fn merge(&mut self, other: Self) {
         self.count += other.count;
-        self.bytes += other.bytes;
         self.latencies.extend(other.latencies);
     }
 }
 
-/// Up to `max` messages of ring `idx` into `sink`, counted (and latency-sampled) in `taken`.
+/// Up to `max` messages of ring `idx` into `sink`, counted in `taken` (and latency-sampled)
+/// and in the lane's own totals.
 fn take_lane<F>(lane: &mut Lane, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
 where
     F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
@@ -534,7 +536,6 @@ where
         }
         sink(idx, msg, prebuilt);
     });
-    taken.bytes += bytes;
     lane.latency_tick = tick;
     lane.messages += (taken.count - before) as u64;
     lane.bytes += bytes;
