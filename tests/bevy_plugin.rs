@@ -608,10 +608,14 @@ fn stress_producers_verify_clean_in_thread_drain() {
 /// word checked per (ring, thread) stream; the per-device totals add up.
 #[cfg(feature = "cuda")]
 fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
-    let entries = match &devices {
-        perdix_transport::cuda::GpuDevices::List(list) => list.len(),
-        perdix_transport::cuda::GpuDevices::All => 1,
+    let ordinals: Vec<usize> = match &devices {
+        perdix_transport::cuda::GpuDevices::List(list) => list.clone(),
+        perdix_transport::cuda::GpuDevices::All => {
+            let count = perdix_transport::cuda::device_count();
+            (0..count.unwrap_or_else(|err| panic!("device count: {err}"))).collect()
+        }
     };
+    let entries = ordinals.len();
     let mut app = App::new();
     app.add_plugins(PerdixPlugin::default().capacity(65_536).devices(devices))
         .add_perdix_raw(StressProducers::KIND);
@@ -653,11 +657,28 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
     assert_eq!(report.messages, stress.total_sent());
     let ring = app.world().resource::<PerdixRing>();
     assert_eq!(ring.rings(), entries);
+    // One total per distinct device, in ordinal order, each with its entries' rings.
+    let mut distinct = ordinals.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
     let per_device = ring.device_totals();
-    assert_eq!(per_device.len(), 1, "{per_device:?}");
-    assert_eq!((per_device[0].device, per_device[0].rings), (0, entries));
-    assert_eq!(per_device[0].messages, report.messages);
-    assert!((0..entries).all(|r| ring.ring_device(r) == Some(0)));
+    let seen: Vec<(usize, usize)> = per_device
+        .iter()
+        .map(|d| (d.device as usize, d.rings))
+        .collect();
+    let expected: Vec<(usize, usize)> = distinct
+        .iter()
+        .map(|&d| (d, ordinals.iter().filter(|&&o| o == d).count()))
+        .collect();
+    assert_eq!(seen, expected, "{per_device:?}");
+    let total: u64 = per_device.iter().map(|d| d.messages).sum();
+    assert_eq!(total, report.messages);
+    if distinct.len() > 1 {
+        assert!(per_device.iter().all(|d| d.messages > 0), "{per_device:?}");
+    }
+    assert!((0..entries).all(|r| ring
+        .ring_device(r)
+        .is_some_and(|d| distinct.contains(&(d as usize)))));
 }
 
 #[test]
@@ -673,4 +694,12 @@ fn gpu_stress_producers_verify_clean() {
 fn gpu_stress_on_two_entries_of_one_device_verify_clean() {
     // Two producer sets on GPU 0: the multi-device paths without a second GPU.
     gpu_stress(perdix_transport::cuda::GpuDevices::List(vec![0, 0]));
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+#[cfg(feature = "cuda")]
+fn gpu_stress_on_every_device_verify_clean() {
+    // Every GPU of the machine (the plugin's default device set): one ring each, one total each.
+    gpu_stress(perdix_transport::cuda::GpuDevices::All);
 }

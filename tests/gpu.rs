@@ -268,21 +268,23 @@ fn consumer_group_reads_several_rings() {
     assert_eq!(group.drain_checked(64, |_| {}), Err(Error::Disconnected));
 }
 
-/// A producer set on `devices`: every entry's rings carry exactly its kernel's messages, and
-/// every consumer and message names device 0.
-fn producer_set_on(devices: GpuDevices, entries: usize) {
+/// A producer set on `devices` (whose entries are the GPUs `ordinals`): every entry's rings carry
+/// exactly its kernel's messages, and every consumer and message names its entry's device.
+fn producer_set_on(devices: GpuDevices, ordinals: &[usize]) {
+    let entries = ordinals.len();
     let (mut set, rings) =
         GpuProducerSet::build(&devices, |b| b.capacity(1024).rings(2)).expect("producer set");
     assert_eq!((set.len(), rings.len()), (entries, entries));
     set.launch(&fields_kernel(8, 1)).expect("launch");
     let counters = set.finish().expect("finish");
     assert_eq!(counters.len(), entries);
-    for (consumers, counters) in rings.into_iter().zip(&counters) {
+    for ((consumers, counters), &ordinal) in rings.into_iter().zip(&counters).zip(ordinals) {
+        let ordinal = u32::try_from(ordinal).expect("ordinal");
         let mut seen = 0u64;
         for mut consumer in consumers {
-            assert_eq!(consumer.device(), Some(0));
+            assert_eq!(consumer.device(), Some(ordinal));
             while let Ok(Some(msg)) = consumer.try_consume_checked() {
-                assert_eq!(msg.device(), Some(0));
+                assert_eq!(msg.device(), Some(ordinal));
                 seen += 1;
             }
             assert_eq!(
@@ -301,7 +303,7 @@ fn producer_set_on_one_device() {
     if gpu().is_none() {
         return;
     }
-    producer_set_on(GpuDevices::one(0), 1);
+    producer_set_on(GpuDevices::one(0), &[0]);
 }
 
 #[test]
@@ -310,7 +312,19 @@ fn producer_set_twice_on_one_device_keeps_entries_apart() {
     if gpu().is_none() {
         return;
     }
-    producer_set_on(GpuDevices::List(vec![0, 0]), 2);
+    producer_set_on(GpuDevices::List(vec![0, 0]), &[0, 0]);
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn producer_set_on_every_device() {
+    // One entry per GPU of the machine (one on a one-GPU machine, each its own device on more).
+    if gpu().is_none() {
+        return;
+    }
+    let count = perdix_transport::cuda::device_count().expect("device count");
+    let ordinals: Vec<usize> = (0..count).collect();
+    producer_set_on(GpuDevices::All, &ordinals);
 }
 
 #[test]
@@ -320,6 +334,21 @@ fn stress_on_two_entries_of_one_device_is_clean() {
     let config = small(StressKernel::Warp, GpuMemory::Pinned, Policy::Block);
     let reports = stress::run_devices(&[gpu.clone(), gpu], &config).expect("stress");
     assert_eq!(reports.len(), 2);
+    for report in &reports {
+        assert_clean(report);
+    }
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn stress_on_every_device_is_clean() {
+    if gpu().is_none() {
+        return;
+    }
+    let gpus = GpuDevices::All.open().expect("open every device");
+    let config = small(StressKernel::Warp, GpuMemory::Pinned, Policy::Block);
+    let reports = stress::run_devices(&gpus, &config).expect("stress");
+    assert_eq!(reports.len(), gpus.len());
     for report in &reports {
         assert_clean(report);
     }
