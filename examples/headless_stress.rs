@@ -682,7 +682,7 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
             lat.count
         ),
         format!(
-            "  frames     {} frames, frame time p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms; most messages in a frame {}; frames over budget {}",
+            "  frames     {} frames, frame time p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms; most messages in a frame {}; frames that used the whole budget {}",
             stats.frames,
             frames.p50_ns as f64 / 1e6,
             frames.p99_ns as f64 / 1e6,

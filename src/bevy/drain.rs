@@ -14,11 +14,13 @@ use crossbeam_utils::Backoff;
 
 use super::plugin::DrainMode;
 use super::producers::{Device, ProducerBackend};
+use super::route::{RouteShare, RouteTable, Stage};
 use crate::layout::{SlotHeader, PAYLOAD_MAX};
 use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
 use crate::{clock, Backend, Buffer, Consumer, Error, Message, Monitor, Policy, Producer};
 
-/// Messages per batch a drain thread hands over (at most; less when the ring runs dry).
+/// Messages per batch a drain thread hands over (at most; less when the ring runs dry, and
+/// never more than the frame budget).
 const BATCH_MAX: usize = 4096;
 /// Batches a drain thread may have handed over and not yet had back.
 const BATCH_DEPTH: usize = 16;
@@ -129,10 +131,12 @@ pub struct PerdixRing {
     backend: Option<ProducerBackend>,
     /// The GPUs producers run on, when they do (one entry per device of the plugin's choice).
     devices: Vec<Device>,
+    /// The routing table drain threads stage by ([`DrainMode::Thread`] with routing on).
+    routes: Option<Arc<RouteShare>>,
 }
 
 impl PerdixRing {
-    pub(crate) fn new(config: RingConfig) -> Self {
+    pub(crate) fn new(config: RingConfig, routes: Option<Arc<RouteShare>>) -> Self {
         Self {
             config,
             lanes: Vec::new(),
@@ -144,6 +148,7 @@ impl PerdixRing {
             busy: false,
             backend: None,
             devices: Vec::new(),
+            routes,
         }
     }
 
@@ -211,9 +216,15 @@ impl PerdixRing {
         let monitor = consumer.monitor();
         let source = match self.config.drain {
             DrainMode::System => Source::Direct(consumer),
-            DrainMode::Thread => {
-                Source::Thread(DrainThread::spawn(name, self.lanes.len(), consumer))
-            }
+            DrainMode::Thread => Source::Thread(DrainThread::spawn(
+                name,
+                Worker::new(
+                    self.lanes.len(),
+                    consumer,
+                    self.routes.clone(),
+                    self.config.budget,
+                ),
+            )),
         };
         tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
         self.lanes.push(Lane {
@@ -221,7 +232,7 @@ impl PerdixRing {
             monitor,
             source,
             finished: false,
-            latency_tick: 0,
+            sampler: Sampler::default(),
             device,
             messages: 0,
             bytes: 0,
@@ -279,8 +290,9 @@ impl PerdixRing {
     /// each, oldest first within each ring; returns how many. They count in
     /// [`stats`](Self::stats) and the diagnostics but are not routed.
     ///
-    /// In [`DrainMode::Thread`] the views are of the batch the drain thread copied; in
-    /// [`DrainMode::System`] they borrow the ring's slots.
+    /// In [`DrainMode::System`] the views borrow the ring's slots. In [`DrainMode::Thread`] they
+    /// are of the batches the drain threads copied; with routing on, those threads already
+    /// staged the registered kinds for the drain system, so only the raw ones come here.
     pub fn drain_with<F>(&mut self, max: usize, mut f: F) -> usize
     where
         F: FnMut(Message<'_>),
@@ -484,6 +496,54 @@ impl PerdixRing {
         taken.count
     }
 
+    /// [`DrainMode::Thread`]: up to `max` messages in whole batches the drain threads staged,
+    /// into `out` as (ring index, batch); one batch per ring in turn from the rotating start, so
+    /// rings share the budget. Hand the emptied batches back with
+    /// [`give_back`](Self::give_back).
+    pub(crate) fn take_batches(&mut self, max: usize, out: &mut Vec<(usize, Batch)>) -> usize {
+        let count = self.lanes.len();
+        if count == 0 || max == 0 {
+            return 0;
+        }
+        let start = self.cursor % count;
+        let mut taken = Taken::default();
+        let mut more = true;
+        while more {
+            more = false;
+            for k in 0..count {
+                let idx = (start + k) % count;
+                let lane = &mut self.lanes[idx];
+                let Source::Thread(thread) = &mut lane.source else {
+                    continue;
+                };
+                if let Some(batch) = thread.take_batch(max - taken.count) {
+                    taken.count += batch.count;
+                    taken.latencies.extend_from_slice(&batch.latencies);
+                    lane.messages += batch.count as u64;
+                    lane.bytes += batch.bytes;
+                    out.push((idx, batch));
+                    more = true;
+                }
+                lane.finished = thread.is_done();
+            }
+        }
+        self.close_drain(max, start, taken)
+    }
+
+    /// Returns batches taken by [`take_batches`](Self::take_batches) (now flushed) to their
+    /// drain threads.
+    pub(crate) fn give_back(&mut self, batches: &mut Vec<(usize, Batch)>) {
+        for (idx, batch) in batches.drain(..) {
+            if let Some(Lane {
+                source: Source::Thread(thread),
+                ..
+            }) = self.lanes.get_mut(idx)
+            {
+                thread.recycle(batch);
+            }
+        }
+    }
+
     /// Adds the routing counts of a frame.
     pub(crate) fn count_routing(&mut self, unrouted: u64, malformed: u64) {
         self.stats.unrouted += unrouted;
@@ -522,23 +582,36 @@ where
     if max == 0 {
         return;
     }
-    let mut tick = lane.latency_tick;
+    let mut sampler = lane.sampler;
     let before = taken.count;
     let (mut bytes, latencies) = (0u64, &mut taken.latencies);
     taken.count += lane.drain(max, |msg, prebuilt| {
         bytes += msg.len() as u64;
-        let stamp = msg.stamp_ns();
-        if stamp != 0 {
-            tick += 1;
-            if tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
-                latencies.push(clock::now_ns().saturating_sub(stamp));
-            }
-        }
+        sampler.sample(msg.stamp_ns(), latencies);
         sink(idx, msg, prebuilt);
     });
-    lane.latency_tick = tick;
+    lane.sampler = sampler;
     lane.messages += (taken.count - before) as u64;
     lane.bytes += bytes;
+}
+
+/// Samples drain latency on one stamped message in [`LATENCY_SAMPLE_EVERY`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Sampler {
+    /// Stamped messages seen.
+    tick: u64,
+}
+
+impl Sampler {
+    #[inline]
+    fn sample(&mut self, stamp_ns: u64, latencies: &mut Vec<u64>) {
+        if stamp_ns != 0 {
+            self.tick += 1;
+            if self.tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
+                latencies.push(clock::now_ns().saturating_sub(stamp_ns));
+            }
+        }
+    }
 }
 
 /// One ring and how it is drained.
@@ -549,8 +622,8 @@ struct Lane {
     source: Source,
     /// The producer is gone and every message was taken (or the ring broke).
     finished: bool,
-    /// Stamped messages seen (one in [`LATENCY_SAMPLE_EVERY`] is sampled).
-    latency_tick: u64,
+    /// Drain latency sampling.
+    sampler: Sampler,
     /// The CUDA device that writes this ring, if any.
     device: Option<u32>,
     /// Messages and payload bytes taken from this ring so far.
@@ -588,10 +661,8 @@ impl Lane {
                 }
             },
             Source::Thread(thread) => {
-                let (count, done) = thread.take(max, &mut f);
-                if done {
-                    self.finished = true;
-                }
+                let count = thread.take_raw(max, &mut f);
+                self.finished = thread.is_done();
                 count
             }
         }
@@ -610,42 +681,69 @@ impl Lane {
     }
 }
 
-/// Messages a drain thread copied out of its ring, already in their ECS form (the drain system
-/// then moves each with one copy, or reads a typed payload out of it).
+/// Messages a drain thread took out of its ring, staged by kind (registered types decoded, the
+/// rest as [`PerdixMessage`]), with the counts the drain keeps.
 #[derive(Debug, Default)]
-struct Batch {
-    msgs: Vec<PerdixMessage>,
+pub(crate) struct Batch {
+    stage: Stage,
+    /// Messages in the batch.
+    count: usize,
+    /// Their payload bytes.
+    bytes: u64,
+    /// Sampled drain latencies (ns).
+    latencies: Vec<u64>,
+    /// Raw messages already given to [`PerdixRing::drain_with`], and their bytes.
+    raw_taken: usize,
+    raw_taken_bytes: u64,
 }
 
 impl Batch {
-    fn with_capacity(messages: usize) -> Self {
-        Self {
-            msgs: Vec::with_capacity(messages),
-        }
+    pub(crate) fn stage_mut(&mut self) -> &mut Stage {
+        &mut self.stage
     }
 
-    fn len(&self) -> usize {
-        self.msgs.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
+    /// Messages not yet taken.
+    fn left(&self) -> usize {
+        self.count - self.raw_taken
     }
 
     fn clear(&mut self) {
-        self.msgs.clear();
+        self.stage.clear();
+        self.latencies.clear();
+        (self.count, self.bytes, self.raw_taken, self.raw_taken_bytes) = (0, 0, 0, 0);
+    }
+
+    /// Takes `msg` of ring `ring` into the batch by the routes of `table` (everything raw
+    /// without one).
+    #[inline]
+    fn push(
+        &mut self,
+        table: Option<&RouteTable>,
+        ring: usize,
+        msg: &Message<'_>,
+        sampler: &mut Sampler,
+    ) {
+        self.count += 1;
+        self.bytes += msg.len() as u64;
+        sampler.sample(msg.stamp_ns(), &mut self.latencies);
+        match table {
+            Some(table) => self.stage.route_by(table, ring, msg),
+            None => self.stage.raw.push(PerdixMessage::new(ring, msg)),
+        }
     }
 }
 
-/// A consumer thread that keeps its ring empty and hands batches to the drain system.
+/// A consumer thread that keeps its ring empty and hands staged batches to the drain system.
 #[derive(Debug)]
 struct DrainThread {
     /// Full batches from the thread (a `Mutex` only to make the resource `Sync`: one locker).
     full: Mutex<Receiver<Batch>>,
     /// Empty batches back to the thread, for reuse.
     free: SyncSender<Batch>,
-    /// A batch partly taken by the previous frame, and how far.
-    pending: Option<(Batch, usize)>,
+    /// The oldest handed-over batch, when [`PerdixRing::drain_with`] took part of it.
+    pending: Option<Batch>,
+    /// The thread is gone and every batch it sent was received.
+    closed: bool,
     /// Messages handed over and not yet taken.
     queued: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -653,19 +751,12 @@ struct DrainThread {
 }
 
 impl DrainThread {
-    fn spawn(name: &str, ring: usize, consumer: Consumer) -> Self {
+    fn spawn(name: &str, mut worker: Worker) -> Self {
         let (full_tx, full_rx) = mpsc::sync_channel(BATCH_DEPTH);
         let (free_tx, free_rx) = mpsc::sync_channel(BATCH_DEPTH + 2);
-        let queued = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
-            ring,
-            consumer,
-            full: full_tx,
-            free: free_rx,
-            queued: Arc::clone(&queued),
-            stop: Arc::clone(&stop),
-        };
+        let queued = Arc::clone(&worker.queued);
+        let stop = Arc::clone(&worker.stop);
+        (worker.full, worker.free) = (Some(full_tx), Some(free_rx));
         let handle = thread::Builder::new()
             .name(format!("perdix-drain-{name}"))
             .spawn(move || worker.run());
@@ -681,50 +772,87 @@ impl DrainThread {
             full: Mutex::new(full_rx),
             free: free_tx,
             pending: None,
+            closed: false,
             queued,
             stop,
             handle,
         }
     }
 
-    /// Up to `max` messages from the handed-over batches; `true` once the thread is done and
-    /// everything it handed over was taken.
-    fn take<F>(&mut self, max: usize, f: &mut F) -> (usize, bool)
+    /// The oldest batch not yet taken, if the thread handed one over.
+    fn next_batch(&mut self) -> Option<&mut Batch> {
+        if self.pending.is_none() && !self.closed {
+            let receiver = self.full.get_mut().unwrap_or_else(PoisonError::into_inner);
+            match receiver.try_recv() {
+                Ok(batch) => self.pending = Some(batch),
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => self.closed = true,
+            }
+        }
+        self.pending.as_mut()
+    }
+
+    /// Takes the next batch whole if it holds at most `room` messages.
+    fn take_batch(&mut self, room: usize) -> Option<Batch> {
+        let left = self.next_batch()?.left();
+        if left > room {
+            return None;
+        }
+        self.queued.fetch_sub(left as u64, Ordering::Relaxed);
+        let mut batch = self.pending.take()?;
+        // What `drain_with` already took is not the drain system's.
+        batch.stage.raw.drain(..batch.raw_taken);
+        batch.count -= batch.raw_taken;
+        batch.bytes -= batch.raw_taken_bytes;
+        (batch.raw_taken, batch.raw_taken_bytes) = (0, 0);
+        Some(batch)
+    }
+
+    /// Returns an emptied batch to the thread for reuse.
+    fn recycle(&mut self, mut batch: Batch) {
+        batch.clear();
+        // A full free queue only means the thread has spares: drop this one.
+        let _ = self.free.try_send(batch);
+    }
+
+    /// Up to `max` raw messages of the handed-over batches, for [`PerdixRing::drain_with`];
+    /// stops at a batch that still holds staged typed messages (the drain system takes those).
+    fn take_raw<F>(&mut self, max: usize, f: &mut F) -> usize
     where
         F: FnMut(Message<'_>, Option<&PerdixMessage>),
     {
         let mut count = 0;
-        let receiver = self.full.get_mut().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some((batch, at)) = &mut self.pending {
-                let end = batch.len().min(*at + (max - count));
-                for msg in batch.msgs.get(*at..end).unwrap_or_default() {
-                    f(msg.view(), Some(msg));
-                }
-                count += end - *at;
-                *at = end;
-                if *at == batch.len() {
-                    if let Some((mut batch, _)) = self.pending.take() {
-                        batch.clear();
-                        // A full free queue only means the thread has spares: drop this one.
-                        let _ = self.free.try_send(batch);
-                    }
-                }
-                if count == max {
-                    break;
-                }
+        while count < max {
+            let Some(batch) = self.next_batch() else {
+                break;
+            };
+            let end = batch.stage.raw.len().min(batch.raw_taken + (max - count));
+            for msg in batch
+                .stage
+                .raw
+                .get(batch.raw_taken..end)
+                .unwrap_or_default()
+            {
+                batch.raw_taken_bytes += u64::from(msg.len);
+                f(msg.view(), Some(msg));
             }
-            match receiver.try_recv() {
-                Ok(batch) => self.pending = Some((batch, 0)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    self.queued.fetch_sub(count as u64, Ordering::Relaxed);
-                    return (count, self.pending.is_none());
-                }
+            count += end - batch.raw_taken;
+            batch.raw_taken = end;
+            if batch.left() > 0 {
+                // Raw messages left (the budget ran out), or typed ones for the drain system.
+                break;
+            }
+            if let Some(batch) = self.pending.take() {
+                self.recycle(batch);
             }
         }
         self.queued.fetch_sub(count as u64, Ordering::Relaxed);
-        (count, false)
+        count
+    }
+
+    /// The thread is gone and everything it handed over was taken.
+    fn is_done(&self) -> bool {
+        self.closed && self.pending.is_none()
     }
 }
 
@@ -741,36 +869,64 @@ impl Drop for DrainThread {
 
 /// The drain thread's side.
 struct Worker {
-    /// Index of its ring in the resource (for [`PerdixMessage::ring`]).
+    /// Index of its ring in the resource (for [`PerdixMessage::ring`] and envelopes).
     ring: usize,
     consumer: Consumer,
-    full: SyncSender<Batch>,
-    free: Receiver<Batch>,
+    /// The plugin's routing table; `None` stages everything raw (routing off).
+    routes: Option<Arc<RouteShare>>,
+    /// Messages per batch (at most).
+    batch_max: usize,
+    full: Option<SyncSender<Batch>>,
+    free: Option<Receiver<Batch>>,
     queued: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
 impl Worker {
-    fn run(self) {
-        let Self {
+    fn new(
+        ring: usize,
+        consumer: Consumer,
+        routes: Option<Arc<RouteShare>>,
+        budget: usize,
+    ) -> Self {
+        Self {
             ring,
-            mut consumer,
-            full,
-            free,
-            queued,
-            stop,
-        } = self;
+            consumer,
+            routes,
+            // A batch is taken whole, so it must fit a frame's budget.
+            batch_max: BATCH_MAX.min(budget).max(1),
+            full: None,
+            free: None,
+            queued: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn run(mut self) {
+        let (Some(full), Some(free)) = (self.full.take(), self.free.take()) else {
+            return;
+        };
         let backoff = Backoff::new();
-        let mut batch = Batch::with_capacity(BATCH_MAX);
+        let mut sampler = Sampler::default();
+        let mut table = self.routes.as_ref().map(|share| share.load());
+        let mut batch = Batch::default();
         let mut done = false;
         loop {
-            if stop.load(Ordering::Relaxed) {
+            if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let room = BATCH_MAX - batch.len();
+            if let (Some(share), Some((generation, current))) = (&self.routes, &mut table) {
+                if share.generation() != *generation {
+                    (*generation, *current) = share.load();
+                }
+                batch.stage.prepare(current);
+            }
+            let tables = table.as_ref().map(|(_, table)| &**table);
+            let room = self.batch_max - batch.count;
             if room > 0 && !done {
-                match consumer.drain_checked(room, |msg| {
-                    batch.msgs.push(PerdixMessage::new(ring, &msg));
+                let ring = self.ring;
+                match self.consumer.drain_checked(room, |msg| {
+                    batch.push(tables, ring, &msg, &mut sampler);
                 }) {
                     Ok(_) => {}
                     Err(Error::Disconnected) => done = true,
@@ -780,7 +936,7 @@ impl Worker {
                     }
                 }
             }
-            if batch.is_empty() {
+            if batch.count == 0 {
                 if done {
                     return;
                 }
@@ -791,20 +947,18 @@ impl Worker {
                 }
                 continue;
             }
-            let len = batch.len() as u64;
-            queued.fetch_add(len, Ordering::Relaxed);
+            let len = batch.count as u64;
+            self.queued.fetch_add(len, Ordering::Relaxed);
             match full.try_send(batch) {
                 Ok(()) => {
                     backoff.reset();
-                    batch = free
-                        .try_recv()
-                        .unwrap_or_else(|_| Batch::with_capacity(BATCH_MAX));
+                    batch = free.try_recv().unwrap_or_default();
                 }
                 Err(TrySendError::Full(back)) => {
-                    queued.fetch_sub(len, Ordering::Relaxed);
+                    self.queued.fetch_sub(len, Ordering::Relaxed);
                     batch = back;
                     // Keep filling while there is room; wait only with a full batch.
-                    if batch.len() == BATCH_MAX || done {
+                    if batch.count == self.batch_max || done {
                         backoff.snooze();
                     }
                 }

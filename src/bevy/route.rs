@@ -1,14 +1,18 @@
 //! Routing by kind into ECS messages: the kind table, per-ring staging (filled in parallel, one
-//! task per ring), and the flush into `Messages<T>` in ring order.
+//! task per ring, or continuously by drain threads), and the flush into `Messages<T>` in ring
+//! order.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_ecs::message::{Message as BevyMessage, Messages};
 use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
-use super::drain::{PerdixMessage, PerdixRing};
+use super::drain::{Batch, PerdixMessage, PerdixRing};
 use super::envelope::Envelope;
+use super::plugin::DrainMode;
 use crate::Message;
 
 /// Raw kinds below this are looked up in a table, the rest in a map.
@@ -23,7 +27,7 @@ enum Route {
 }
 
 /// Kind → destination.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Lookup {
     table: Vec<Route>,
     map: HashMap<u32, Route>,
@@ -56,6 +60,7 @@ trait TypedRoute: Send + Sync {
     /// Stages `msg` from ring `ring`; `false` if its length is not the type's.
     fn accept(&mut self, ring: usize, msg: &Message<'_>) -> bool;
     fn flush(&mut self, world: &mut World);
+    fn clear(&mut self);
 }
 
 /// The staging buffer of one type on one ring, with the function that turns a slot into `M`.
@@ -86,6 +91,10 @@ impl<M: BevyMessage> TypedRoute for Staged<M> {
             }
             None => self.buf.clear(),
         }
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
     }
 }
 
@@ -132,18 +141,57 @@ fn make_envelope<T: bytemuck::Pod + Send + Sync>() -> Box<dyn TypedRoute> {
     })
 }
 
-/// One ring's share of a frame: staged typed and raw messages and its counts.
+/// One ring's share of a frame (or a drain thread's batch): staged typed and raw messages and
+/// its counts.
 #[derive(Default)]
-struct Stage {
+pub(crate) struct Stage {
     typed: Vec<Box<dyn TypedRoute>>,
-    raw: Vec<PerdixMessage>,
+    pub(crate) raw: Vec<PerdixMessage>,
     unrouted: u64,
     malformed: u64,
     /// The last kind looked up and its route: messages come in runs of one kind.
     last: Option<(u32, Route)>,
 }
 
+impl core::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stage")
+            .field("types", &self.typed.len())
+            .field("raw", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Stage {
+    /// Makes sure there is a buffer for every type of `table` (types are only ever added).
+    pub(crate) fn prepare(&mut self, table: &RouteTable) {
+        self.prepare_with(table.makers.len(), |t| (table.makers[t])());
+    }
+
+    /// Buffers for types `0..types` (`make(t)` makes type `t`'s).
+    fn prepare_with(&mut self, types: usize, make: impl Fn(usize) -> Box<dyn TypedRoute>) {
+        // A kind's route may have changed since the last use.
+        self.last = None;
+        while self.typed.len() < types {
+            self.typed.push(make(self.typed.len()));
+        }
+    }
+
+    /// Empties the stage, keeping its buffers.
+    pub(crate) fn clear(&mut self) {
+        for typed in &mut self.typed {
+            typed.clear();
+        }
+        self.raw.clear();
+        (self.unrouted, self.malformed, self.last) = (0, 0, None);
+    }
+
+    /// Stages `msg` of ring `ring` by the routes of `table`.
+    #[inline]
+    pub(crate) fn route_by(&mut self, table: &RouteTable, ring: usize, msg: &Message<'_>) {
+        self.route(&table.lookup, ring, msg, None);
+    }
+
     #[inline]
     fn route(
         &mut self,
@@ -184,6 +232,49 @@ impl Stage {
     }
 }
 
+/// What a drain thread needs to stage messages itself: the kind table and a way to make each
+/// registered type's buffer.
+#[derive(Default)]
+pub(crate) struct RouteTable {
+    lookup: Lookup,
+    makers: Vec<fn() -> Box<dyn TypedRoute>>,
+}
+
+/// The current [`RouteTable`], shared with the drain threads; they reload it when the
+/// generation moves (a kind registered after they started).
+#[derive(Default)]
+pub(crate) struct RouteShare {
+    generation: AtomicU64,
+    table: Mutex<Arc<RouteTable>>,
+}
+
+impl core::fmt::Debug for RouteShare {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RouteShare")
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteShare {
+    /// Changes with every registration (one relaxed load: a drain thread checks it per batch).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The generation and the table it names.
+    pub(crate) fn load(&self) -> (u64, Arc<RouteTable>) {
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        (self.generation(), Arc::clone(&table))
+    }
+
+    fn publish(&self, table: RouteTable) {
+        let mut current = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        *current = Arc::new(table);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// Kind → destination table, registered types, and one staging area per ring (reused every
 /// frame, never allocated per message).
 #[derive(Resource, Default)]
@@ -191,6 +282,9 @@ pub(crate) struct Routes {
     lookup: Lookup,
     kinds: Vec<TypedKind>,
     stages: Vec<Stage>,
+    /// Batches drain threads handed over, taken this frame (ring, batch).
+    handed: Vec<(usize, Batch)>,
+    share: Arc<RouteShare>,
     malformed_warned: bool,
 }
 
@@ -223,6 +317,15 @@ impl Routes {
             self.describe(old),
         );
         self.lookup.set(kind, route);
+        self.share.publish(RouteTable {
+            lookup: self.lookup.clone(),
+            makers: self.kinds.iter().map(|t| t.make).collect(),
+        });
+    }
+
+    /// The table drain threads stage by.
+    pub(crate) fn share(&self) -> Arc<RouteShare> {
+        Arc::clone(&self.share)
     }
 
     fn register(&mut self, kind: u32, name: &'static str, make: fn() -> Box<dyn TypedRoute>) {
@@ -259,12 +362,9 @@ impl Routes {
         if self.stages.len() < rings {
             self.stages.resize_with(rings, Stage::default);
         }
+        let kinds = &self.kinds;
         for stage in &mut self.stages {
-            // A kind's route may have changed since the last frame.
-            stage.last = None;
-            while stage.typed.len() < self.kinds.len() {
-                stage.typed.push((self.kinds[stage.typed.len()].make)());
-            }
+            stage.prepare_with(kinds.len(), |t| (kinds[t].make)());
         }
     }
 }
@@ -272,30 +372,27 @@ impl Routes {
 /// The drain system: up to the budget from the rings into ECS messages.
 ///
 /// Each ring is drained into its own stage (in parallel on Bevy's compute task pool when the
-/// rings are busy), then the stages are written into `Messages<T>` / `Messages<PerdixMessage>`
-/// in ring order, one batch per type and ring.
+/// rings are busy), or its drain thread has staged whole batches already; then the stages are
+/// written into `Messages<T>` / `Messages<PerdixMessage>` in ring order, one batch per type and
+/// stage.
 pub(crate) fn route_messages(world: &mut World) {
     world.try_resource_scope(|world, mut ring: Mut<PerdixRing>| {
         world.try_resource_scope(|world, mut routes: Mut<Routes>| {
-            route_frame(&mut ring, &mut routes);
             let routes = &mut *routes;
-            let (mut unrouted, mut malformed) = (0, 0);
-            let flushed = world.try_resource_scope(|_, mut raw: Mut<Messages<PerdixMessage>>| {
-                for stage in &mut routes.stages {
-                    raw.write_batch(stage.raw.drain(..));
+            match ring.config().drain {
+                DrainMode::System => route_frame(&mut ring, routes),
+                DrainMode::Thread => {
+                    let budget = ring.config().budget;
+                    ring.take_batches(budget, &mut routes.handed);
+                    // Ring order, each ring's batches oldest first (the sort is stable).
+                    routes.handed.sort_by_key(|(idx, _)| *idx);
                 }
-            });
-            for stage in &mut routes.stages {
-                if flushed.is_none() {
-                    // Only if someone removed the raw messages: drop them.
-                    stage.raw.clear();
-                }
-                for typed in &mut stage.typed {
-                    typed.flush(world);
-                }
-                unrouted += core::mem::take(&mut stage.unrouted);
-                malformed += core::mem::take(&mut stage.malformed);
             }
+            let Routes { stages, handed, .. } = routes;
+            let mut all: Vec<&mut Stage> = stages.iter_mut().collect();
+            all.extend(handed.iter_mut().map(|(_, batch)| batch.stage_mut()));
+            let (unrouted, malformed) = flush(world, &mut all);
+            ring.give_back(handed);
             ring.count_routing(unrouted, malformed);
             if malformed > 0 && !routes.malformed_warned {
                 routes.malformed_warned = true;
@@ -306,6 +403,29 @@ pub(crate) fn route_messages(world: &mut World) {
             }
         });
     });
+}
+
+/// Writes `stages` (in ring order) into ECS messages and empties them; returns the unrouted and
+/// malformed counts they held.
+fn flush(world: &mut World, stages: &mut [&mut Stage]) -> (u64, u64) {
+    let flushed = world.try_resource_scope(|_, mut raw: Mut<Messages<PerdixMessage>>| {
+        for stage in stages.iter_mut() {
+            raw.write_batch(stage.raw.drain(..));
+        }
+    });
+    let (mut unrouted, mut malformed) = (0, 0);
+    for stage in stages.iter_mut() {
+        if flushed.is_none() {
+            // Only if someone removed the raw messages: drop them.
+            stage.raw.clear();
+        }
+        for typed in &mut stage.typed {
+            typed.flush(world);
+        }
+        unrouted += core::mem::take(&mut stage.unrouted);
+        malformed += core::mem::take(&mut stage.malformed);
+    }
+    (unrouted, malformed)
 }
 
 fn route_frame(ring: &mut PerdixRing, routes: &mut Routes) {
