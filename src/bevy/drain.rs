@@ -401,7 +401,8 @@ impl PerdixRing {
             take_lane(&mut self.lanes[idx], idx, want, &mut f, &mut taken);
         }
         self.drain_rest(max, start, &mut taken, core::slice::from_mut(&mut f));
-        self.close_drain(max, start, taken)
+        let full = taken.count >= max;
+        self.close_drain(start, taken, full)
     }
 
     /// [`drain_serial`](Self::drain_serial) with one sink per ring (`sinks[i]` gets ring `i`'s
@@ -452,7 +453,8 @@ impl PerdixRing {
             }
         }
         self.drain_rest(max, start, &mut taken, sinks);
-        self.close_drain(max, start, taken)
+        let full = taken.count >= max;
+        self.close_drain(start, taken, full)
     }
 
     /// The second pass: what is left of the budget, ring by ring from `start`; ring `i` goes to
@@ -475,8 +477,9 @@ impl PerdixRing {
         }
     }
 
-    /// Folds a drain's counts into the stats and rotates the starting ring.
-    fn close_drain(&mut self, max: usize, start: usize, taken: Taken) -> usize {
+    /// Folds a drain's counts into the stats and rotates the starting ring; `full`: the budget
+    /// ran out (what is still waiting counts as deferred).
+    fn close_drain(&mut self, start: usize, taken: Taken, full: bool) -> usize {
         let count = self.lanes.len();
         self.cursor = (start + 1) % count;
         for ns in &taken.latencies {
@@ -484,7 +487,7 @@ impl PerdixRing {
         }
         self.frame_messages += taken.count as u64;
         self.busy = taken.count >= PARALLEL_MIN;
-        if taken.count >= max {
+        if full {
             let left: u64 = self.lanes.iter().map(Lane::backlog).sum();
             self.stats.deferred = left;
             if left > 0 {
@@ -507,7 +510,7 @@ impl PerdixRing {
         }
         let start = self.cursor % count;
         let mut taken = Taken::default();
-        let mut more = true;
+        let (mut more, mut full) = (true, false);
         while more {
             more = false;
             for k in 0..count {
@@ -516,18 +519,23 @@ impl PerdixRing {
                 let Source::Thread(thread) = &mut lane.source else {
                     continue;
                 };
-                if let Some(batch) = thread.take_batch(max - taken.count) {
+                let room = max - taken.count;
+                if let Some(batch) = thread.take_batch(room) {
                     taken.count += batch.count;
                     taken.latencies.extend_from_slice(&batch.latencies);
                     lane.messages += batch.count as u64;
                     lane.bytes += batch.bytes;
                     out.push((idx, batch));
                     more = true;
+                } else if thread.pending.is_some() {
+                    // A batch is waiting that does not fit what is left of the budget.
+                    full = true;
                 }
                 lane.finished = thread.is_done();
             }
         }
-        self.close_drain(max, start, taken)
+        let full = full || taken.count >= max;
+        self.close_drain(start, taken, full)
     }
 
     /// Returns batches taken by [`take_batches`](Self::take_batches) (now flushed) to their
