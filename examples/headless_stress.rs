@@ -44,8 +44,13 @@ struct Args {
     /// Backpressure policy: block or drop-newest.
     #[arg(long, default_value_t = Policy::Block)]
     policy: Policy,
-    /// Drain mode: system (in the frame) or thread (a consumer thread per ring).
-    #[arg(long, default_value_t = DrainMode::System)]
+    /// Drain mode: system (in the frame) or thread (a consumer thread per ring). Default: thread
+    /// when GPU producers run (faster there, docs/PERFORMANCE.md), system on the CPU fallback
+    /// (the drain threads would compete with the CPU producers for cores).
+    #[arg(long = "drain", value_name = "DRAIN")]
+    drain_flag: Option<DrainMode>,
+    /// The drain mode chosen (from `--drain` or the backend).
+    #[arg(skip)]
     drain: DrainMode,
     /// ECS message type the stress kind is delivered as: `envelope` (`Envelope<[u64; size/8]>`,
     /// the payload plus its header) or `raw` (`PerdixMessage`, a whole 256-byte slot).
@@ -144,7 +149,12 @@ struct Outcome {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.drain = args.drain_flag.unwrap_or(if gpu_producers(&args) {
+        DrainMode::Thread
+    } else {
+        DrainMode::System
+    });
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -242,6 +252,19 @@ fn main() -> ExitCode {
             eprintln!("the run ended without a summary");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Whether the stress producers will run on a GPU (a driver with at least one device).
+fn gpu_producers(args: &Args) -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        !args.cpu && perdix_transport::cuda::device_count().is_ok_and(|n| n > 0)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = args;
+        false
     }
 }
 
