@@ -748,7 +748,8 @@ struct DrainThread {
     full: Mutex<Receiver<Batch>>,
     /// Empty batches back to the thread, for reuse.
     free: SyncSender<Batch>,
-    /// The oldest handed-over batch, when [`PerdixRing::drain_with`] took part of it.
+    /// The oldest handed-over batch not yet taken: received but too big for what was left of
+    /// a frame's budget, or partly taken by [`PerdixRing::drain_with`].
     pending: Option<Batch>,
     /// The thread is gone and every batch it sent was received.
     closed: bool,
