@@ -218,12 +218,10 @@ impl PerdixRing {
             DrainMode::System => Source::Direct(consumer),
             DrainMode::Thread => Source::Thread(DrainThread::spawn(
                 name,
-                Worker::new(
-                    self.lanes.len(),
-                    consumer,
-                    self.routes.clone(),
-                    self.config.budget,
-                ),
+                self.lanes.len(),
+                consumer,
+                self.routes.clone(),
+                self.config.budget,
             )),
         };
         tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
@@ -297,7 +295,7 @@ impl PerdixRing {
     where
         F: FnMut(Message<'_>),
     {
-        self.drain_serial(max, |_, msg, _| f(msg))
+        self.drain_serial(max, |_, msg| f(msg))
     }
 
     /// Messages drain threads ([`DrainMode::Thread`]) have copied out of their rings and not yet
@@ -381,12 +379,10 @@ impl PerdixRing {
     }
 
     /// The drain for one sink: up to `max` messages, each ring first offered an equal share,
-    /// then the rest of the budget to whoever still has messages. Calls `f(ring index, message,
-    /// prebuilt)`, where `prebuilt` is the message already in its ECS form when a drain thread
-    /// made it.
+    /// then the rest of the budget to whoever still has messages. Calls `f(ring index, message)`.
     fn drain_serial<F>(&mut self, max: usize, mut f: F) -> usize
     where
-        F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
+        F: FnMut(usize, Message<'_>),
     {
         let count = self.lanes.len();
         if count == 0 || max == 0 {
@@ -410,7 +406,7 @@ impl PerdixRing {
     /// previous frame was busy (a task per ring costs microseconds), the rest serially.
     pub(crate) fn drain_parallel<S>(&mut self, max: usize, sinks: &mut [S]) -> usize
     where
-        S: FnMut(usize, Message<'_>, Option<&PerdixMessage>) + Send,
+        S: FnMut(usize, Message<'_>) + Send,
     {
         let count = self.lanes.len();
         if count == 0 || max == 0 || sinks.len() != count {
@@ -461,7 +457,7 @@ impl PerdixRing {
     /// `sinks[i]`, or to the last sink when there are fewer.
     fn drain_rest<F>(&mut self, max: usize, start: usize, taken: &mut Taken, sinks: &mut [F])
     where
-        F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
+        F: FnMut(usize, Message<'_>),
     {
         let count = self.lanes.len();
         for k in 0..count {
@@ -585,7 +581,7 @@ impl Taken {
 /// and in the lane's own totals.
 fn take_lane<F>(lane: &mut Lane, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
 where
-    F: FnMut(usize, Message<'_>, Option<&PerdixMessage>),
+    F: FnMut(usize, Message<'_>),
 {
     if max == 0 {
         return;
@@ -593,10 +589,10 @@ where
     let mut sampler = lane.sampler;
     let before = taken.count;
     let (mut bytes, latencies) = (0u64, &mut taken.latencies);
-    taken.count += lane.drain(max, |msg, prebuilt| {
+    taken.count += lane.drain(max, |msg| {
         bytes += msg.len() as u64;
         sampler.sample(msg.stamp_ns(), latencies);
-        sink(idx, msg, prebuilt);
+        sink(idx, msg);
     });
     lane.sampler = sampler;
     lane.messages += (taken.count - before) as u64;
@@ -646,17 +642,17 @@ enum Source {
 }
 
 impl Lane {
-    /// Up to `max` messages: `f(view, prebuilt)`, where `prebuilt` is the message already in
-    /// its ECS form when a drain thread made it.
+    /// Up to `max` messages: `f(view)` on each (in [`DrainMode::Thread`], views of the raw
+    /// messages the drain thread staged).
     fn drain<F>(&mut self, max: usize, mut f: F) -> usize
     where
-        F: FnMut(Message<'_>, Option<&PerdixMessage>),
+        F: FnMut(Message<'_>),
     {
         if self.finished {
             return 0;
         }
         match &mut self.source {
-            Source::Direct(consumer) => match consumer.drain_checked(max, |msg| f(msg, None)) {
+            Source::Direct(consumer) => match consumer.drain_checked(max, &mut f) {
                 Ok(count) => count,
                 Err(Error::Disconnected) => {
                     self.finished = true;
@@ -715,6 +711,13 @@ impl Batch {
         self.count - self.raw_taken
     }
 
+    /// Makes the stage ready for `table`'s types (nothing to do without a table: all raw).
+    fn prepare(&mut self, table: Option<&RouteTable>) {
+        if let Some(table) = table {
+            self.stage.prepare(table);
+        }
+    }
+
     fn clear(&mut self) {
         self.stage.clear();
         self.latencies.clear();
@@ -735,7 +738,7 @@ impl Batch {
         self.bytes += msg.len() as u64;
         sampler.sample(msg.stamp_ns(), &mut self.latencies);
         match table {
-            Some(table) => self.stage.route_by(table, ring, msg),
+            Some(table) => self.stage.route(table, ring, msg),
             None => self.stage.raw.push(PerdixMessage::new(ring, msg)),
         }
     }
@@ -760,12 +763,30 @@ struct DrainThread {
 }
 
 impl DrainThread {
-    fn spawn(name: &str, mut worker: Worker) -> Self {
+    /// A thread draining `consumer` (ring index `ring`), staging by `routes` (all raw without),
+    /// in batches that fit `budget`.
+    fn spawn(
+        name: &str,
+        ring: usize,
+        consumer: Consumer,
+        routes: Option<Arc<RouteShare>>,
+        budget: usize,
+    ) -> Self {
         let (full_tx, full_rx) = mpsc::sync_channel(BATCH_DEPTH);
         let (free_tx, free_rx) = mpsc::sync_channel(BATCH_DEPTH + 2);
-        let queued = Arc::clone(&worker.queued);
-        let stop = Arc::clone(&worker.stop);
-        (worker.full, worker.free) = (Some(full_tx), Some(free_rx));
+        let queued = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            ring,
+            consumer,
+            routes,
+            // A batch is taken whole, so it must fit a frame's budget.
+            batch_max: BATCH_MAX.min(budget).max(1),
+            full: full_tx,
+            free: free_rx,
+            queued: Arc::clone(&queued),
+            stop: Arc::clone(&stop),
+        };
         let handle = thread::Builder::new()
             .name(format!("perdix-drain-{name}"))
             .spawn(move || worker.run());
@@ -828,7 +849,7 @@ impl DrainThread {
     /// stops at a batch that still holds staged typed messages (the drain system takes those).
     fn take_raw<F>(&mut self, max: usize, f: &mut F) -> usize
     where
-        F: FnMut(Message<'_>, Option<&PerdixMessage>),
+        F: FnMut(Message<'_>),
     {
         let mut count = 0;
         while count < max {
@@ -843,7 +864,7 @@ impl DrainThread {
                 .unwrap_or_default()
             {
                 batch.raw_taken_bytes += u64::from(msg.len);
-                f(msg.view(), Some(msg));
+                f(msg.view());
             }
             count += end - batch.raw_taken;
             batch.raw_taken = end;
@@ -885,57 +906,37 @@ struct Worker {
     routes: Option<Arc<RouteShare>>,
     /// Messages per batch (at most).
     batch_max: usize,
-    full: Option<SyncSender<Batch>>,
-    free: Option<Receiver<Batch>>,
+    full: SyncSender<Batch>,
+    free: Receiver<Batch>,
     queued: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
 impl Worker {
-    fn new(
-        ring: usize,
-        consumer: Consumer,
-        routes: Option<Arc<RouteShare>>,
-        budget: usize,
-    ) -> Self {
-        Self {
-            ring,
-            consumer,
-            routes,
-            // A batch is taken whole, so it must fit a frame's budget.
-            batch_max: BATCH_MAX.min(budget).max(1),
-            full: None,
-            free: None,
-            queued: Arc::new(AtomicU64::new(0)),
-            stop: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
     fn run(mut self) {
-        let (Some(full), Some(free)) = (self.full.take(), self.free.take()) else {
-            return;
-        };
         let backoff = Backoff::new();
         let mut sampler = Sampler::default();
-        let mut table = self.routes.as_ref().map(|share| share.load());
+        // The route table and its generation; a batch is prepared for the table it is filled by.
+        let mut routes = self.routes.as_ref().map(|share| share.load());
         let mut batch = Batch::default();
+        batch.prepare(routes.as_ref().map(|(_, table)| &**table));
         let mut done = false;
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            if let (Some(share), Some((generation, current))) = (&self.routes, &mut table) {
+            if let (Some(share), Some((generation, current))) = (&self.routes, &mut routes) {
                 if share.generation() != *generation {
                     (*generation, *current) = share.load();
+                    batch.stage.prepare(current);
                 }
-                batch.stage.prepare(current);
             }
-            let tables = table.as_ref().map(|(_, table)| &**table);
+            let current = routes.as_ref().map(|(_, table)| &**table);
             let room = self.batch_max - batch.count;
             if room > 0 && !done {
                 let ring = self.ring;
                 match self.consumer.drain_checked(room, |msg| {
-                    batch.push(tables, ring, &msg, &mut sampler);
+                    batch.push(current, ring, &msg, &mut sampler);
                 }) {
                     Ok(_) => {}
                     Err(Error::Disconnected) => done = true,
@@ -958,10 +959,11 @@ impl Worker {
             }
             let len = batch.count as u64;
             self.queued.fetch_add(len, Ordering::Relaxed);
-            match full.try_send(batch) {
+            match self.full.try_send(batch) {
                 Ok(()) => {
                     backoff.reset();
-                    batch = free.try_recv().unwrap_or_default();
+                    batch = self.free.try_recv().unwrap_or_default();
+                    batch.prepare(current);
                 }
                 Err(TrySendError::Full(back)) => {
                     self.queued.fetch_sub(len, Ordering::Relaxed);

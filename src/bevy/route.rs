@@ -122,6 +122,7 @@ fn decode_envelope<T: bytemuck::Pod + Send + Sync>(
 }
 
 /// A registered message type: its name and how to make an empty staging buffer for it.
+#[derive(Clone)]
 struct TypedKind {
     name: &'static str,
     make: fn() -> Box<dyn TypedRoute>,
@@ -165,15 +166,10 @@ impl core::fmt::Debug for Stage {
 impl Stage {
     /// Makes sure there is a buffer for every type of `table` (types are only ever added).
     pub(crate) fn prepare(&mut self, table: &RouteTable) {
-        self.prepare_with(table.makers.len(), |t| (table.makers[t])());
-    }
-
-    /// Buffers for types `0..types` (`make(t)` makes type `t`'s).
-    fn prepare_with(&mut self, types: usize, make: impl Fn(usize) -> Box<dyn TypedRoute>) {
         // A kind's route may have changed since the last use.
         self.last = None;
-        while self.typed.len() < types {
-            self.typed.push(make(self.typed.len()));
+        while let Some(kind) = table.kinds.get(self.typed.len()) {
+            self.typed.push((kind.make)());
         }
     }
 
@@ -188,23 +184,12 @@ impl Stage {
 
     /// Stages `msg` of ring `ring` by the routes of `table`.
     #[inline]
-    pub(crate) fn route_by(&mut self, table: &RouteTable, ring: usize, msg: &Message<'_>) {
-        self.route(&table.lookup, ring, msg, None);
-    }
-
-    #[inline]
-    fn route(
-        &mut self,
-        lookup: &Lookup,
-        ring: usize,
-        msg: &Message<'_>,
-        prebuilt: Option<&PerdixMessage>,
-    ) {
+    pub(crate) fn route(&mut self, table: &RouteTable, ring: usize, msg: &Message<'_>) {
         let kind = msg.kind();
         let route = match self.last {
             Some((k, route)) if k == kind => route,
             _ => {
-                let route = lookup.route(kind);
+                let route = table.lookup.route(kind);
                 self.last = Some((kind, route));
                 route
             }
@@ -223,21 +208,18 @@ impl Stage {
                 if route == Route::Unrouted {
                     self.unrouted += 1;
                 }
-                let raw = prebuilt
-                    .copied()
-                    .unwrap_or_else(|| PerdixMessage::new(ring, msg));
-                self.raw.push(raw);
+                self.raw.push(PerdixMessage::new(ring, msg));
             }
         }
     }
 }
 
-/// What a drain thread needs to stage messages itself: the kind table and a way to make each
-/// registered type's buffer.
-#[derive(Default)]
+/// Kind → destination, and the registered types (index = `Route::Typed`): what the drain
+/// system and the drain threads stage by.
+#[derive(Default, Clone)]
 pub(crate) struct RouteTable {
     lookup: Lookup,
-    makers: Vec<fn() -> Box<dyn TypedRoute>>,
+    kinds: Vec<TypedKind>,
 }
 
 /// The current [`RouteTable`], shared with the drain threads; they reload it when the
@@ -257,7 +239,7 @@ impl core::fmt::Debug for RouteShare {
 }
 
 impl RouteShare {
-    /// Changes with every registration (one relaxed load: a drain thread checks it per batch).
+    /// Changes with every registration (one atomic load: a drain thread checks it per batch).
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -275,12 +257,11 @@ impl RouteShare {
     }
 }
 
-/// Kind → destination table, registered types, and one staging area per ring (reused every
-/// frame, never allocated per message).
+/// The route table (published to the drain threads on every change) and one staging area per
+/// ring (reused every frame, never allocated per message).
 #[derive(Resource, Default)]
 pub(crate) struct Routes {
-    lookup: Lookup,
-    kinds: Vec<TypedKind>,
+    table: RouteTable,
     stages: Vec<Stage>,
     /// Batches drain threads handed over, taken this frame (ring, batch).
     handed: Vec<(usize, Batch)>,
@@ -293,7 +274,7 @@ impl core::fmt::Debug for Routes {
         f.debug_struct("Routes")
             .field(
                 "typed",
-                &self.kinds.iter().map(|t| t.name).collect::<Vec<_>>(),
+                &self.table.kinds.iter().map(|t| t.name).collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -304,23 +285,20 @@ impl Routes {
         match route {
             Route::Unrouted => "nothing",
             Route::Raw => "PerdixMessage",
-            Route::Typed(idx) => self.kinds.get(idx).map_or("?", |t| t.name),
+            Route::Typed(idx) => self.table.kinds.get(idx).map_or("?", |t| t.name),
         }
     }
 
     fn set(&mut self, kind: u32, route: Route) {
-        let old = self.lookup.route(kind);
+        let old = self.table.lookup.route(kind);
         let name = self.describe(route);
         assert!(
             old == Route::Unrouted || self.describe(old) == name,
             "perdix message kind {kind} is already routed to {}; cannot route it to {name}",
             self.describe(old),
         );
-        self.lookup.set(kind, route);
-        self.share.publish(RouteTable {
-            lookup: self.lookup.clone(),
-            makers: self.kinds.iter().map(|t| t.make).collect(),
-        });
+        self.table.lookup.set(kind, route);
+        self.share.publish(self.table.clone());
     }
 
     /// The table drain threads stage by.
@@ -329,11 +307,12 @@ impl Routes {
     }
 
     fn register(&mut self, kind: u32, name: &'static str, make: fn() -> Box<dyn TypedRoute>) {
-        let idx = match self.kinds.iter().position(|t| t.name == name) {
+        let kinds = &mut self.table.kinds;
+        let idx = match kinds.iter().position(|t| t.name == name) {
             Some(idx) => idx,
             None => {
-                self.kinds.push(TypedKind { name, make });
-                self.kinds.len() - 1
+                kinds.push(TypedKind { name, make });
+                kinds.len() - 1
             }
         };
         self.set(kind, Route::Typed(idx));
@@ -362,9 +341,8 @@ impl Routes {
         if self.stages.len() < rings {
             self.stages.resize_with(rings, Stage::default);
         }
-        let kinds = &self.kinds;
         for stage in &mut self.stages {
-            stage.prepare_with(kinds.len(), |t| (kinds[t].make)());
+            stage.prepare(&self.table);
         }
     }
 }
@@ -431,16 +409,12 @@ fn flush(world: &mut World, stages: &mut [&mut Stage]) -> (u64, u64) {
 fn route_frame(ring: &mut PerdixRing, routes: &mut Routes) {
     let rings = ring.rings();
     routes.prepare(rings);
-    let Routes { lookup, stages, .. } = routes;
-    let lookup = &*lookup;
+    let Routes { table, stages, .. } = routes;
+    let table = &*table;
     let mut sinks: Vec<_> = stages
         .iter_mut()
         .take(rings)
-        .map(|stage| {
-            move |idx: usize, msg: Message<'_>, prebuilt: Option<&PerdixMessage>| {
-                stage.route(lookup, idx, &msg, prebuilt);
-            }
-        })
+        .map(|stage| move |idx: usize, msg: Message<'_>| stage.route(table, idx, &msg))
         .collect();
     let budget = ring.config().budget;
     ring.drain_parallel(budget, &mut sinks);
