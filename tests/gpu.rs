@@ -331,9 +331,14 @@ fn producer_set_on_every_device() {
 #[ignore = "needs a CUDA device"]
 fn stress_on_two_entries_of_one_device_is_clean() {
     let Some(gpu) = gpu() else { return };
+    stress_on_devices_is_clean(&[gpu.clone(), gpu]);
+}
+
+/// A small verified stress run on every entry of `gpus` at once: one clean report each.
+fn stress_on_devices_is_clean(gpus: &[GpuContext]) {
     let config = small(StressKernel::Warp, GpuMemory::Pinned, Policy::Block);
-    let reports = stress::run_devices(&[gpu.clone(), gpu], &config).expect("stress");
-    assert_eq!(reports.len(), 2);
+    let reports = stress::run_devices(gpus, &config).expect("stress");
+    assert_eq!(reports.len(), gpus.len());
     for report in &reports {
         assert_clean(report);
     }
@@ -345,13 +350,7 @@ fn stress_on_every_device_is_clean() {
     if gpu().is_none() {
         return;
     }
-    let gpus = GpuDevices::All.open().expect("open every device");
-    let config = small(StressKernel::Warp, GpuMemory::Pinned, Policy::Block);
-    let reports = stress::run_devices(&gpus, &config).expect("stress");
-    assert_eq!(reports.len(), gpus.len());
-    for report in &reports {
-        assert_clean(report);
-    }
+    stress_on_devices_is_clean(&GpuDevices::All.open().expect("open every device"));
 }
 
 #[test]
