@@ -1,5 +1,9 @@
-//! Loom model of the publish/consume protocol (`seq` release/acquire, head publish, closed flags),
-//! through wraparound, on 2- and 4-slot rings.
+//! Loom models of the ring protocol: publish/consume (`seq` release/acquire, head publish,
+//! closed flags) through wraparound on 2- and 4-slot rings, blocking produce/consume with close,
+//! DropNewest, and (`device`) the GPU lanes' reservation on a shared tail against the head the
+//! consumer pushes, and a producer-side fault. Payload reads happen inside the cells' tracked
+//! accesses (the drain callback, a guard's life), so releasing a slot before they end fails a
+//! model; `scripts/loom-mutants.py` checks that each weakened ordering fails one.
 //!
 //! ```text
 //! RUSTFLAGS="--cfg perdix_loom" LOOM_MAX_PREEMPTIONS=2 \
@@ -98,4 +102,236 @@ fn consumer_drop_wakes_producer() {
         drop(consumer);
         sender.join().unwrap();
     });
+}
+
+/// Every message published before the producer's drop arrives, then `Disconnected`: the close
+/// flag's release/acquire orders the last `seq` stores before the consumer's final look.
+#[test]
+fn last_messages_before_the_producer_drop_arrive() {
+    loom::model(|| {
+        let (mut producer, mut consumer) = Buffer::new(2).unwrap().into_split();
+        let sender = thread::spawn(move || {
+            for i in 0..2u8 {
+                producer.try_produce(&[i]).unwrap();
+            }
+        });
+        let mut got = 0u8;
+        loop {
+            match consumer.try_consume_checked() {
+                Ok(Some(msg)) => {
+                    assert_eq!(&*msg, &[got]);
+                    got += 1;
+                }
+                Ok(None) => thread::yield_now(),
+                Err(Error::Disconnected) => break,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        assert_eq!(got, 2);
+        sender.join().unwrap();
+    });
+}
+
+/// Blocking `produce` and `consume` through a full ring, then the producer's close.
+#[test]
+fn blocking_produce_and_consume_with_close() {
+    loom::model(|| {
+        let (mut producer, mut consumer) = Buffer::new(2).unwrap().into_split();
+        let sender = thread::spawn(move || {
+            for i in 0..3u8 {
+                producer.produce(&[i]).unwrap();
+            }
+        });
+        for i in 0..3u8 {
+            let msg = consumer.consume().unwrap();
+            assert_eq!((msg.seq(), &*msg), (u64::from(i), &[i][..]));
+        }
+        assert_eq!(consumer.consume().unwrap_err(), Error::Disconnected);
+        sender.join().unwrap();
+    });
+}
+
+/// A producer blocked in `produce` on a full ring returns `Disconnected` once the consumer goes.
+#[test]
+fn consumer_drop_ends_a_blocked_produce() {
+    loom::model(|| {
+        let (mut producer, consumer) = Buffer::new(2).unwrap().into_split();
+        let sender = thread::spawn(move || loop {
+            match producer.produce(&[1]) {
+                Ok(()) => {}
+                Err(Error::Disconnected) => return,
+                Err(err) => panic!("{err}"),
+            }
+        });
+        drop(consumer);
+        sender.join().unwrap();
+    });
+}
+
+/// `DropNewest`: every message is delivered in order or counted as dropped, never both, never
+/// lost.
+#[test]
+fn drop_newest_counts_exactly() {
+    loom::model(|| {
+        let (mut producer, mut consumer) = Buffer::builder(2)
+            .policy(perdix_transport::Policy::DropNewest)
+            .build()
+            .unwrap()
+            .into_split();
+        let monitor = consumer.monitor();
+        let sender = thread::spawn(move || {
+            let mut sent = Vec::new();
+            for i in 0..3u8 {
+                match producer.produce(&[i]) {
+                    Ok(()) => sent.push(i),
+                    Err(Error::Full) => {}
+                    Err(err) => panic!("{err}"),
+                }
+            }
+            sent
+        });
+        let mut got = Vec::new();
+        loop {
+            match consumer.try_consume_checked() {
+                Ok(Some(msg)) => got.push(msg[0]),
+                Ok(None) => thread::yield_now(),
+                Err(Error::Disconnected) => break,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        let sent = sender.join().unwrap();
+        assert_eq!(got, sent);
+        assert_eq!(got.len() as u64 + monitor.stats().drops, 3);
+    });
+}
+
+mod device {
+    //! The GPU reservation protocol (`perdix.cuh`, modelled in `perdix_transport::loom_device`):
+    //! lanes share one `tail` and wait on the head the consumer pushes into their memory.
+
+    use loom::thread;
+    use perdix_transport::loom_device::{device_ring, Emit};
+    use perdix_transport::{Error, Policy};
+
+    /// Two lanes (two messages and one) through a 2-slot ring whose room they learn only from
+    /// the pushed head: all three arrive, each lane's in order, and no slot is rewritten while
+    /// it is read.
+    #[test]
+    fn lanes_reserving_on_a_shared_tail_wait_for_the_pushed_head() {
+        // Three threads that each spin on another: with two preemptions some paths outgrow
+        // loom's branch limit (10,000 tried), so this model runs with one.
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(1);
+        model.check(|| {
+            let (device, mut consumer) = device_ring(2, Policy::Block).unwrap();
+            let lanes: Vec<_> = [2u8, 1]
+                .into_iter()
+                .enumerate()
+                .map(|(lane, count)| {
+                    let device = device.clone();
+                    thread::spawn(move || {
+                        for i in 0..count {
+                            assert_eq!(device.emit(lane as u32, &[lane as u8, i]), Emit::Sent);
+                        }
+                    })
+                })
+                .collect();
+            let mut next = [0u8; 2];
+            let mut got = 0;
+            while got < 3 {
+                let read = consumer.drain(4, |msg| {
+                    let lane = msg.kind() as usize;
+                    assert_eq!(&*msg, &[lane as u8, next[lane]]);
+                    next[lane] += 1;
+                });
+                got += read;
+                if read == 0 {
+                    thread::yield_now();
+                }
+            }
+            for lane in lanes {
+                lane.join().unwrap();
+            }
+            device.finish();
+            assert_eq!(
+                consumer.try_consume_checked().unwrap_err(),
+                Error::Disconnected
+            );
+        });
+    }
+
+    /// DropNewest lanes: delivered plus dropped is exactly what was sent.
+    #[test]
+    fn drop_newest_lanes_count_exactly() {
+        loom::model(|| {
+            let (device, mut consumer) = device_ring(2, Policy::DropNewest).unwrap();
+            let lane = {
+                let device = device.clone();
+                thread::spawn(move || {
+                    let sent: Vec<u8> = (0..3u8)
+                        .filter(|&i| device.emit(0, &[i]) == Emit::Sent)
+                        .collect();
+                    device.finish();
+                    sent
+                })
+            };
+            let mut got = Vec::new();
+            loop {
+                match consumer.try_consume_checked() {
+                    Ok(Some(msg)) => got.push(msg[0]),
+                    Ok(None) => thread::yield_now(),
+                    Err(Error::Disconnected) => break,
+                    Err(err) => panic!("{err}"),
+                }
+            }
+            let sent = lane.join().unwrap();
+            assert_eq!(got, sent);
+            assert_eq!(got.len() as u64 + device.dropped(), 3);
+        });
+    }
+
+    /// A lane blocked on a full ring returns CLOSED once the consumer is dropped.
+    #[test]
+    fn consumer_drop_releases_a_blocked_lane() {
+        loom::model(|| {
+            let (device, consumer) = device_ring(2, Policy::Block).unwrap();
+            let lane = thread::spawn(move || {
+                let mut sent = 0;
+                while device.emit(0, &[1]) == Emit::Sent {
+                    sent += 1;
+                }
+                sent
+            });
+            drop(consumer);
+            assert!(lane.join().unwrap() <= 2);
+        });
+    }
+
+    /// A fault set by the producer side (a kernel fault) reaches the consumer after the messages
+    /// published before it, and the fault's value is the one written.
+    #[test]
+    fn a_producer_side_fault_reaches_the_consumer() {
+        loom::model(|| {
+            let (device, mut consumer) = device_ring(2, Policy::Block).unwrap();
+            let fault = Error::InvalidConfig("kernel fault (model)".into());
+            let lane = {
+                let (device, fault) = (device.clone(), fault.clone());
+                thread::spawn(move || {
+                    assert_eq!(device.emit(0, &[7]), Emit::Sent);
+                    device.fail(fault);
+                })
+            };
+            let mut got = Vec::new();
+            let err = loop {
+                match consumer.try_consume_checked() {
+                    Ok(Some(msg)) => got.push(msg[0]),
+                    Ok(None) => thread::yield_now(),
+                    Err(err) => break err,
+                }
+            };
+            assert_eq!((got, err), (vec![7], fault.clone()));
+            assert_eq!(consumer.fault(), Some(fault));
+            lane.join().unwrap();
+        });
+    }
 }

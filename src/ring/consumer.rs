@@ -264,6 +264,14 @@ impl Consumer {
             // Failed by someone else (a GPU producer that saw its kernels fault): every
             // message published before that has been read; report the fault from now on.
             if let Some(err) = self.ring.fault() {
+                // The fault's acquire orders every message its producer published before it:
+                // look once more, so none of them is lost to the fault (loom found the stale
+                // first look).
+                // (Relaxed: the fault's acquire already ordered those stores before this load,
+                // and `poll` acquires again; the loom mutation check confirmed it.)
+                if self.ring.seq(pos).load(Ordering::Relaxed) == ready {
+                    return self.poll();
+                }
                 self.fault = Some(err.clone());
                 return Err(err);
             }
@@ -280,8 +288,10 @@ impl Consumer {
         }
         if self.ring.producer_closed() {
             // The producer's last publish happened before its close (release/acquire): look once
-            // more, so a message published just before the close is not missed.
-            if self.ring.seq(pos).load(Ordering::Acquire) == ready {
+            // more, so a message published just before the close is not missed. Relaxed: the
+            // flag's acquire already ordered the last `seq` store before this load (and `poll`
+            // acquires again).
+            if self.ring.seq(pos).load(Ordering::Relaxed) == ready {
                 return self.poll();
             }
             return Err(Error::Disconnected);

@@ -2,6 +2,8 @@
 
 mod buffer;
 mod consumer;
+#[cfg(perdix_loom)]
+pub mod device_model;
 pub mod layout;
 mod memory;
 mod message;

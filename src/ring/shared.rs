@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::layout::{ring_bytes, Slot, SlotHeader, PAYLOAD_MAX, SLOT_ALIGN};
 use super::memory::{Backend, RingMemory};
+use super::wait::Wait;
 use crate::sync::{AtomicBool, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::Error;
 
@@ -260,12 +261,14 @@ impl Ring {
     /// `PERDIX_CLOSED`). A failed push of that news to the device fails the ring
     /// ([`Error::HeadPush`]) and is kept in [`close_error`](Self::close_error).
     pub(crate) fn close_consumer(&self) {
+        // Relaxed: `CLOSED` carries no data (a producer that sees it stops; its reads of this
+        // ring's slots are over). A fault does, and is published by `FAILED`'s release.
         let closed = self
             .consumer_state
             .compare_exchange(
                 state::OPEN,
                 state::CLOSED,
-                Ordering::Release,
+                Ordering::Relaxed,
                 Ordering::Relaxed,
             )
             .is_ok();
@@ -357,10 +360,19 @@ impl Ring {
             .clone()
     }
 
-    /// Why a producer must stop: the ring's fault, or [`Error::Disconnected`].
+    /// Why a producer must stop: the ring's fault, or [`Error::Disconnected`]. A fault being
+    /// written (`FAILING`: its writer is between two stores) is waited for, so a producer of a
+    /// failed ring always gets the fault itself.
     #[cold]
     pub(crate) fn closed_error(&self) -> Error {
-        self.fault().unwrap_or(Error::Disconnected)
+        let mut wait = Wait::new();
+        loop {
+            match self.consumer_state.load(Ordering::Relaxed) {
+                state::FAILING => wait.snooze(),
+                state::FAILED => return self.fault().unwrap_or(Error::Disconnected),
+                _ => return Error::Disconnected,
+            }
+        }
     }
 
     /// Whether the consumer must also push its head to a [`HeadSink`].

@@ -1,5 +1,6 @@
 //! How a blocking call waits on the other half.
 
+#[cfg(not(perdix_loom))]
 use core::hint::spin_loop;
 
 use crossbeam_utils::Backoff;
@@ -10,6 +11,7 @@ use crossbeam_utils::Backoff;
 /// doubles its spin count from the first call, so a waiter would sleep through the answer: the
 /// first [`Wait::TIGHT_POLLS`] waits are a single `spin_loop` hint each.
 #[derive(Debug)]
+#[cfg_attr(perdix_loom, allow(dead_code))]
 pub(crate) struct Wait {
     polls: u32,
     backoff: Backoff,
@@ -29,6 +31,11 @@ impl Wait {
     /// Waits a little.
     #[inline]
     pub(crate) fn snooze(&mut self) {
+        // Under loom a wait is a yield: the model checker must run the other half to make
+        // progress (and explores every interleaving of it).
+        #[cfg(perdix_loom)]
+        loom::thread::yield_now();
+        #[cfg(not(perdix_loom))]
         if self.polls < Self::TIGHT_POLLS {
             self.polls += 1;
             spin_loop();
