@@ -83,7 +83,10 @@ extern "C" __global__ void step(const perdix_producer* p, float dt, unsigned fra
     perdix_send(p, 9, &frame, sizeof frame);
 }
 "#;
-    let kernel = GpuKernel::from_source(SRC, "step")
+    // SAFETY: (1) `step` takes `const perdix_producer*` first; (2) it touches the ring only
+    // through `perdix.cuh`; (3) the arguments are a `float` and an `unsigned`, as declared;
+    // (4) it writes nothing else. (It is only compiled here, never launched.)
+    let kernel = unsafe { GpuKernel::from_source(SRC, "step") }
         .name("user.cu")
         .arg(0.016f32)
         .arg(1u32);

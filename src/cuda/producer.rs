@@ -388,7 +388,10 @@ impl GpuProducerBuilder {
 ///     Err(err) => return Err(err),
 /// };
 /// let (mut producer, mut consumers) = GpuProducer::builder(&gpu).capacity(4096).build()?;
-/// producer.launch(&GpuKernel::from_source(SRC, "count").grid(4).block(256).arg(1000u32))?;
+/// // SAFETY: `count` takes `const perdix_producer*` first, then the one `unsigned` added; it
+/// // touches the ring only through `perdix_emit` and writes nothing else.
+/// let kernel = unsafe { GpuKernel::from_source(SRC, "count") };
+/// producer.launch(&kernel.grid(4).block(256).arg(1000u32))?;
 /// let counters = producer.finish()?; // waits for the kernel
 /// let mut seen = 0;
 /// while consumers[0].drain(usize::MAX, |msg| { assert_eq!(msg.kind(), 1); seen += 1; }) > 0 {}
@@ -480,11 +483,16 @@ impl GpuProducer {
                 KernelArg::F64(v) => builder.arg(v),
             };
         }
-        // SAFETY: (1) the kernel's first parameter is `const perdix_producer*` by the documented
-        // contract of `GpuKernel`, and the remaining scalars are passed by value in the order
-        // added; (2) the control block and ring memory it reaches outlive the launch: `self`
-        // holds them and `Drop` waits for the stream before releasing them; (3) out-of-bounds
-        // accesses by user code surface as `Error::KernelFault`, not host memory unsafety.
+        // SAFETY: every `GpuKernel` was built either by the `unsafe` `GpuKernel::from_source`,
+        // whose caller promised its contract, or by `GpuKernel::builtin` for the crate's own
+        // kernels, which keep it; so (1) the kernel's first parameter is `const perdix_producer*`
+        // and receives the control block's address, and the scalars after it match its
+        // parameters in count, order and type (contract item 3); (2) it writes ring and control
+        // memory only through `perdix.cuh` and no other host-mapped memory (items 2 and 4), so
+        // it never writes a slot lent out as `&[u8]`; (3) the control block and ring memory
+        // outlive the launch: `self` holds them, and `Drop` frees them only once the kernels
+        // are known to have finished (or leaks them). A fault the driver catches surfaces as
+        // `Error::KernelFault`, but that is no defence against a kernel breaking the contract.
         unsafe { builder.launch(cfg) }.map_err(driver::classify)?;
         self.launches += 1;
         Ok(())

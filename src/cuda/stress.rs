@@ -343,15 +343,21 @@ fn consume(mut rings: Vec<Consumer>, full: bool, latency_every: u32) -> ThreadRe
 /// kind, pacing interval in ns (0: none), and the device addresses of the per-thread sent and
 /// attempted counters (0: none; the producer's device counters stay exact). Grid and block are
 /// the caller's.
-pub fn warp_kernel(
+///
+/// # Safety
+///
+/// `sent` is 0 or the device address of one `u64` per thread of the launch, and `attempts` is
+/// 0 or the address of one `u64`, each valid for device writes until the kernel finishes (the
+/// kernel writes `sent[id]` and adds to `*attempts`; everything else goes through
+/// `perdix.cuh`).
+pub(crate) unsafe fn warp_kernel(
     per_producer: u64,
     size: u32,
     kind: u32,
     interval_ns: u64,
     (sent, attempts): (CUdeviceptr, CUdeviceptr),
 ) -> GpuKernel {
-    GpuKernel::from_source(STRESS_CU, "perdix_stress")
-        .name("stress.cu")
+    GpuKernel::builtin(STRESS_CU, "stress.cu", "perdix_stress")
         .arg(per_producer)
         .arg(size)
         .arg(kind)
@@ -360,10 +366,50 @@ pub fn warp_kernel(
         .arg(attempts)
 }
 
-/// [`warp_kernel`] free-running: every thread sends `size`-byte messages of `kind` until the
-/// producer is stopped (or its consumer dropped), unpaced, counted only by the device counters.
+/// The generic stress kernel (`perdix_stress_generic`): messages per producer, size, kind and
+/// the per-thread sent counters.
+///
+/// # Safety
+///
+/// As [`warp_kernel`] for `sent`.
+unsafe fn generic_kernel(per_producer: u64, size: u32, kind: u32, sent: CUdeviceptr) -> GpuKernel {
+    GpuKernel::builtin(STRESS_CU, "stress.cu", "perdix_stress_generic")
+        .arg(per_producer)
+        .arg(size)
+        .arg(kind)
+        .arg(sent)
+}
+
+impl StressKernel {
+    /// This stress kernel sending `per_producer` messages per thread (`u64::MAX`: until the
+    /// producer is stopped or its consumer dropped) of `size` bytes and `kind`, unpaced and
+    /// counted only by the producer's device counters. Grid and block are the caller's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::cuda::StressKernel;
+    ///
+    /// let kernel = StressKernel::Generic.kernel(100, 32, 1).grid(4).block(64);
+    /// assert_eq!(kernel.entry(), "perdix_stress_generic");
+    /// assert_eq!(kernel.threads(), 256);
+    /// ```
+    pub fn kernel(self, per_producer: u64, size: u32, kind: u32) -> GpuKernel {
+        match self {
+            // SAFETY: null counter addresses: the kernel skips those writes (`if (sent)`,
+            // `if (attempts)` in stress.cu) and writes only through `perdix.cuh`.
+            Self::Warp => unsafe { warp_kernel(per_producer, size, kind, 0, (0, 0)) },
+            // SAFETY: as above.
+            Self::Generic => unsafe { generic_kernel(per_producer, size, kind, 0) },
+        }
+    }
+}
+
+/// [`GpuKernel::stress`] free-running: every thread sends `size`-byte messages of `kind` until
+/// the producer is stopped (or its consumer dropped), unpaced, counted only by the device
+/// counters.
 pub fn free_running_kernel(size: u32, kind: u32) -> GpuKernel {
-    warp_kernel(u64::MAX, size, kind, 0, (0, 0))
+    GpuKernel::stress(u64::MAX, size, kind, 0)
 }
 
 /// Runs `config` on every device of `gpus` at once (a thread per device, each with its own
@@ -436,19 +482,21 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
     let attempts_ptr = sent_words.dptr + producers * 8;
     let per_producer = config.messages_per_producer.unwrap_or(u64::MAX);
     let kernel = match config.kernel {
-        StressKernel::Warp => warp_kernel(
-            per_producer,
-            config.size as u32,
-            0,
-            config.interval_ns,
-            (sent_ptr, attempts_ptr),
-        ),
-        StressKernel::Generic => GpuKernel::from_source(STRESS_CU, "perdix_stress_generic")
-            .name("stress.cu")
-            .arg(per_producer)
-            .arg(config.size as u32)
-            .arg(0u32)
-            .arg(sent_ptr),
+        // SAFETY: `sent_words` holds one word per producer thread and one more for the
+        // attempts, and lives until after the producer has finished (dropped below it).
+        StressKernel::Warp => unsafe {
+            warp_kernel(
+                per_producer,
+                config.size as u32,
+                0,
+                config.interval_ns,
+                (sent_ptr, attempts_ptr),
+            )
+        },
+        // SAFETY: as above, for the sent words.
+        StressKernel::Generic => unsafe {
+            generic_kernel(per_producer, config.size as u32, 0, sent_ptr)
+        },
     }
     .grid(config.grid)
     .block(config.block);
