@@ -36,12 +36,16 @@
 //!
 //! Measured figures: `docs/PERFORMANCE.md`; decisions and what was tried: `docs/DESIGN-NOTES.md`.
 
+mod block;
+mod builder;
 pub mod clock;
 mod context;
 mod control;
+mod counters;
 mod devices;
 mod driver;
 mod group;
+mod head;
 mod kernel;
 mod memory;
 mod module;
@@ -50,14 +54,16 @@ mod producer;
 mod set;
 pub mod stress;
 
+pub use builder::{GpuProducerBuilder, MIN_CAPACITY};
 pub use clock::{ClockMapping, ClockTracker};
 pub use context::GpuContext;
+pub use counters::GpuCounters;
 pub use devices::{device_count, GpuDevices};
 pub use group::ConsumerGroup;
 pub use kernel::{Dim3, GpuKernel, KernelArg};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{builtin_kernels, compile_ptx, PERDIX_CUH, PROBE_CU, STRESS_CU};
 pub use probe::{layout_probe, LayoutProbe};
-pub use producer::{GpuCounters, GpuProducer, GpuProducerBuilder, MIN_CAPACITY};
+pub use producer::GpuProducer;
 pub use set::GpuProducerSet;
 pub use stress::{GpuStress, GpuStressReport, StressKernel};

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use cudarc::driver::sys::CUdeviceptr;
 
 use super::clock::{self, ClockMapping, ClockTracker};
+use super::counters::GpuCounters;
 use super::kernel::GpuKernel;
 use super::memory::GpuMemory;
 use super::module::STRESS_CU;
-use super::producer::{GpuCounters, GpuProducer};
+use super::producer::GpuProducer;
 use super::{driver, GpuContext};
 use crate::stress::{self, Verifier, VerifyReport};
 use crate::telemetry::LatencyHistogram;
