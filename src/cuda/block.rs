@@ -1,6 +1,7 @@
 //! A producer's control block in device memory (`cuda::control` has its layout) and the
 //! streams that write into it.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use cudarc::driver::sys::CUdeviceptr;
@@ -20,6 +21,9 @@ pub(super) struct ControlBlock {
     pub(super) side: Arc<CudaStream>,
     /// Consumers' head pushes (ring `i` uses `push[i % len]`).
     pub(super) push: Vec<Arc<CudaStream>>,
+    /// Fault injection: every head push (and push of CLOSED) fails from now on
+    /// ([`GpuProducer::inject_head_push_failure`](super::GpuProducer::inject_head_push_failure)).
+    pub(super) fail_head_pushes: AtomicBool,
 }
 
 impl core::fmt::Debug for ControlBlock {

@@ -68,8 +68,10 @@ impl GpuProducerBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidCapacity`] for a bad capacity (below [`MIN_CAPACITY`]) or zero rings; [`Error::Alloc`] when the
-    /// memory cannot be had; [`Error::Driver`] for driver failures.
+    /// [`Error::InvalidCapacity`] for a bad capacity (below [`MIN_CAPACITY`]) or zero rings;
+    /// [`Error::ManagedUnsupported`] for [`GpuMemory::Managed`] on a device without concurrent
+    /// managed access; [`Error::Alloc`] when the memory cannot be had; [`Error::Driver`] for
+    /// driver failures.
     pub fn build(self) -> Result<(GpuProducer, Vec<Consumer>), Error> {
         let ring_bytes = Ring::bytes_for(self.capacity)?;
         // A warp reserves up to 32 positions at once and waits until all of them fit: a ring
@@ -106,6 +108,7 @@ impl GpuProducerBuilder {
             bytes,
             side,
             push,
+            fail_head_pushes: AtomicBool::new(false),
         });
 
         let mut image = control::Image::new(self.rings);
@@ -130,11 +133,7 @@ impl GpuProducerBuilder {
             image.set(base + control::RING_MASK, self.capacity as u64 - 1);
             image.set(base + control::RING_CAPACITY, self.capacity as u64);
             image.set(base + control::RING_INDEX, idx as u64);
-            let sink = DeviceHead {
-                block: Arc::clone(&block),
-                ring: idx,
-                warned: AtomicBool::new(false),
-            };
+            let sink = DeviceHead::new(Arc::clone(&block), idx);
             let ring = RingArc::new(Ring::with_sink(
                 self.capacity,
                 Box::new(window),
@@ -175,6 +174,7 @@ impl GpuProducerBuilder {
                 timestamps: self.timestamps,
                 launches: 0,
                 finished: false,
+                device_closed: (0..self.rings).map(|_| AtomicBool::new(false)).collect(),
             },
             consumers,
         ))

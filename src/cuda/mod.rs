@@ -44,6 +44,7 @@ mod control;
 mod counters;
 mod devices;
 mod driver;
+mod faults;
 mod group;
 mod head;
 mod kernel;
@@ -53,6 +54,7 @@ mod probe;
 mod producer;
 mod set;
 pub mod stress;
+mod teardown;
 
 pub use builder::{GpuProducerBuilder, MIN_CAPACITY};
 pub use clock::{ClockMapping, ClockTracker};

@@ -1,5 +1,6 @@
 //! `GpuProducer`: rings in CUDA memory written by kernels and read by ordinary [`Consumer`]s.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,7 +70,10 @@ pub struct GpuProducer {
     pub(super) policy: Policy,
     pub(super) timestamps: bool,
     pub(super) launches: u64,
+    /// Set once every kernel is known to have finished (or faulted) and the rings are closed.
     pub(super) finished: bool,
+    /// Per ring: this producer wrote its closed word after the ring failed (`faults.rs`).
+    pub(super) device_closed: Vec<AtomicBool>,
 }
 
 impl GpuProducer {
@@ -153,7 +157,8 @@ impl GpuProducer {
         // outlive the launch: `self` holds them, and `Drop` frees them only once the kernels
         // are known to have finished (or leaks them). A fault the driver catches surfaces as
         // `Error::KernelFault`, but that is no defence against a kernel breaking the contract.
-        unsafe { builder.launch(cfg) }.map_err(driver::classify)?;
+        let launched = unsafe { builder.launch(cfg) }.map_err(driver::classify);
+        self.observe(launched)?;
         self.launches += 1;
         Ok(())
     }
@@ -163,20 +168,47 @@ impl GpuProducer {
     /// # Errors
     ///
     /// [`Error::KernelFault`] when a kernel faulted (the context is lost; rebuild everything).
+    /// The fault also becomes every ring's fault: their consumers report it once they have read
+    /// what was published before it.
     pub fn is_idle(&self) -> Result<bool, Error> {
-        self.gpu.bind()?;
-        // SAFETY: the stream is live and the context current.
-        unsafe { driver::stream_query(self.stream.cu_stream()) }.map_err(driver::classify)
+        let queried = self.gpu.bind().and_then(|()| {
+            // SAFETY: the stream is live and the context current.
+            unsafe { driver::stream_query(self.stream.cu_stream()) }.map_err(driver::classify)
+        });
+        self.observe(queried)
     }
 
     /// Waits until every launched kernel has finished, or `timeout` passes (`None`: no limit).
     /// Returns whether they finished.
     ///
+    /// Never waits on a ring that failed: a failed ring is closed on the device (so Block
+    /// kernels waiting for room on it return), and a ring whose consumer could not push its
+    /// head to the device ends the wait with that error.
+    ///
     /// # Errors
     ///
-    /// As [`is_idle`](Self::is_idle).
+    /// As [`is_idle`](Self::is_idle); [`Error::HeadPush`] when a ring's head push failed
+    /// (kernels may still be running: drop the producer, which closes every ring from its own
+    /// stream and waits for them, boundedly).
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, Error> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut nap = Duration::from_micros(20);
+        loop {
+            if self.is_idle()? {
+                return Ok(true);
+            }
+            self.check_rings()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    /// [`wait`](Self::wait) for the stream alone (teardown: the rings are closed already).
+    pub(super) fn wait_idle(&self, timeout: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now().checked_add(timeout);
         let mut nap = Duration::from_micros(20);
         loop {
             if self.is_idle()? {
@@ -197,8 +229,10 @@ impl GpuProducer {
     ///
     /// [`Error::Driver`] / [`Error::KernelFault`] from the write.
     pub fn request_stop(&self) -> Result<(), Error> {
-        self.block
-            .write_word(control::HDR_STOP, 1, &self.block.side)
+        self.observe(
+            self.block
+                .write_word(control::HDR_STOP, 1, &self.block.side),
+        )
     }
 
     /// Clears a stop request, for the next launch.
@@ -207,11 +241,16 @@ impl GpuProducer {
     ///
     /// As [`request_stop`](Self::request_stop).
     pub fn clear_stop(&self) -> Result<(), Error> {
-        self.block
-            .write_word(control::HDR_STOP, 0, &self.block.side)?;
-        self.gpu.bind()?;
-        // SAFETY: the side stream is live.
-        unsafe { driver::stream_synchronize(self.block.side.cu_stream()) }.map_err(driver::classify)
+        let cleared = self
+            .block
+            .write_word(control::HDR_STOP, 0, &self.block.side)
+            .and_then(|()| self.gpu.bind())
+            .and_then(|()| {
+                // SAFETY: the side stream is live.
+                unsafe { driver::stream_synchronize(self.block.side.cu_stream()) }
+                    .map_err(driver::classify)
+            });
+        self.observe(cleared)
     }
 
     /// The exact device counters, summed over the rings (readable while kernels run).
@@ -222,7 +261,7 @@ impl GpuProducer {
     pub fn counters(&self) -> Result<GpuCounters, Error> {
         let mut total = GpuCounters::default();
         for idx in 0..self.rings.len() {
-            total.add(&self.block.counters(idx)?);
+            total.add(&self.observe(self.block.counters(idx))?);
         }
         Ok(total)
     }
@@ -238,10 +277,11 @@ impl GpuProducer {
     /// If `ring` is not below [`rings`](Self::rings) (a caller contract).
     pub fn ring_counters(&self, ring: usize) -> Result<GpuCounters, Error> {
         assert!(ring < self.rings.len(), "ring {ring} out of range");
-        self.block.counters(ring)
+        self.observe(self.block.counters(ring))
     }
 
-    /// Host-side counters of ring `ring` (consumed, corrupt); `produced` is 0 for GPU rings.
+    /// Counters of ring `ring`: `produced` is the ring's `emitted` device counter (read with a
+    /// copy), the rest are the consumer's (consumed, corrupt).
     ///
     /// # Panics
     ///
@@ -287,18 +327,38 @@ impl GpuProducer {
     /// and then report [`Error::Disconnected`]. Returns the final counters.
     ///
     /// Waits as long as the kernels run: if they wait for room, keep the consumers draining.
+    /// It never waits on a failed ring (see [`wait`](Self::wait)).
     ///
     /// # Errors
     ///
-    /// [`Error::KernelFault`] when a kernel faulted; driver errors from the counter copy.
+    /// [`Error::KernelFault`] when a kernel faulted; [`Error::HeadPush`] when a ring's head push
+    /// failed (the producer is then dropped: every ring closed from its own stream, its kernels
+    /// waited for boundedly, its memory leaked if they do not end); driver errors from the
+    /// counter copy.
     pub fn finish(mut self) -> Result<GpuCounters, Error> {
-        let waited = self.wait(None);
+        let waited = match self.wait(None) {
+            // Kernels may still run: `Drop` closes the rings and decides what to free.
+            Err(err) if !matches!(err, Error::KernelFault(_)) => return Err(err),
+            waited => waited,
+        };
         let counters = waited.and_then(|_| self.counters());
         self.finished = true;
         for ring in &self.rings {
             ring.close_producer();
         }
         counters
+    }
+
+    /// Fault injection for tests: from now on every head push of this producer's rings (and
+    /// every push of CLOSED from their consumers) fails with a driver error, as a refused
+    /// `cuStreamWriteValue64` would. The producer's own writes (stop, closing a failed ring,
+    /// teardown) still work. Not part of the API: a real push fails only once the context is
+    /// broken, and then no kernel is left blocked to prove the no-hang path with.
+    #[doc(hidden)]
+    pub fn inject_head_push_failure(&self) {
+        self.block
+            .fail_head_pushes
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Number of rings.
@@ -349,43 +409,5 @@ impl GpuProducer {
     #[must_use]
     pub fn context(&self) -> &GpuContext {
         &self.gpu
-    }
-}
-
-impl Drop for GpuProducer {
-    fn drop(&mut self) {
-        if !self.finished {
-            // Close every ring on the device so kernels waiting for room return, then wait for
-            // them, boundedly: a kernel that ignores PERDIX_CLOSED must not hang the process.
-            for idx in 0..self.rings.len() {
-                let offset = control::ring_offset(idx) + control::RING_CLOSED;
-                let _ = self.block.write_word(offset, 1, &self.block.side);
-            }
-            let _ = self
-                .block
-                .write_word(control::HDR_STOP, 1, &self.block.side);
-            match self.wait(Some(Duration::from_secs(10))) {
-                Ok(true) | Err(_) => {}
-                Ok(false) => {
-                    tracing::warn!(
-                        "perdix: GPU producer dropped while its kernels still run after 10 s; \
-                         leaking its memory so they cannot write into freed memory"
-                    );
-                    for ring in &self.rings {
-                        ring.close_producer();
-                        core::mem::forget(RingArc::clone(ring));
-                    }
-                    core::mem::forget(Arc::clone(&self.block));
-                    return;
-                }
-            }
-            for ring in &self.rings {
-                ring.close_producer();
-            }
-        }
-        let _ = self.gpu.bind().map(|()| {
-            // SAFETY: the stream is live; it is idle or faulted here, so this returns at once.
-            unsafe { driver::stream_synchronize(self.stream.cu_stream()) }
-        });
     }
 }
