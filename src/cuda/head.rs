@@ -54,6 +54,9 @@ impl HeadSink for DeviceHead {
     fn produced(&self) -> Option<u64> {
         let mut word = [0u64; 1];
         let offset = control::ring_offset(self.ring) + control::RING_EMITTED;
-        self.block.read_words(offset, &mut word).ok().map(|()| word[0])
+        self.block
+            .read_words(offset, &mut word)
+            .ok()
+            .map(|()| word[0])
     }
 }
