@@ -31,6 +31,8 @@
 //! - the consumer pushes its head into device memory (`cuStreamWriteValue64`) every
 //!   capacity / 8 messages and whenever it finds the ring empty, so no GPU thread reads host
 //!   memory to wait (a naive ring where every warp polls the host head livelocks at 0.9 M msgs/s);
+//! - `DropNewest` warps decide against that pushed head, so a busy consumer can have up to
+//!   capacity / 8 - 1 slots free while they drop (see [`GpuProducerBuilder::policy`]);
 //! - a waiting warp sleeps with `__nanosleep` backoff and polls its ring's closed flag, so
 //!   dropping the consumer ends a blocked kernel.
 //!

@@ -28,6 +28,14 @@ use crate::{Backend, Consumer, Error, Policy, RingStats};
 /// Dropping the consumer of a ring makes kernels waiting on it return `PERDIX_CLOSED`; dropping
 /// the producer closes every ring on the device, waits (at most 10 s) for its kernels, and then
 /// tells the consumers it is gone ([`Error::Disconnected`] once they have read everything).
+/// Memory is freed only once the kernels are known to have finished (idle, or a kernel fault);
+/// after a timeout or any other error it is leaked, with a warning, so no kernel writes freed
+/// memory.
+///
+/// Faults travel both ways: a kernel fault the producer sees becomes every ring's fault (their
+/// consumers report it after the messages published before it), and a ring that failed (a
+/// corrupt slot, a failed head push) is closed on the device, so waiting kernels exit and
+/// [`wait`](Self::wait) / [`finish`](Self::finish) never wait on it.
 ///
 /// # Examples
 ///
