@@ -155,6 +155,12 @@ impl GpuKernel {
     /// A kernel that faults anyway (a `__trap()`, an illegal address) surfaces as
     /// [`Error::KernelFault`](crate::Error::KernelFault); that is the driver's report of a
     /// fault it caught, not a guarantee that a stray write was caught.
+    ///
+    /// Safe code cannot build one:
+    ///
+    /// ```compile_fail,E0133
+    /// let kernel = perdix_transport::cuda::GpuKernel::from_source("extern \"C\" __global__ void k() {}", "k");
+    /// ```
     pub unsafe fn from_source(
         source: impl Into<Cow<'static, str>>,
         entry: impl Into<Cow<'static, str>>,
