@@ -53,7 +53,10 @@ fn slot_offsets_agree_on_the_device() {
 
 /// The `fields` kernel on `grid` blocks of 64 threads, sending messages of `kind`.
 fn fields_kernel(grid: u32, kind: u32) -> GpuKernel {
-    GpuKernel::from_source(FIELDS_SRC, "fields")
+    // SAFETY: (1) `fields` takes `const perdix_producer*` first; (2) it touches the ring only
+    // through `perdix_emit`; (3) its one other parameter is `unsigned kind`, the one `u32` added;
+    // (4) it writes only its local array.
+    unsafe { GpuKernel::from_source(FIELDS_SRC, "fields") }
         .grid(grid)
         .block(64)
         .arg(kind)
@@ -397,7 +400,10 @@ fn kernel_fault_surfaces_as_an_error() {
     if std::env::var_os("PERDIX_FAULT_CHILD").is_some() {
         let Some(gpu) = gpu() else { return };
         let (mut producer, _consumer) = GpuProducer::new(&gpu, 64).expect("producer");
-        let trap = GpuKernel::from_source(PROBE_CU, "perdix_trap").arg(1u32);
+        // SAFETY: (1) `perdix_trap` takes `const perdix_producer*` first; (2) it touches no ring;
+        // (3) its one other parameter is `unsigned really`, the `u32` added; (4) it writes
+        // nothing: it traps, which is the point.
+        let trap = unsafe { GpuKernel::from_source(PROBE_CU, "perdix_trap") }.arg(1u32);
         let launched = producer.launch(&trap);
         let waited = launched.and_then(|()| producer.wait(Some(Duration::from_secs(10))));
         println!("child outcome: {waited:?}");

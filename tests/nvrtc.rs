@@ -42,6 +42,23 @@ fn every_builtin_kernel_compiles_for_sm_90() {
     }
 }
 
+/// The fault-injection kernels of `tests/gpu_faults.rs` (not shipped as producer kernels).
+const FAULTS_CU: &str = include_str!("../kernels/faults.cu");
+
+#[test]
+fn the_fault_injection_kernels_compile_for_sm_90() {
+    let Some(result) = compile_or_skip(FAULTS_CU, "faults.cu") else {
+        return;
+    };
+    let ptx = result.unwrap_or_else(|err| panic!("faults.cu: {err}"));
+    for entry in ["perdix_fault_header", "perdix_fault_try_burst"] {
+        assert!(
+            ptx.contains(&format!(".entry {entry}")),
+            "faults.cu: no {entry}"
+        );
+    }
+}
+
 #[test]
 fn stress_kernel_writes_slots_with_one_store_per_lane_and_fences_before_seq() {
     let Some(result) = compile_or_skip(perdix_transport::cuda::STRESS_CU, "stress.cu") else {
@@ -83,7 +100,10 @@ extern "C" __global__ void step(const perdix_producer* p, float dt, unsigned fra
     perdix_send(p, 9, &frame, sizeof frame);
 }
 "#;
-    let kernel = GpuKernel::from_source(SRC, "step")
+    // SAFETY: (1) `step` takes `const perdix_producer*` first; (2) it touches the ring only
+    // through `perdix.cuh`; (3) the arguments are a `float` and an `unsigned`, as declared;
+    // (4) it writes nothing else. (It is only compiled here, never launched.)
+    let kernel = unsafe { GpuKernel::from_source(SRC, "step") }
         .name("user.cu")
         .arg(0.016f32)
         .arg(1u32);

@@ -810,7 +810,8 @@ mod gpu {
         ring: &mut PerdixRing,
     ) -> Result<Box<dyn Running>, Error> {
         let words = core::mem::size_of::<A>() / 4;
-        let mut kernel = GpuKernel::from_source(spec.source.clone(), spec.entry.clone())
+        // SAFETY: GpuProducerSpec::new's contract (the spec's source was given under it)
+        let mut kernel = unsafe { GpuKernel::from_source(spec.source.clone(), spec.entry.clone()) }
             .name(format!("{}.cu", spec.name))
             .grid(spec.grid)
             .block(spec.block);

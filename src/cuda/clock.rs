@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
+use super::block::ClockSetter;
 use super::memory::{CudaPinned, DeviceMemory};
-use super::producer::{ClockSetter, GpuProducer};
+use super::producer::GpuProducer;
 use super::{driver, module, GpuContext};
 use crate::telemetry::LatencyHistogram;
 use crate::{clock, Error, RingMemory};

@@ -41,6 +41,9 @@ struct Inner {
     name: String,
     compute_capability: (i32, i32),
     multiprocessors: u32,
+    /// CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS: the CPU may touch managed memory while
+    /// kernels run.
+    concurrent_managed_access: bool,
     modules: Mutex<HashMap<u64, Arc<CudaModule>>>,
 }
 
@@ -78,6 +81,10 @@ impl GpuContext {
         let multiprocessors = ctx
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(Error::Driver)? as u32;
+        let concurrent_managed_access = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS)
+            .map_err(Error::Driver)?
+            != 0;
         tracing::info!(
             device = %name,
             ordinal,
@@ -92,6 +99,7 @@ impl GpuContext {
                 name,
                 compute_capability,
                 multiprocessors,
+                concurrent_managed_access,
                 modules: Mutex::new(HashMap::new()),
             }),
         })
@@ -126,6 +134,14 @@ impl GpuContext {
     #[must_use]
     pub fn multiprocessors(&self) -> u32 {
         self.inner.multiprocessors
+    }
+
+    /// Whether the device reports concurrent managed access (the CPU may read and write managed
+    /// memory while kernels run): [`GpuMemory::Managed`](super::GpuMemory::Managed) rings need
+    /// it. True on Linux for Pascal and later; false on Windows and under some virtualization.
+    #[must_use]
+    pub fn concurrent_managed_access(&self) -> bool {
+        self.inner.concurrent_managed_access
     }
 
     /// Free and total device memory in bytes.

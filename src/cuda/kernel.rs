@@ -80,6 +80,11 @@ kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64
 /// `perdix_emit(p, kind, &msg, sizeof msg)` from any thread. Entry points are `extern "C"`.
 /// Compiled by NVRTC at first launch and cached (see [`compile_ptx`](super::compile_ptx)).
 ///
+/// A kernel from user source is built with the `unsafe` [`from_source`](Self::from_source): a
+/// kernel can write any memory the device can reach, including ring slots the host is reading
+/// through a `&[u8]`, so only its author can promise it keeps to the protocol. The crate's own
+/// kernels have safe constructors ([`GpuKernel::stress`], [`StressKernel::kernel`](super::StressKernel::kernel)).
+///
 /// Cheap to clone; `Send + Sync`, so a Bevy resource or a config can hold it.
 ///
 /// # Examples
@@ -95,10 +100,24 @@ kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64
 ///     if (perdix_emit(p, 7, &hit, sizeof hit) == PERDIX_CLOSED) return;
 /// }
 /// "#;
-/// let mut kernel = GpuKernel::from_source(SRC, "step").grid(132).block(256).arg(0.016f32).arg(0u32);
+/// // SAFETY: (1) `step` takes `const perdix_producer*` first; (2) it touches the ring only
+/// // through `perdix_emit`; (3) the two arguments added are a `float` and an `unsigned`, as in
+/// // its signature; (4) it writes no other memory.
+/// let kernel = unsafe { GpuKernel::from_source(SRC, "step") };
+/// let mut kernel = kernel.grid(132).block(256).arg(0.016f32).arg(0u32);
 /// kernel.set_arg(1, 1u32); // next frame
 /// assert_eq!(kernel.args(), &[KernelArg::F32(0.016), KernelArg::U32(1)]);
 /// assert_eq!(kernel.threads(), 132 * 256);
+/// ```
+///
+/// The built-in stress kernel needs no `unsafe`:
+///
+/// ```
+/// use perdix_transport::cuda::GpuKernel;
+///
+/// let kernel = GpuKernel::stress(1000, 64, 3, 0).grid(132).block(256);
+/// assert_eq!(kernel.entry(), "perdix_stress");
+/// assert_eq!(kernel.args().len(), 6);
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -113,20 +132,70 @@ pub struct GpuKernel {
 }
 
 impl GpuKernel {
-    /// A kernel `entry` of `source`, launched as 1 block of 256 threads until told otherwise.
-    pub fn from_source(
+    /// A kernel `entry` of user `source`, launched as 1 block of 256 threads until told
+    /// otherwise.
+    ///
+    /// # Safety
+    ///
+    /// The kernel runs with the device's view of host-mapped memory, which includes ring slots
+    /// the host is reading through `&[u8]` borrows, and nothing checks what it writes there
+    /// (cudarc keeps its launch `unsafe` for the same reason). The caller promises that:
+    ///
+    /// 1. the kernel's first parameter is `const perdix_producer*` (the control block
+    ///    [`GpuProducer::launch`](super::GpuProducer::launch) passes);
+    /// 2. it touches ring and control memory only through `perdix.cuh` (`perdix_emit`,
+    ///    `perdix_try_emit`, `perdix_send`, `perdix_should_stop`, `perdix_stamp`), never by
+    ///    writing slots, `seq`, the head, the tail or the counters itself;
+    /// 3. the arguments added with [`arg`](Self::arg) (and replaced with
+    ///    [`set_arg`](Self::set_arg)) match the kernel's parameters after the first in count,
+    ///    order and type, and any device address among them is valid for what the kernel does
+    ///    with it until the kernel finishes;
+    /// 4. the kernel writes no host-mapped or device memory it was not given.
+    ///
+    /// A kernel that faults anyway (a `__trap()`, an illegal address) surfaces as
+    /// [`Error::KernelFault`](crate::Error::KernelFault); that is the driver's report of a
+    /// fault it caught, not a guarantee that a stray write was caught.
+    ///
+    /// Safe code cannot build one:
+    ///
+    /// ```compile_fail,E0133
+    /// let kernel = perdix_transport::cuda::GpuKernel::from_source("extern \"C\" __global__ void k() {}", "k");
+    /// ```
+    pub unsafe fn from_source(
         source: impl Into<Cow<'static, str>>,
         entry: impl Into<Cow<'static, str>>,
     ) -> Self {
+        Self::unchecked(source.into(), entry.into())
+    }
+
+    /// A kernel of the crate's own (`kernels/*.cu`): `source` is one of the crate's sources and
+    /// `entry` one of its entry points. Private: the callers below give the arguments each
+    /// entry point takes, which is what [`from_source`](Self::from_source)'s contract asks.
+    pub(crate) fn builtin(source: &'static str, file: &'static str, entry: &'static str) -> Self {
+        Self::unchecked(Cow::Borrowed(source), Cow::Borrowed(entry)).name(file)
+    }
+
+    fn unchecked(source: Cow<'static, str>, entry: Cow<'static, str>) -> Self {
         Self {
-            source: source.into(),
+            source,
             name: Cow::Borrowed("kernel.cu"),
-            entry: entry.into(),
+            entry,
             grid: Dim3::from(1),
             block: Dim3::from(256),
             shared_mem_bytes: 0,
             args: Vec::new(),
         }
+    }
+
+    /// The built-in warp-cooperative stress kernel (`perdix_stress` in `kernels/stress.cu`):
+    /// every thread sends `per_producer` messages (`u64::MAX`: until the producer is stopped or
+    /// its consumer dropped) of `size` bytes (a [`stress::valid_size`](crate::stress::valid_size))
+    /// and `kind`, paced to one per `interval_ns` (0: unpaced). The producer's device counters
+    /// count them exactly; grid and block are the caller's.
+    pub fn stress(per_producer: u64, size: u32, kind: u32, interval_ns: u64) -> Self {
+        // SAFETY: null counter addresses, which the kernel skips (`if (sent)`, `if (attempts)`
+        // in stress.cu), so it writes only through `perdix.cuh`.
+        unsafe { super::stress::warp_kernel(per_producer, size, kind, interval_ns, (0, 0)) }
     }
 
     /// File name NVRTC reports in errors and the PTX cache uses (default `kernel.cu`).

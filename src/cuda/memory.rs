@@ -221,11 +221,18 @@ unsafe impl Sync for CudaManaged {}
 impl CudaManaged {
     /// Allocates `bytes` of managed memory (preferred location CPU, accessed by this device).
     ///
+    /// A ring's consumer reads its slots while kernels write them, which managed memory allows
+    /// only on a device with concurrent managed access
+    /// ([`GpuContext::concurrent_managed_access`]); elsewhere the CPU's access faults while any
+    /// kernel runs, so such a device is refused.
+    ///
     /// # Errors
     ///
-    /// [`Error::Alloc`] when `bytes` is 0, above the device's free memory, or refused;
-    /// [`Error::Driver`] when the context cannot be made current.
+    /// [`Error::ManagedUnsupported`] when the device lacks concurrent managed access (use
+    /// [`CudaPinned`]); [`Error::Alloc`] when `bytes` is 0, above the device's free memory, or
+    /// refused; [`Error::Driver`] when the context cannot be made current.
     pub fn alloc(gpu: &GpuContext, bytes: usize) -> Result<Self, Error> {
+        managed_supported(gpu.concurrent_managed_access(), gpu.ordinal())?;
         let failed = Error::Alloc {
             bytes,
             backend: Backend::CudaManaged.name(),
@@ -300,6 +307,20 @@ impl DeviceMemory for CudaManaged {
     }
 }
 
+/// `Ok` when managed rings can work on the device `ordinal`: it reports concurrent managed
+/// access (`supported`).
+fn managed_supported(supported: bool, ordinal: usize) -> Result<(), Error> {
+    if supported {
+        return Ok(());
+    }
+    let device = u32::try_from(ordinal).unwrap_or(u32::MAX);
+    tracing::warn!(
+        device,
+        "perdix: managed rings refused: no concurrent managed access"
+    );
+    Err(Error::ManagedUnsupported { device })
+}
+
 /// A slot-aligned window of a shared allocation: the rings of one producer share a single
 /// allocation (single allocations of the same kind differ by up to 17 % in speed).
 pub(crate) struct Window {
@@ -355,5 +376,20 @@ unsafe impl RingMemory for Window {
 impl DeviceMemory for Window {
     fn device_ptr(&self) -> CUdeviceptr {
         self.parent.device_ptr() + self.offset as CUdeviceptr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::managed_supported;
+    use crate::Error;
+
+    #[test]
+    fn managed_memory_needs_concurrent_managed_access() {
+        assert_eq!(managed_supported(true, 0), Ok(()));
+        assert_eq!(
+            managed_supported(false, 3),
+            Err(Error::ManagedUnsupported { device: 3 })
+        );
     }
 }

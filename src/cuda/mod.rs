@@ -31,17 +31,24 @@
 //! - the consumer pushes its head into device memory (`cuStreamWriteValue64`) every
 //!   capacity / 8 messages and whenever it finds the ring empty, so no GPU thread reads host
 //!   memory to wait (a naive ring where every warp polls the host head livelocks at 0.9 M msgs/s);
+//! - `DropNewest` warps decide against that pushed head, so a busy consumer can have up to
+//!   capacity / 8 - 1 slots free while they drop (see [`GpuProducerBuilder::policy`]);
 //! - a waiting warp sleeps with `__nanosleep` backoff and polls its ring's closed flag, so
 //!   dropping the consumer ends a blocked kernel.
 //!
 //! Measured figures: `docs/PERFORMANCE.md`; decisions and what was tried: `docs/DESIGN-NOTES.md`.
 
+mod block;
+mod builder;
 pub mod clock;
 mod context;
 mod control;
+mod counters;
 mod devices;
 mod driver;
+mod faults;
 mod group;
+mod head;
 mod kernel;
 mod memory;
 mod module;
@@ -49,15 +56,18 @@ mod probe;
 mod producer;
 mod set;
 pub mod stress;
+mod teardown;
 
+pub use builder::{GpuProducerBuilder, MIN_CAPACITY};
 pub use clock::{ClockMapping, ClockTracker};
 pub use context::GpuContext;
+pub use counters::GpuCounters;
 pub use devices::{device_count, GpuDevices};
 pub use group::ConsumerGroup;
 pub use kernel::{Dim3, GpuKernel, KernelArg};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{builtin_kernels, compile_ptx, PERDIX_CUH, PROBE_CU, STRESS_CU};
 pub use probe::{layout_probe, LayoutProbe};
-pub use producer::{GpuCounters, GpuProducer, GpuProducerBuilder, MIN_CAPACITY};
+pub use producer::GpuProducer;
 pub use set::GpuProducerSet;
 pub use stress::{GpuStress, GpuStressReport, StressKernel};

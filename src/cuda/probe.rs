@@ -44,8 +44,9 @@ pub fn layout_probe(gpu: &GpuContext) -> Result<LayoutProbe, Error> {
         // been launched yet.
         unsafe { AtomicU64::from_ptr(base.add(idx)) }.store(u64::MAX, Ordering::Relaxed);
     }
-    let kernel = GpuKernel::from_source(PROBE_CU, "perdix_layout_probe")
-        .name("probe.cu")
+    // `perdix_layout_probe(p, out)`: `out` is the 4096-byte `out` above (32 words written),
+    // alive until after the wait below.
+    let kernel = GpuKernel::builtin(PROBE_CU, "probe.cu", "perdix_layout_probe")
         .grid(1)
         .block(1)
         .arg(out.device_ptr());

@@ -22,7 +22,10 @@ use crate::{Consumer, Error};
 ///     if (i < n) perdix_emit(p, 1, &i, sizeof i);
 /// }"#;
 /// let (mut set, rings) = GpuProducerSet::build(&GpuDevices::All, |b| b.capacity(4096))?;
-/// set.launch(&GpuKernel::from_source(SRC, "count").grid(4).block(256).arg(1000u32))?;
+/// // SAFETY: `count` takes `const perdix_producer*` first, then the one `unsigned` added; it
+/// // touches the rings only through `perdix_emit` and writes nothing else.
+/// let kernel = unsafe { GpuKernel::from_source(SRC, "count") };
+/// set.launch(&kernel.grid(4).block(256).arg(1000u32))?;
 /// let per_device = set.finish()?;
 /// for (consumers, counters) in rings.into_iter().zip(&per_device) {
 ///     let mut seen = 0;

@@ -8,26 +8,19 @@ use std::time::{Duration, Instant};
 use cudarc::driver::sys::CUdeviceptr;
 
 use super::clock::{self, ClockMapping, ClockTracker};
-use super::kernel::GpuKernel;
+use super::counters::GpuCounters;
 use super::memory::GpuMemory;
-use super::module::STRESS_CU;
-use super::producer::{GpuCounters, GpuProducer};
+use super::producer::GpuProducer;
 use super::{driver, GpuContext};
 use crate::stress::{self, Verifier, VerifyReport};
 use crate::telemetry::LatencyHistogram;
 use crate::{Backend, Consumer, Error, Policy};
 
-/// Which stress kernel to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum StressKernel {
-    /// `perdix_stress`: each warp computes its messages' words and writes each slot with one
-    /// store instruction (the fast path).
-    #[default]
-    Warp,
-    /// `perdix_stress_generic`: each thread fills a local buffer and calls `perdix_send` (the
-    /// general API kernel authors use).
-    Generic,
-}
+mod kernels;
+
+use kernels::generic_kernel;
+pub(crate) use kernels::warp_kernel;
+pub use kernels::{free_running_kernel, StressKernel};
 
 /// A GPU stress run's configuration.
 ///
@@ -338,34 +331,6 @@ fn consume(mut rings: Vec<Consumer>, full: bool, latency_every: u32) -> ThreadRe
     }
 }
 
-/// The warp-cooperative stress kernel (`perdix_stress` in `kernels/stress.cu`) with its
-/// arguments in order: messages per producer thread (`u64::MAX`: until stopped), message size,
-/// kind, pacing interval in ns (0: none), and the device addresses of the per-thread sent and
-/// attempted counters (0: none; the producer's device counters stay exact). Grid and block are
-/// the caller's.
-pub fn warp_kernel(
-    per_producer: u64,
-    size: u32,
-    kind: u32,
-    interval_ns: u64,
-    (sent, attempts): (CUdeviceptr, CUdeviceptr),
-) -> GpuKernel {
-    GpuKernel::from_source(STRESS_CU, "perdix_stress")
-        .name("stress.cu")
-        .arg(per_producer)
-        .arg(size)
-        .arg(kind)
-        .arg(interval_ns)
-        .arg(sent)
-        .arg(attempts)
-}
-
-/// [`warp_kernel`] free-running: every thread sends `size`-byte messages of `kind` until the
-/// producer is stopped (or its consumer dropped), unpaced, counted only by the device counters.
-pub fn free_running_kernel(size: u32, kind: u32) -> GpuKernel {
-    warp_kernel(u64::MAX, size, kind, 0, (0, 0))
-}
-
 /// Runs `config` on every device of `gpus` at once (a thread per device, each with its own
 /// rings and consumer threads) and verifies every message; one report per device, in order.
 ///
@@ -436,19 +401,21 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
     let attempts_ptr = sent_words.dptr + producers * 8;
     let per_producer = config.messages_per_producer.unwrap_or(u64::MAX);
     let kernel = match config.kernel {
-        StressKernel::Warp => warp_kernel(
-            per_producer,
-            config.size as u32,
-            0,
-            config.interval_ns,
-            (sent_ptr, attempts_ptr),
-        ),
-        StressKernel::Generic => GpuKernel::from_source(STRESS_CU, "perdix_stress_generic")
-            .name("stress.cu")
-            .arg(per_producer)
-            .arg(config.size as u32)
-            .arg(0u32)
-            .arg(sent_ptr),
+        // SAFETY: `sent_words` holds one word per producer thread and one more for the
+        // attempts, and lives until after the producer has finished (dropped below it).
+        StressKernel::Warp => unsafe {
+            warp_kernel(
+                per_producer,
+                config.size as u32,
+                0,
+                config.interval_ns,
+                (sent_ptr, attempts_ptr),
+            )
+        },
+        // SAFETY: as above, for the sent words.
+        StressKernel::Generic => unsafe {
+            generic_kernel(per_producer, config.size as u32, 0, sent_ptr)
+        },
     }
     .grid(config.grid)
     .block(config.block);

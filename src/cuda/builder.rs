@@ -1,0 +1,190 @@
+//! `GpuProducerBuilder`: a GPU producer's options, and the allocation of its rings and
+//! control block.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use super::block::ControlBlock;
+use super::head::DeviceHead;
+use super::memory::{CudaManaged, CudaPinned, DeviceMemory, GpuMemory, Window};
+use super::producer::GpuProducer;
+use super::{control, driver, GpuContext};
+use crate::ring::Ring;
+use crate::sync::Arc as RingArc;
+use crate::{Consumer, Error, Policy};
+
+/// The smallest ring a GPU producer accepts: one warp's batch of positions.
+pub const MIN_CAPACITY: usize = 32;
+
+/// Options for a [`GpuProducer`]; from [`GpuProducer::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct GpuProducerBuilder {
+    pub(super) gpu: GpuContext,
+    pub(super) capacity: usize,
+    pub(super) rings: usize,
+    pub(super) memory: GpuMemory,
+    pub(super) policy: Policy,
+    pub(super) timestamps: bool,
+}
+
+impl GpuProducerBuilder {
+    /// Slots per ring, a power of two from [`MIN_CAPACITY`] (default 65,536: 16 MiB per ring).
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Number of rings (default 1). Block `b` of a launch writes ring `b % rings`; give each
+    /// consumer thread its own ring(s), or one ring per block ("per-block lanes") for small
+    /// messages.
+    pub fn rings(mut self, rings: usize) -> Self {
+        self.rings = rings;
+        self
+    }
+
+    /// Which memory the rings live in (default [`GpuMemory::Pinned`]).
+    pub fn memory(mut self, memory: GpuMemory) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    /// What `perdix_send` (and the stress kernel) does on a full ring (default
+    /// [`Policy::Block`]); `perdix_emit` always blocks and `perdix_try_emit` always drops.
+    ///
+    /// A `DropNewest` warp decides "full" against the head the consumer last pushed to the
+    /// device, which trails the consumer by less than capacity / 8 releases while it is busy
+    /// (it pushes every capacity / 8, and once capacity / 64 behind whenever it finds the ring
+    /// empty): up to capacity / 8 - 1 slots may be free on the host while a warp drops. A
+    /// consumer that keeps up finds the ring empty and keeps the pushed head fresh (measured on
+    /// an H200: 0 drops in 5.1 M paced attempts into a 4,096-slot ring; see
+    /// `docs/DESIGN-NOTES.md`).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Stamp every message with the GPU clock mapped onto [`clock::now_ns`](crate::clock::now_ns)
+    /// (default off). Call [`GpuProducer::calibrate_clock`] before relying on the stamps.
+    pub fn timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
+
+    /// Allocates the rings and the control block; returns the producer and one consumer per
+    /// ring.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCapacity`] for a bad capacity (below [`MIN_CAPACITY`]) or zero rings;
+    /// [`Error::ManagedUnsupported`] for [`GpuMemory::Managed`] on a device without concurrent
+    /// managed access; [`Error::Alloc`] when the memory cannot be had; [`Error::Driver`] for
+    /// driver failures.
+    pub fn build(self) -> Result<(GpuProducer, Vec<Consumer>), Error> {
+        let ring_bytes = Ring::bytes_for(self.capacity)?;
+        // A warp reserves up to 32 positions at once and waits until all of them fit: a ring
+        // smaller than a warp's batch would wait forever.
+        if self.capacity < MIN_CAPACITY || self.rings == 0 || self.rings > u32::MAX as usize {
+            return Err(Error::InvalidCapacity(self.capacity));
+        }
+        let total = ring_bytes
+            .checked_mul(self.rings)
+            .ok_or(Error::InvalidCapacity(self.capacity))?;
+        let gpu = self.gpu.clone();
+        let memory: Arc<dyn DeviceMemory> = match self.memory {
+            GpuMemory::Pinned => Arc::new(CudaPinned::alloc(&gpu, total)?),
+            GpuMemory::Managed => Arc::new(CudaManaged::alloc(&gpu, total)?),
+        };
+        let stream = gpu.new_stream()?;
+        let side = gpu.new_stream()?;
+        let push = (0..self.rings.min(8))
+            .map(|_| gpu.new_stream())
+            .collect::<Result<Vec<_>, _>>()?;
+        let bytes = control::block_bytes(self.rings);
+        gpu.bind()?;
+        // SAFETY: the context is current; freed once, by `ControlBlock::drop`.
+        let dptr = unsafe { driver::mem_alloc(bytes) }.map_err(|err| {
+            tracing::warn!(bytes, %err, "perdix: control block allocation failed");
+            Error::Alloc {
+                bytes,
+                backend: "cuda-device",
+            }
+        })?;
+        let block = Arc::new(ControlBlock {
+            gpu: gpu.clone(),
+            dptr,
+            bytes,
+            side,
+            push,
+            fail_head_pushes: AtomicBool::new(false),
+        });
+
+        let mut image = control::Image::new(self.rings);
+        let policy = match self.policy {
+            Policy::Block => 0u64,
+            Policy::DropNewest => 1u64,
+        };
+        image.set(control::HDR_NRINGS, self.rings as u64 | (policy << 32));
+        let flags = if self.timestamps {
+            control::FLAG_TIMESTAMPS
+        } else {
+            0
+        };
+        image.set(control::HDR_FLAGS, flags);
+        let mut rings = Vec::with_capacity(self.rings);
+        let mut consumers = Vec::with_capacity(self.rings);
+        for idx in 0..self.rings {
+            let window = Window::new(Arc::clone(&memory), idx * ring_bytes, ring_bytes)
+                .ok_or(Error::InvalidCapacity(self.capacity))?;
+            let base = control::ring_offset(idx);
+            image.set(base + control::RING_SLOTS, window.device_ptr());
+            image.set(base + control::RING_MASK, self.capacity as u64 - 1);
+            image.set(base + control::RING_CAPACITY, self.capacity as u64);
+            image.set(base + control::RING_INDEX, idx as u64);
+            let sink = DeviceHead::new(Arc::clone(&block), idx);
+            let ring = RingArc::new(Ring::with_sink(
+                self.capacity,
+                Box::new(window),
+                Some(Box::new(sink)),
+            )?);
+            consumers.push(Consumer::new(RingArc::clone(&ring)));
+            rings.push(ring);
+        }
+        // SAFETY: the context is current (bound above); the image is `bytes` long and lives until
+        // the synchronize below; the destination is the block just allocated.
+        unsafe {
+            driver::memcpy_htod_async(
+                dptr,
+                image.as_ptr().cast(),
+                image.bytes(),
+                block.side.cu_stream(),
+            )
+        }
+        .map_err(Error::Driver)?;
+        // SAFETY: the side stream is live.
+        unsafe { driver::stream_synchronize(block.side.cu_stream()) }.map_err(Error::Driver)?;
+        tracing::info!(
+            rings = self.rings,
+            capacity = self.capacity,
+            memory = %self.memory,
+            policy = %self.policy,
+            "perdix: GPU producer ready"
+        );
+        Ok((
+            GpuProducer {
+                gpu,
+                stream,
+                block,
+                rings,
+                capacity: self.capacity,
+                memory: self.memory,
+                policy: self.policy,
+                timestamps: self.timestamps,
+                launches: 0,
+                finished: false,
+                device_closed: (0..self.rings).map(|_| AtomicBool::new(false)).collect(),
+            },
+            consumers,
+        ))
+    }
+}

@@ -1,0 +1,39 @@
+//! `GpuCounters`: the exact device-side counters the kernels keep.
+
+/// Exact device-side counters of a producer (summed over its rings) or of one ring.
+///
+/// Kept by the kernels with atomics in device memory and read with a copy that does not wait
+/// for them, so they can be read while kernels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuCounters {
+    /// Messages published into the ring(s).
+    pub emitted: u64,
+    /// Messages dropped because the ring was full (`DropNewest`, `perdix_try_emit`).
+    pub dropped: u64,
+    /// Times a warp found its ring full and waited (`Block`), once per wait.
+    pub stalls: u64,
+}
+
+impl GpuCounters {
+    /// Messages the kernels tried to send: `emitted + dropped` (exact).
+    #[must_use]
+    pub fn attempted(&self) -> u64 {
+        self.emitted + self.dropped
+    }
+
+    /// The sum of several producers' (or devices') counters.
+    #[must_use]
+    pub fn total(all: &[Self]) -> Self {
+        let mut total = Self::default();
+        for counters in all {
+            total.add(counters);
+        }
+        total
+    }
+
+    pub(crate) fn add(&mut self, other: &Self) {
+        self.emitted += other.emitted;
+        self.dropped += other.dropped;
+        self.stalls += other.stalls;
+    }
+}
