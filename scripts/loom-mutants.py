@@ -61,7 +61,7 @@ def main():
     for f in files:
         os.makedirs(os.path.dirname(os.path.join(work, f)) or work, exist_ok=True)
         shutil.copy2(os.path.join(ROOT, f), os.path.join(work, f))
-    target = os.environ.get("MUTANTS_TARGET_DIR", os.path.join(ROOT, "target", "loom-mutants"))
+    target = os.path.abspath(os.environ.get("MUTANTS_TARGET_DIR", os.path.join(ROOT, "target", "loom-mutants")))
     env = dict(os.environ, CARGO_TARGET_DIR=target, **LOOM_ENV)
     cmd = ["cargo", "test", "--release", "--no-default-features", "--test", "loom", "-q"]
     # The unmutated models must pass, or every mutant "dies" for the wrong reason.

@@ -4,8 +4,6 @@ use core::ptr::NonNull;
 
 use crossbeam_utils::CachePadded;
 
-use std::sync::{Mutex, PoisonError};
-
 use super::layout::{ring_bytes, Slot, SlotHeader, PAYLOAD_MAX, SLOT_ALIGN};
 use super::memory::{Backend, RingMemory};
 use super::wait::Wait;
@@ -74,9 +72,6 @@ pub(crate) struct Ring {
     /// The ring's first fault: written once by whoever moved `consumer_state` to `FAILING`,
     /// read only after an acquire load sees `FAILED`.
     fault: UnsafeCell<Option<Error>>,
-    /// A failed push of CLOSED to the sink: producers waiting for room on the device were not
-    /// told the ring closed (not protocol state: a mutex is fine).
-    close_error: Mutex<Option<Error>>,
     /// Exact counters of rare events.
     counters: CachePadded<Counters>,
     /// Owner of the bytes `slots` points into; freed after the slots are dropped.
@@ -174,7 +169,6 @@ impl Ring {
             producer_closed: AtomicBool::new(false),
             consumer_state: AtomicU8::new(state::OPEN),
             fault: UnsafeCell::new(None),
-            close_error: Mutex::new(None),
             counters: CachePadded::new(Counters::default()),
             memory,
             sink,
@@ -259,7 +253,7 @@ impl Ring {
 
     /// The consumer is gone: producers stop (CPU: [`Error::Disconnected`]; GPU kernels:
     /// `PERDIX_CLOSED`). A failed push of that news to the device fails the ring
-    /// ([`Error::HeadPush`]) and is kept in [`close_error`](Self::close_error).
+    /// ([`Error::HeadPush`]).
     pub(crate) fn close_consumer(&self) {
         // Relaxed: `CLOSED` carries no data (a producer that sees it stops; its reads of this
         // ring's slots are over). A fault does, and is published by `FAILED`'s release.
@@ -316,18 +310,13 @@ impl Ring {
         }
     }
 
-    /// Pushes CLOSED to the sink, keeping a failure in `close_error`.
+    /// Pushes CLOSED to the sink. (A GPU producer that finds one of its rings failed closes it
+    /// again from its own stream, so a failed push here does not leave kernels waiting.)
     fn close_sink(&self) -> Result<(), Error> {
-        let Some(sink) = &self.sink else {
-            return Ok(());
-        };
-        sink.close().inspect_err(|err| {
-            let mut slot = self
-                .close_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            slot.get_or_insert_with(|| err.clone());
-        })
+        match &self.sink {
+            Some(sink) => sink.close(),
+            None => Ok(()),
+        }
     }
 
     /// The ring's fault, if it failed.
@@ -347,17 +336,6 @@ impl Ring {
     #[inline]
     pub(crate) fn is_faulted(&self) -> bool {
         self.consumer_state.load(Ordering::Relaxed) >= state::FAILING
-    }
-
-    /// A failed push of CLOSED to the device: GPU producers waiting for room on this ring were
-    /// not told it closed, so waiting for them may never end.
-    #[cfg(feature = "cuda")]
-    #[allow(dead_code)] // read by the GPU producer's teardown, which lands separately
-    pub(crate) fn close_error(&self) -> Option<Error> {
-        self.close_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 
     /// Why a producer must stop: the ring's fault, or [`Error::Disconnected`]. A fault being
