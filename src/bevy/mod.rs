@@ -61,12 +61,17 @@
 mod diagnostics;
 mod drain;
 mod envelope;
+mod event;
+mod message;
 mod plugin;
 mod producers;
 mod route;
+mod thread;
 
 pub use diagnostics::PerdixDiagnostics;
-pub use drain::{DeviceTotals, DrainStats, PerdixMessage, PerdixRing};
+pub use drain::{DeviceTotals, DrainStats, PerdixRing};
+pub use message::PerdixMessage;
 pub use envelope::Envelope;
+pub use event::{PerdixEvent, RingState};
 pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
 pub use producers::{Emitter, GpuProducerSpec, ProducerBackend, StressProducers};

@@ -11,6 +11,7 @@ use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
 use super::drain::PerdixRing;
+use super::event::{spawn_error, PerdixEvent};
 use crate::{stress, Error, Policy, Producer};
 
 pub(crate) use gpu::Device;
@@ -62,15 +63,17 @@ impl ProducerBackend {
         matches!(self, Self::Gpu { .. })
     }
 
-    /// Decides, once, and logs the choice; the opened devices (empty for the CPU).
-    pub(crate) fn detect(ring: &PerdixRing) -> (Self, Vec<gpu::Device>) {
-        let (backend, devices) = match gpu::probe(ring) {
-            Ok((name, devices)) => (Self::Gpu { device: name }, devices),
+    /// Decides, once, and logs the choice; the opened devices (empty for the CPU) and, for
+    /// the CPU, why there is no GPU.
+    pub(crate) fn detect(ring: &PerdixRing) -> (Self, Vec<gpu::Device>, Option<Error>) {
+        let (backend, devices, why) = match gpu::probe(ring) {
+            Ok((name, devices)) => (Self::Gpu { device: name }, devices, None),
             Err(err) => (
                 Self::Cpu {
                     reason: err.to_string(),
                 },
                 Vec::new(),
+                Some(err),
             ),
         };
         match &backend {
@@ -79,7 +82,7 @@ impl ProducerBackend {
                 tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
             }
         }
-        (backend, devices)
+        (backend, devices, why)
     }
 }
 
@@ -286,46 +289,56 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
 
 /// A registered producer, not started yet.
 trait Registered: Send {
+    /// The producer's name.
+    fn name(&self) -> &str;
+    /// Starts it on `backend` (its CPU fallback when the GPU cannot).
     fn start(
         self: Box<Self>,
         ring: &mut PerdixRing,
         backend: &ProducerBackend,
-    ) -> Option<Box<dyn Running>>;
+    ) -> Result<Box<dyn Running>, Error>;
 }
 
 /// A started producer: launched once a frame.
 trait Running: Send + Sync {
-    fn launch(&mut self, world: &World);
+    /// The producer's name.
+    fn name(&self) -> &str;
+    /// One launch; an error once, when the producer stops for good (it is not launched again).
+    fn launch(&mut self, world: &World) -> Result<(), Error>;
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Without a fallback, the GPU's error (or why there is no GPU) is the producer's.
     fn start(
         self: Box<Self>,
         ring: &mut PerdixRing,
         backend: &ProducerBackend,
-    ) -> Option<Box<dyn Running>> {
+    ) -> Result<Box<dyn Running>, Error> {
         let mut spec = *self;
-        if backend.is_gpu() {
+        let gpu_error = if backend.is_gpu() {
             match gpu::start(&mut spec, ring) {
-                Ok(running) => return Some(running),
-                Err(err) => tracing::warn!(
-                    producer = %spec.name,
-                    %err,
-                    "perdix: GPU producer failed to start; using its CPU fallback"
-                ),
+                Ok(running) => return Ok(running),
+                Err(err) => err,
             }
-        }
-        let Some(fallback) = spec.fallback.take() else {
-            tracing::warn!(producer = %spec.name, "perdix: no CPU fallback registered; producer not started");
-            return None;
+        } else {
+            ring.no_gpu_error()
         };
-        match Fallback::start(&spec.name, fallback, spec.args.take(), ring) {
-            Ok(running) => Some(Box::new(running)),
-            Err(err) => {
-                tracing::warn!(producer = %spec.name, %err, "perdix: CPU fallback failed to start");
-                None
-            }
+        let Some(fallback) = spec.fallback.take() else {
+            return Err(gpu_error);
+        };
+        if backend.is_gpu() {
+            tracing::warn!(
+                producer = %spec.name,
+                err = %gpu_error,
+                "perdix: GPU producer failed to start; using its CPU fallback"
+            );
         }
+        let running = Fallback::start(&spec.name, fallback, spec.args.take(), ring)?;
+        Ok(Box::new(running))
     }
 }
 
@@ -361,7 +374,7 @@ impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
                     }
                 }
             })
-            .map_err(|_| Error::NoDevice("could not start a CPU fallback thread"))?;
+            .map_err(|err| spawn_error(&err))?;
         Ok(Self {
             name: name.to_owned(),
             args,
@@ -373,7 +386,12 @@ impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
-    fn launch(&mut self, world: &World) {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Never fails: the fallback's ring reports its own faults.
+    fn launch(&mut self, world: &World) -> Result<(), Error> {
         let args = self
             .args
             .as_ref()
@@ -390,6 +408,7 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -435,8 +454,12 @@ pub(crate) fn start_producers(world: &mut World) {
         };
         let backend = ring.producer_backend();
         for spec in pending {
-            if let Some(running) = spec.start(&mut ring, &backend) {
-                registry.running.push(running);
+            let name = spec.name().to_owned();
+            match spec.start(&mut ring, &backend) {
+                Ok(running) => registry.running.push(running),
+                Err(error) => ring
+                    .faults_mut()
+                    .report(PerdixEvent::ProducerFailed { name, error }),
             }
         }
     });
@@ -447,7 +470,13 @@ pub(crate) fn start_producers(world: &mut World) {
 pub(crate) fn launch_producers(world: &mut World) {
     world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
         for producer in &mut registry.running {
-            producer.launch(world);
+            if let Err(error) = producer.launch(world) {
+                let name = producer.name().to_owned();
+                if let Some(mut ring) = world.get_resource_mut::<PerdixRing>() {
+                    ring.faults_mut()
+                        .report(PerdixEvent::ProducerFailed { name, error });
+                }
+            }
         }
     });
 }
@@ -560,7 +589,7 @@ impl StressProducers {
             let handle = thread::Builder::new()
                 .name(format!("perdix-stress-{id}"))
                 .spawn(move || stress_loop(producer, id, size, &stop, &counter))
-                .map_err(|_| Error::NoDevice("could not start a stress producer thread"))?;
+                .map_err(|err| spawn_error(&err))?;
             threads.push(StressThread {
                 sent,
                 handle: Some(handle),
@@ -698,8 +727,8 @@ impl PerdixRing {
         if let Some(backend) = self.backend_choice() {
             return backend.clone();
         }
-        let (backend, devices) = ProducerBackend::detect(self);
-        self.set_backend_choice(backend.clone(), devices);
+        let (backend, devices, why) = ProducerBackend::detect(self);
+        self.set_backend_choice(backend.clone(), devices, why);
         backend
     }
 }
@@ -844,9 +873,13 @@ mod gpu {
     }
 
     impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
-        fn launch(&mut self, world: &World) {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn launch(&mut self, world: &World) -> Result<(), Error> {
             if self.failed {
-                return;
+                return Ok(());
             }
             // A stream query, not a sync: a kernel still running (e.g. waiting for room)
             // skips this frame's launch instead of queueing launches without bound.
@@ -854,9 +887,9 @@ mod gpu {
                 Ok(true) => {}
                 Ok(false) => {
                     self.skipped += 1;
-                    return;
+                    return Ok(());
                 }
-                Err(err) => return self.fail(&err),
+                Err(err) => return self.fail(err),
             }
             let args = self
                 .args
@@ -868,16 +901,19 @@ mod gpu {
                 raw.copy_from_slice(word);
                 self.kernel.set_arg(idx, u32::from_ne_bytes(raw));
             }
-            if let Err(err) = self.producer.launch(&self.kernel) {
-                self.fail(&err);
-            }
+            self.producer
+                .launch(&self.kernel)
+                .or_else(|err| self.fail(err))
         }
     }
 
     impl<A> Launcher<A> {
-        fn fail(&mut self, err: &Error) {
+        /// The producer stopped (its launch failed, or its kernel faulted): never launched
+        /// again; `err` goes to the app as a `PerdixEvent::ProducerFailed` (and its rings
+        /// report the fault once drained to it).
+        fn fail(&mut self, err: Error) -> Result<(), Error> {
             self.failed = true;
-            tracing::warn!(producer = %self.name, %err, "perdix: GPU producer stopped");
+            Err(err)
         }
     }
 

@@ -10,7 +10,9 @@ use bevy_ecs::message::{Message as BevyMessage, Messages};
 use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
-use super::drain::{Batch, PerdixMessage, PerdixRing};
+use super::drain::PerdixRing;
+use super::message::PerdixMessage;
+use super::thread::Batch;
 use super::envelope::Envelope;
 use super::plugin::DrainMode;
 use crate::Message;
