@@ -107,7 +107,11 @@ mod gpu_producer {
     #[test]
     #[ignore = "needs a CUDA device"]
     fn particles_kernel_runs_as_a_gpu_producer() {
-        let spec = GpuProducerSpec::new("particles", super::PARTICLES_CU, "particles_step")
+        // SAFETY: `particles_step(const perdix_producer* p, float dt, unsigned frame,
+        // unsigned count, float half)` takes the producer pointer first and reaches the ring
+        // only through `perdix_emit`; `StepArgs` is `#[repr(C)] { f32, u32, u32, f32 }`, its
+        // parameters after `p` in order; it has no other pointer to write through.
+        let spec = unsafe { GpuProducerSpec::new("particles", super::PARTICLES_CU, "particles_step") }
             .grid(PARTICLES.div_ceil(BLOCK))
             .block(BLOCK)
             .args(|world: &World| StepArgs {

@@ -1,4 +1,5 @@
 //! `perdix/*` diagnostics through bevy_diagnostic.
+#![forbid(unsafe_code)]
 
 use bevy_app::App;
 use bevy_diagnostic::{

@@ -1,5 +1,6 @@
 //! The `PerdixRing` resource, the drain (in-system or through a consumer thread), and routing
 //! by kind into ECS messages.
+#![forbid(unsafe_code)]
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 //! [`Envelope`]: a typed message together with the slot header it came in.
+#![forbid(unsafe_code)]
 
 use bevy_ecs::message::Message as BevyMessage;
 

@@ -4,6 +4,7 @@
 //! A headless `bevy_app` app has no tracing subscriber, so a log line alone would be silence:
 //! every fault the plugin sees is recorded once here, counted, logged at `error!`, and written
 //! as a [`PerdixEvent`] in the next [`PerdixSystems::Drain`](super::PerdixSystems::Drain).
+#![forbid(unsafe_code)]
 
 use bevy_ecs::message::{Message as BevyMessage, Messages};
 use bevy_ecs::world::World;

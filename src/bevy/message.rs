@@ -1,4 +1,5 @@
 //! [`PerdixMessage`]: a raw message copied out of its slot (owned: it borrows nothing).
+#![forbid(unsafe_code)]
 
 use bevy_ecs::message::Message as BevyMessage;
 

@@ -1,4 +1,5 @@
 //! `PerdixPlugin`: configuration, system sets, and the `App` extension trait.
+#![forbid(unsafe_code)]
 
 use bevy_app::{App, Last, Plugin, PreUpdate, Startup};
 use bevy_ecs::message::Message;
@@ -10,7 +11,8 @@ use super::drain::{PerdixRing, RingConfig};
 use super::message::PerdixMessage;
 use super::envelope::Envelope;
 use super::event::{self, PerdixEvent};
-use super::producers::{self, GpuProducerSpec, ProducerRegistry};
+use super::producers::{self, ProducerRegistry};
+use super::spec::GpuProducerSpec;
 use super::route::{self, Routes};
 use crate::layout::PAYLOAD_MAX;
 use crate::MAX_CAPACITY;
@@ -401,7 +403,10 @@ pub trait PerdixAppExt {
     /// use bevy_app::App;
     /// use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin};
     ///
-    /// let spec = GpuProducerSpec::new("ticks", "extern \"C\" __global__ void tick() {}", "tick")
+    /// const TICK_CU: &str = "extern \"C\" __global__ void tick(const perdix_producer* p, unsigned frame) {}";
+    /// // SAFETY: `tick` takes the producer pointer, then one `unsigned` (`A = u32`), and
+    /// // touches no memory at all.
+    /// let spec = unsafe { GpuProducerSpec::new("ticks", TICK_CU, "tick") }
     ///     .args(|_world| 0u32)
     ///     .cpu_fallback(|frame: &u32, emit| {
     ///         let _ = emit.emit(7, frame);

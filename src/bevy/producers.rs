@@ -1,7 +1,7 @@
 //! Producers the plugin runs: registered GPU kernels (or their CPU fallbacks) and stress
 //! producers, and the one-time choice of backend.
+#![deny(unsafe_code)]
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,8 +11,9 @@ use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
 use super::drain::PerdixRing;
+use super::spec::{ArgsFn, FallbackFn, GpuProducerSpec};
 use super::event::{spawn_error, PerdixEvent};
-use crate::{stress, Error, Policy, Producer};
+use crate::{stress, Error, Producer};
 
 pub(crate) use gpu::Device;
 
@@ -124,8 +125,9 @@ impl Emitter {
         Self { producer, frame: 0 }
     }
 
-    /// Sends `value`'s bytes as a message of `kind`: waits for room under [`Policy::Block`],
-    /// counts a drop under [`Policy::DropNewest`].
+    /// Sends `value`'s bytes as a message of `kind`: waits for room under
+    /// [`Policy::Block`](crate::Policy::Block), counts a drop under
+    /// [`Policy::DropNewest`](crate::Policy::DropNewest).
     ///
     /// # Errors
     ///
@@ -153,137 +155,6 @@ impl Emitter {
     /// The producer itself, for in-place writes.
     pub fn producer(&mut self) -> &mut Producer {
         &mut self.producer
-    }
-}
-
-type ArgsFn<A> = Box<dyn Fn(&World) -> A + Send + Sync>;
-type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
-
-/// A GPU producer to register with
-/// [`PerdixAppExt::add_gpu_producer`](super::PerdixAppExt::add_gpu_producer): a CUDA kernel
-/// (source, entry point, grid, block), the per-frame arguments it gets from the world, and a
-/// CPU fallback producing the same messages.
-///
-/// The kernel is launched once a frame on its own stream (never more than one launch in
-/// flight: a frame whose previous launch still runs skips its launch) as
-/// `entry(const perdix_producer* p, ...)`, with `A`'s bytes as the parameters after `p`, one
-/// 4-byte scalar each: declare them in `A`'s field order as `float`, `int` or `unsigned`
-/// (`A` is a `#[repr(C)]` struct of 4-byte fields, checked at compile time). The kernel calls
-/// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
-///
-/// # Examples
-///
-/// ```
-/// use perdix_transport::bevy::GpuProducerSpec;
-///
-/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-/// #[repr(C)]
-/// struct Step {
-///     dt: f32,
-///     count: u32,
-/// }
-///
-/// let spec = GpuProducerSpec::new("particles", "/* CUDA C */", "step")
-///     .grid(64)
-///     .block(256)
-///     .args(|_world| Step { dt: 1.0 / 60.0, count: 1024 })
-///     .cpu_fallback(|step: &Step, emit| {
-///         for i in 0..step.count {
-///             if emit.emit(1, &i).is_err() {
-///                 break;
-///             }
-///         }
-///     });
-/// assert_eq!(spec.name(), "particles");
-/// ```
-pub struct GpuProducerSpec<A> {
-    name: String,
-    source: Cow<'static, str>,
-    entry: String,
-    grid: u32,
-    block: u32,
-    args: Option<ArgsFn<A>>,
-    fallback: Option<FallbackFn<A>>,
-}
-
-impl<A> core::fmt::Debug for GpuProducerSpec<A> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("GpuProducerSpec")
-            .field("name", &self.name)
-            .field("entry", &self.entry)
-            .field("grid", &self.grid)
-            .field("block", &self.block)
-            .field("fallback", &self.fallback.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
-    /// A producer named `name` running `entry` from the CUDA C `source` (compiled by NVRTC at
-    /// first use), one block of 256 threads until told otherwise.
-    #[must_use]
-    pub fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
-        const {
-            assert!(
-                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>().is_multiple_of(4),
-                "GPU producer arguments are passed as 4-byte scalars: use 4-byte fields"
-            );
-        }
-        Self {
-            name: name.to_owned(),
-            source: source.into(),
-            entry: entry.to_owned(),
-            grid: 1,
-            block: 256,
-            args: None,
-            fallback: None,
-        }
-    }
-
-    /// Blocks in the grid.
-    #[must_use]
-    pub fn grid(mut self, blocks: u32) -> Self {
-        self.grid = blocks.max(1);
-        self
-    }
-
-    /// Threads per block.
-    #[must_use]
-    pub fn block(mut self, threads: u32) -> Self {
-        self.block = threads.max(1);
-        self
-    }
-
-    /// The per-frame arguments, read from the world at launch (default: `A::zeroed()`).
-    #[must_use]
-    pub fn args(mut self, args: impl Fn(&World) -> A + Send + Sync + 'static) -> Self {
-        self.args = Some(Box::new(args));
-        self
-    }
-
-    /// The CPU fallback: called once a frame, on a worker thread, with the frame's arguments.
-    #[must_use]
-    pub fn cpu_fallback(mut self, fallback: impl FnMut(&A, &mut Emitter) + Send + 'static) -> Self {
-        self.fallback = Some(Box::new(fallback));
-        self
-    }
-
-    /// The producer's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The kernel's source.
-    #[must_use]
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// The kernel's entry point.
-    #[must_use]
-    pub fn entry(&self) -> &str {
-        &self.entry
     }
 }
 
@@ -485,9 +356,10 @@ pub(crate) fn launch_producers(world: &mut World) {
 /// ([`stress`](crate::stress)), on the GPU when there is one, else one CPU thread per producer,
 /// each on its own ring. Used by the `headless_stress` example.
 ///
-/// Every producer counts what it published; a message dropped under [`Policy::DropNewest`]
-/// does not take a sequence number, so the verifier's loss count stays exact and drops are
-/// counted by the rings.
+/// Every producer counts what it published. CPU producers send through
+/// [`StressSender`](crate::stress::StressSender), with the GPU kernel's rule: a message
+/// dropped under [`Policy::DropNewest`](crate::Policy::DropNewest) is retried with the same
+/// sequence, so the verifier's loss count stays exact and drops are counted by the rings.
 ///
 /// # Examples
 ///
@@ -702,23 +574,17 @@ impl Drop for StressProducers {
 }
 
 fn stress_loop(mut producer: Producer, id: u32, size: usize, stop: &AtomicBool, sent: &AtomicU64) {
-    let mut seq = 0u64;
+    let Ok(mut sender) = stress::StressSender::new(id, StressProducers::KIND, size) else {
+        return; // sizes are checked before the threads start
+    };
     while !stop.load(Ordering::Relaxed) {
-        match producer.produce_with(StressProducers::KIND, |buf| {
-            stress::fill(&mut buf[..size], id, seq)
-        }) {
-            Ok(()) => {
-                seq += 1;
-                if seq.is_multiple_of(1024) {
-                    sent.store(seq, Ordering::Relaxed);
-                }
-            }
-            // DropNewest: the ring counted the drop; the sequence number is not used.
-            Err(Error::Full) if producer.policy() == Policy::DropNewest => {}
-            Err(_) => break,
+        // DropNewest: the ring and the sender count the drop; the same sequence is retried.
+        if sender.send(&mut producer, 1024).is_err() {
+            break;
         }
+        sent.store(sender.sent(), Ordering::Relaxed);
     }
-    sent.store(seq, Ordering::Relaxed);
+    sent.store(sender.sent(), Ordering::Relaxed);
 }
 
 impl PerdixRing {
@@ -754,7 +620,10 @@ mod gpu {
     }
 }
 
+// The kernel of a `GpuProducerSpec` is built with the `unsafe` `GpuKernel::from_source`, under
+// the contract `GpuProducerSpec::new`'s caller accepted.
 #[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
 mod gpu {
     use std::sync::{Arc, Mutex, PoisonError};
     use std::thread::{self, JoinHandle};

@@ -1,6 +1,7 @@
 //! Routing by kind into ECS messages: the kind table, per-ring staging (filled in parallel, one
 //! task per ring, or continuously by drain threads), and the flush into `Messages<T>` in ring
 //! order.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,6 @@
 //! Drain threads ([`DrainMode::Thread`](super::DrainMode::Thread)): one consumer thread per
 //! ring keeps the ring empty between frames and hands staged batches to the frame.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
