@@ -58,7 +58,9 @@ pub enum Error {
     #[error("the other side of the ring is gone")]
     Disconnected,
     /// A slot's header breaks the protocol (a `seq` that is neither the expected one nor the
-    /// previous lap's, or `len` above the payload size). The consumer stops at this position.
+    /// previous lap's, or `len` above the payload size). Sticky: the consumer stops at this
+    /// position, the ring is closed (its producers see it, GPU kernels get `PERDIX_CLOSED`), and
+    /// every later call reports it.
     #[error("corrupt slot at position {pos}: seq {seq}, len {len}")]
     Corrupt {
         /// Position the consumer expected.
@@ -68,6 +70,25 @@ pub enum Error {
         /// `len` found in the slot.
         len: u32,
     },
+    /// The consumer could not push its head (or the news that it is gone) to the device its
+    /// producers wait on; carries the driver's error. Sticky: the ring is closed and every later
+    /// call reports it, since producers waiting for room might otherwise never hear from it.
+    #[error("could not push the consumer head to the device: {0}")]
+    HeadPush(Box<Error>),
+    /// `GpuMemory::Managed` on a device that cannot access managed memory while the CPU does
+    /// (no `CONCURRENT_MANAGED_ACCESS`): CPU reads during a kernel would fault or tear.
+    #[error("device {device} lacks concurrent managed access; use pinned memory")]
+    ManagedUnsupported {
+        /// The device's ordinal.
+        device: u32,
+    },
+    /// A configuration that cannot work, found before anything ran (for capacities:
+    /// [`Error::InvalidCapacity`]).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A thread could not be started; the OS's reason.
+    #[error("could not start a thread: {0}")]
+    Spawn(String),
     /// No CUDA driver or device is available (or the `cuda` feature is off).
     #[error("no CUDA device: {0}")]
     NoDevice(&'static str),

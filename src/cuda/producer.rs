@@ -1,6 +1,5 @@
 //! `GpuProducer`: rings in CUDA memory written by kernels and read by ordinary [`Consumer`]s.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -166,28 +165,23 @@ impl ClockSetter {
 struct DeviceHead {
     block: Arc<ControlBlock>,
     ring: usize,
-    warned: AtomicBool,
 }
 
 impl DeviceHead {
-    fn write(&self, offset: usize, value: u64) {
+    fn write(&self, offset: usize, value: u64) -> Result<(), Error> {
         let stream = &self.block.push[self.ring % self.block.push.len()];
         let offset = control::ring_offset(self.ring) + offset;
-        if let Err(err) = self.block.write_word(offset, value, stream) {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(ring = self.ring, %err, "perdix: cannot push the consumer head to the device");
-            }
-        }
+        self.block.write_word(offset, value, stream)
     }
 }
 
 impl HeadSink for DeviceHead {
-    fn push(&self, head: u64) {
-        self.write(control::RING_HEAD, head);
+    fn push(&self, head: u64) -> Result<(), Error> {
+        self.write(control::RING_HEAD, head)
     }
 
-    fn close(&self) {
-        self.write(control::RING_CLOSED, 1);
+    fn close(&self) -> Result<(), Error> {
+        self.write(control::RING_CLOSED, 1)
     }
 }
 
@@ -308,7 +302,6 @@ impl GpuProducerBuilder {
             let sink = DeviceHead {
                 block: Arc::clone(&block),
                 ring: idx,
-                warned: AtomicBool::new(false),
             };
             let ring = RingArc::new(Ring::with_sink(
                 self.capacity,

@@ -1,6 +1,5 @@
 //! The CPU consumer half.
 
-use core::ptr::addr_of;
 use core::time::Duration;
 use std::time::Instant;
 
@@ -8,7 +7,7 @@ use super::layout::{SlotHeader, CACHE_LINE, OFFSET_PAYLOAD, PAYLOAD_MAX};
 use super::message::{Message, MessageRef};
 use super::shared::{Ring, RingStats};
 use super::wait::Wait;
-use crate::sync::{Arc, Ordering};
+use crate::sync::{fence, Arc, Ordering};
 use crate::Error;
 
 /// How far ahead a consumer of a GPU ring prefetches, in slots (about 100 ns of DRAM latency
@@ -20,6 +19,12 @@ const PREFETCH_SLOTS: u64 = 16;
 /// Owns `head`. The slot for `head` is ready when its `seq` is `head + 1` (acquire), so the
 /// consumer never reads a producer's index: one cache line moves per small message. After a
 /// message is read the consumer publishes `head` (release) for producers.
+///
+/// A slot that breaks the protocol ([`Error::Corrupt`]: a `seq` that can never become ready, a
+/// length above [`PAYLOAD_MAX`](crate::layout::PAYLOAD_MAX)) or a head that cannot reach the
+/// device ([`Error::HeadPush`]) is the ring's *fault*: the consumer stops there, the ring is
+/// closed for its producers (GPU kernels waiting for room return `PERDIX_CLOSED`), and every
+/// later call returns the same error ([`fault`](Self::fault) tells it without a call).
 ///
 /// # Examples
 ///
@@ -55,8 +60,8 @@ pub struct Consumer {
     /// An empty ring pushes the head once it is this far past `pushed` (publish_every / 8).
     push_on_empty: u64,
 
-    /// The first corrupt slot seen, reported on every later call: `(pos, seq, len)`.
-    corrupt: Option<(u64, u64, u32)>,
+    /// The ring's fault once this consumer has met it, reported by every later call.
+    fault: Option<Error>,
 }
 
 impl Consumer {
@@ -71,8 +76,7 @@ impl Consumer {
             sink,
             pushed: 0,
             push_on_empty: (publish_every / 8).max(1),
-
-            corrupt: None,
+            fault: None,
         }
     }
 
@@ -173,7 +177,9 @@ impl Consumer {
                     self.prefetch_ahead(header.len);
                 }
             }
-            f(self.message(header));
+            self.with_message(header, &mut f);
+            // Only now, after `f` returned and its view of the slot is gone, may the slot be
+            // released (loom checks this: publishing first races the producer's rewrite).
             self.head += 1;
             count += 1;
             if self.head - self.published >= self.publish_every {
@@ -225,27 +231,42 @@ impl Consumer {
     /// Checks the slot at `head`: its header when ready.
     #[inline]
     fn poll(&mut self) -> Result<Option<SlotHeader>, Error> {
-        if let Some((pos, seq, len)) = self.corrupt {
-            return Err(Error::Corrupt { pos, seq, len });
+        if let Some(err) = &self.fault {
+            return Err(err.clone());
         }
         let pos = self.head;
-        let capacity = self.ring.capacity();
+        // `pos` counts messages read: it does not reach `u64::MAX` (584 years at 1 G msgs/s).
+        let ready = pos + 1;
         // Acquire: pairs with the producer's release store of `pos + 1` (CPU), or the GPU's
-        // `__threadfence_system()` before its `seq` store, so the body reads below see the message.
+        // system-scope fence before its `seq` store, so the reads below see the message.
         let seq = self.ring.seq(pos).load(Ordering::Acquire);
-        if seq == pos + 1 {
-            let slot = self.ring.slot(pos);
-            // SAFETY: `seq == pos + 1` was acquired, so the slot's body is complete and no
-            // producer writes it until we publish a head above `pos`.
-            let header = unsafe { (*slot).body.with(|body| addr_of!((*body).header).read()) };
+        if seq == ready {
+            // Each header word is loaded once, into this local; only the local is checked and
+            // used, so a faulty writer changing the slot meanwhile cannot widen the payload.
+            let header = self.ring.header(pos);
             if header.len as usize > PAYLOAD_MAX {
-                return Err(self.record_corrupt(pos, seq, header.len));
+                return Err(self.fail(Error::Corrupt {
+                    pos,
+                    seq,
+                    len: header.len,
+                }));
             }
             return Ok(Some(header));
         }
-        let previous_lap = seq + capacity == pos + 1 || (seq == 0 && pos < capacity);
-        if !previous_lap {
-            return Err(self.record_corrupt(pos, seq, 0));
+        // Not ready: the slot must hold the previous lap's message (`ready - capacity`), or
+        // nothing yet on the first lap (0). Any other `seq` can never become `ready` (a
+        // producer writes this slot only for `pos`): the ring is corrupt. No arithmetic here
+        // touches the value read from the slot.
+        if seq != ready.saturating_sub(self.ring.capacity()) {
+            return Err(self.fail(Error::Corrupt { pos, seq, len: 0 }));
+        }
+        if self.ring.is_faulted() {
+            // Failed by someone else (a GPU producer that saw its kernels fault): every
+            // message published before that has been read; report the fault from now on.
+            if let Some(err) = self.ring.fault() {
+                self.fault = Some(err.clone());
+                return Err(err);
+            }
         }
         if self.sink && self.head - self.pushed >= self.push_on_empty {
             // Empty, with a head well ahead of the pushed one: push it now rather than at the
@@ -253,11 +274,14 @@ impl Consumer {
             // (Progress does not need it: `publish` pushes every capacity/8, and a warp whose
             // batch is all that is left waits for a head at most 32 below ours.)
             self.push_device();
+            if let Some(err) = &self.fault {
+                return Err(err.clone());
+            }
         }
         if self.ring.producer_closed() {
             // The producer's last publish happened before its close (release/acquire): look once
             // more, so a message published just before the close is not missed.
-            if self.ring.seq(pos).load(Ordering::Acquire) == pos + 1 {
+            if self.ring.seq(pos).load(Ordering::Acquire) == ready {
                 return self.poll();
             }
             return Err(Error::Disconnected);
@@ -265,40 +289,43 @@ impl Consumer {
         Ok(None)
     }
 
+    /// Makes `err` the ring's fault (closing the ring for its producers) and this consumer's;
+    /// returns the ring's first fault, which may be an earlier one.
     #[cold]
-    fn record_corrupt(&mut self, pos: u64, seq: u64, len: u32) -> Error {
-        self.corrupt = Some((pos, seq, len));
-        self.ring.count_corrupt();
-        tracing::warn!(pos, seq, len, "perdix: corrupt slot; consumer stopped");
-        Error::Corrupt { pos, seq, len }
+    fn fail(&mut self, err: Error) -> Error {
+        if matches!(err, Error::Corrupt { .. }) {
+            self.ring.count_corrupt();
+        }
+        self.ring.fail(err.clone());
+        let first = self.ring.fault().unwrap_or(err);
+        self.fault = Some(first.clone());
+        first
     }
 
-    /// A view of the ready message at `head` (header already checked by `poll`).
-    #[inline]
-    fn message(&self, header: SlotHeader) -> Message<'static> {
+    /// Runs `f` on the ready message at `head` (header checked by `poll`), inside the payload
+    /// cell's read access, so the view cannot outlive it (`f` is higher-ranked over the view's
+    /// lifetime).
+    #[inline(always)]
+    fn with_message<R>(&self, header: SlotHeader, f: impl FnOnce(Message<'_>) -> R) -> R {
         let pos = self.head;
-        let slot = self.ring.slot(pos);
-        // SAFETY: `poll` acquired `seq == pos + 1`, so the body is complete; we only take its
-        // address here.
-        let data = unsafe {
-            (*slot)
-                .body
-                .with(|body| addr_of!((*body).payload).cast::<u8>())
-        };
-        // SAFETY: `len <= PAYLOAD_MAX` (checked by `poll`), so `data..data + len` is inside the
-        // slot, initialised, and not written by any producer until this consumer publishes a head
-        // above `pos`; every caller bounds the view's life by a borrow of this consumer (a
-        // `MessageRef` or a `drain` callback) that ends before that publish.
-        let payload = unsafe { core::slice::from_raw_parts(data, header.len as usize) };
-        Message::new(header, pos, payload)
+        self.ring.payload(pos).with(|data| {
+            // SAFETY: `poll` acquired `seq == pos + 1`, so the payload is complete, and no
+            // producer writes this slot until this consumer publishes a head above `pos`, which
+            // happens only after `f` returns; `len <= PAYLOAD_MAX` (checked by `poll`, on the
+            // local `header`), so the view stays inside the slot's initialised payload.
+            let payload =
+                unsafe { core::slice::from_raw_parts(data.cast::<u8>(), header.len as usize) };
+            f(Message::new(header, pos, payload))
+        })
     }
 
     fn guard(&mut self, header: SlotHeader) -> MessageRef<'_> {
-        let msg = self.message(header);
-        MessageRef::new(msg, self)
+        let pos = self.head;
+        let access = self.ring.payload(pos).get();
+        MessageRef::new(header, pos, access, self)
     }
 
-    /// Called when a `MessageRef` drops: frees its slot.
+    /// Called when a `MessageRef` drops (after its payload access ended): frees its slot.
     #[inline]
     pub(crate) fn release_one(&mut self) {
         self.head += 1;
@@ -316,15 +343,35 @@ impl Consumer {
         }
     }
 
-    /// Publishes `head` and pushes it to the ring's head sink (device memory).
+    /// Publishes `head` and pushes it to the ring's head sink (device memory). A failed push
+    /// is the ring's fault ([`Error::HeadPush`]): reported by the next call, never swallowed.
     #[cold]
     fn push_device(&mut self) {
+        if self.fault.is_some() {
+            return;
+        }
         if self.published != self.head {
             self.ring.publish_head(self.head);
             self.published = self.head;
         }
-        self.ring.push_head(self.head);
-        self.pushed = self.head;
+        // The push is a driver call, not an atomic the producers acquire: order every payload
+        // read before it explicitly (x86 keeps loads before later stores anyway; AArch64 hosts
+        // such as Grace Hopper do not), so the device never rewrites a slot still being read.
+        fence(Ordering::SeqCst);
+        match self.ring.push_head(self.head) {
+            Ok(()) => self.pushed = self.head,
+            Err(err) => {
+                self.fail(Error::HeadPush(Box::new(err)));
+            }
+        }
+    }
+
+    /// The ring's fault, if it has one: a corrupt slot, a failed head push, or a fault of its
+    /// producers (a GPU kernel that faulted). Every call that reads reports it once the
+    /// messages published before it are read.
+    #[must_use]
+    pub fn fault(&self) -> Option<Error> {
+        self.fault.clone().or_else(|| self.ring.fault())
     }
 
     /// Slots in the ring.

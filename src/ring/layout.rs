@@ -44,25 +44,26 @@ pub const CACHE_LINE: usize = 64;
 
 /// One slot of the ring.
 ///
-/// Never borrowed as `&Slot` across threads: the ring holds `*mut Slot`, `seq` is reached only as
-/// an atomic, and the body only through the cell while the protocol says this side owns it.
+/// Never borrowed as `&Slot` across threads: the ring holds `*mut Slot`, `seq` and the header
+/// words are reached only as atomics, and the payload only through its cell while the protocol
+/// says this side owns it.
 #[repr(C, align(256))]
 pub(crate) struct Slot {
     /// `pos + 1` once the message at `pos` is complete; `0` before the first lap.
     pub(crate) seq: AtomicU64,
-    /// Header fields after `seq`, then the payload.
-    pub(crate) body: UnsafeCell<SlotBody>,
+    /// The header fields after `seq` as three little-endian 64-bit words (see
+    /// [`SlotHeader::to_words`]). Atomics, so a consumer loads each exactly once into a local
+    /// after its `seq` acquire, whatever a faulty writer does meanwhile: a length checked is the
+    /// length used.
+    pub(crate) header: [AtomicU64; HEADER_WORDS],
+    /// The payload bytes.
+    pub(crate) payload: UnsafeCell<[u8; PAYLOAD_MAX]>,
 }
 
-/// Everything in a slot after `seq`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct SlotBody {
-    pub(crate) header: SlotHeader,
-    pub(crate) payload: [u8; PAYLOAD_MAX],
-}
+/// 64-bit header words after `seq`: `len | kind << 32`, `producer | flags << 32`, `stamp_ns`.
+pub(crate) const HEADER_WORDS: usize = (OFFSET_PAYLOAD - OFFSET_LEN) / 8;
 
-/// The header fields between `seq` and the payload, written and read as one value.
+/// The header fields between `seq` and the payload, as values (decoded from the slot's words).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SlotHeader {
@@ -73,15 +74,40 @@ pub(crate) struct SlotHeader {
     pub(crate) stamp_ns: u64,
 }
 
+impl SlotHeader {
+    /// The three header words as they sit in memory (the GPU writes the same words:
+    /// `perdix_owner_word` in `kernels/perdix.cuh`). Stored with `to_le`, so the bytes are at the
+    /// offsets of the table above on any host.
+    #[inline]
+    pub(crate) fn to_words(self) -> [u64; HEADER_WORDS] {
+        [
+            (u64::from(self.len) | u64::from(self.kind) << 32).to_le(),
+            (u64::from(self.producer) | u64::from(self.flags) << 32).to_le(),
+            self.stamp_ns.to_le(),
+        ]
+    }
+
+    /// The header the three words (as loaded from memory) describe.
+    #[inline]
+    pub(crate) fn from_words(words: [u64; HEADER_WORDS]) -> Self {
+        let [a, b, stamp] = words.map(u64::from_le);
+        Self {
+            len: a as u32,
+            kind: (a >> 32) as u32,
+            producer: b as u32,
+            flags: (b >> 32) as u32,
+            stamp_ns: stamp,
+        }
+    }
+}
+
 impl Slot {
-    /// An empty slot: `seq` 0 (never written), zeroed body.
+    /// An empty slot: `seq` 0 (never written), zeroed header and payload.
     pub(crate) fn new() -> Self {
         Self {
             seq: AtomicU64::new(0),
-            body: UnsafeCell::new(SlotBody {
-                header: SlotHeader::default(),
-                payload: [0; PAYLOAD_MAX],
-            }),
+            header: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            payload: UnsafeCell::new([0; PAYLOAD_MAX]),
         }
     }
 }
@@ -94,15 +120,13 @@ const _: () = {
     assert!(size_of::<Slot>() == SLOT_SIZE);
     assert!(align_of::<Slot>() == SLOT_ALIGN);
     assert!(offset_of!(Slot, seq) == OFFSET_SEQ);
-    const HEADER: usize = offset_of!(Slot, body) + offset_of!(SlotBody, header);
-    assert!(HEADER + offset_of!(SlotHeader, len) == OFFSET_LEN);
-    assert!(HEADER + offset_of!(SlotHeader, kind) == OFFSET_KIND);
-    assert!(HEADER + offset_of!(SlotHeader, producer) == OFFSET_PRODUCER);
-    assert!(HEADER + offset_of!(SlotHeader, flags) == OFFSET_FLAGS);
-    assert!(HEADER + offset_of!(SlotHeader, stamp_ns) == OFFSET_STAMP_NS);
-    assert!(HEADER + size_of::<SlotHeader>() == OFFSET_PAYLOAD);
-    assert!(offset_of!(Slot, body) + offset_of!(SlotBody, payload) == OFFSET_PAYLOAD);
-    assert!(size_of::<SlotBody>() == SLOT_SIZE - OFFSET_LEN);
+    // The header words: `len`/`kind` share the first (low/high half, little-endian), then
+    // `producer`/`flags`, then `stamp_ns`, ending where the payload starts.
+    assert!(offset_of!(Slot, header) == OFFSET_LEN);
+    assert!(OFFSET_KIND == OFFSET_LEN + 4 && OFFSET_PRODUCER == OFFSET_LEN + 8);
+    assert!(OFFSET_FLAGS == OFFSET_PRODUCER + 4 && OFFSET_STAMP_NS == OFFSET_LEN + 16);
+    assert!(OFFSET_LEN + HEADER_WORDS * 8 == OFFSET_PAYLOAD);
+    assert!(offset_of!(Slot, payload) == OFFSET_PAYLOAD);
     assert!(SLOT_SIZE.is_multiple_of(CACHE_LINE) && SLOT_ALIGN.is_multiple_of(CACHE_LINE));
 };
 

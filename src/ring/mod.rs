@@ -21,6 +21,7 @@ pub(crate) use shared::HeadSink;
 pub(crate) use shared::Ring;
 
 use crate::sync::Arc;
+use crate::Error;
 
 /// What a producer does when the ring is full.
 ///
@@ -83,6 +84,13 @@ impl Monitor {
     #[must_use]
     pub fn stats(&self) -> RingStats {
         self.ring.stats()
+    }
+
+    /// The ring's fault, if it failed: a corrupt slot, a failed head push, or a fault of its
+    /// producers (see [`Consumer::fault`]).
+    #[must_use]
+    pub fn fault(&self) -> Option<Error> {
+        self.ring.fault()
     }
 
     /// Which memory the ring lives in.

@@ -1,8 +1,6 @@
 //! The CPU producer half.
 
-use core::ptr::addr_of_mut;
-
-use super::layout::{SlotBody, SlotHeader, PAYLOAD_MAX};
+use super::layout::{SlotHeader, PAYLOAD_MAX};
 use super::shared::{Ring, RingStats};
 use super::wait::Wait;
 use super::Policy;
@@ -95,7 +93,7 @@ impl Producer {
         F: FnOnce(&mut [u8]) -> usize,
     {
         if self.ring.consumer_closed() {
-            return Err(Error::Disconnected);
+            return Err(self.ring.closed_error());
         }
         if !self.has_room() {
             self.ring.count_full();
@@ -143,7 +141,7 @@ impl Producer {
         F: FnOnce(&mut [u8]) -> usize,
     {
         if self.ring.consumer_closed() {
-            return Err(Error::Disconnected);
+            return Err(self.ring.closed_error());
         }
         if !self.has_room() {
             if self.policy == Policy::DropNewest {
@@ -154,7 +152,7 @@ impl Producer {
             let mut backoff = Wait::new();
             while !self.has_room() {
                 if self.ring.consumer_closed() {
-                    return Err(Error::Disconnected);
+                    return Err(self.ring.closed_error());
                 }
                 backoff.snooze();
             }
@@ -181,22 +179,28 @@ impl Producer {
         F: FnOnce(&mut [u8]) -> usize,
     {
         let pos = self.tail;
-        let slot = self.ring.slot(pos);
         let stamp_ns = if self.timestamps { clock::now_ns() } else { 0 };
-        let id = self.id;
-        // SAFETY: `pos - head < capacity` (the caller checked `has_room`, and the acquire in
-        // `load_head` ordered the consumer's last reads of this slot before us), and the slot's
-        // `seq` still holds the previous lap's value, so the consumer does not read the body:
-        // this producer owns it exclusively until the release store of `seq` below.
-        let len = unsafe {
-            (*slot)
-                .body
-                .with_mut(|body| fill(body, kind, id, stamp_ns, write))
-        };
+        let len = self.ring.payload(pos).with_mut(|payload| {
+            // SAFETY: `pos - head < capacity` (the caller checked `has_room`, and the acquire
+            // in `load_head` ordered the consumer's last reads of this slot before us), and the
+            // slot's `seq` still holds the previous lap's value, so the consumer does not read
+            // the payload: this producer owns it exclusively until the release store of `seq`.
+            let buf = unsafe { &mut *payload };
+            write(&mut buf[..])
+        });
         if len > PAYLOAD_MAX {
             return Err(Error::too_large(len));
         }
-        // Release: the body writes above happen before a consumer's acquire load sees `pos + 1`.
+        let header = SlotHeader {
+            len: len as u32,
+            kind,
+            producer: self.id,
+            flags: 0,
+            stamp_ns,
+        };
+        self.ring.write_header(pos, header);
+        // Release: the payload and header writes above happen before a consumer's acquire load
+        // sees `pos + 1`.
         self.ring.seq(pos).store(pos + 1, Ordering::Release);
         self.tail = pos + 1;
         self.ring.record_tail(self.tail);
@@ -244,34 +248,6 @@ impl Producer {
     pub fn monitor(&self) -> super::Monitor {
         super::Monitor::new(Arc::clone(&self.ring))
     }
-}
-
-/// Writes the header and lets `write` fill the payload; returns the length `write` reported.
-///
-/// # Safety
-///
-/// 1. `body` is valid for writes and exclusively owned by the caller for the call.
-#[inline(always)]
-unsafe fn fill<F>(body: *mut SlotBody, kind: u32, id: u32, stamp_ns: u64, write: F) -> usize
-where
-    F: FnOnce(&mut [u8]) -> usize,
-{
-    // SAFETY: rule 1: `body` is valid and ours, so a unique borrow of its payload is sound.
-    let payload = unsafe { &mut (*body).payload };
-    let len = write(&mut payload[..]);
-    if len > PAYLOAD_MAX {
-        return len;
-    }
-    let header = SlotHeader {
-        len: len as u32,
-        kind,
-        producer: id,
-        flags: 0,
-        stamp_ns,
-    };
-    // SAFETY: rule 1; the header field is in bounds of `*body` and aligned.
-    unsafe { addr_of_mut!((*body).header).write(header) };
-    len
 }
 
 impl Drop for Producer {
