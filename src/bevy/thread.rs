@@ -387,3 +387,6 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
