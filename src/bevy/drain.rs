@@ -97,10 +97,9 @@ pub struct DeviceTotals {
 /// producer.try_produce(b"hi")?;
 /// app.update();
 /// assert_eq!(app.world().resource::<PerdixRing>().stats().messages, 1);
-/// // Errors are values: capacities must be powers of two.
-/// let mut app = App::new();
-/// app.add_plugins(PerdixPlugin::default().capacity(1000));
-/// let err = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu").unwrap_err();
+/// // Errors are values: capacities must be powers of two, checked before the app runs
+/// // (`build()` panics with this error's text).
+/// let err = PerdixPlugin::default().capacity(1000).validate().unwrap_err();
 /// assert_eq!(err, perdix_transport::Error::InvalidCapacity(1000));
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
@@ -332,6 +331,34 @@ impl PerdixRing {
     /// In [`DrainMode::System`] the views borrow the ring's slots. In [`DrainMode::Thread`] they
     /// are of the batches the drain threads copied; with routing on, those threads already
     /// staged the registered kinds for the drain system, so only the raw ones come here.
+    ///
+    /// A ring that fails here (a corrupt slot, a failed head push) is reported as for the
+    /// drain system: [`ring_state`](Self::ring_state) at once, a
+    /// [`PerdixEvent`](super::PerdixEvent) in the next frame's drain.
+    ///
+    /// # Soundness
+    ///
+    /// `f` is called with a `Message<'_>` of a lifetime chosen anew for each call (`f` is
+    /// higher-ranked: `for<'m> FnMut(Message<'m>)`), which ends before the slot is released
+    /// (the consumer publishes its head only after `f` returns). So neither the view nor its
+    /// payload can leave the call: keeping the view in a captured `Vec` does not compile,
+    ///
+    /// ```compile_fail,E0521
+    /// # let mut ring: perdix_transport::bevy::PerdixRing = unimplemented!();
+    /// let mut kept = Vec::new();
+    /// ring.drain_with(10, |msg| kept.push(msg));
+    /// ```
+    ///
+    /// nor does handing the payload out through a capture,
+    ///
+    /// ```compile_fail,E0521
+    /// # let mut ring: perdix_transport::bevy::PerdixRing = unimplemented!();
+    /// let mut last: Option<&[u8]> = None;
+    /// ring.drain_with(1, |msg| last = Some(msg.payload()));
+    /// ```
+    ///
+    /// and the closure returns nothing to return it through. Copy the bytes out instead
+    /// (`payload().to_vec()`), or read them as a type (`bytemuck::pod_read_unaligned`).
     pub fn drain_with<F>(&mut self, max: usize, mut f: F) -> usize
     where
         F: FnMut(Message<'_>),

@@ -44,7 +44,8 @@ use crate::Error;
 /// if !backend.is_gpu() {
 ///     let ring = app.world().resource::<PerdixRing>();
 ///     let events = app.world().resource::<Messages<PerdixEvent>>();
-///     let got: Vec<&PerdixEvent> = events.get_cursor().read(events).collect();
+///     let mut cursor = events.get_cursor();
+///     let got: Vec<&PerdixEvent> = cursor.read(events).collect();
 ///     assert!(matches!(
 ///         got[..],
 ///         [PerdixEvent::ProducerFailed { name, error: Error::NoDevice(_) }] if name == "ticks"

@@ -11,6 +11,18 @@ use crate::Message;
 /// Unregistered kinds arrive as this (and count as unrouted); kinds registered with
 /// [`add_perdix_raw`](super::PerdixAppExt::add_perdix_raw) too (not counted).
 ///
+/// It is an owned copy (header fields and the payload bytes, a slot's worth) with no
+/// lifetime: it borrows nothing of the ring, so it may outlive the slot it came from and the
+/// ring itself. Its [`payload`](Self::payload) borrows the `PerdixMessage`, never the slot:
+///
+/// ```compile_fail,E0597
+/// # fn get() -> perdix_transport::bevy::PerdixMessage { unimplemented!() }
+/// let payload: &[u8] = {
+///     let msg = get();
+///     msg.payload()
+/// }; // `msg` is dropped here while still borrowed
+/// ```
+///
 /// # Examples
 ///
 /// ```
