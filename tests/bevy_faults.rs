@@ -85,17 +85,23 @@ fn corrupt_ring_reaches_the_app(drain: DrainMode) {
     let mut good = {
         let mut ring = app.world_mut().resource_mut::<PerdixRing>();
         ring.add_consumer("bad", consumer);
-        ring.add_producer("good").unwrap_or_else(|err| panic!("ring: {err}"))
+        ring.add_producer("good")
+            .unwrap_or_else(|err| panic!("ring: {err}"))
     };
     for _ in 0..3 {
-        bad.try_produce(b"fine").unwrap_or_else(|err| panic!("produce: {err}"));
+        bad.try_produce(b"fine")
+            .unwrap_or_else(|err| panic!("produce: {err}"));
     }
     forge_corrupt_slot(base, 3);
     let mut sent = 0u64;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while events(&app).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no PerdixEvent within 10 s");
-        good.try_produce(b"ok").unwrap_or_else(|err| panic!("good ring: {err}"));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no PerdixEvent within 10 s"
+        );
+        good.try_produce(b"ok")
+            .unwrap_or_else(|err| panic!("good ring: {err}"));
         sent += 1;
         app.update();
     }
@@ -115,7 +121,10 @@ fn corrupt_ring_reaches_the_app(drain: DrainMode) {
         }]
     );
     let ring = app.world().resource::<PerdixRing>();
-    assert_eq!(ring.ring_state(0), Some(RingState::Failed(expected.clone())));
+    assert_eq!(
+        ring.ring_state(0),
+        Some(RingState::Failed(expected.clone()))
+    );
     assert_eq!(ring.errors(), 1);
     // The three messages published before the fault arrived first.
     let seen = &app.world().resource::<Seen>().0;
@@ -127,7 +136,8 @@ fn corrupt_ring_reaches_the_app(drain: DrainMode) {
     assert_eq!(bad.try_produce(b"more"), Err(expected));
     // Reported once; the other ring keeps flowing.
     for _ in 0..3 {
-        good.try_produce(b"ok").unwrap_or_else(|err| panic!("good ring: {err}"));
+        good.try_produce(b"ok")
+            .unwrap_or_else(|err| panic!("good ring: {err}"));
         sent += 1;
         for _ in 0..50 {
             app.update();
@@ -138,7 +148,13 @@ fn corrupt_ring_reaches_the_app(drain: DrainMode) {
         app.world().resource::<PerdixRing>().ring_state(1),
         Some(RingState::Running)
     );
-    let good_count = app.world().resource::<Seen>().0.iter().filter(|m| m.0 == 1).count();
+    let good_count = app
+        .world()
+        .resource::<Seen>()
+        .0
+        .iter()
+        .filter(|m| m.0 == 1)
+        .count();
     assert_eq!(good_count as u64, sent);
 }
 
@@ -159,18 +175,26 @@ fn corrupt_ring_reaches_a_drain_with_caller() {
     app.world_mut()
         .resource_mut::<PerdixRing>()
         .add_consumer("bad", consumer);
-    bad.try_produce(b"fine").unwrap_or_else(|err| panic!("produce: {err}"));
+    bad.try_produce(b"fine")
+        .unwrap_or_else(|err| panic!("produce: {err}"));
     forge_corrupt_slot(base, 1);
     let mut ring = app.world_mut().resource_mut::<PerdixRing>();
     // The message before the fault first; the next call finds the fault.
     assert_eq!(ring.drain_with(10, |_| {}), 1);
     assert_eq!(ring.drain_with(10, |_| {}), 0);
-    assert!(matches!(ring.ring_state(0), Some(RingState::Failed(Error::Corrupt { pos: 1, .. }))));
+    assert!(matches!(
+        ring.ring_state(0),
+        Some(RingState::Failed(Error::Corrupt { pos: 1, .. }))
+    ));
     // Written as an event by the next frame's drain.
     app.update();
     assert!(matches!(
         events(&app)[..],
-        [PerdixEvent::RingFailed { ring: 0, error: Error::Corrupt { pos: 1, .. }, .. }]
+        [PerdixEvent::RingFailed {
+            ring: 0,
+            error: Error::Corrupt { pos: 1, .. },
+            ..
+        }]
     ));
 }
 
@@ -211,7 +235,9 @@ fn no_faults_means_no_events_and_zero_errors() {
         .resource_mut::<PerdixRing>()
         .add_producer("cpu")
         .unwrap_or_else(|err| panic!("ring: {err}"));
-    producer.try_produce(b"hi").unwrap_or_else(|err| panic!("produce: {err}"));
+    producer
+        .try_produce(b"hi")
+        .unwrap_or_else(|err| panic!("produce: {err}"));
     app.update();
     drop(producer);
     app.update();
@@ -237,7 +263,10 @@ fn invalid_configuration_is_refused_by_validate() {
     }
     let mut zero_budget = PerdixPlugin::default();
     zero_budget.budget = 0;
-    assert!(matches!(zero_budget.validate(), Err(Error::InvalidConfig(_))));
+    assert!(matches!(
+        zero_budget.validate(),
+        Err(Error::InvalidConfig(_))
+    ));
     assert!(matches!(
         PerdixPlugin::default().memory(Backend::Host).validate(),
         Err(Error::InvalidConfig(_))
@@ -270,5 +299,8 @@ fn failure_events_display_their_error() {
         name: "ticks".into(),
         error: Error::Spawn("out of threads".into()),
     };
-    assert_eq!(event.error().to_string(), "could not start a thread: out of threads");
+    assert_eq!(
+        event.error().to_string(),
+        "could not start a thread: out of threads"
+    );
 }

@@ -74,9 +74,9 @@ mod thread;
 
 pub use diagnostics::PerdixDiagnostics;
 pub use drain::{DeviceTotals, DrainStats, PerdixRing};
-pub use message::PerdixMessage;
 pub use envelope::Envelope;
 pub use event::{PerdixEvent, RingState};
+pub use message::PerdixMessage;
 pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
 pub use producers::{Emitter, ProducerBackend, StressProducers};
 pub use spec::GpuProducerSpec;

@@ -8,12 +8,12 @@ use bevy_ecs::system::Res;
 
 use super::diagnostics;
 use super::drain::{PerdixRing, RingConfig};
-use super::message::PerdixMessage;
 use super::envelope::Envelope;
 use super::event::{self, PerdixEvent};
+use super::message::PerdixMessage;
 use super::producers::{self, ProducerRegistry};
-use super::spec::GpuProducerSpec;
 use super::route::{self, Routes};
+use super::spec::GpuProducerSpec;
 use crate::layout::PAYLOAD_MAX;
 use crate::MAX_CAPACITY;
 use crate::{Backend, Error, Policy};
@@ -226,8 +226,7 @@ impl PerdixPlugin {
     /// assert!(matches!(err, Error::InvalidConfig(_)));
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
-        if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > MAX_CAPACITY
-        {
+        if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > MAX_CAPACITY {
             return Err(Error::InvalidCapacity(self.capacity));
         }
         if self.budget == 0 {

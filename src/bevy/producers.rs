@@ -11,8 +11,8 @@ use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
 use super::drain::PerdixRing;
-use super::spec::{ArgsFn, FallbackFn, GpuProducerSpec};
 use super::event::{spawn_error, PerdixEvent};
+use super::spec::{ArgsFn, FallbackFn, GpuProducerSpec};
 use crate::{stress, Error, Producer};
 
 pub(crate) use gpu::Device;

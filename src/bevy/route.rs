@@ -12,10 +12,10 @@ use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
 use super::drain::PerdixRing;
-use super::message::PerdixMessage;
-use super::thread::Batch;
 use super::envelope::Envelope;
+use super::message::PerdixMessage;
 use super::plugin::DrainMode;
+use super::thread::Batch;
 use crate::Message;
 
 /// Raw kinds below this are looked up in a table, the rest in a map.

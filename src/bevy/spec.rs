@@ -174,4 +174,3 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
         &self.entry
     }
 }
-

@@ -29,13 +29,18 @@ fn a_stalled_frame_does_not_make_the_drain_thread_spin() {
     // Batches of 8 (the budget), 16 in the channel: 128 messages handed over, then a full
     // batch waits, and the ring (64) fills behind it.
     let mut thread = DrainThread::spawn("stalled", 0, consumer, None, 8);
-    wait_until("a full channel", || thread.queued() == 128 && thread.full_waits() > 0);
+    wait_until("a full channel", || {
+        thread.queued() == 128 && thread.full_waits() > 0
+    });
     let before = thread.full_waits();
     std::thread::sleep(Duration::from_millis(200));
     let waits = thread.full_waits() - before;
     // Parked between checks (at most FULL_PARK_MAX each): ~200 wake-ups in 200 ms. Before the
     // fix the thread snoozed in a loop: hundreds of thousands of rounds.
-    assert!(waits <= 2_000, "{waits} loops in 200 ms while the channel was full");
+    assert!(
+        waits <= 2_000,
+        "{waits} loops in 200 ms while the channel was full"
+    );
     // The frame resumes: everything arrives, in order.
     let mut next = 0u64;
     wait_until("every message", || {
