@@ -1,0 +1,293 @@
+//! A faulty writer's slots: whatever bytes a slot holds, the consumer never panics, never hands
+//! out bytes outside the slot, and never waits on a slot that cannot become ready; it reports
+//! `Error::Corrupt`, closes the ring for its producers, and keeps reporting it.
+//!
+//! The ring lives in memory the test keeps a pointer to (`build_in`), so the test writes slots
+//! behind the ring's back as a GPU kernel would. Property tests run with a fixed seed and case
+//! count; `.ci/run` runs them in debug and release builds.
+
+use core::ptr::NonNull;
+
+use perdix_transport::layout::{
+    OFFSET_KIND, OFFSET_LEN, OFFSET_PAYLOAD, OFFSET_PRODUCER, OFFSET_SEQ, PAYLOAD_MAX, SLOT_SIZE,
+};
+use perdix_transport::{Buffer, Consumer, Error, Host, Producer, RingMemory};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngSeed};
+
+/// A ring in host memory, with the address of its slots.
+struct Scribbled {
+    producer: Producer,
+    consumer: Consumer,
+    base: NonNull<u8>,
+    capacity: u64,
+}
+
+/// What a faulty writer puts in a slot.
+#[derive(Debug, Clone)]
+struct Forged {
+    seq: u64,
+    len: u32,
+    kind: u32,
+    producer: u32,
+    payload: Vec<u8>,
+}
+
+impl Scribbled {
+    fn new(capacity: usize) -> Self {
+        let mut base = None;
+        let buffer = Buffer::builder(capacity)
+            .build_in(|bytes| {
+                let memory = Host::alloc(bytes)?;
+                base = Some(memory.as_ptr());
+                Ok(memory)
+            })
+            .unwrap();
+        let (producer, consumer) = buffer.into_split();
+        Self {
+            producer,
+            consumer,
+            base: base.unwrap(),
+            capacity: capacity as u64,
+        }
+    }
+
+    /// Sends and reads `n` good messages, so the consumer's head is `n`.
+    fn advance(&mut self, n: u64) {
+        for i in 0..n {
+            self.producer.try_produce(&i.to_le_bytes()).unwrap();
+            let msg = self.consumer.try_consume_checked().unwrap().unwrap();
+            assert_eq!((msg.seq(), &*msg), (i, &i.to_le_bytes()[..]));
+        }
+    }
+
+    /// Writes `slot` into the slot for position `pos`, as a faulty producer would.
+    fn forge(&mut self, pos: u64, slot: &Forged) {
+        let offset = (pos % self.capacity) as usize * SLOT_SIZE;
+        // SAFETY: the offset is inside the ring (`pos % capacity` slots of SLOT_SIZE); no
+        // borrow of the ring's memory is alive (the consumer holds no guard and nobody runs
+        // concurrently), so these writes race nothing, as a producer's writes would not.
+        unsafe {
+            let at = self.base.as_ptr().add(offset);
+            at.add(OFFSET_SEQ).cast::<u64>().write(slot.seq.to_le());
+            at.add(OFFSET_LEN).cast::<u32>().write(slot.len.to_le());
+            at.add(OFFSET_KIND).cast::<u32>().write(slot.kind.to_le());
+            at.add(OFFSET_PRODUCER)
+                .cast::<u32>()
+                .write(slot.producer.to_le());
+            let payload = at.add(OFFSET_PAYLOAD);
+            payload.copy_from_nonoverlapping(slot.payload.as_ptr(), PAYLOAD_MAX);
+        }
+    }
+}
+
+/// What a read returned, owned.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    Message {
+        seq: u64,
+        kind: u32,
+        payload: Vec<u8>,
+    },
+    Empty,
+    Failed(Error),
+}
+
+/// Reads once, through the API `how` picks.
+fn read(consumer: &mut Consumer, how: u8) -> Read {
+    let owned = |msg: &[u8], seq, kind| Read::Message {
+        seq,
+        kind,
+        payload: msg.to_vec(),
+    };
+    match how % 3 {
+        0 => match consumer.try_consume_checked() {
+            Ok(Some(msg)) => owned(&msg, msg.seq(), msg.kind()),
+            Ok(None) => Read::Empty,
+            Err(err) => Read::Failed(err),
+        },
+        1 => {
+            let mut got = Read::Empty;
+            match consumer.drain_checked(1, |msg| got = owned(&msg, msg.seq(), msg.kind())) {
+                Ok(_) => got,
+                Err(err) => Read::Failed(err),
+            }
+        }
+        _ => match consumer.consume_timeout(core::time::Duration::ZERO) {
+            Ok(Some(msg)) => owned(&msg, msg.seq(), msg.kind()),
+            Ok(None) => Read::Empty,
+            Err(err) => Read::Failed(err),
+        },
+    }
+}
+
+/// Checks one forged slot at the consumer's head against the protocol's rules.
+fn check(capacity: usize, before: u64, slot: &Forged, how: u8) -> Result<(), TestCaseError> {
+    let mut ring = Scribbled::new(capacity);
+    ring.advance(before);
+    let pos = before;
+    ring.forge(pos, slot);
+    let ready = pos + 1;
+    let previous = ready.saturating_sub(ring.capacity);
+    let got = read(&mut ring.consumer, how);
+    if slot.seq == ready && slot.len as usize <= PAYLOAD_MAX {
+        let expected = Read::Message {
+            seq: pos,
+            kind: slot.kind,
+            payload: slot.payload[..slot.len as usize].to_vec(),
+        };
+        prop_assert_eq!(got, expected);
+        return Ok(());
+    }
+    if slot.seq == previous {
+        // The only value that can still become ready: an empty ring, not an error.
+        prop_assert_eq!(got, Read::Empty);
+        prop_assert_eq!(ring.consumer.fault(), None);
+        return Ok(());
+    }
+    let len = if slot.seq == ready { slot.len } else { 0 };
+    let corrupt = Error::Corrupt {
+        pos,
+        seq: slot.seq,
+        len,
+    };
+    prop_assert_eq!(got, Read::Failed(corrupt.clone()));
+    // Sticky, and the ring is closed for its producer with the same error.
+    prop_assert_eq!(
+        read(&mut ring.consumer, how.wrapping_add(1)),
+        Read::Failed(corrupt.clone())
+    );
+    prop_assert_eq!(ring.consumer.fault(), Some(corrupt.clone()));
+    prop_assert_eq!(ring.producer.try_produce(b"x"), Err(corrupt.clone()));
+    prop_assert_eq!(ring.producer.produce(b"x"), Err(corrupt.clone()));
+    prop_assert_eq!(ring.consumer.monitor().fault(), Some(corrupt));
+    prop_assert_eq!(ring.consumer.stats().corrupt, 1);
+    Ok(())
+}
+
+/// A `seq` near the interesting values for position `pos` of a `capacity` ring.
+fn seq_near(pos: u64, capacity: u64) -> impl Strategy<Value = u64> {
+    let ready = pos + 1;
+    prop_oneof![
+        (0u64..4),
+        Just(ready),
+        Just(ready.saturating_sub(capacity)),
+        (0u64..3).prop_map(move |d| ready.wrapping_add(capacity).wrapping_sub(d)),
+        (0u64..3).prop_map(move |d| ready.wrapping_sub(capacity).wrapping_add(d)),
+        (0u64..3).prop_map(move |d| ready.wrapping_sub(2 * capacity).wrapping_sub(d)),
+        (0u64..4).prop_map(|d| u64::MAX - d),
+        any::<u64>(),
+    ]
+}
+
+fn forged(pos: u64, capacity: u64) -> impl Strategy<Value = Forged> {
+    (
+        seq_near(pos, capacity),
+        prop_oneof![
+            0..=PAYLOAD_MAX as u32,
+            PAYLOAD_MAX as u32..=PAYLOAD_MAX as u32 + 40,
+            Just(1000u32),
+            any::<u32>()
+        ],
+        any::<u32>(),
+        any::<u32>(),
+        proptest::collection::vec(any::<u8>(), PAYLOAD_MAX),
+    )
+        .prop_map(|(seq, len, kind, producer, payload)| Forged {
+            seq,
+            len,
+            kind,
+            producer,
+            payload,
+        })
+}
+
+/// A ring size, a head position (up to four laps in), that head's forged slot and a read API.
+fn case() -> impl Strategy<Value = (usize, u64, Forged, u8)> {
+    (1u32..=6)
+        .prop_flat_map(|log2| {
+            let capacity = 1usize << log2;
+            (Just(capacity), 0..4 * capacity as u64 + 2)
+        })
+        .prop_flat_map(|(capacity, before)| {
+            (
+                Just(capacity),
+                Just(before),
+                forged(before, capacity as u64),
+                any::<u8>(),
+            )
+        })
+}
+
+/// Cases run (fixed seed): about 5 s in a debug build on the 2-core CI machine.
+const CASES: u32 = 16_384;
+
+proptest! {
+    #![proptest_config(Config {
+        cases: CASES,
+        rng_seed: RngSeed::Fixed(0x7e7d_1c5e_ed00_0010),
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    #[test]
+    fn any_slot_bytes_are_a_message_an_empty_ring_or_corrupt((capacity, before, slot, how) in case()) {
+        check(capacity, before, &slot, how)?;
+    }
+}
+
+/// The issue's reproduction (debug build): `seq = u64::MAX` panicked with "attempt to add with
+/// overflow"; now it is `Corrupt`.
+#[test]
+fn seq_u64_max_is_corrupt_not_a_panic() {
+    let slot = Forged {
+        seq: u64::MAX,
+        len: 4,
+        kind: 0,
+        producer: 0,
+        payload: vec![0; PAYLOAD_MAX],
+    };
+    check(4, 0, &slot, 0).unwrap();
+    check(4, 9, &slot, 1).unwrap();
+}
+
+/// The issue's reproduction (release build): `seq = 2^64 - 3` on a 4-slot ring read as "the
+/// previous lap" (`seq + 4` wraps to 1), so the consumer returned `Ok(None)` forever.
+#[test]
+fn seq_that_wraps_onto_the_previous_lap_is_corrupt() {
+    let slot = Forged {
+        seq: u64::MAX - 2,
+        len: 4,
+        kind: 0,
+        producer: 0,
+        payload: vec![0; PAYLOAD_MAX],
+    };
+    check(4, 0, &slot, 0).unwrap();
+}
+
+/// A header that claims more than a slot holds (len 1000) with a ready `seq` is corrupt, and the
+/// messages before it were delivered.
+#[test]
+fn len_above_the_payload_is_corrupt() {
+    let slot = Forged {
+        seq: 6,
+        len: 1000,
+        kind: 7,
+        producer: 0,
+        payload: vec![0xAB; PAYLOAD_MAX],
+    };
+    check(4, 5, &slot, 1).unwrap();
+}
+
+/// A seq a lap ahead (the producer cannot have written it) is corrupt at once: no wait.
+#[test]
+fn seq_a_lap_ahead_is_corrupt() {
+    let slot = Forged {
+        seq: 3 + 1 + 8,
+        len: 1,
+        kind: 0,
+        producer: 0,
+        payload: vec![0; PAYLOAD_MAX],
+    };
+    check(8, 3, &slot, 2).unwrap();
+}
