@@ -261,8 +261,11 @@ fn invalid_configuration_is_refused_by_validate() {
             Err(Error::InvalidCapacity(capacity))
         );
     }
-    let mut zero_budget = PerdixPlugin::default();
-    zero_budget.budget = 0;
+    // The field is public (the builder clamps to 1).
+    let zero_budget = PerdixPlugin {
+        budget: 0,
+        ..PerdixPlugin::default()
+    };
     assert!(matches!(
         zero_budget.validate(),
         Err(Error::InvalidConfig(_))
@@ -303,4 +306,193 @@ fn failure_events_display_their_error() {
         event.error().to_string(),
         "could not start a thread: out of threads"
     );
+}
+
+/// A kernel `__trap()`s mid-stream while the plugin drains (item 13 of issue 10).
+///
+/// A trap kills its whole CUDA context, and with it every kernel of the plugin on that device
+/// (the plugin's GPU producers share the device's context), so "other rings" here are the
+/// app's CPU rings: they keep flowing while the failed GPU ring reports its fault.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use bevy_app::prelude::*;
+    use bevy_ecs::prelude::*;
+    use bytemuck::{Pod, Zeroable};
+    use perdix_transport::bevy::{
+        DrainMode, GpuProducerSpec, PerdixAppExt, PerdixEvent, PerdixPlugin, PerdixRing, RingState,
+    };
+    use perdix_transport::Error;
+
+    const TRAP_CU: &str = r#"
+#include "perdix.cuh"
+extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned frame,
+                                          unsigned trap_at) {
+    unsigned msg[2] = { frame, threadIdx.x };
+    perdix_emit(p, 7, msg, sizeof msg);
+    if (frame >= trap_at && threadIdx.x == 0) __trap();
+}
+"#;
+
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    #[repr(C)]
+    struct TrapArgs {
+        frame: u32,
+        trap_at: u32,
+    }
+
+    #[derive(Resource, Default)]
+    struct Frame(u32);
+
+    fn tick(mut frame: ResMut<Frame>) {
+        frame.0 += 1;
+    }
+
+    /// Fails the test (the whole binary) if it is not done by `deadline`: a hang is a failure.
+    fn watchdog(deadline: Duration) -> Arc<AtomicBool> {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            while start.elapsed() < deadline {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            eprintln!("watchdog: the kernel-fault test hung for {deadline:?}");
+            std::process::exit(101);
+        });
+        done
+    }
+
+    fn kernel_trap_reaches_the_app(drain: DrainMode) {
+        const TRAP_AT: u32 = 20;
+        let done = watchdog(Duration::from_secs(60));
+        let trapped_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let stamp = Arc::clone(&trapped_at);
+        // SAFETY: (1) `emit_then_trap`'s first parameter is the producer pointer; (2) it
+        // reaches the ring only through `perdix_emit`; (3) `TrapArgs` is `#[repr(C)]
+        // { u32, u32 }`, its `unsigned frame, unsigned trap_at`; (4) it writes no other memory
+        // (the trap stops the kernel, it writes nothing).
+        let spec = unsafe { GpuProducerSpec::new("trap", TRAP_CU, "emit_then_trap") }
+            .block(32)
+            .args(move |world: &World| {
+                let frame = world.resource::<Frame>().0;
+                if frame >= TRAP_AT {
+                    let mut at = stamp.lock().unwrap_or_else(PoisonError::into_inner);
+                    at.get_or_insert_with(Instant::now);
+                }
+                TrapArgs {
+                    frame,
+                    trap_at: TRAP_AT,
+                }
+            });
+        let mut app = App::new();
+        app.add_plugins(PerdixPlugin::default().capacity(1024).drain(drain))
+            .add_perdix_raw(7)
+            .add_gpu_producer(spec)
+            .init_resource::<Frame>()
+            .add_systems(Last, tick);
+        if !app
+            .world_mut()
+            .resource_mut::<PerdixRing>()
+            .producer_backend()
+            .is_gpu()
+        {
+            println!("skipped: no CUDA device");
+            done.store(true, Ordering::Relaxed);
+            return;
+        }
+        let mut cpu = app
+            .world_mut()
+            .resource_mut::<PerdixRing>()
+            .add_producer("cpu")
+            .unwrap_or_else(|err| panic!("cpu ring: {err}"));
+        app.update(); // Startup: the GPU producer starts (ring 0), then the CPU ring is ring 1
+        let events = |app: &App| -> Vec<PerdixEvent> {
+            let messages = app.world().resource::<Messages<PerdixEvent>>();
+            messages.get_cursor().read(messages).cloned().collect()
+        };
+        let mut seen = Vec::new();
+        let (mut producer_failed, mut ring_failed) = (None, None);
+        let mut cpu_sent = 0u64;
+        while producer_failed.is_none() || ring_failed.is_none() {
+            cpu.try_produce(b"cpu")
+                .unwrap_or_else(|err| panic!("cpu ring: {err}"));
+            cpu_sent += 1;
+            app.update();
+            seen.extend(events(&app));
+            let ring = app.world().resource::<PerdixRing>();
+            let since = trapped_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .map(|t| t.elapsed());
+            if producer_failed.is_none()
+                && seen
+                    .iter()
+                    .any(|e| matches!(e, PerdixEvent::ProducerFailed { .. }))
+            {
+                producer_failed = since;
+            }
+            if ring_failed.is_none() && matches!(ring.ring_state(0), Some(RingState::Failed(_))) {
+                ring_failed = since;
+            }
+        }
+        let (Some(to_event), Some(to_state)) = (producer_failed, ring_failed) else {
+            panic!("no time of the trap launch");
+        };
+        println!(
+            "{drain} drain: trap launch to PerdixEvent {:.2} ms, to RingState::Failed {:.2} ms",
+            to_event.as_secs_f64() * 1e3,
+            to_state.as_secs_f64() * 1e3
+        );
+        assert!(
+            seen.iter().any(|e| matches!(
+                e,
+                PerdixEvent::ProducerFailed { name, error: Error::KernelFault(_) } if name == "trap"
+            )),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|e| matches!(e, PerdixEvent::RingFailed { ring: 0, .. })),
+            "{seen:?}"
+        );
+        assert!(to_event < Duration::from_millis(100), "{to_event:?}");
+        assert!(to_state < Duration::from_millis(100), "{to_state:?}");
+        // The CPU ring keeps flowing.
+        let before = app.world().resource::<PerdixRing>().device_totals();
+        for _ in 0..100 {
+            cpu.try_produce(b"cpu")
+                .unwrap_or_else(|err| panic!("cpu ring: {err}"));
+            cpu_sent += 1;
+            app.update();
+        }
+        let ring = app.world().resource::<PerdixRing>();
+        assert_eq!(ring.ring_state(1), Some(RingState::Running));
+        assert_eq!(
+            ring.device_totals(),
+            before,
+            "the failed GPU ring took nothing more"
+        );
+        let cpu_taken = ring.stats().messages - before.iter().map(|t| t.messages).sum::<u64>();
+        assert_eq!(cpu_taken, cpu_sent);
+        done.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn kernel_trap_reaches_the_app_in_system_drain() {
+        kernel_trap_reaches_the_app(DrainMode::System);
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn kernel_trap_reaches_the_app_in_thread_drain() {
+        kernel_trap_reaches_the_app(DrainMode::Thread);
+    }
 }

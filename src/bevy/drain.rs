@@ -228,6 +228,7 @@ impl PerdixRing {
             finished: false,
             fault: None,
             reported: false,
+            producer_fault: None,
             sampler: Sampler::default(),
             device,
             messages: 0,
@@ -292,6 +293,16 @@ impl PerdixRing {
     #[must_use]
     pub fn errors(&self) -> u64 {
         self.faults.count()
+    }
+
+    /// Rings `rings` fail with `err` (their producer stopped: a GPU kernel fault kills every
+    /// kernel of its context), each once the messages already published into it are taken.
+    pub(crate) fn fail_rings(&mut self, rings: core::ops::Range<usize>, err: &Error) {
+        for lane in self.lanes.get_mut(rings).into_iter().flatten() {
+            if !lane.finished && lane.producer_fault.is_none() {
+                lane.producer_fault = Some(err.clone());
+            }
+        }
     }
 
     pub(crate) fn faults_mut(&mut self) -> &mut Faults {
@@ -712,6 +723,8 @@ struct Lane {
     fault: Option<Error>,
     /// `fault` was reported as a [`PerdixEvent`].
     reported: bool,
+    /// Its producer's fault, the lane's own once the ring is drained dry.
+    producer_fault: Option<Error>,
     /// Drain latency sampling.
     sampler: Sampler,
     /// The CUDA device that writes this ring, if any.
@@ -755,7 +768,19 @@ impl Lane {
             Source::Closed => 0,
         };
         self.settle();
+        if count < max && matches!(self.source, Source::Direct(_)) {
+            self.take_producer_fault(); // the ring ran dry
+        }
         count
+    }
+
+    /// The producer failed and everything it published is taken: the lane fails with it.
+    fn take_producer_fault(&mut self) {
+        if let Some(err) = self.producer_fault.take() {
+            if !self.finished {
+                self.fail(err);
+            }
+        }
     }
 
     /// Stops the lane on `err`: drops its consumer, which closes the ring for its producers.
@@ -772,6 +797,11 @@ impl Lane {
             return;
         };
         if !thread.is_done() {
+            if self.producer_fault.is_some() && thread.queued() == 0 && !thread.has_pending() {
+                // Everything the thread handed over was taken; what it still holds of a dead
+                // producer is at most one unsent batch.
+                self.take_producer_fault();
+            }
             return;
         }
         match thread.fault().cloned() {

@@ -2,6 +2,7 @@
 //! producers, and the one-time choice of backend.
 #![deny(unsafe_code)]
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -174,6 +175,8 @@ trait Registered: Send {
 trait Running: Send + Sync {
     /// The producer's name.
     fn name(&self) -> &str;
+    /// The indices of the rings it writes, failed with it when it stops on an error.
+    fn rings(&self) -> Range<usize>;
     /// One launch; an error once, when the producer stops for good (it is not launched again).
     fn launch(&mut self, world: &World) -> Result<(), Error>;
 }
@@ -261,6 +264,11 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
         &self.name
     }
 
+    /// None: a fallback never fails as a producer (its ring reports its own faults).
+    fn rings(&self) -> Range<usize> {
+        0..0
+    }
+
     /// Never fails: the fallback's ring reports its own faults.
     fn launch(&mut self, world: &World) -> Result<(), Error> {
         let args = self
@@ -344,6 +352,8 @@ pub(crate) fn launch_producers(world: &mut World) {
             if let Err(error) = producer.launch(world) {
                 let name = producer.name().to_owned();
                 if let Some(mut ring) = world.get_resource_mut::<PerdixRing>() {
+                    // Its rings fail with it, once what it published before is drained.
+                    ring.fail_rings(producer.rings(), &error);
                     ring.faults_mut()
                         .report(PerdixEvent::ProducerFailed { name, error });
                 }
@@ -625,6 +635,7 @@ mod gpu {
 #[cfg(feature = "cuda")]
 #[allow(unsafe_code)]
 mod gpu {
+    use std::ops::Range;
     use std::sync::{Arc, Mutex, PoisonError};
     use std::thread::{self, JoinHandle};
 
@@ -718,11 +729,14 @@ mod gpu {
         // Compile before any ring exists, so a compile error leaves nothing behind.
         let gpu = first_device(ring)?;
         kernel.compile(&gpu.arch())?;
+        let first = ring.rings();
         let producer = producer(ring, &spec.name, 1)?;
+        let rings = first..ring.rings();
         producer.prepare(&kernel)?;
         tracing::info!(producer = %spec.name, "perdix: GPU producer started");
         Ok(Box::new(Launcher {
             name: spec.name.clone(),
+            rings,
             producer,
             kernel,
             args: spec.args.take(),
@@ -734,6 +748,8 @@ mod gpu {
     /// A GPU producer launched once a frame, never more than one launch in flight.
     struct Launcher<A> {
         name: String,
+        /// Its rings' indices in the resource.
+        rings: Range<usize>,
         producer: GpuProducerSet,
         kernel: GpuKernel,
         args: Option<ArgsFn<A>>,
@@ -744,6 +760,10 @@ mod gpu {
     impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
         fn name(&self) -> &str {
             &self.name
+        }
+
+        fn rings(&self) -> Range<usize> {
+            self.rings.clone()
         }
 
         fn launch(&mut self, world: &World) -> Result<(), Error> {
