@@ -605,7 +605,6 @@ impl PerdixRing {
             for k in 0..count {
                 let idx = (start + k) % count;
                 let lane = &mut self.lanes[idx];
-                lane.settle();
                 let Source::Thread(thread) = &mut lane.source else {
                     continue;
                 };
@@ -621,6 +620,8 @@ impl PerdixRing {
                     // A batch is waiting that does not fit what is left of the budget.
                     full = true;
                 }
+                // A thread that is done finishes (or fails) the lane now.
+                lane.settle();
             }
         }
         let full = full || taken.count >= max;

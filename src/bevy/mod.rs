@@ -24,6 +24,13 @@
 //! want no copy at all call [`PerdixRing::drain_with`] instead (and may turn routing off with
 //! [`PerdixPlugin::route`]).
 //!
+//! Failures reach the app as values, not only as log lines (a headless app has no tracing
+//! subscriber): a [`PerdixEvent`] message for a ring that failed (corrupt slot, failed head
+//! push, its GPU producer's fault) or a producer that did not start or stopped,
+//! [`PerdixRing::ring_state`], and the `perdix/errors` diagnostic. A ring that failed is closed
+//! for its producers; the others keep flowing. A configuration that cannot work fails
+//! [`PerdixPlugin`]'s `build()` ([`PerdixPlugin::validate`]).
+//!
 //! Bevy keeps a message for two frames, then drops it unread: at tens of millions of messages a
 //! second a frame sees millions, so the budget, per-frame summaries and counted deferral matter
 //! more than raw copying (see `docs/PERFORMANCE.md` for measured figures).
