@@ -8,15 +8,14 @@ use bevy_ecs::resource::Resource;
 use bevy_tasks::ComputeTaskPool;
 
 use super::event::{Faults, PerdixEvent, RingState};
+use super::lane::{take_lane, Lane, Source, Taken};
 use super::plugin::DrainMode;
 use super::producers::{Device, ProducerBackend};
 use super::route::RouteShare;
 use super::thread::{Batch, DrainThread};
 use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
-use crate::{clock, Backend, Buffer, Consumer, Error, Message, Monitor, Policy, Producer};
+use crate::{Backend, Buffer, Consumer, Error, Message, Policy, Producer};
 
-/// Drain latency is sampled on one stamped message in this many (a clock read each).
-const LATENCY_SAMPLE_EVERY: u64 = 64;
 /// A frame that took at least this many messages makes the next one drain its rings in
 /// parallel (one task per ring on Bevy's compute pool).
 const PARALLEL_MIN: usize = 16_384;
@@ -221,19 +220,7 @@ impl PerdixRing {
             )),
         };
         tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
-        self.lanes.push(Lane {
-            name: name.to_owned(),
-            monitor,
-            source,
-            finished: false,
-            fault: None,
-            reported: false,
-            producer_fault: None,
-            sampler: Sampler::default(),
-            device,
-            messages: 0,
-            bytes: 0,
-        });
+        self.lanes.push(Lane::new(name, monitor, source, device));
     }
 
     /// Rings drained by this resource.
@@ -299,9 +286,7 @@ impl PerdixRing {
     /// kernel of its context), each once the messages already published into it are taken.
     pub(crate) fn fail_rings(&mut self, rings: core::ops::Range<usize>, err: &Error) {
         for lane in self.lanes.get_mut(rings).into_iter().flatten() {
-            if !lane.finished && lane.producer_fault.is_none() {
-                lane.producer_fault = Some(err.clone());
-            }
+            lane.producer_failed(err);
         }
     }
 
@@ -653,176 +638,5 @@ impl PerdixRing {
         self.stats.frames += 1;
         self.stats.max_frame = self.stats.max_frame.max(self.frame_messages);
         self.frame_messages = 0;
-    }
-}
-
-/// What a drain took from one or more rings.
-#[derive(Debug, Default)]
-struct Taken {
-    count: usize,
-    /// Sampled latencies (drain clock minus stamp), in ns.
-    latencies: Vec<u64>,
-}
-
-impl Taken {
-    fn merge(&mut self, other: Self) {
-        self.count += other.count;
-        self.latencies.extend(other.latencies);
-    }
-}
-
-/// Up to `max` messages of ring `idx` into `sink`, counted in `taken` (and latency-sampled)
-/// and in the lane's own totals.
-fn take_lane<F>(lane: &mut Lane, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
-where
-    F: FnMut(usize, Message<'_>),
-{
-    if max == 0 {
-        return;
-    }
-    let mut sampler = lane.sampler;
-    let before = taken.count;
-    let (mut bytes, latencies) = (0u64, &mut taken.latencies);
-    taken.count += lane.drain(max, |msg| {
-        bytes += msg.len() as u64;
-        sampler.sample(msg.stamp_ns(), latencies);
-        sink(idx, msg);
-    });
-    lane.sampler = sampler;
-    lane.messages += (taken.count - before) as u64;
-    lane.bytes += bytes;
-}
-
-/// Samples drain latency on one stamped message in [`LATENCY_SAMPLE_EVERY`].
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Sampler {
-    /// Stamped messages seen.
-    tick: u64,
-}
-
-impl Sampler {
-    #[inline]
-    pub(crate) fn sample(&mut self, stamp_ns: u64, latencies: &mut Vec<u64>) {
-        if stamp_ns != 0 {
-            self.tick += 1;
-            if self.tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
-                latencies.push(clock::now_ns().saturating_sub(stamp_ns));
-            }
-        }
-    }
-}
-
-/// One ring and how it is drained.
-#[derive(Debug)]
-struct Lane {
-    name: String,
-    monitor: Monitor,
-    source: Source,
-    /// The producer is gone and every message was taken (or the ring failed).
-    finished: bool,
-    /// The fault the ring stopped on ([`RingState::Failed`]).
-    fault: Option<Error>,
-    /// `fault` was reported as a [`PerdixEvent`].
-    reported: bool,
-    /// Its producer's fault, the lane's own once the ring is drained dry.
-    producer_fault: Option<Error>,
-    /// Drain latency sampling.
-    sampler: Sampler,
-    /// The CUDA device that writes this ring, if any.
-    device: Option<u32>,
-    /// Messages and payload bytes taken from this ring so far.
-    messages: u64,
-    bytes: u64,
-}
-
-#[derive(Debug)]
-enum Source {
-    Direct(Consumer),
-    Thread(DrainThread),
-    /// The ring failed: its consumer (or drain thread) is dropped, which closed the ring.
-    Closed,
-}
-
-impl Lane {
-    /// Up to `max` messages: `f(view)` on each (in [`DrainMode::Thread`], views of the raw
-    /// messages the drain thread staged).
-    fn drain<F>(&mut self, max: usize, mut f: F) -> usize
-    where
-        F: FnMut(Message<'_>),
-    {
-        if self.finished {
-            return 0;
-        }
-        let count = match &mut self.source {
-            Source::Direct(consumer) => match consumer.drain_checked(max, &mut f) {
-                Ok(count) => count,
-                Err(Error::Disconnected) => {
-                    self.finished = true;
-                    0
-                }
-                Err(err) => {
-                    self.fail(err);
-                    0
-                }
-            },
-            Source::Thread(thread) => thread.take_raw(max, &mut f),
-            Source::Closed => 0,
-        };
-        self.settle();
-        if count < max && matches!(self.source, Source::Direct(_)) {
-            self.take_producer_fault(); // the ring ran dry
-        }
-        count
-    }
-
-    /// The producer failed and everything it published is taken: the lane fails with it.
-    fn take_producer_fault(&mut self) {
-        if let Some(err) = self.producer_fault.take() {
-            if !self.finished {
-                self.fail(err);
-            }
-        }
-    }
-
-    /// Stops the lane on `err`: drops its consumer, which closes the ring for its producers.
-    fn fail(&mut self, err: Error) {
-        self.finished = true;
-        self.fault = Some(err);
-        self.source = Source::Closed;
-    }
-
-    /// A drain thread that is done (its ring closed or failed, and everything it handed over
-    /// taken) finishes the lane, with the thread's fault if one stopped it.
-    fn settle(&mut self) {
-        let Source::Thread(thread) = &mut self.source else {
-            return;
-        };
-        if !thread.is_done() {
-            if self.producer_fault.is_some() && thread.queued() == 0 && !thread.has_pending() {
-                // Everything the thread handed over was taken; what it still holds of a dead
-                // producer is at most one unsent batch.
-                self.take_producer_fault();
-            }
-            return;
-        }
-        match thread.fault().cloned() {
-            Some(err) => self.fail(err),
-            None => self.finished = true,
-        }
-    }
-
-    /// Messages waiting in the ring plus those the drain thread holds.
-    fn backlog(&self) -> u64 {
-        if matches!(self.source, Source::Closed) {
-            return 0; // a failed ring's leftovers are never read
-        }
-        self.monitor.stats().occupancy() + self.queued()
-    }
-
-    fn queued(&self) -> u64 {
-        match &self.source {
-            Source::Direct(_) | Source::Closed => 0,
-            Source::Thread(thread) => thread.queued(),
-        }
     }
 }

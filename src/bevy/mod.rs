@@ -72,6 +72,7 @@ mod diagnostics;
 mod drain;
 mod envelope;
 mod event;
+mod lane;
 mod message;
 mod plugin;
 mod producers;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crossbeam_utils::Backoff;
 
-use super::drain::Sampler;
 use super::event;
+use super::lane::Sampler;
 use super::message::PerdixMessage;
 use super::route::{RouteShare, RouteTable, Stage};
 use crate::{Consumer, Error, Message};
@@ -106,6 +106,34 @@ pub(crate) struct DrainThread {
     handle: Option<JoinHandle<Option<Error>>>,
     /// Why the thread stopped, once it is done: its ring's fault, or the spawn failure.
     fault: Option<Error>,
+    /// A fault of the ring's producer, for the thread to end with once the ring runs dry.
+    posted: Arc<PostedFault>,
+}
+
+/// A fault handed to a drain thread ([`DrainThread::post_fault`]).
+#[derive(Debug, Default)]
+struct PostedFault {
+    /// Set (release) after `fault` is written: the thread's empty-ring check is one load.
+    set: AtomicBool,
+    fault: Mutex<Option<Error>>,
+}
+
+impl PostedFault {
+    fn post(&self, err: Error) {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = Some(err);
+        self.set.store(true, Ordering::Release);
+    }
+
+    /// The posted fault, once (one acquire load while none is: pairs with `post`'s release).
+    fn take(&self) -> Option<Error> {
+        if !self.set.load(Ordering::Acquire) {
+            return None;
+        }
+        self.fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
 }
 
 impl DrainThread {
@@ -123,6 +151,7 @@ impl DrainThread {
         let queued = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let full_waits = Arc::new(AtomicU64::new(0));
+        let posted = Arc::new(PostedFault::default());
         let worker = Worker {
             ring,
             consumer,
@@ -134,6 +163,7 @@ impl DrainThread {
             queued: Arc::clone(&queued),
             stop: Arc::clone(&stop),
             full_waits: Arc::clone(&full_waits),
+            posted: Arc::clone(&posted),
         };
         let handle = thread::Builder::new()
             .name(format!("perdix-drain-{name}"))
@@ -153,6 +183,7 @@ impl DrainThread {
             handle,
             closed: fault.is_some(),
             fault,
+            posted,
         }
     }
 
@@ -267,6 +298,12 @@ impl DrainThread {
         self.full_waits.load(Ordering::Relaxed)
     }
 
+    /// The ring's producer stopped on `err`: the thread takes what is still in the ring, then
+    /// ends with `err` as its fault (reported after its last batch).
+    pub(crate) fn post_fault(&self, err: Error) {
+        self.posted.post(err);
+    }
+
     /// Wakes the thread if it waits for room in the channel (the frame just made some).
     fn wake(&self) {
         if let Some(handle) = &self.handle {
@@ -301,6 +338,7 @@ struct Worker {
     queued: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     full_waits: Arc<AtomicU64>,
+    posted: Arc<PostedFault>,
 }
 
 impl Worker {
@@ -333,6 +371,13 @@ impl Worker {
                 match self.consumer.drain_checked(room, |msg| {
                     batch.push(current, ring, &msg, &mut sampler);
                 }) {
+                    // The ring ran dry: a producer that failed has nothing more in it.
+                    Ok(taken) if taken < room => {
+                        if let Some(err) = self.posted.take() {
+                            fault = Some(err);
+                            done = true;
+                        }
+                    }
                     Ok(_) => {}
                     Err(Error::Disconnected) => done = true,
                     // Reported by the frame once the batches before it are taken.
