@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use perdix_transport::dashboard::egui;
 use perdix_transport::dashboard::PerdixPanel;
-use perdix_transport::stress::{self, Verifier, VerifyReport};
+use perdix_transport::stress::{self, StressSender, Verifier, VerifyReport};
 use perdix_transport::telemetry::{LatencyHistogram, Telemetry, TelemetrySnapshot, Totals};
 use perdix_transport::{clock, Buffer, Consumer, Error, Policy, Producer};
 
@@ -206,7 +206,11 @@ impl Drop for Transport {
 
 /// The producer thread: stress messages at the knob's rate and size; returns how many it sent.
 fn produce(mut producer: Producer, knobs: &Knobs, stop: &AtomicBool) -> u64 {
-    let mut seq = 0u64;
+    // The library's stress loop: under DropNewest a refused message is retried with its
+    // sequence (the GPU kernel's rule), so the verifier sees no gap.
+    let Ok(mut sender) = StressSender::new(0, 0, 64) else {
+        return 0;
+    };
     // Pacing: messages allowed since `epoch` at `epoch_rate`.
     let mut epoch = Instant::now();
     let mut epoch_rate = u64::MAX;
@@ -226,7 +230,9 @@ fn produce(mut producer: Producer, knobs: &Knobs, stop: &AtomicBool) -> u64 {
             producer.set_policy(policy);
         }
         let size = knobs.size.load(Ordering::Relaxed);
-        let size = if stress::valid_size(size) { size } else { 64 };
+        if sender.set_size(size).is_err() {
+            let _ = sender.set_size(64);
+        }
         let rate = knobs.rate.load(Ordering::Relaxed);
         if rate != epoch_rate {
             epoch = Instant::now();
@@ -245,18 +251,13 @@ fn produce(mut producer: Producer, knobs: &Knobs, stop: &AtomicBool) -> u64 {
             }
             (allowed - sent_in_epoch).min(1024)
         };
-        for _ in 0..batch {
-            match producer.produce_with(0, |buf| stress::fill(&mut buf[..size], 0, seq)) {
-                Ok(()) => seq += 1,
-                // Dropped by DropNewest: counted by the ring; the sequence does not advance, so
-                // the verifier sees no gap.
-                Err(Error::Full) => {}
-                Err(_) => return seq,
-            }
-            sent_in_epoch += 1;
+        // Drops count toward the pace, as attempts.
+        if sender.send(&mut producer, batch).is_err() {
+            return sender.sent();
         }
+        sent_in_epoch += batch;
     }
-    seq
+    sender.sent()
 }
 
 /// The consumer thread: drains, verifies, measures latency, samples telemetry every tick.

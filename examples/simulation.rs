@@ -156,7 +156,11 @@ fn main() -> ExitCode {
         Duration::ZERO
     };
     let blocks = args.particles.div_ceil(BLOCK);
-    let spec = GpuProducerSpec::new("particles", PARTICLES_CU, "particles_step")
+    // SAFETY: `particles_step(const perdix_producer* p, float dt, unsigned frame, unsigned
+    // count, float half)` (kernels/particles.cu) takes the producer pointer first and reaches
+    // the ring only through `perdix_emit`; `StepArgs` is `#[repr(C)] { f32, u32, u32, f32 }`,
+    // its parameters after `p` in order; it has no other pointer to write through.
+    let spec = unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, "particles_step") }
         .grid(blocks)
         .block(BLOCK)
         .args(|world: &World| {

@@ -29,8 +29,8 @@ use bytemuck::{Pod, Zeroable};
 use clap::Parser;
 use perdix_transport::bevy::{Emitter, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing};
 use perdix_transport::dashboard::PerdixOverlayPlugin;
-use perdix_transport::stress::{self, Verifier};
-use perdix_transport::{Error, Producer};
+use perdix_transport::stress::{StressSender, Verifier};
+use perdix_transport::Producer;
 
 /// Particles in a Bevy window, their wall hits carried by perdix, the dashboard on top.
 #[derive(Debug, Parser, Resource, Clone)]
@@ -172,21 +172,21 @@ fn setup(mut commands: Commands, mut ring: ResMut<PerdixRing>, args: Res<Args>) 
 /// default policy), so the overlay shows backpressure when the frame drain falls behind.
 fn paced_stress(mut producer: Producer, rate: u64, stop: &AtomicBool) {
     let start = Instant::now();
-    let mut seq = 0u64;
+    // The library's stress loop (a refused message is retried with its sequence).
+    let Ok(mut sender) = StressSender::new(STRESS_PRODUCER, STRESS_KIND, 64) else {
+        return;
+    };
     while !stop.load(Ordering::Relaxed) {
         let allowed = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-        if allowed <= seq {
+        if allowed <= sender.sent() {
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        for _ in 0..(allowed - seq).min(4096) {
-            match producer.produce_with(STRESS_KIND, |buf| {
-                stress::fill(&mut buf[..64], STRESS_PRODUCER, seq)
-            }) {
-                Ok(()) => seq += 1,
-                Err(Error::Full) => {} // dropped (DropNewest): the sequence does not advance
-                Err(_) => return,
-            }
+        if sender
+            .send(&mut producer, (allowed - sender.sent()).min(4096))
+            .is_err()
+        {
+            return;
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
-use crate::stress::{self, Verifier, VerifyReport};
+use crate::stress::{self, StressSender, Verifier, VerifyReport};
 use crate::telemetry::LatencyHistogram;
 use crate::{clock, Buffer, Error, Policy};
 
@@ -51,7 +51,7 @@ impl Default for SpscRun {
 pub struct SpscReport {
     /// Messages the producer sent.
     pub sent: u64,
-    /// Messages the producer dropped (`DropNewest`).
+    /// Attempts the ring refused (`DropNewest`), each retried with its sequence.
     pub dropped: u64,
     /// Verification of everything received.
     pub verify: VerifyReport,
@@ -78,8 +78,8 @@ impl SpscReport {
 impl SpscRun {
     /// Runs it, calling `progress` about once a second with the report so far.
     ///
-    /// Under `DropNewest` dropped messages are not lost: the producer still numbers them, so
-    /// the verifier is told to expect only what was sent (drops show in `dropped`).
+    /// Under `DropNewest` a message the ring refuses is retried with the same sequence (the
+    /// GPU kernel's rule, [`StressSender`]): drops show in `dropped`, never as losses.
     ///
     /// # Errors
     ///
@@ -107,34 +107,21 @@ impl SpscRun {
             .into_split();
         let run = *self;
         let start = Instant::now();
+        let mut sender = StressSender::new(0, 0, self.size)?;
         let sender = thread::spawn(move || {
-            let mut seq = 0u64;
-            let mut dropped = 0u64;
             let deadline = start + run.duration;
-            let mut buf = [0u8; crate::layout::PAYLOAD_MAX];
-            let size = run.size;
-            stress::fill(&mut buf[..size], 0, 0);
             loop {
-                match run.messages {
-                    Some(n) if seq >= n => break,
-                    None if seq.is_multiple_of(1024) && Instant::now() >= deadline => break,
-                    _ => {}
-                }
-                stress::fill(&mut buf[..size], 0, seq);
-                match producer.produce_with(0, |slot| {
-                    slot[..size].copy_from_slice(&buf[..size]);
-                    size
-                }) {
-                    Ok(()) => seq += 1,
-                    // DropNewest: this sequence number is skipped on purpose; count it.
-                    Err(Error::Full) => {
-                        dropped += 1;
-                        seq += 1;
-                    }
-                    Err(_) => break,
+                let attempts = match run.messages {
+                    Some(n) if sender.sent() >= n => break,
+                    Some(n) => (n - sender.sent()).min(1024),
+                    None if Instant::now() >= deadline => break,
+                    None => 1024,
+                };
+                if sender.send(&mut producer, attempts).is_err() {
+                    break;
                 }
             }
-            (seq, dropped)
+            (sender.sent(), sender.dropped())
         });
         let mut verifier = Verifier::new(self.full_check);
         let mut latency = LatencyHistogram::new();
@@ -166,10 +153,9 @@ impl SpscRun {
         }
         let elapsed = start.elapsed();
         let (sent, dropped) = sender.join().map_err(|_| Error::Disconnected)?;
-        // Every sequence number below `sent` must arrive except the dropped ones, which the
-        // verifier sees as gaps: take them out of the loss count.
-        let mut verify = verifier.finish(&[sent]);
-        verify.lost = verify.lost.saturating_sub(dropped);
+        // Every sequence number below `sent` must arrive: a dropped message was retried with
+        // its sequence (the kernel's rule), so a gap is a real loss.
+        let verify = verifier.finish(&[sent]);
         Ok(SpscReport {
             sent,
             dropped,

@@ -18,6 +18,10 @@
 
 use crate::layout::PAYLOAD_MAX;
 
+mod send;
+
+pub use send::StressSender;
+
 /// Smallest stress message: sequence and tag.
 pub const MIN_SIZE: usize = 16;
 

@@ -107,15 +107,20 @@ mod gpu_producer {
     #[test]
     #[ignore = "needs a CUDA device"]
     fn particles_kernel_runs_as_a_gpu_producer() {
-        let spec = GpuProducerSpec::new("particles", super::PARTICLES_CU, "particles_step")
-            .grid(PARTICLES.div_ceil(BLOCK))
-            .block(BLOCK)
-            .args(|world: &World| StepArgs {
-                dt: 1.0 / 240.0,
-                frame: world.resource::<Frame>().0,
-                count: PARTICLES,
-                half: 1.0,
-            });
+        // SAFETY: `particles_step(const perdix_producer* p, float dt, unsigned frame,
+        // unsigned count, float half)` takes the producer pointer first and reaches the ring
+        // only through `perdix_emit`; `StepArgs` is `#[repr(C)] { f32, u32, u32, f32 }`, its
+        // parameters after `p` in order; it has no other pointer to write through.
+        let spec =
+            unsafe { GpuProducerSpec::new("particles", super::PARTICLES_CU, "particles_step") }
+                .grid(PARTICLES.div_ceil(BLOCK))
+                .block(BLOCK)
+                .args(|world: &World| StepArgs {
+                    dt: 1.0 / 240.0,
+                    frame: world.resource::<Frame>().0,
+                    count: PARTICLES,
+                    half: 1.0,
+                });
         let mut app = App::new();
         app.add_plugins(PerdixPlugin::default().capacity(65_536))
             .add_perdix_message::<Hit>(1)

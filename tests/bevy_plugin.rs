@@ -609,7 +609,11 @@ struct PerFrame(u32);
 
 #[test]
 fn gpu_producer_runs_its_cpu_fallback_without_a_device() {
-    let spec = GpuProducerSpec::new("ticks", "extern \"C\" __global__ void ticks() {}", "ticks")
+    const TICKS_CU: &str =
+        "extern \"C\" __global__ void ticks(const perdix_producer* p, unsigned per_frame) {}";
+    // SAFETY: `ticks` takes the producer pointer, then one `unsigned` (`FrameArgs` is
+    // `#[repr(C)] { per_frame: u32 }`), and touches no memory at all.
+    let spec = unsafe { GpuProducerSpec::new("ticks", TICKS_CU, "ticks") }
         .args(|world: &World| FrameArgs {
             per_frame: world.resource::<PerFrame>().0,
         })

@@ -1,4 +1,5 @@
 //! `perdix/*` diagnostics through bevy_diagnostic.
+#![forbid(unsafe_code)]
 
 use bevy_app::App;
 use bevy_diagnostic::{
@@ -55,6 +56,9 @@ impl PerdixDiagnostics {
         DiagnosticPath::const_new("perdix/unrouted_per_sec");
     /// Ready messages the budget left in the rings at the end of the latest frame.
     pub const DEFERRED: DiagnosticPath = DiagnosticPath::const_new("perdix/deferred");
+    /// Faults reported so far (failed rings and producers, each also a
+    /// [`PerdixEvent`](super::PerdixEvent)); measured every frame.
+    pub const ERRORS: DiagnosticPath = DiagnosticPath::const_new("perdix/errors");
 
     /// Messages per second from CUDA device `device`'s rings: `perdix/gpu<N>/msgs_per_sec`
     /// (registered once the device's first ring is drained).
@@ -79,7 +83,7 @@ impl PerdixDiagnostics {
     }
 
     /// Every path with its unit suffix.
-    pub const ALL: [(DiagnosticPath, &'static str); 9] = [
+    pub const ALL: [(DiagnosticPath, &'static str); 10] = [
         (Self::MSGS_PER_SEC, " msg/s"),
         (Self::BYTES_PER_SEC, " B/s"),
         (Self::LATENCY_P50_US, " us"),
@@ -89,12 +93,20 @@ impl PerdixDiagnostics {
         (Self::DROPS_PER_SEC, "/s"),
         (Self::UNROUTED_PER_SEC, "/s"),
         (Self::DEFERRED, " msgs"),
+        (Self::ERRORS, " errors"),
     ];
 }
 
 pub(crate) fn register(app: &mut App) {
     for (path, suffix) in PerdixDiagnostics::ALL {
-        app.register_diagnostic(Diagnostic::new(path).with_suffix(suffix));
+        let diagnostic = Diagnostic::new(path.clone()).with_suffix(suffix);
+        // A count: an average over frames would be nonsensical.
+        let diagnostic = if path == PerdixDiagnostics::ERRORS {
+            diagnostic.with_smoothing_factor(0.0)
+        } else {
+            diagnostic
+        };
+        app.register_diagnostic(diagnostic);
     }
 }
 
@@ -114,6 +126,9 @@ pub(crate) fn measure(
         return;
     };
     ring.end_frame();
+    // Every frame, not every ~100 ms: a fault shows in the frame that reported it.
+    let errors = ring.errors() as f64;
+    diagnostics.add_measurement(&PerdixDiagnostics::ERRORS, || errors);
     let now = clock::now_ns();
     let start = *start.get_or_insert(now);
     if *last != 0 && now - *last < SAMPLE_EVERY_NS {

@@ -1,31 +1,21 @@
 //! The `PerdixRing` resource, the drain (in-system or through a consumer thread), and routing
 //! by kind into ECS messages.
+#![forbid(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::sync::Arc;
 
-use bevy_ecs::message::Message as BevyMessage;
 use bevy_ecs::resource::Resource;
 use bevy_tasks::ComputeTaskPool;
-use crossbeam_utils::Backoff;
 
+use super::event::{Faults, PerdixEvent, RingState};
+use super::lane::{take_lane, Lane, Source, Taken};
 use super::plugin::DrainMode;
 use super::producers::{Device, ProducerBackend};
-use super::route::{RouteShare, RouteTable, Stage};
-use crate::layout::{SlotHeader, PAYLOAD_MAX};
+use super::route::RouteShare;
+use super::thread::{Batch, DrainThread};
 use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
-use crate::{clock, Backend, Buffer, Consumer, Error, Message, Monitor, Policy, Producer};
+use crate::{Backend, Buffer, Consumer, Error, Message, Policy, Producer};
 
-/// Messages per batch a drain thread hands over (at most; less when the ring runs dry, and
-/// never more than the frame budget).
-const BATCH_MAX: usize = 4096;
-/// Batches a drain thread may have handed over and not yet had back.
-const BATCH_DEPTH: usize = 16;
-/// Drain latency is sampled on one stamped message in this many (a clock read each).
-const LATENCY_SAMPLE_EVERY: u64 = 64;
 /// A frame that took at least this many messages makes the next one drain its rings in
 /// parallel (one task per ring on Bevy's compute pool).
 const PARALLEL_MIN: usize = 16_384;
@@ -55,7 +45,7 @@ pub struct DrainStats {
     pub messages: u64,
     /// Payload bytes taken out of the rings.
     pub bytes: u64,
-    /// Messages of a kind nobody registered (delivered as raw [`PerdixMessage`]).
+    /// Messages of a kind nobody registered (delivered as raw [`PerdixMessage`](super::PerdixMessage)).
     pub unrouted: u64,
     /// Messages of a registered kind whose length did not match the type (dropped).
     pub malformed: u64,
@@ -106,10 +96,9 @@ pub struct DeviceTotals {
 /// producer.try_produce(b"hi")?;
 /// app.update();
 /// assert_eq!(app.world().resource::<PerdixRing>().stats().messages, 1);
-/// // Errors are values: capacities must be powers of two.
-/// let mut app = App::new();
-/// app.add_plugins(PerdixPlugin::default().capacity(1000));
-/// let err = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu").unwrap_err();
+/// // Errors are values: capacities must be powers of two, checked before the app runs
+/// // (`build()` panics with this error's text).
+/// let err = PerdixPlugin::default().capacity(1000).validate().unwrap_err();
 /// assert_eq!(err, perdix_transport::Error::InvalidCapacity(1000));
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
@@ -131,8 +120,12 @@ pub struct PerdixRing {
     backend: Option<ProducerBackend>,
     /// The GPUs producers run on, when they do (one entry per device of the plugin's choice).
     devices: Vec<Device>,
+    /// Why producers do not run on a GPU, once decided so.
+    no_gpu: Option<Error>,
     /// The routing table drain threads stage by ([`DrainMode::Thread`] with routing on).
     routes: Option<Arc<RouteShare>>,
+    /// Faults recorded, for [`PerdixEvent`]s and `perdix/errors`.
+    faults: Faults,
 }
 
 impl PerdixRing {
@@ -148,7 +141,9 @@ impl PerdixRing {
             busy: false,
             backend: None,
             devices: Vec::new(),
+            no_gpu: None,
             routes,
+            faults: Faults::default(),
         }
     }
 
@@ -225,16 +220,7 @@ impl PerdixRing {
             )),
         };
         tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
-        self.lanes.push(Lane {
-            name: name.to_owned(),
-            monitor,
-            source,
-            finished: false,
-            sampler: Sampler::default(),
-            device,
-            messages: 0,
-            bytes: 0,
-        });
+        self.lanes.push(Lane::new(name, monitor, source, device));
     }
 
     /// Rings drained by this resource.
@@ -243,7 +229,7 @@ impl PerdixRing {
         self.lanes.len()
     }
 
-    /// The CUDA device that writes ring `ring` (the index [`PerdixMessage::ring`] and
+    /// The CUDA device that writes ring `ring` (the index [`PerdixMessage::ring`](super::PerdixMessage::ring) and
     /// [`Envelope::ring`](super::Envelope) give), or `None` for a CPU producer's ring or an
     /// index out of range.
     #[must_use]
@@ -277,8 +263,58 @@ impl PerdixRing {
         totals
     }
 
-    /// Whether every ring's producer is gone and every message was taken (also true with no
-    /// rings at all).
+    /// Where ring `ring` stands (`None` for an index out of range). A ring that failed is
+    /// [`RingState::Failed`] from the drain that found the fault on (after every message
+    /// published before it was taken), and stays so.
+    #[must_use]
+    pub fn ring_state(&self, ring: usize) -> Option<RingState> {
+        self.lanes.get(ring).map(|lane| match &lane.fault {
+            Some(err) => RingState::Failed(err.clone()),
+            None if lane.finished => RingState::Finished,
+            None => RingState::Running,
+        })
+    }
+
+    /// Faults reported so far (as [`PerdixEvent`]s): failed rings and producers. The
+    /// `perdix/errors` diagnostic.
+    #[must_use]
+    pub fn errors(&self) -> u64 {
+        self.faults.count()
+    }
+
+    /// Rings `rings` fail with `err` (their producer stopped: a GPU kernel fault kills every
+    /// kernel of its context), each once the messages already published into it are taken.
+    pub(crate) fn fail_rings(&mut self, rings: core::ops::Range<usize>, err: &Error) {
+        for lane in self.lanes.get_mut(rings).into_iter().flatten() {
+            lane.producer_failed(err);
+        }
+    }
+
+    pub(crate) fn faults_mut(&mut self) -> &mut Faults {
+        &mut self.faults
+    }
+
+    /// Reports rings that failed since the last call (once each).
+    fn report_failed_rings(&mut self) {
+        for (idx, lane) in self.lanes.iter_mut().enumerate() {
+            if lane.reported {
+                continue;
+            }
+            let Some(error) = lane.fault.clone() else {
+                continue;
+            };
+            lane.reported = true;
+            self.faults.report(PerdixEvent::RingFailed {
+                ring: idx,
+                name: lane.name.clone(),
+                device: lane.device,
+                error,
+            });
+        }
+    }
+
+    /// Whether every ring's producer is gone and every message was taken, or the ring failed
+    /// (also true with no rings at all).
     #[must_use]
     pub fn is_finished(&self) -> bool {
         self.lanes.iter().all(|lane| lane.finished)
@@ -291,6 +327,34 @@ impl PerdixRing {
     /// In [`DrainMode::System`] the views borrow the ring's slots. In [`DrainMode::Thread`] they
     /// are of the batches the drain threads copied; with routing on, those threads already
     /// staged the registered kinds for the drain system, so only the raw ones come here.
+    ///
+    /// A ring that fails here (a corrupt slot, a failed head push) is reported as for the
+    /// drain system: [`ring_state`](Self::ring_state) at once, a
+    /// [`PerdixEvent`](super::PerdixEvent) in the next frame's drain.
+    ///
+    /// # Soundness
+    ///
+    /// `f` is called with a `Message<'_>` of a lifetime chosen anew for each call (`f` is
+    /// higher-ranked: `for<'m> FnMut(Message<'m>)`), which ends before the slot is released
+    /// (the consumer publishes its head only after `f` returns). So neither the view nor its
+    /// payload can leave the call: keeping the view in a captured `Vec` does not compile,
+    ///
+    /// ```compile_fail,E0521
+    /// # let mut ring: perdix_transport::bevy::PerdixRing = unimplemented!();
+    /// let mut kept = Vec::new();
+    /// ring.drain_with(10, |msg| kept.push(msg));
+    /// ```
+    ///
+    /// nor does handing the payload out through a capture,
+    ///
+    /// ```compile_fail,E0521
+    /// # let mut ring: perdix_transport::bevy::PerdixRing = unimplemented!();
+    /// let mut last: Option<&[u8]> = None;
+    /// ring.drain_with(1, |msg| last = Some(msg.payload()));
+    /// ```
+    ///
+    /// and the closure returns nothing to return it through. Copy the bytes out instead
+    /// (`payload().to_vec()`), or read them as a type (`bytemuck::pod_read_unaligned`).
     pub fn drain_with<F>(&mut self, max: usize, mut f: F) -> usize
     where
         F: FnMut(Message<'_>),
@@ -363,13 +427,26 @@ impl PerdixRing {
         self.backend.as_ref()
     }
 
+    /// Why GPU producers cannot run here (the probe's error).
+    pub(crate) fn no_gpu_error(&self) -> Error {
+        self.no_gpu
+            .clone()
+            .unwrap_or(Error::NoDevice("producers run on the CPU"))
+    }
+
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn devices(&self) -> &[Device] {
         &self.devices
     }
 
-    pub(crate) fn set_backend_choice(&mut self, backend: ProducerBackend, devices: Vec<Device>) {
+    pub(crate) fn set_backend_choice(
+        &mut self,
+        backend: ProducerBackend,
+        devices: Vec<Device>,
+        no_gpu: Option<Error>,
+    ) {
         self.devices = devices;
+        self.no_gpu = no_gpu;
         match &backend {
             ProducerBackend::Gpu { device } => self.telemetry.set_device(device.as_str()),
             ProducerBackend::Cpu { .. } => self.telemetry.set_device("cpu"),
@@ -476,6 +553,7 @@ impl PerdixRing {
     /// Folds a drain's counts into the stats and rotates the starting ring; `full`: the budget
     /// ran out (what is still waiting counts as deferred).
     fn close_drain(&mut self, start: usize, taken: Taken, full: bool) -> usize {
+        self.report_failed_rings();
         let count = self.lanes.len();
         self.cursor = (start + 1) % count;
         for ns in &taken.latencies {
@@ -523,11 +601,12 @@ impl PerdixRing {
                     lane.bytes += batch.bytes;
                     out.push((idx, batch));
                     more = true;
-                } else if thread.pending.is_some() {
+                } else if thread.has_pending() {
                     // A batch is waiting that does not fit what is left of the budget.
                     full = true;
                 }
-                lane.finished = thread.is_done();
+                // A thread that is done finishes (or fails) the lane now.
+                lane.settle();
             }
         }
         let full = full || taken.count >= max;
@@ -561,544 +640,3 @@ impl PerdixRing {
         self.frame_messages = 0;
     }
 }
-
-/// What a drain took from one or more rings.
-#[derive(Debug, Default)]
-struct Taken {
-    count: usize,
-    /// Sampled latencies (drain clock minus stamp), in ns.
-    latencies: Vec<u64>,
-}
-
-impl Taken {
-    fn merge(&mut self, other: Self) {
-        self.count += other.count;
-        self.latencies.extend(other.latencies);
-    }
-}
-
-/// Up to `max` messages of ring `idx` into `sink`, counted in `taken` (and latency-sampled)
-/// and in the lane's own totals.
-fn take_lane<F>(lane: &mut Lane, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
-where
-    F: FnMut(usize, Message<'_>),
-{
-    if max == 0 {
-        return;
-    }
-    let mut sampler = lane.sampler;
-    let before = taken.count;
-    let (mut bytes, latencies) = (0u64, &mut taken.latencies);
-    taken.count += lane.drain(max, |msg| {
-        bytes += msg.len() as u64;
-        sampler.sample(msg.stamp_ns(), latencies);
-        sink(idx, msg);
-    });
-    lane.sampler = sampler;
-    lane.messages += (taken.count - before) as u64;
-    lane.bytes += bytes;
-}
-
-/// Samples drain latency on one stamped message in [`LATENCY_SAMPLE_EVERY`].
-#[derive(Debug, Clone, Copy, Default)]
-struct Sampler {
-    /// Stamped messages seen.
-    tick: u64,
-}
-
-impl Sampler {
-    #[inline]
-    fn sample(&mut self, stamp_ns: u64, latencies: &mut Vec<u64>) {
-        if stamp_ns != 0 {
-            self.tick += 1;
-            if self.tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
-                latencies.push(clock::now_ns().saturating_sub(stamp_ns));
-            }
-        }
-    }
-}
-
-/// One ring and how it is drained.
-#[derive(Debug)]
-struct Lane {
-    name: String,
-    monitor: Monitor,
-    source: Source,
-    /// The producer is gone and every message was taken (or the ring broke).
-    finished: bool,
-    /// Drain latency sampling.
-    sampler: Sampler,
-    /// The CUDA device that writes this ring, if any.
-    device: Option<u32>,
-    /// Messages and payload bytes taken from this ring so far.
-    messages: u64,
-    bytes: u64,
-}
-
-#[derive(Debug)]
-enum Source {
-    Direct(Consumer),
-    Thread(DrainThread),
-}
-
-impl Lane {
-    /// Up to `max` messages: `f(view)` on each (in [`DrainMode::Thread`], views of the raw
-    /// messages the drain thread staged).
-    fn drain<F>(&mut self, max: usize, mut f: F) -> usize
-    where
-        F: FnMut(Message<'_>),
-    {
-        if self.finished {
-            return 0;
-        }
-        match &mut self.source {
-            Source::Direct(consumer) => match consumer.drain_checked(max, &mut f) {
-                Ok(count) => count,
-                Err(Error::Disconnected) => {
-                    self.finished = true;
-                    0
-                }
-                Err(err) => {
-                    tracing::warn!(ring = %self.name, %err, "perdix: ring stopped");
-                    self.finished = true;
-                    0
-                }
-            },
-            Source::Thread(thread) => {
-                let count = thread.take_raw(max, &mut f);
-                self.finished = thread.is_done();
-                count
-            }
-        }
-    }
-
-    /// Messages waiting in the ring plus those the drain thread holds.
-    fn backlog(&self) -> u64 {
-        self.monitor.stats().occupancy() + self.queued()
-    }
-
-    fn queued(&self) -> u64 {
-        match &self.source {
-            Source::Direct(_) => 0,
-            Source::Thread(thread) => thread.queued.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Messages a drain thread took out of its ring, staged by kind (registered types decoded, the
-/// rest as [`PerdixMessage`]), with the counts the drain keeps.
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    stage: Stage,
-    /// Messages in the batch.
-    count: usize,
-    /// Their payload bytes.
-    bytes: u64,
-    /// Sampled drain latencies (ns).
-    latencies: Vec<u64>,
-    /// Raw messages already given to [`PerdixRing::drain_with`], and their bytes.
-    raw_taken: usize,
-    raw_taken_bytes: u64,
-}
-
-impl Batch {
-    pub(crate) fn stage_mut(&mut self) -> &mut Stage {
-        &mut self.stage
-    }
-
-    /// Messages not yet taken.
-    fn left(&self) -> usize {
-        self.count - self.raw_taken
-    }
-
-    /// Makes the stage ready for `table`'s types (nothing to do without a table: all raw).
-    fn prepare(&mut self, table: Option<&RouteTable>) {
-        if let Some(table) = table {
-            self.stage.prepare(table);
-        }
-    }
-
-    fn clear(&mut self) {
-        self.stage.clear();
-        self.latencies.clear();
-        (self.count, self.bytes, self.raw_taken, self.raw_taken_bytes) = (0, 0, 0, 0);
-    }
-
-    /// Takes `msg` of ring `ring` into the batch by the routes of `table` (everything raw
-    /// without one).
-    #[inline]
-    fn push(
-        &mut self,
-        table: Option<&RouteTable>,
-        ring: usize,
-        msg: &Message<'_>,
-        sampler: &mut Sampler,
-    ) {
-        self.count += 1;
-        self.bytes += msg.len() as u64;
-        sampler.sample(msg.stamp_ns(), &mut self.latencies);
-        match table {
-            Some(table) => self.stage.route(table, ring, msg),
-            None => self.stage.raw.push(PerdixMessage::new(ring, msg)),
-        }
-    }
-}
-
-/// A consumer thread that keeps its ring empty and hands staged batches to the drain system.
-#[derive(Debug)]
-struct DrainThread {
-    /// Full batches from the thread (a `Mutex` only to make the resource `Sync`: one locker).
-    full: Mutex<Receiver<Batch>>,
-    /// Empty batches back to the thread, for reuse.
-    free: SyncSender<Batch>,
-    /// The oldest handed-over batch not yet taken: received but too big for what was left of
-    /// a frame's budget, or partly taken by [`PerdixRing::drain_with`].
-    pending: Option<Batch>,
-    /// The thread is gone and every batch it sent was received.
-    closed: bool,
-    /// Messages handed over and not yet taken.
-    queued: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl DrainThread {
-    /// A thread draining `consumer` (ring index `ring`), staging by `routes` (all raw without),
-    /// in batches that fit `budget`.
-    fn spawn(
-        name: &str,
-        ring: usize,
-        consumer: Consumer,
-        routes: Option<Arc<RouteShare>>,
-        budget: usize,
-    ) -> Self {
-        let (full_tx, full_rx) = mpsc::sync_channel(BATCH_DEPTH);
-        let (free_tx, free_rx) = mpsc::sync_channel(BATCH_DEPTH + 2);
-        let queued = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let worker = Worker {
-            ring,
-            consumer,
-            routes,
-            // A batch is taken whole, so it must fit a frame's budget.
-            batch_max: BATCH_MAX.min(budget).max(1),
-            full: full_tx,
-            free: free_rx,
-            queued: Arc::clone(&queued),
-            stop: Arc::clone(&stop),
-        };
-        let handle = thread::Builder::new()
-            .name(format!("perdix-drain-{name}"))
-            .spawn(move || worker.run());
-        let handle = match handle {
-            Ok(handle) => Some(handle),
-            Err(err) => {
-                // The worker (and with it the consumer) is gone: the lane reports finished.
-                tracing::warn!(%err, "perdix: could not start a drain thread");
-                None
-            }
-        };
-        Self {
-            full: Mutex::new(full_rx),
-            free: free_tx,
-            pending: None,
-            closed: false,
-            queued,
-            stop,
-            handle,
-        }
-    }
-
-    /// The oldest batch not yet taken, if the thread handed one over.
-    fn next_batch(&mut self) -> Option<&mut Batch> {
-        if self.pending.is_none() && !self.closed {
-            let receiver = self.full.get_mut().unwrap_or_else(PoisonError::into_inner);
-            match receiver.try_recv() {
-                Ok(batch) => self.pending = Some(batch),
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => self.closed = true,
-            }
-        }
-        self.pending.as_mut()
-    }
-
-    /// Takes the next batch whole if it holds at most `room` messages.
-    fn take_batch(&mut self, room: usize) -> Option<Batch> {
-        let left = self.next_batch()?.left();
-        if left > room {
-            return None;
-        }
-        self.queued.fetch_sub(left as u64, Ordering::Relaxed);
-        let mut batch = self.pending.take()?;
-        // What `drain_with` already took is not the drain system's.
-        batch.stage.raw.drain(..batch.raw_taken);
-        batch.count -= batch.raw_taken;
-        batch.bytes -= batch.raw_taken_bytes;
-        (batch.raw_taken, batch.raw_taken_bytes) = (0, 0);
-        Some(batch)
-    }
-
-    /// Returns an emptied batch to the thread for reuse.
-    fn recycle(&mut self, mut batch: Batch) {
-        batch.clear();
-        // A full free queue only means the thread has spares: drop this one.
-        let _ = self.free.try_send(batch);
-    }
-
-    /// Up to `max` raw messages of the handed-over batches, for [`PerdixRing::drain_with`];
-    /// stops at a batch that still holds staged typed messages (the drain system takes those).
-    fn take_raw<F>(&mut self, max: usize, f: &mut F) -> usize
-    where
-        F: FnMut(Message<'_>),
-    {
-        let mut count = 0;
-        while count < max {
-            let Some(batch) = self.next_batch() else {
-                break;
-            };
-            let end = batch.stage.raw.len().min(batch.raw_taken + (max - count));
-            for msg in batch
-                .stage
-                .raw
-                .get(batch.raw_taken..end)
-                .unwrap_or_default()
-            {
-                batch.raw_taken_bytes += u64::from(msg.len);
-                f(msg.view());
-            }
-            count += end - batch.raw_taken;
-            batch.raw_taken = end;
-            if batch.left() > 0 {
-                // Raw messages left (the budget ran out), or typed ones for the drain system.
-                break;
-            }
-            if let Some(batch) = self.pending.take() {
-                self.recycle(batch);
-            }
-        }
-        self.queued.fetch_sub(count as u64, Ordering::Relaxed);
-        count
-    }
-
-    /// The thread is gone and everything it handed over was taken.
-    fn is_done(&self) -> bool {
-        self.closed && self.pending.is_none()
-    }
-}
-
-impl Drop for DrainThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(handle) = self.handle.take() {
-            if handle.join().is_err() {
-                tracing::warn!("perdix: a drain thread panicked");
-            }
-        }
-    }
-}
-
-/// The drain thread's side.
-struct Worker {
-    /// Index of its ring in the resource (for [`PerdixMessage::ring`] and envelopes).
-    ring: usize,
-    consumer: Consumer,
-    /// The plugin's routing table; `None` stages everything raw (routing off).
-    routes: Option<Arc<RouteShare>>,
-    /// Messages per batch (at most).
-    batch_max: usize,
-    full: SyncSender<Batch>,
-    free: Receiver<Batch>,
-    queued: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Worker {
-    fn run(mut self) {
-        let backoff = Backoff::new();
-        let mut sampler = Sampler::default();
-        // The route table and its generation; a batch is prepared for the table it is filled by.
-        let mut routes = self.routes.as_ref().map(|share| share.load());
-        let mut batch = Batch::default();
-        batch.prepare(routes.as_ref().map(|(_, table)| &**table));
-        let mut done = false;
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if let (Some(share), Some((generation, current))) = (&self.routes, &mut routes) {
-                if share.generation() != *generation {
-                    (*generation, *current) = share.load();
-                    batch.stage.prepare(current);
-                }
-            }
-            let current = routes.as_ref().map(|(_, table)| &**table);
-            let room = self.batch_max - batch.count;
-            if room > 0 && !done {
-                let ring = self.ring;
-                match self.consumer.drain_checked(room, |msg| {
-                    batch.push(current, ring, &msg, &mut sampler);
-                }) {
-                    Ok(_) => {}
-                    Err(Error::Disconnected) => done = true,
-                    Err(err) => {
-                        tracing::warn!(%err, "perdix: drain thread stopped");
-                        done = true;
-                    }
-                }
-            }
-            if batch.count == 0 {
-                if done {
-                    return;
-                }
-                if backoff.is_completed() {
-                    thread::sleep(Duration::from_micros(20));
-                } else {
-                    backoff.snooze();
-                }
-                continue;
-            }
-            let len = batch.count as u64;
-            self.queued.fetch_add(len, Ordering::Relaxed);
-            match self.full.try_send(batch) {
-                Ok(()) => {
-                    backoff.reset();
-                    batch = self.free.try_recv().unwrap_or_default();
-                    batch.prepare(current);
-                }
-                Err(TrySendError::Full(back)) => {
-                    self.queued.fetch_sub(len, Ordering::Relaxed);
-                    batch = back;
-                    // Keep filling while there is room; wait only with a full batch.
-                    if batch.count == self.batch_max || done {
-                        backoff.snooze();
-                    }
-                }
-                Err(TrySendError::Disconnected(_)) => return,
-            }
-        }
-    }
-}
-
-/// A message of a kind with no typed route, copied out of its slot.
-///
-/// Unregistered kinds arrive as this (and count as unrouted); kinds registered with
-/// [`add_perdix_raw`](super::PerdixAppExt::add_perdix_raw) too (not counted).
-///
-/// # Examples
-///
-/// ```
-/// use bevy_app::prelude::*;
-/// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{PerdixMessage, PerdixPlugin, PerdixRing};
-///
-/// let mut app = App::new();
-/// app.add_plugins(PerdixPlugin::default());
-/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
-/// producer.try_produce_kind(42, b"who am I")?;
-/// app.update();
-/// let raw = app.world().resource::<Messages<PerdixMessage>>();
-/// let msg = raw.get_cursor().read(raw).next().copied().unwrap();
-/// assert_eq!((msg.kind(), msg.payload()), (42, &b"who am I"[..]));
-/// assert_eq!(app.world().resource::<PerdixRing>().stats().unrouted, 1);
-/// # Ok::<(), perdix_transport::Error>(())
-/// ```
-#[derive(BevyMessage, Clone, Copy)]
-pub struct PerdixMessage {
-    kind: u32,
-    producer: u32,
-    seq: u64,
-    stamp_ns: u64,
-    ring: u16,
-    len: u16,
-    flags: u32,
-    payload: [u8; PAYLOAD_MAX],
-}
-
-impl PerdixMessage {
-    pub(crate) fn new(ring: usize, msg: &Message<'_>) -> Self {
-        let mut payload = [0u8; PAYLOAD_MAX];
-        let len = msg.len().min(PAYLOAD_MAX);
-        payload[..len].copy_from_slice(&msg.payload()[..len]);
-        Self {
-            kind: msg.kind(),
-            producer: msg.producer(),
-            seq: msg.seq(),
-            stamp_ns: msg.stamp_ns(),
-            ring: u16::try_from(ring).unwrap_or(u16::MAX),
-            len: len as u16,
-            flags: msg.flags(),
-            payload,
-        }
-    }
-
-    /// The message as the ring's borrowed view.
-    fn view(&self) -> Message<'_> {
-        let header = SlotHeader {
-            len: u32::from(self.len),
-            kind: self.kind,
-            producer: self.producer,
-            flags: self.flags,
-            stamp_ns: self.stamp_ns,
-        };
-        Message::new(header, self.seq, self.payload())
-    }
-
-    /// Message kind.
-    #[must_use]
-    pub fn kind(&self) -> u32 {
-        self.kind
-    }
-
-    /// Producer id (CPU thread, or GPU block / lane).
-    #[must_use]
-    pub fn producer(&self) -> u32 {
-        self.producer
-    }
-
-    /// Position in its ring's stream, from 0.
-    #[must_use]
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// Producer clock at publish in ns (0 when not stamped), on
-    /// [`clock::now_ns`](crate::clock::now_ns)'s scale.
-    #[must_use]
-    pub fn stamp_ns(&self) -> u64 {
-        self.stamp_ns
-    }
-
-    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`] calls;
-    /// saturates at 65,535).
-    #[must_use]
-    pub fn ring(&self) -> u32 {
-        u32::from(self.ring)
-    }
-
-    /// Reserved flag bits of the slot.
-    #[must_use]
-    pub fn flags(&self) -> u32 {
-        self.flags
-    }
-
-    /// The payload.
-    #[must_use]
-    pub fn payload(&self) -> &[u8] {
-        &self.payload[..self.len as usize]
-    }
-}
-
-impl core::fmt::Debug for PerdixMessage {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("PerdixMessage")
-            .field("kind", &self.kind)
-            .field("producer", &self.producer)
-            .field("seq", &self.seq)
-            .field("ring", &self.ring)
-            .field("len", &self.len)
-            .finish_non_exhaustive()
-    }
-}
-
-// One slot's worth: the header fields and the payload, no padding.
-const _: () = assert!(core::mem::size_of::<PerdixMessage>() == crate::layout::SLOT_SIZE);

@@ -1,4 +1,5 @@
 //! [`Envelope`]: a typed message together with the slot header it came in.
+#![forbid(unsafe_code)]
 
 use bevy_ecs::message::Message as BevyMessage;
 
@@ -9,6 +10,17 @@ use bevy_ecs::message::Message as BevyMessage;
 /// or the stamp (to check order per producer, or measure latency), and instead of the raw
 /// [`PerdixMessage`](super::PerdixMessage) when the payload has a fixed type: an envelope is the
 /// type plus 28 bytes of header (and padding), a raw message always a whole 256-byte slot.
+///
+/// It is an owned copy: `value` was read out of the slot (`bytemuck::pod_read_unaligned`)
+/// before the slot was released, and the type has no lifetime, so nothing in it can point
+/// into the ring. A type that borrows cannot be routed at all (`T: Pod` is `'static` data):
+///
+/// ```compile_fail,E0277
+/// use bevy_app::App;
+/// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
+///
+/// App::new().add_plugins(PerdixPlugin::default()).add_perdix_envelope::<&'static [u8; 8]>(1);
+/// ```
 ///
 /// # Examples
 ///

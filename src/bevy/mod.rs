@@ -24,6 +24,13 @@
 //! want no copy at all call [`PerdixRing::drain_with`] instead (and may turn routing off with
 //! [`PerdixPlugin::route`]).
 //!
+//! Failures reach the app as values, not only as log lines (a headless app has no tracing
+//! subscriber): a [`PerdixEvent`] message for a ring that failed (corrupt slot, failed head
+//! push, its GPU producer's fault) or a producer that did not start or stopped,
+//! [`PerdixRing::ring_state`], and the `perdix/errors` diagnostic. A ring that failed is closed
+//! for its producers; the others keep flowing. A configuration that cannot work fails
+//! [`PerdixPlugin`]'s `build()` ([`PerdixPlugin::validate`]).
+//!
 //! Bevy keeps a message for two frames, then drops it unread: at tens of millions of messages a
 //! second a frame sees millions, so the budget, per-frame summaries and counted deferral matter
 //! more than raw copying (see `docs/PERFORMANCE.md` for measured figures).
@@ -56,17 +63,28 @@
 //! assert_eq!(got, [7]);
 //! # Ok::<(), perdix_transport::Error>(())
 //! ```
-#![forbid(unsafe_code)]
+// No unsafe code in the plugin: every file but two forbids it. `spec.rs` declares the one
+// `unsafe fn` (running user CUDA source), and the CUDA half of `producers.rs` calls the
+// `unsafe` kernel constructor for it; each allows exactly that item.
+#![deny(unsafe_code)]
 
 mod diagnostics;
 mod drain;
 mod envelope;
+mod event;
+mod lane;
+mod message;
 mod plugin;
 mod producers;
 mod route;
+mod spec;
+mod thread;
 
 pub use diagnostics::PerdixDiagnostics;
-pub use drain::{DeviceTotals, DrainStats, PerdixMessage, PerdixRing};
+pub use drain::{DeviceTotals, DrainStats, PerdixRing};
 pub use envelope::Envelope;
+pub use event::{PerdixEvent, RingState};
+pub use message::PerdixMessage;
 pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
-pub use producers::{Emitter, GpuProducerSpec, ProducerBackend, StressProducers};
+pub use producers::{Emitter, ProducerBackend, StressProducers};
+pub use spec::GpuProducerSpec;

@@ -1,4 +1,5 @@
 //! `PerdixPlugin`: configuration, system sets, and the `App` extension trait.
+#![forbid(unsafe_code)]
 
 use bevy_app::{App, Last, Plugin, PreUpdate, Startup};
 use bevy_ecs::message::Message;
@@ -6,12 +7,16 @@ use bevy_ecs::schedule::{IntoScheduleConfigs, SystemSet};
 use bevy_ecs::system::Res;
 
 use super::diagnostics;
-use super::drain::{PerdixMessage, PerdixRing, RingConfig};
+use super::drain::{PerdixRing, RingConfig};
 use super::envelope::Envelope;
-use super::producers::{self, GpuProducerSpec, ProducerRegistry};
+use super::event::{self, PerdixEvent};
+use super::message::PerdixMessage;
+use super::producers::{self, ProducerRegistry};
 use super::route::{self, Routes};
+use super::spec::GpuProducerSpec;
 use crate::layout::PAYLOAD_MAX;
-use crate::{Backend, Policy};
+use crate::MAX_CAPACITY;
+use crate::{Backend, Error, Policy};
 
 /// Where ready messages are taken out of the rings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -198,6 +203,49 @@ impl PerdixPlugin {
         self
     }
 
+    /// Checks the settings before anything runs: what [`build`](Plugin::build) calls.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCapacity`] for a capacity that is not a power of two from 2 to 2^31;
+    /// [`Error::InvalidConfig`] for a budget of 0, ring memory that GPU producers cannot write
+    /// ([`Backend::Host`]), or (with the `cuda` feature) an empty device list.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::bevy::PerdixPlugin;
+    /// use perdix_transport::{Backend, Error};
+    ///
+    /// assert_eq!(PerdixPlugin::default().validate(), Ok(()));
+    /// assert_eq!(
+    ///     PerdixPlugin::default().capacity(1000).validate(),
+    ///     Err(Error::InvalidCapacity(1000))
+    /// );
+    /// let err = PerdixPlugin::default().memory(Backend::Host).validate().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidConfig(_)));
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > MAX_CAPACITY {
+            return Err(Error::InvalidCapacity(self.capacity));
+        }
+        if self.budget == 0 {
+            return Err(Error::InvalidConfig(
+                "a drain budget of 0 messages a frame would never deliver".into(),
+            ));
+        }
+        if self.memory == Some(Backend::Host) {
+            return Err(Error::InvalidConfig(
+                "GPU producers cannot write host memory: choose cuda-pinned or cuda-managed".into(),
+            ));
+        }
+        #[cfg(feature = "cuda")]
+        if matches!(&self.devices, crate::cuda::GpuDevices::List(list) if list.is_empty()) {
+            return Err(Error::InvalidConfig("an empty list of CUDA devices".into()));
+        }
+        Ok(())
+    }
+
     fn config(&self) -> RingConfig {
         RingConfig {
             capacity: self.capacity,
@@ -214,7 +262,14 @@ impl PerdixPlugin {
 }
 
 impl Plugin for PerdixPlugin {
+    /// # Panics
+    ///
+    /// With the error's text, when [`validate`](PerdixPlugin::validate) refuses the settings
+    /// (a bad plugin configuration fails the app at start-up, as Bevy's own plugins do).
     fn build(&self, app: &mut App) {
+        if let Err(err) = self.validate() {
+            panic!("PerdixPlugin: {err}");
+        }
         let config = self.config();
         // Drain threads stage registered kinds themselves, by the routes' shared table.
         let routes = config
@@ -224,6 +279,7 @@ impl Plugin for PerdixPlugin {
             .init_resource::<Routes>()
             .init_resource::<ProducerRegistry>()
             .add_message::<PerdixMessage>()
+            .add_message::<PerdixEvent>()
             .configure_sets(
                 PreUpdate,
                 (PerdixSystems::Launch, PerdixSystems::Drain).chain(),
@@ -236,6 +292,9 @@ impl Plugin for PerdixPlugin {
                     route::route_messages
                         .in_set(PerdixSystems::Drain)
                         .run_if(routing_on),
+                    event::write_events
+                        .in_set(PerdixSystems::Drain)
+                        .after(route::route_messages),
                 ),
             )
             .add_systems(
@@ -343,7 +402,10 @@ pub trait PerdixAppExt {
     /// use bevy_app::App;
     /// use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin};
     ///
-    /// let spec = GpuProducerSpec::new("ticks", "extern \"C\" __global__ void tick() {}", "tick")
+    /// const TICK_CU: &str = "extern \"C\" __global__ void tick(const perdix_producer* p, unsigned frame) {}";
+    /// // SAFETY: `tick` takes the producer pointer, then one `unsigned` (`A = u32`), and
+    /// // touches no memory at all.
+    /// let spec = unsafe { GpuProducerSpec::new("ticks", TICK_CU, "tick") }
     ///     .args(|_world| 0u32)
     ///     .cpu_fallback(|frame: &u32, emit| {
     ///         let _ = emit.emit(7, frame);

@@ -1,7 +1,8 @@
 //! Producers the plugin runs: registered GPU kernels (or their CPU fallbacks) and stress
 //! producers, and the one-time choice of backend.
+#![deny(unsafe_code)]
 
-use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +12,9 @@ use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
 use super::drain::PerdixRing;
-use crate::{stress, Error, Policy, Producer};
+use super::event::{spawn_error, PerdixEvent};
+use super::spec::{ArgsFn, FallbackFn, GpuProducerSpec};
+use crate::{stress, Error, Producer};
 
 pub(crate) use gpu::Device;
 
@@ -62,15 +65,17 @@ impl ProducerBackend {
         matches!(self, Self::Gpu { .. })
     }
 
-    /// Decides, once, and logs the choice; the opened devices (empty for the CPU).
-    pub(crate) fn detect(ring: &PerdixRing) -> (Self, Vec<gpu::Device>) {
-        let (backend, devices) = match gpu::probe(ring) {
-            Ok((name, devices)) => (Self::Gpu { device: name }, devices),
+    /// Decides, once, and logs the choice; the opened devices (empty for the CPU) and, for
+    /// the CPU, why there is no GPU.
+    pub(crate) fn detect(ring: &PerdixRing) -> (Self, Vec<gpu::Device>, Option<Error>) {
+        let (backend, devices, why) = match gpu::probe(ring) {
+            Ok((name, devices)) => (Self::Gpu { device: name }, devices, None),
             Err(err) => (
                 Self::Cpu {
                     reason: err.to_string(),
                 },
                 Vec::new(),
+                Some(err),
             ),
         };
         match &backend {
@@ -79,7 +84,7 @@ impl ProducerBackend {
                 tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
             }
         }
-        (backend, devices)
+        (backend, devices, why)
     }
 }
 
@@ -121,8 +126,9 @@ impl Emitter {
         Self { producer, frame: 0 }
     }
 
-    /// Sends `value`'s bytes as a message of `kind`: waits for room under [`Policy::Block`],
-    /// counts a drop under [`Policy::DropNewest`].
+    /// Sends `value`'s bytes as a message of `kind`: waits for room under
+    /// [`Policy::Block`](crate::Policy::Block), counts a drop under
+    /// [`Policy::DropNewest`](crate::Policy::DropNewest).
     ///
     /// # Errors
     ///
@@ -153,179 +159,60 @@ impl Emitter {
     }
 }
 
-type ArgsFn<A> = Box<dyn Fn(&World) -> A + Send + Sync>;
-type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
-
-/// A GPU producer to register with
-/// [`PerdixAppExt::add_gpu_producer`](super::PerdixAppExt::add_gpu_producer): a CUDA kernel
-/// (source, entry point, grid, block), the per-frame arguments it gets from the world, and a
-/// CPU fallback producing the same messages.
-///
-/// The kernel is launched once a frame on its own stream (never more than one launch in
-/// flight: a frame whose previous launch still runs skips its launch) as
-/// `entry(const perdix_producer* p, ...)`, with `A`'s bytes as the parameters after `p`, one
-/// 4-byte scalar each: declare them in `A`'s field order as `float`, `int` or `unsigned`
-/// (`A` is a `#[repr(C)]` struct of 4-byte fields, checked at compile time). The kernel calls
-/// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
-///
-/// # Examples
-///
-/// ```
-/// use perdix_transport::bevy::GpuProducerSpec;
-///
-/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-/// #[repr(C)]
-/// struct Step {
-///     dt: f32,
-///     count: u32,
-/// }
-///
-/// let spec = GpuProducerSpec::new("particles", "/* CUDA C */", "step")
-///     .grid(64)
-///     .block(256)
-///     .args(|_world| Step { dt: 1.0 / 60.0, count: 1024 })
-///     .cpu_fallback(|step: &Step, emit| {
-///         for i in 0..step.count {
-///             if emit.emit(1, &i).is_err() {
-///                 break;
-///             }
-///         }
-///     });
-/// assert_eq!(spec.name(), "particles");
-/// ```
-pub struct GpuProducerSpec<A> {
-    name: String,
-    source: Cow<'static, str>,
-    entry: String,
-    grid: u32,
-    block: u32,
-    args: Option<ArgsFn<A>>,
-    fallback: Option<FallbackFn<A>>,
-}
-
-impl<A> core::fmt::Debug for GpuProducerSpec<A> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("GpuProducerSpec")
-            .field("name", &self.name)
-            .field("entry", &self.entry)
-            .field("grid", &self.grid)
-            .field("block", &self.block)
-            .field("fallback", &self.fallback.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
-    /// A producer named `name` running `entry` from the CUDA C `source` (compiled by NVRTC at
-    /// first use), one block of 256 threads until told otherwise.
-    #[must_use]
-    pub fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
-        const {
-            assert!(
-                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>().is_multiple_of(4),
-                "GPU producer arguments are passed as 4-byte scalars: use 4-byte fields"
-            );
-        }
-        Self {
-            name: name.to_owned(),
-            source: source.into(),
-            entry: entry.to_owned(),
-            grid: 1,
-            block: 256,
-            args: None,
-            fallback: None,
-        }
-    }
-
-    /// Blocks in the grid.
-    #[must_use]
-    pub fn grid(mut self, blocks: u32) -> Self {
-        self.grid = blocks.max(1);
-        self
-    }
-
-    /// Threads per block.
-    #[must_use]
-    pub fn block(mut self, threads: u32) -> Self {
-        self.block = threads.max(1);
-        self
-    }
-
-    /// The per-frame arguments, read from the world at launch (default: `A::zeroed()`).
-    #[must_use]
-    pub fn args(mut self, args: impl Fn(&World) -> A + Send + Sync + 'static) -> Self {
-        self.args = Some(Box::new(args));
-        self
-    }
-
-    /// The CPU fallback: called once a frame, on a worker thread, with the frame's arguments.
-    #[must_use]
-    pub fn cpu_fallback(mut self, fallback: impl FnMut(&A, &mut Emitter) + Send + 'static) -> Self {
-        self.fallback = Some(Box::new(fallback));
-        self
-    }
-
-    /// The producer's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The kernel's source.
-    #[must_use]
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// The kernel's entry point.
-    #[must_use]
-    pub fn entry(&self) -> &str {
-        &self.entry
-    }
-}
-
 /// A registered producer, not started yet.
 trait Registered: Send {
+    /// The producer's name.
+    fn name(&self) -> &str;
+    /// Starts it on `backend` (its CPU fallback when the GPU cannot).
     fn start(
         self: Box<Self>,
         ring: &mut PerdixRing,
         backend: &ProducerBackend,
-    ) -> Option<Box<dyn Running>>;
+    ) -> Result<Box<dyn Running>, Error>;
 }
 
 /// A started producer: launched once a frame.
 trait Running: Send + Sync {
-    fn launch(&mut self, world: &World);
+    /// The producer's name.
+    fn name(&self) -> &str;
+    /// The indices of the rings it writes, failed with it when it stops on an error.
+    fn rings(&self) -> Range<usize>;
+    /// One launch; an error once, when the producer stops for good (it is not launched again).
+    fn launch(&mut self, world: &World) -> Result<(), Error>;
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Without a fallback, the GPU's error (or why there is no GPU) is the producer's.
     fn start(
         self: Box<Self>,
         ring: &mut PerdixRing,
         backend: &ProducerBackend,
-    ) -> Option<Box<dyn Running>> {
+    ) -> Result<Box<dyn Running>, Error> {
         let mut spec = *self;
-        if backend.is_gpu() {
+        let gpu_error = if backend.is_gpu() {
             match gpu::start(&mut spec, ring) {
-                Ok(running) => return Some(running),
-                Err(err) => tracing::warn!(
-                    producer = %spec.name,
-                    %err,
-                    "perdix: GPU producer failed to start; using its CPU fallback"
-                ),
+                Ok(running) => return Ok(running),
+                Err(err) => err,
             }
-        }
-        let Some(fallback) = spec.fallback.take() else {
-            tracing::warn!(producer = %spec.name, "perdix: no CPU fallback registered; producer not started");
-            return None;
+        } else {
+            ring.no_gpu_error()
         };
-        match Fallback::start(&spec.name, fallback, spec.args.take(), ring) {
-            Ok(running) => Some(Box::new(running)),
-            Err(err) => {
-                tracing::warn!(producer = %spec.name, %err, "perdix: CPU fallback failed to start");
-                None
-            }
+        let Some(fallback) = spec.fallback.take() else {
+            return Err(gpu_error);
+        };
+        if backend.is_gpu() {
+            tracing::warn!(
+                producer = %spec.name,
+                err = %gpu_error,
+                "perdix: GPU producer failed to start; using its CPU fallback"
+            );
         }
+        let running = Fallback::start(&spec.name, fallback, spec.args.take(), ring)?;
+        Ok(Box::new(running))
     }
 }
 
@@ -361,7 +248,7 @@ impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
                     }
                 }
             })
-            .map_err(|_| Error::NoDevice("could not start a CPU fallback thread"))?;
+            .map_err(|err| spawn_error(&err))?;
         Ok(Self {
             name: name.to_owned(),
             args,
@@ -373,7 +260,17 @@ impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
-    fn launch(&mut self, world: &World) {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// None: a fallback never fails as a producer (its ring reports its own faults).
+    fn rings(&self) -> Range<usize> {
+        0..0
+    }
+
+    /// Never fails: the fallback's ring reports its own faults.
+    fn launch(&mut self, world: &World) -> Result<(), Error> {
         let args = self
             .args
             .as_ref()
@@ -390,6 +287,7 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -435,8 +333,12 @@ pub(crate) fn start_producers(world: &mut World) {
         };
         let backend = ring.producer_backend();
         for spec in pending {
-            if let Some(running) = spec.start(&mut ring, &backend) {
-                registry.running.push(running);
+            let name = spec.name().to_owned();
+            match spec.start(&mut ring, &backend) {
+                Ok(running) => registry.running.push(running),
+                Err(error) => ring
+                    .faults_mut()
+                    .report(PerdixEvent::ProducerFailed { name, error }),
             }
         }
     });
@@ -447,7 +349,15 @@ pub(crate) fn start_producers(world: &mut World) {
 pub(crate) fn launch_producers(world: &mut World) {
     world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
         for producer in &mut registry.running {
-            producer.launch(world);
+            if let Err(error) = producer.launch(world) {
+                let name = producer.name().to_owned();
+                if let Some(mut ring) = world.get_resource_mut::<PerdixRing>() {
+                    // Its rings fail with it, once what it published before is drained.
+                    ring.fail_rings(producer.rings(), &error);
+                    ring.faults_mut()
+                        .report(PerdixEvent::ProducerFailed { name, error });
+                }
+            }
         }
     });
 }
@@ -456,9 +366,10 @@ pub(crate) fn launch_producers(world: &mut World) {
 /// ([`stress`](crate::stress)), on the GPU when there is one, else one CPU thread per producer,
 /// each on its own ring. Used by the `headless_stress` example.
 ///
-/// Every producer counts what it published; a message dropped under [`Policy::DropNewest`]
-/// does not take a sequence number, so the verifier's loss count stays exact and drops are
-/// counted by the rings.
+/// Every producer counts what it published. CPU producers send through
+/// [`StressSender`](crate::stress::StressSender), with the GPU kernel's rule: a message
+/// dropped under [`Policy::DropNewest`](crate::Policy::DropNewest) is retried with the same
+/// sequence, so the verifier's loss count stays exact and drops are counted by the rings.
 ///
 /// # Examples
 ///
@@ -560,7 +471,7 @@ impl StressProducers {
             let handle = thread::Builder::new()
                 .name(format!("perdix-stress-{id}"))
                 .spawn(move || stress_loop(producer, id, size, &stop, &counter))
-                .map_err(|_| Error::NoDevice("could not start a stress producer thread"))?;
+                .map_err(|err| spawn_error(&err))?;
             threads.push(StressThread {
                 sent,
                 handle: Some(handle),
@@ -673,23 +584,17 @@ impl Drop for StressProducers {
 }
 
 fn stress_loop(mut producer: Producer, id: u32, size: usize, stop: &AtomicBool, sent: &AtomicU64) {
-    let mut seq = 0u64;
+    let Ok(mut sender) = stress::StressSender::new(id, StressProducers::KIND, size) else {
+        return; // sizes are checked before the threads start
+    };
     while !stop.load(Ordering::Relaxed) {
-        match producer.produce_with(StressProducers::KIND, |buf| {
-            stress::fill(&mut buf[..size], id, seq)
-        }) {
-            Ok(()) => {
-                seq += 1;
-                if seq.is_multiple_of(1024) {
-                    sent.store(seq, Ordering::Relaxed);
-                }
-            }
-            // DropNewest: the ring counted the drop; the sequence number is not used.
-            Err(Error::Full) if producer.policy() == Policy::DropNewest => {}
-            Err(_) => break,
+        // DropNewest: the ring and the sender count the drop; the same sequence is retried.
+        if sender.send(&mut producer, 1024).is_err() {
+            break;
         }
+        sent.store(sender.sent(), Ordering::Relaxed);
     }
-    sent.store(seq, Ordering::Relaxed);
+    sent.store(sender.sent(), Ordering::Relaxed);
 }
 
 impl PerdixRing {
@@ -698,8 +603,8 @@ impl PerdixRing {
         if let Some(backend) = self.backend_choice() {
             return backend.clone();
         }
-        let (backend, devices) = ProducerBackend::detect(self);
-        self.set_backend_choice(backend.clone(), devices);
+        let (backend, devices, why) = ProducerBackend::detect(self);
+        self.set_backend_choice(backend.clone(), devices, why);
         backend
     }
 }
@@ -725,8 +630,12 @@ mod gpu {
     }
 }
 
+// The kernel of a `GpuProducerSpec` is built with the `unsafe` `GpuKernel::from_source`, under
+// the contract `GpuProducerSpec::new`'s caller accepted.
 #[cfg(feature = "cuda")]
+#[allow(unsafe_code)]
 mod gpu {
+    use std::ops::Range;
     use std::sync::{Arc, Mutex, PoisonError};
     use std::thread::{self, JoinHandle};
 
@@ -821,11 +730,14 @@ mod gpu {
         // Compile before any ring exists, so a compile error leaves nothing behind.
         let gpu = first_device(ring)?;
         kernel.compile(&gpu.arch())?;
+        let first = ring.rings();
         let producer = producer(ring, &spec.name, 1)?;
+        let rings = first..ring.rings();
         producer.prepare(&kernel)?;
         tracing::info!(producer = %spec.name, "perdix: GPU producer started");
         Ok(Box::new(Launcher {
             name: spec.name.clone(),
+            rings,
             producer,
             kernel,
             args: spec.args.take(),
@@ -837,6 +749,8 @@ mod gpu {
     /// A GPU producer launched once a frame, never more than one launch in flight.
     struct Launcher<A> {
         name: String,
+        /// Its rings' indices in the resource.
+        rings: Range<usize>,
         producer: GpuProducerSet,
         kernel: GpuKernel,
         args: Option<ArgsFn<A>>,
@@ -845,9 +759,17 @@ mod gpu {
     }
 
     impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
-        fn launch(&mut self, world: &World) {
+        fn name(&self) -> &str {
+            &self.name
+        }
+
+        fn rings(&self) -> Range<usize> {
+            self.rings.clone()
+        }
+
+        fn launch(&mut self, world: &World) -> Result<(), Error> {
             if self.failed {
-                return;
+                return Ok(());
             }
             // A stream query, not a sync: a kernel still running (e.g. waiting for room)
             // skips this frame's launch instead of queueing launches without bound.
@@ -855,9 +777,9 @@ mod gpu {
                 Ok(true) => {}
                 Ok(false) => {
                     self.skipped += 1;
-                    return;
+                    return Ok(());
                 }
-                Err(err) => return self.fail(&err),
+                Err(err) => return self.fail(err),
             }
             let args = self
                 .args
@@ -869,16 +791,19 @@ mod gpu {
                 raw.copy_from_slice(word);
                 self.kernel.set_arg(idx, u32::from_ne_bytes(raw));
             }
-            if let Err(err) = self.producer.launch(&self.kernel) {
-                self.fail(&err);
-            }
+            self.producer
+                .launch(&self.kernel)
+                .or_else(|err| self.fail(err))
         }
     }
 
     impl<A> Launcher<A> {
-        fn fail(&mut self, err: &Error) {
+        /// The producer stopped (its launch failed, or its kernel faulted): never launched
+        /// again; `err` goes to the app as a `PerdixEvent::ProducerFailed` (and its rings
+        /// report the fault once drained to it).
+        fn fail(&mut self, err: Error) -> Result<(), Error> {
             self.failed = true;
-            tracing::warn!(producer = %self.name, %err, "perdix: GPU producer stopped");
+            Err(err)
         }
     }
 

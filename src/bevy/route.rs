@@ -1,6 +1,7 @@
 //! Routing by kind into ECS messages: the kind table, per-ring staging (filled in parallel, one
 //! task per ring, or continuously by drain threads), and the flush into `Messages<T>` in ring
 //! order.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +11,11 @@ use bevy_ecs::message::{Message as BevyMessage, Messages};
 use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
-use super::drain::{Batch, PerdixMessage, PerdixRing};
+use super::drain::PerdixRing;
 use super::envelope::Envelope;
+use super::message::PerdixMessage;
 use super::plugin::DrainMode;
+use super::thread::Batch;
 use crate::Message;
 
 /// Raw kinds below this are looked up in a table, the rest in a map.

@@ -1,0 +1,143 @@
+//! [`PerdixMessage`]: a raw message copied out of its slot (owned: it borrows nothing).
+#![forbid(unsafe_code)]
+
+use bevy_ecs::message::Message as BevyMessage;
+
+use crate::layout::{SlotHeader, PAYLOAD_MAX};
+use crate::Message;
+
+/// A message of a kind with no typed route, copied out of its slot.
+///
+/// Unregistered kinds arrive as this (and count as unrouted); kinds registered with
+/// [`add_perdix_raw`](super::PerdixAppExt::add_perdix_raw) too (not counted).
+///
+/// It is an owned copy (header fields and the payload bytes, a slot's worth) with no
+/// lifetime: it borrows nothing of the ring, so it may outlive the slot it came from and the
+/// ring itself. Its [`payload`](Self::payload) borrows the `PerdixMessage`, never the slot:
+///
+/// ```compile_fail,E0597
+/// # fn get() -> perdix_transport::bevy::PerdixMessage { unimplemented!() }
+/// let payload: &[u8] = {
+///     let msg = get();
+///     msg.payload()
+/// }; // `msg` is dropped here while still borrowed
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use bevy_app::prelude::*;
+/// use bevy_ecs::prelude::*;
+/// use perdix_transport::bevy::{PerdixMessage, PerdixPlugin, PerdixRing};
+///
+/// let mut app = App::new();
+/// app.add_plugins(PerdixPlugin::default());
+/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+/// producer.try_produce_kind(42, b"who am I")?;
+/// app.update();
+/// let raw = app.world().resource::<Messages<PerdixMessage>>();
+/// let msg = raw.get_cursor().read(raw).next().copied().unwrap();
+/// assert_eq!((msg.kind(), msg.payload()), (42, &b"who am I"[..]));
+/// assert_eq!(app.world().resource::<PerdixRing>().stats().unrouted, 1);
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+#[derive(BevyMessage, Clone, Copy)]
+pub struct PerdixMessage {
+    kind: u32,
+    producer: u32,
+    seq: u64,
+    stamp_ns: u64,
+    ring: u16,
+    len: u16,
+    flags: u32,
+    payload: [u8; PAYLOAD_MAX],
+}
+
+impl PerdixMessage {
+    pub(crate) fn new(ring: usize, msg: &Message<'_>) -> Self {
+        let mut payload = [0u8; PAYLOAD_MAX];
+        let len = msg.len().min(PAYLOAD_MAX);
+        payload[..len].copy_from_slice(&msg.payload()[..len]);
+        Self {
+            kind: msg.kind(),
+            producer: msg.producer(),
+            seq: msg.seq(),
+            stamp_ns: msg.stamp_ns(),
+            ring: u16::try_from(ring).unwrap_or(u16::MAX),
+            len: len as u16,
+            flags: msg.flags(),
+            payload,
+        }
+    }
+
+    /// The message as the ring's borrowed view.
+    pub(crate) fn view(&self) -> Message<'_> {
+        let header = SlotHeader {
+            len: u32::from(self.len),
+            kind: self.kind,
+            producer: self.producer,
+            flags: self.flags,
+            stamp_ns: self.stamp_ns,
+        };
+        Message::new(header, self.seq, self.payload())
+    }
+
+    /// Message kind.
+    #[must_use]
+    pub fn kind(&self) -> u32 {
+        self.kind
+    }
+
+    /// Producer id (CPU thread, or GPU block / lane).
+    #[must_use]
+    pub fn producer(&self) -> u32 {
+        self.producer
+    }
+
+    /// Position in its ring's stream, from 0.
+    #[must_use]
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Producer clock at publish in ns (0 when not stamped), on
+    /// [`clock::now_ns`](crate::clock::now_ns)'s scale.
+    #[must_use]
+    pub fn stamp_ns(&self) -> u64 {
+        self.stamp_ns
+    }
+
+    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`] calls;
+    /// saturates at 65,535).
+    #[must_use]
+    pub fn ring(&self) -> u32 {
+        u32::from(self.ring)
+    }
+
+    /// Reserved flag bits of the slot.
+    #[must_use]
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// The payload.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.payload[..self.len as usize]
+    }
+}
+
+impl core::fmt::Debug for PerdixMessage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PerdixMessage")
+            .field("kind", &self.kind)
+            .field("producer", &self.producer)
+            .field("seq", &self.seq)
+            .field("ring", &self.ring)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+// One slot's worth: the header fields and the payload, no padding.
+const _: () = assert!(core::mem::size_of::<PerdixMessage>() == crate::layout::SLOT_SIZE);

@@ -1,0 +1,176 @@
+//! [`GpuProducerSpec`]: a user's CUDA kernel as a plugin producer, and its safety contract.
+// `GpuProducerSpec::new` is an `unsafe fn` (it runs user CUDA source): the one item of the
+// plugin allowed to be; it contains no unsafe operation.
+#![deny(unsafe_code)]
+
+use std::borrow::Cow;
+
+use bevy_ecs::world::World;
+
+use super::producers::Emitter;
+
+pub(crate) type ArgsFn<A> = Box<dyn Fn(&World) -> A + Send + Sync>;
+pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
+
+/// A GPU producer to register with
+/// [`PerdixAppExt::add_gpu_producer`](super::PerdixAppExt::add_gpu_producer): a CUDA kernel
+/// (source, entry point, grid, block), the per-frame arguments it gets from the world, and a
+/// CPU fallback producing the same messages.
+///
+/// The kernel is launched once a frame on its own stream (never more than one launch in
+/// flight: a frame whose previous launch still runs skips its launch) as
+/// `entry(const perdix_producer* p, ...)`, with `A`'s bytes as the parameters after `p`, one
+/// 4-byte scalar each: declare them in `A`'s field order as `float`, `int` or `unsigned`
+/// (`A` is a `#[repr(C)]` struct of 4-byte fields, checked at compile time). The kernel calls
+/// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
+///
+/// The kernel runs with the ring's host-mapped memory in reach, including slots the CPU lends
+/// out as `&[u8]`; nothing on the CPU can check what it writes, so [`new`](Self::new) is an
+/// `unsafe fn` whose caller vouches for the kernel (as cudarc keeps its launch `unsafe`).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::bevy::GpuProducerSpec;
+///
+/// #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[repr(C)]
+/// struct Step {
+///     dt: f32,
+///     count: u32,
+/// }
+///
+/// const STEP_CU: &str = r#"
+/// #include "perdix.cuh"
+/// extern "C" __global__ void step(const perdix_producer* p, float dt, unsigned count) {
+///     unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+///     if (i < count) perdix_emit(p, 1, &i, sizeof i);
+/// }
+/// "#;
+///
+/// // SAFETY: (1) `step`'s first parameter is the producer pointer; (2) it reaches the ring
+/// // only through `perdix_emit`; (3) `Step` is `#[repr(C)]` { f32, u32 }, the kernel's
+/// // `float dt, unsigned count`; (4) it writes no other memory.
+/// let spec = unsafe { GpuProducerSpec::new("particles", STEP_CU, "step") }
+///     .grid(64)
+///     .block(256)
+///     .args(|_world| Step { dt: 1.0 / 60.0, count: 1024 })
+///     .cpu_fallback(|step: &Step, emit| {
+///         for i in 0..step.count {
+///             if emit.emit(1, &i).is_err() {
+///                 break;
+///             }
+///         }
+///     });
+/// assert_eq!(spec.name(), "particles");
+/// ```
+pub struct GpuProducerSpec<A> {
+    pub(crate) name: String,
+    pub(crate) source: Cow<'static, str>,
+    pub(crate) entry: String,
+    pub(crate) grid: u32,
+    pub(crate) block: u32,
+    pub(crate) args: Option<ArgsFn<A>>,
+    pub(crate) fallback: Option<FallbackFn<A>>,
+}
+
+impl<A> core::fmt::Debug for GpuProducerSpec<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GpuProducerSpec")
+            .field("name", &self.name)
+            .field("entry", &self.entry)
+            .field("grid", &self.grid)
+            .field("block", &self.block)
+            .field("fallback", &self.fallback.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
+    /// A producer named `name` running `entry` from the CUDA C `source` (compiled by NVRTC at
+    /// first use), one block of 256 threads until told otherwise.
+    ///
+    /// # Safety
+    ///
+    /// The kernel runs with the ring's host-mapped memory (and the CPU's view of its slots) in
+    /// reach, so the caller guarantees that the kernel `entry` of `source`:
+    ///
+    /// 1. takes `const perdix_producer* p` as its first parameter, and passes it on only to
+    ///    the functions of `perdix.cuh`;
+    /// 2. touches ring memory (slots, `seq`, head, counters) only through `perdix.cuh`
+    ///    (`perdix_emit` and friends): it never writes a slot or forges a `seq` itself;
+    /// 3. declares, after `p`, exactly the parameters `A` holds: `A` is `#[repr(C)]` and its
+    ///    4-byte fields, in order, are the kernel's `float`, `int` or `unsigned` parameters
+    ///    after the producer pointer (the size and alignment are checked at compile time; the
+    ///    types and order cannot be);
+    /// 4. writes no host-mapped memory it was not given: no pointer built from an integer in
+    ///    `A`, no address from anywhere else.
+    ///
+    /// A kernel that breaks these can change bytes the CPU holds as `&[u8]` (undefined
+    /// behaviour in safe code), not only produce wrong messages.
+    #[must_use]
+    #[allow(unsafe_code)]
+    pub unsafe fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
+        const {
+            assert!(
+                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>().is_multiple_of(4),
+                "GPU producer arguments are passed as 4-byte scalars: use 4-byte fields"
+            );
+        }
+        Self {
+            name: name.to_owned(),
+            source: source.into(),
+            entry: entry.to_owned(),
+            grid: 1,
+            block: 256,
+            args: None,
+            fallback: None,
+        }
+    }
+
+    /// Blocks in the grid.
+    #[must_use]
+    pub fn grid(mut self, blocks: u32) -> Self {
+        self.grid = blocks.max(1);
+        self
+    }
+
+    /// Threads per block.
+    #[must_use]
+    pub fn block(mut self, threads: u32) -> Self {
+        self.block = threads.max(1);
+        self
+    }
+
+    /// The per-frame arguments, read from the world at launch (default: `A::zeroed()`).
+    #[must_use]
+    pub fn args(mut self, args: impl Fn(&World) -> A + Send + Sync + 'static) -> Self {
+        self.args = Some(Box::new(args));
+        self
+    }
+
+    /// The CPU fallback: called once a frame, on a worker thread, with the frame's arguments.
+    #[must_use]
+    pub fn cpu_fallback(mut self, fallback: impl FnMut(&A, &mut Emitter) + Send + 'static) -> Self {
+        self.fallback = Some(Box::new(fallback));
+        self
+    }
+
+    /// The producer's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The kernel's source.
+    #[must_use]
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The kernel's entry point.
+    #[must_use]
+    pub fn entry(&self) -> &str {
+        &self.entry
+    }
+}
