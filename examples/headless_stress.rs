@@ -21,7 +21,7 @@ use bevy_ecs::prelude::*;
 use clap::Parser;
 use perdix_transport::bevy::{
     DrainMode, Envelope, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRing,
-    StressProducers,
+    RingState, StressProducers,
 };
 use perdix_transport::harness::SpscRun;
 use perdix_transport::stress::{self, Verifier, VerifyReport};
@@ -672,7 +672,13 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         && report.messages > 0
         && report.messages == sent_total
         && foreign == 0
-        && stats.malformed == 0;
+        && stats.malformed == 0
+        && ring.errors() == 0;
+    // A ring fault (corrupt slot, failed head push, kernel fault) fails the run, with its error.
+    let failed = (0..ring.rings()).filter_map(|r| match ring.ring_state(r) {
+        Some(RingState::Failed(err)) => Some(format!("  ring {r} failed: {err}")),
+        _ => None,
+    });
     let mut lines = vec![
         String::new(),
         format!(
@@ -681,13 +687,14 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         ),
         format!("  messages   {} verified of {} sent (every word checked)", report.messages, sent_total),
         format!(
-            "  errors     loss {}  duplicates {}  reorder {}  corrupt {}  foreign {}  malformed {}{}",
+            "  errors     loss {}  duplicates {}  reorder {}  corrupt {}  foreign {}  malformed {}  ring faults {}{}",
             report.lost,
             report.duplicates,
             report.reordered,
             report.corrupt,
             foreign,
             stats.malformed,
+            ring.errors(),
             if timed_out { "  (drain timed out)" } else { "" }
         ),
         format!("  backpressure  drops {} ({} policy)  full-ring stalls {}", totals.drops, run.args.policy, totals.stalls),
@@ -743,6 +750,12 @@ fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         .position(|line| line.starts_with("  backpressure"))
         .map_or(lines.len(), |i| i + 1);
     lines.splice(at..at, devices);
+    let at = lines
+        .iter()
+        .position(|line| line.starts_with("  errors"))
+        .map_or(lines.len(), |i| i + 1);
+    let failed: Vec<String> = failed.collect();
+    lines.splice(at..at, failed);
     Outcome { lines, pass }
 }
 

@@ -325,6 +325,7 @@ mod gpu {
     use perdix_transport::bevy::{
         DrainMode, GpuProducerSpec, PerdixAppExt, PerdixEvent, PerdixPlugin, PerdixRing, RingState,
     };
+    use perdix_transport::cuda::{GpuContext, GpuProducer};
     use perdix_transport::Error;
 
     const TRAP_CU: &str = r#"
@@ -412,7 +413,14 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
             .resource_mut::<PerdixRing>()
             .add_producer("cpu")
             .unwrap_or_else(|err| panic!("cpu ring: {err}"));
-        app.update(); // Startup: the GPU producer starts (ring 0), then the CPU ring is ring 1
+        app.update(); // Startup: the GPU producer adds its ring
+        let gpu_ring = {
+            let ring = app.world().resource::<PerdixRing>();
+            (0..ring.rings())
+                .find(|&r| ring.ring_device(r).is_some())
+                .unwrap_or_else(|| panic!("no GPU ring among {}", ring.rings()))
+        };
+        let cpu_ring = 1 - gpu_ring;
         let events = |app: &App| -> Vec<PerdixEvent> {
             let messages = app.world().resource::<Messages<PerdixEvent>>();
             messages.get_cursor().read(messages).cloned().collect()
@@ -420,17 +428,35 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
         let mut seen = Vec::new();
         let (mut producer_failed, mut ring_failed) = (None, None);
         let mut cpu_sent = 0u64;
+        // The driver's own report of the trap, on the same (primary) context: an idle probe
+        // stream's query returns the sticky fault once the driver has it. The plugin cannot
+        // know sooner; what it adds after that is its own latency.
+        let gpu = GpuContext::new(0).unwrap_or_else(|err| panic!("probe context: {err}"));
+        let (probe, _probe_consumer) =
+            GpuProducer::new(&gpu, 64).unwrap_or_else(|err| panic!("probe producer: {err}"));
+        let mut driver_reported: Option<Instant> = None;
+        let mut frames = 0u64;
         while producer_failed.is_none() || ring_failed.is_none() {
+            if driver_reported.is_none() && probe.is_idle().is_err() {
+                driver_reported = Some(Instant::now());
+            }
             cpu.try_produce(b"cpu")
                 .unwrap_or_else(|err| panic!("cpu ring: {err}"));
             cpu_sent += 1;
             app.update();
+            frames += 1;
             seen.extend(events(&app));
             let ring = app.world().resource::<PerdixRing>();
             let since = trapped_at
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .map(|t| t.elapsed());
+            assert!(
+                frames < 20_000,
+                "no fault after {frames} frames: since the trap {since:?}, events {seen:?}, \
+                 GPU ring {:?}",
+                ring.ring_state(gpu_ring)
+            );
             if producer_failed.is_none()
                 && seen
                     .iter()
@@ -438,17 +464,38 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
             {
                 producer_failed = since;
             }
-            if ring_failed.is_none() && matches!(ring.ring_state(0), Some(RingState::Failed(_))) {
+            if ring_failed.is_none()
+                && matches!(ring.ring_state(gpu_ring), Some(RingState::Failed(_)))
+            {
                 ring_failed = since;
             }
         }
         let (Some(to_event), Some(to_state)) = (producer_failed, ring_failed) else {
             panic!("no time of the trap launch");
         };
+        let seen_at = Instant::now();
+        if driver_reported.is_none() && probe.is_idle().is_err() {
+            driver_reported = Some(seen_at);
+        }
+        let Some(driver_reported) = driver_reported else {
+            panic!("the probe stream never saw the fault the plugin reported: {seen:?}");
+        };
+        let launched_at = trapped_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or(seen_at);
+        let driver = driver_reported.saturating_duration_since(launched_at);
+        // The app's latency after the driver's report: the event and state were seen by the
+        // end of this frame; `to_event`/`to_state` are from the launch.
+        let after_driver = |since_launch: Duration| since_launch.saturating_sub(driver);
         println!(
-            "{drain} drain: trap launch to PerdixEvent {:.2} ms, to RingState::Failed {:.2} ms",
+            "{drain} drain: trap launch to the driver's report {:.2} ms; to PerdixEvent {:.2} ms \
+             ({:.2} ms after the driver), to RingState::Failed {:.2} ms ({:.2} ms after)",
+            driver.as_secs_f64() * 1e3,
             to_event.as_secs_f64() * 1e3,
-            to_state.as_secs_f64() * 1e3
+            after_driver(to_event).as_secs_f64() * 1e3,
+            to_state.as_secs_f64() * 1e3,
+            after_driver(to_state).as_secs_f64() * 1e3
         );
         assert!(
             seen.iter().any(|e| matches!(
@@ -459,11 +506,19 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
         );
         assert!(
             seen.iter()
-                .any(|e| matches!(e, PerdixEvent::RingFailed { ring: 0, .. })),
+                .any(|e| matches!(e, PerdixEvent::RingFailed { ring, .. } if *ring == gpu_ring)),
             "{seen:?}"
         );
-        assert!(to_event < Duration::from_millis(100), "{to_event:?}");
-        assert!(to_state < Duration::from_millis(100), "{to_state:?}");
+        // Within 100 ms of the fault being knowable (the driver's report; the trap itself takes
+        // the driver 0.3-0.6 s to report on the H200, see docs/DESIGN-NOTES.md).
+        assert!(
+            after_driver(to_event) < Duration::from_millis(100),
+            "{to_event:?} {driver:?}"
+        );
+        assert!(
+            after_driver(to_state) < Duration::from_millis(100),
+            "{to_state:?} {driver:?}"
+        );
         // The CPU ring keeps flowing.
         let before = app.world().resource::<PerdixRing>().device_totals();
         for _ in 0..100 {
@@ -472,27 +527,67 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
             cpu_sent += 1;
             app.update();
         }
+        // Every CPU message arrives (in thread mode some are still in the drain thread's
+        // batches after the last send: a few more frames take them).
+        let gpu_taken: u64 = before.iter().map(|t| t.messages).sum();
+        let cpu_taken =
+            |app: &App| app.world().resource::<PerdixRing>().stats().messages - gpu_taken;
+        let mut extra = 0;
+        while cpu_taken(&app) < cpu_sent && extra < 10_000 {
+            app.update();
+            extra += 1;
+        }
         let ring = app.world().resource::<PerdixRing>();
-        assert_eq!(ring.ring_state(1), Some(RingState::Running));
+        assert_eq!(ring.ring_state(cpu_ring), Some(RingState::Running));
         assert_eq!(
             ring.device_totals(),
             before,
             "the failed GPU ring took nothing more"
         );
-        let cpu_taken = ring.stats().messages - before.iter().map(|t| t.messages).sum::<u64>();
-        assert_eq!(cpu_taken, cpu_sent);
+        assert_eq!(cpu_taken(&app), cpu_sent, "after {extra} more frames");
         done.store(true, Ordering::Relaxed);
+    }
+
+    /// A trap poisons the process's whole (primary) context, so each trap test runs in a child
+    /// process of this binary; the parent checks that the child ran the test and passed.
+    fn in_child(test: &str, drain: DrainMode) {
+        if std::env::var_os("PERDIX_TRAP_CHILD").is_some() {
+            return kernel_trap_reaches_the_app(drain);
+        }
+        if GpuContext::new(0).is_err() {
+            println!("skipped: no CUDA device");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|err| panic!("test binary: {err}"));
+        let out = std::process::Command::new(exe)
+            .args(["--ignored", "--exact", test, "--nocapture"])
+            .env("PERDIX_TRAP_CHILD", "1")
+            .output()
+            .unwrap_or_else(|err| panic!("child: {err}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        println!("{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "child failed");
+        assert!(
+            text.contains("drain: trap launch"),
+            "the child did not run the test"
+        );
     }
 
     #[test]
     #[ignore = "needs a CUDA device"]
     fn kernel_trap_reaches_the_app_in_system_drain() {
-        kernel_trap_reaches_the_app(DrainMode::System);
+        in_child(
+            "gpu::kernel_trap_reaches_the_app_in_system_drain",
+            DrainMode::System,
+        );
     }
 
     #[test]
     #[ignore = "needs a CUDA device"]
     fn kernel_trap_reaches_the_app_in_thread_drain() {
-        kernel_trap_reaches_the_app(DrainMode::Thread);
+        in_child(
+            "gpu::kernel_trap_reaches_the_app_in_thread_drain",
+            DrainMode::Thread,
+        );
     }
 }

@@ -364,10 +364,12 @@ impl Consumer {
             self.ring.publish_head(self.head);
             self.published = self.head;
         }
-        // The push is a driver call, not an atomic the producers acquire: order every payload
-        // read before it explicitly (x86 keeps loads before later stores anyway; AArch64 hosts
-        // such as Grace Hopper do not), so the device never rewrites a slot still being read.
-        fence(Ordering::SeqCst);
+        // The push is a driver call (a command written to memory, then a doorbell store), not
+        // an atomic the producers acquire: order every payload read before its stores
+        // explicitly, so the device never rewrites a slot still being read. A release fence is
+        // exactly that (loads and stores before, stores after): free on x86, which keeps loads
+        // before later stores anyway; `dmb ish` on AArch64 hosts such as Grace Hopper.
+        fence(Ordering::Release);
         match self.ring.push_head(self.head) {
             Ok(()) => self.pushed = self.head,
             Err(err) => {
