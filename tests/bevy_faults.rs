@@ -308,6 +308,10 @@ fn failure_events_display_their_error() {
     );
 }
 
+#[cfg(feature = "cuda")]
+#[path = "support/child.rs"]
+mod child;
+
 /// A kernel `__trap()`s mid-stream while the plugin drains (item 13 of issue 10).
 ///
 /// A trap kills its whole CUDA context, and with it every kernel of the plugin on that device
@@ -551,22 +555,14 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
     /// A trap poisons the process's whole (primary) context, so each trap test runs in a child
     /// process of this binary; the parent checks that the child ran the test and passed.
     fn in_child(test: &str, drain: DrainMode) {
-        if std::env::var_os("PERDIX_TRAP_CHILD").is_some() {
+        if super::child::is_child() {
             return kernel_trap_reaches_the_app(drain);
         }
         if GpuContext::new(0).is_err() {
             println!("skipped: no CUDA device");
             return;
         }
-        let exe = std::env::current_exe().unwrap_or_else(|err| panic!("test binary: {err}"));
-        let out = std::process::Command::new(exe)
-            .args(["--ignored", "--exact", test, "--nocapture"])
-            .env("PERDIX_TRAP_CHILD", "1")
-            .output()
-            .unwrap_or_else(|err| panic!("child: {err}"));
-        let text = String::from_utf8_lossy(&out.stdout);
-        println!("{text}{}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "child failed");
+        let text = super::child::run(test);
         assert!(
             text.contains("drain: trap launch"),
             "the child did not run the test"

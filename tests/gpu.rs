@@ -12,6 +12,9 @@ use perdix_transport::cuda::{
 };
 use perdix_transport::{Error, Policy};
 
+#[path = "support/child.rs"]
+mod child;
+
 fn gpu() -> Option<GpuContext> {
     match GpuContext::new(0) {
         Ok(gpu) => Some(gpu),
@@ -397,7 +400,7 @@ fn clock_calibration_has_a_stated_error_bound() {
 #[ignore = "needs a CUDA device"]
 fn kernel_fault_surfaces_as_an_error() {
     // A fault poisons the whole context, so the faulting kernel runs in a child process.
-    if std::env::var_os("PERDIX_FAULT_CHILD").is_some() {
+    if child::is_child() {
         let Some(gpu) = gpu() else { return };
         let (mut producer, _consumer) = GpuProducer::new(&gpu, 64).expect("producer");
         // SAFETY: (1) `perdix_trap` takes `const perdix_producer*` first; (2) it touches no ring;
@@ -413,21 +416,8 @@ fn kernel_fault_surfaces_as_an_error() {
     if gpu().is_none() {
         return;
     }
-    let exe = std::env::current_exe().expect("test binary");
     let started = Instant::now();
-    let out = std::process::Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "kernel_fault_surfaces_as_an_error",
-            "--nocapture",
-        ])
-        .env("PERDIX_FAULT_CHILD", "1")
-        .output()
-        .expect("child runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(out.status.success(), "child: {text}");
+    let text = child::run("kernel_fault_surfaces_as_an_error");
     assert!(text.contains("KernelFault"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }

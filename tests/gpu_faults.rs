@@ -13,6 +13,9 @@ use cudarc::driver::DriverError;
 use perdix_transport::cuda::{stress, GpuContext, GpuKernel, GpuProducer, StressKernel};
 use perdix_transport::{Consumer, Error, Policy};
 
+#[path = "support/child.rs"]
+mod child;
+
 /// The fault-injection kernels.
 const FAULTS_CU: &str = include_str!("../kernels/faults.cu");
 
@@ -245,7 +248,7 @@ fn a_failed_head_push_is_a_typed_error_and_nothing_hangs() {
 #[ignore = "needs a CUDA device"]
 fn a_kernel_fault_reaches_the_consumers_after_the_published_messages() {
     // A fault poisons the whole context, so it runs in a child process.
-    if std::env::var_os("PERDIX_FAULT_CHILD").is_some() {
+    if child::is_child() {
         let Some(gpu) = gpu() else { return };
         let _dog = Watchdog::arm("kernel fault", Duration::from_secs(30));
         let (mut producer, mut consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
@@ -279,20 +282,7 @@ fn a_kernel_fault_reaches_the_consumers_after_the_published_messages() {
     if gpu().is_none() {
         return;
     }
-    let exe = std::env::current_exe().expect("test binary");
-    let out = std::process::Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "a_kernel_fault_reaches_the_consumers_after_the_published_messages",
-            "--nocapture",
-        ])
-        .env("PERDIX_FAULT_CHILD", "1")
-        .output()
-        .expect("child runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(out.status.success(), "child: {text}");
+    let text = child::run("a_kernel_fault_reaches_the_consumers_after_the_published_messages");
     assert!(text.contains("child outcome"), "{text}");
 }
 
