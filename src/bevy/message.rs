@@ -107,7 +107,7 @@ impl PerdixMessage {
         self.stamp_ns
     }
 
-    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`] calls;
+    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`](super::PerdixRing::add_consumer) calls;
     /// saturates at 65,535).
     #[must_use]
     pub fn ring(&self) -> u32 {
