@@ -67,7 +67,8 @@ pub enum Error {
         pos: u64,
         /// `seq` found in the slot.
         seq: u64,
-        /// `len` found in the slot.
+        /// `len` found in the slot when its `seq` said ready (the length was the fault); 0 when
+        /// the `seq` itself was the fault (the rest of the slot was not read).
         len: u32,
     },
     /// The consumer could not push its head (or the news that it is gone) to the device its

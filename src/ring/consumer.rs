@@ -93,8 +93,11 @@ impl Consumer {
     ///
     /// # Errors
     ///
-    /// [`Error::Disconnected`] when the producer is gone and every message has been read;
-    /// [`Error::Corrupt`] when the next slot breaks the protocol (the consumer stays there).
+    /// [`Error::Disconnected`] when the producer is gone and every message has been read; the
+    /// ring's fault (see [`fault`](Self::fault)), from then on: [`Error::Corrupt`] when the next
+    /// slot breaks the protocol (the consumer stays there), [`Error::HeadPush`] when the head
+    /// could not reach the device, or a producer's fault (such as a GPU kernel's
+    /// `KernelFault`) once every message published before it is read.
     #[inline]
     pub fn try_consume_checked(&mut self) -> Result<Option<MessageRef<'_>>, Error> {
         match self.poll()? {
