@@ -45,7 +45,7 @@ MUTANTS = [
     ("drain publishes the head before the callback", "src/ring/consumer.rs",
      "            self.with_message(header, &mut f);\n",
      "            self.ring.publish_head(self.head + 1);\n            self.with_message(header, &mut f);\n"),
-    ("guard releases its slot before its read ends", "src/ring/message.rs",
+    ("guard releases its slot before its read ends", "src/ring/guard.rs",
      "        let access = self.access.take();\n",
      "        self.consumer.release_one();\n        let access = self.access.take();\n"),
 ]

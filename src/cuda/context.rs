@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 
 use super::driver;
 use crate::Error;
@@ -67,11 +67,11 @@ impl GpuContext {
     /// old for CUDA 13.0), or there is no device `ordinal`; [`Error::Driver`] for other driver
     /// failures.
     pub fn new(ordinal: usize) -> Result<Self, Error> {
-        let count = super::devices::device_count()?;
+        let count = super::presence::device_count()?;
         if ordinal >= count {
             return Err(Error::NoDevice("no CUDA device with that ordinal"));
         }
-        let ctx = CudaContext::new(ordinal).map_err(no_device_or)?;
+        let ctx = CudaContext::new(ordinal).map_err(super::presence::no_device_or)?;
         // SAFETY: this crate never hands a `CudaSlice` to more than one stream (kernel arguments
         // are raw device addresses), so cudarc's per-slice event tracking has nothing to do.
         unsafe { ctx.disable_event_tracking() };
@@ -202,24 +202,5 @@ impl GpuContext {
             }
         };
         module.load_function(entry).map_err(Error::Driver)
-    }
-}
-
-/// Driver errors that mean "no usable device" become [`Error::NoDevice`].
-pub(super) fn no_device_or(err: DriverError) -> Error {
-    use sys::cudaError_enum as E;
-    match err.0 {
-        E::CUDA_ERROR_NO_DEVICE => Error::NoDevice("the driver reports no CUDA device"),
-        E::CUDA_ERROR_STUB_LIBRARY => {
-            Error::NoDevice("libcuda is the toolkit's stub (no NVIDIA driver)")
-        }
-        E::CUDA_ERROR_SYSTEM_DRIVER_MISMATCH | E::CUDA_ERROR_COMPAT_NOT_SUPPORTED_ON_DEVICE => {
-            Error::NoDevice("the NVIDIA driver does not match CUDA 13.0 (needs 580+)")
-        }
-        E::CUDA_ERROR_INVALID_DEVICE => Error::NoDevice("no CUDA device with that ordinal"),
-        E::CUDA_ERROR_NOT_INITIALIZED | E::CUDA_ERROR_DEINITIALIZED => {
-            Error::NoDevice("the CUDA driver could not be initialised")
-        }
-        _ => Error::Driver(err),
     }
 }

@@ -1,8 +1,7 @@
 //! `GpuDevices`: which CUDA devices a producer set or the plugin uses.
 
-use cudarc::driver::CudaContext;
-
-use super::{driver, GpuContext};
+use super::presence::device_count;
+use super::GpuContext;
 use crate::Error;
 
 /// A choice of CUDA devices: every device the driver reports (the default), or a list of
@@ -61,22 +60,6 @@ impl GpuDevices {
             opened.push(gpu);
         }
         Ok(opened)
-    }
-}
-
-/// How many CUDA devices the driver reports.
-///
-/// # Errors
-///
-/// [`Error::NoDevice`] without a driver or with no device; [`Error::Driver`] otherwise.
-pub fn device_count() -> Result<usize, Error> {
-    if !driver::driver_present() {
-        return Err(Error::NoDevice("libcuda not found (no NVIDIA driver)"));
-    }
-    match CudaContext::device_count() {
-        Ok(count) if count > 0 => Ok(count as usize),
-        Ok(_) => Err(Error::NoDevice("the driver reports no CUDA device")),
-        Err(err) => Err(super::context::no_device_or(err)),
     }
 }
 

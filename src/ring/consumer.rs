@@ -1,14 +1,19 @@
 //! The CPU consumer half.
 
-use core::time::Duration;
-use std::time::Instant;
-
 use super::layout::{SlotHeader, CACHE_LINE, OFFSET_PAYLOAD, PAYLOAD_MAX};
-use super::message::{Message, MessageRef};
+use super::message::Message;
 use super::shared::{Ring, RingStats};
-use super::wait::Wait;
-use crate::sync::{fence, Arc, Ordering};
+use crate::sync::{fence, Arc, ConstPtr, Ordering};
 use crate::Error;
+
+/// What a guard holds: a ready message's checked header, its position, and the read access to
+/// its payload.
+#[derive(Debug)]
+pub(super) struct Held {
+    pub(super) header: SlotHeader,
+    pub(super) pos: u64,
+    pub(super) access: ConstPtr<[u8; PAYLOAD_MAX]>,
+}
 
 /// How far ahead a consumer of a GPU ring prefetches, in slots (about 100 ns of DRAM latency
 /// at ~10 ns a message).
@@ -77,67 +82,6 @@ impl Consumer {
             pushed: 0,
             push_on_empty: (publish_every / 8).max(1),
             fault: None,
-        }
-    }
-
-    /// The oldest message, if one is ready. Never blocks.
-    ///
-    /// `None` also covers a gone producer and a corrupt slot; use
-    /// [`try_consume_checked`](Self::try_consume_checked) to tell them apart.
-    #[inline]
-    pub fn try_consume(&mut self) -> Option<MessageRef<'_>> {
-        self.try_consume_checked().unwrap_or(None)
-    }
-
-    /// The oldest message, if one is ready, reporting why not otherwise. Never blocks.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Disconnected`] when the producer is gone and every message has been read; the
-    /// ring's fault (see [`fault`](Self::fault)), from then on: [`Error::Corrupt`] when the next
-    /// slot breaks the protocol (the consumer stays there), [`Error::HeadPush`] when the head
-    /// could not reach the device, or a producer's fault (such as a GPU kernel's
-    /// `KernelFault`) once every message published before it is read.
-    #[inline]
-    pub fn try_consume_checked(&mut self) -> Result<Option<MessageRef<'_>>, Error> {
-        match self.poll()? {
-            Some(header) => Ok(Some(self.guard(header))),
-            None => Ok(None),
-        }
-    }
-
-    /// Waits up to `timeout` for a message (spin, then yield).
-    ///
-    /// # Errors
-    ///
-    /// As [`try_consume_checked`](Self::try_consume_checked); `Ok(None)` means the time ran out.
-    pub fn consume_timeout(&mut self, timeout: Duration) -> Result<Option<MessageRef<'_>>, Error> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut backoff = Wait::new();
-        loop {
-            if let Some(header) = self.poll()? {
-                return Ok(Some(self.guard(header)));
-            }
-            if backoff.is_completed() && deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
-            backoff.snooze();
-        }
-    }
-
-    /// Waits for a message, however long it takes.
-    ///
-    /// # Errors
-    ///
-    /// As [`try_consume_checked`](Self::try_consume_checked): the wait ends with
-    /// [`Error::Disconnected`] once the producer is gone.
-    pub fn consume(&mut self) -> Result<MessageRef<'_>, Error> {
-        let mut backoff = Wait::new();
-        loop {
-            if let Some(header) = self.poll()? {
-                return Ok(self.guard(header));
-            }
-            backoff.snooze();
         }
     }
 
@@ -332,10 +276,18 @@ impl Consumer {
         })
     }
 
-    fn guard(&mut self, header: SlotHeader) -> MessageRef<'_> {
-        let pos = self.head;
-        let access = self.ring.payload(pos).get();
-        MessageRef::new(header, pos, access, self)
+    /// The ready message at `head`, if any, as a guard's parts: its checked header, its
+    /// position and the read access to its payload (released by [`release_one`](Self::release_one)).
+    #[inline]
+    pub(super) fn hold(&mut self) -> Result<Option<Held>, Error> {
+        Ok(self.poll()?.map(|header| {
+            let pos = self.head;
+            Held {
+                header,
+                pos,
+                access: self.ring.payload(pos).get(),
+            }
+        }))
     }
 
     /// Called when a `MessageRef` drops (after its payload access ended): frees its slot.

@@ -4,6 +4,7 @@ mod buffer;
 mod consumer;
 #[cfg(perdix_loom)]
 pub mod device_model;
+mod guard;
 pub mod layout;
 mod memory;
 mod message;
@@ -13,8 +14,9 @@ mod wait;
 
 pub use buffer::{Buffer, BufferBuilder, ConsumerMut, ProducerMut};
 pub use consumer::Consumer;
+pub use guard::MessageRef;
 pub use memory::{Backend, Host, RingMemory};
-pub use message::{Message, MessageRef};
+pub use message::Message;
 pub use producer::Producer;
 pub use shared::{RingStats, MAX_CAPACITY};
 
