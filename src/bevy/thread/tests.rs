@@ -26,12 +26,11 @@ fn a_stalled_frame_does_not_make_the_drain_thread_spin() {
         }
         Ok(())
     });
-    // Batches of 8 (the budget), 16 in the channel: 128 messages handed over, then a full
-    // batch waits, and the ring (64) fills behind it.
+    // Batches of up to 8 (the budget; fewer when the producer is slower than the thread, as on
+    // a loaded machine), 16 in the channel: then a batch waits for room, and the ring (64)
+    // fills behind it.
     let mut thread = DrainThread::spawn("stalled", 0, consumer, None, 8);
-    wait_until("a full channel", || {
-        thread.queued() == 128 && thread.full_waits() > 0
-    });
+    wait_until("a full channel", || thread.full_waits() > 0);
     let before = thread.full_waits();
     std::thread::sleep(Duration::from_millis(200));
     let waits = thread.full_waits() - before;
