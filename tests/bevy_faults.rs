@@ -15,7 +15,7 @@ use perdix_transport::bevy::{
     PerdixRing, RingState,
 };
 use perdix_transport::layout::{OFFSET_LEN, OFFSET_SEQ, SLOT_SIZE};
-use perdix_transport::{Backend, Buffer, Consumer, Error, Host, Producer, RingMemory};
+use perdix_transport::{Backend, Error};
 
 /// Messages seen by an ECS reader of raw messages, per ring.
 #[derive(Resource, Default)]
@@ -46,22 +46,10 @@ fn errors_diagnostic(app: &App) -> Option<f64> {
         .and_then(|d| d.value())
 }
 
-/// A host ring whose slot memory the test can reach (to forge a corrupt slot).
-fn ring_with_memory(capacity: usize) -> (Producer, Consumer, NonNull<u8>) {
-    let mut base = None;
-    let buffer = Buffer::builder(capacity)
-        .build_in(|bytes| {
-            let memory = Host::alloc(bytes)?;
-            base = Some(memory.as_ptr());
-            Ok(memory)
-        })
-        .unwrap_or_else(|err| panic!("ring: {err}"));
-    let Some(base) = base else {
-        panic!("the allocator was not called")
-    };
-    let (producer, consumer) = buffer.into_split();
-    (producer, consumer, base)
-}
+#[path = "support/host_ring.rs"]
+mod host_ring;
+
+use host_ring::ring_with_memory;
 
 /// Writes a header no producer could: `len` 1000 (above the 224-byte payload), published as
 /// ready at position `pos` (`seq = pos + 1`), as a buggy GPU writer would.

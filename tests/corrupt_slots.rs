@@ -11,8 +11,13 @@ use core::ptr::NonNull;
 use perdix_transport::layout::{
     OFFSET_KIND, OFFSET_LEN, OFFSET_PAYLOAD, OFFSET_PRODUCER, OFFSET_SEQ, PAYLOAD_MAX, SLOT_SIZE,
 };
-use perdix_transport::{Buffer, Consumer, Error, Host, Producer, RingMemory};
+use perdix_transport::{Consumer, Error, Producer};
 use proptest::prelude::*;
+
+#[path = "support/host_ring.rs"]
+mod host_ring;
+
+use host_ring::ring_with_memory;
 use proptest::test_runner::{Config, RngSeed};
 
 /// A ring in host memory, with the address of its slots.
@@ -35,19 +40,11 @@ struct Forged {
 
 impl Scribbled {
     fn new(capacity: usize) -> Self {
-        let mut base = None;
-        let buffer = Buffer::builder(capacity)
-            .build_in(|bytes| {
-                let memory = Host::alloc(bytes)?;
-                base = Some(memory.as_ptr());
-                Ok(memory)
-            })
-            .unwrap();
-        let (producer, consumer) = buffer.into_split();
+        let (producer, consumer, base) = ring_with_memory(capacity);
         Self {
             producer,
             consumer,
-            base: base.unwrap(),
+            base,
             capacity: capacity as u64,
         }
     }

@@ -14,17 +14,10 @@ use perdix_transport::{Error, Policy};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/device.rs"]
+mod device;
 
-fn gpu() -> Option<GpuContext> {
-    match GpuContext::new(0) {
-        Ok(gpu) => Some(gpu),
-        Err(Error::NoDevice(why)) => {
-            println!("skipped: no CUDA device ({why})");
-            None
-        }
-        Err(err) => panic!("opening the device: {err}"),
-    }
-}
+use device::gpu;
 
 #[test]
 fn no_device_is_an_error_never_a_panic() {

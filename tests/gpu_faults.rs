@@ -15,20 +15,13 @@ use perdix_transport::{Consumer, Error, Policy};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/device.rs"]
+mod device;
+
+use device::gpu;
 
 /// The fault-injection kernels.
 const FAULTS_CU: &str = include_str!("../kernels/faults.cu");
-
-fn gpu() -> Option<GpuContext> {
-    match GpuContext::new(0) {
-        Ok(gpu) => Some(gpu),
-        Err(Error::NoDevice(why)) => {
-            println!("skipped: no CUDA device ({why})");
-            None
-        }
-        Err(err) => panic!("opening the device: {err}"),
-    }
-}
 
 /// Aborts the whole test process if it is not dropped within `limit`: a hang is a failure, not
 /// a stuck run.
