@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use perdix_transport::cuda::stress::{self, GpuStress};
 use perdix_transport::cuda::GpuContext;
+use perdix_transport::testing::gpu::{self as stress, GpuStress};
 use perdix_transport::Error;
 
 fn gpu_stream(c: &mut Criterion) {

@@ -1,8 +1,8 @@
 //! Interactive dashboard: runs the transport and shows it live in a [`PerdixPanel`].
 //!
-//! A CPU producer thread writes stress messages ([`perdix_transport::stress::fill`]) into a
+//! A CPU producer thread writes stress messages ([`perdix_transport::testing::stress::fill`]) into a
 //! ring; a consumer thread drains it, checks every message with a
-//! [`Verifier`](perdix_transport::stress::Verifier), measures one-way latency from the slot
+//! [`Verifier`](perdix_transport::testing::stress::Verifier), measures one-way latency from the slot
 //! stamps and samples [`Telemetry`] ten times a second. The left panel changes the producer rate,
 //! message size, ring capacity (the ring is rebuilt) and policy live, pauses and resumes, and
 //! resets the statistics.
@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use perdix_transport::dashboard::egui;
 use perdix_transport::dashboard::PerdixPanel;
-use perdix_transport::stress::{self, StressSender, Verifier, VerifyReport};
 use perdix_transport::telemetry::{LatencyHistogram, Telemetry, TelemetrySnapshot, Totals};
+use perdix_transport::testing::stress::{self, StressSender, Verifier, VerifyReport};
 use perdix_transport::{clock, Buffer, Consumer, Error, Policy, Producer};
 
 /// Live dashboard over a running perdix transport.

@@ -21,11 +21,12 @@ use bevy_ecs::prelude::*;
 use clap::Parser;
 use perdix_transport::bevy::{
     DrainMode, Envelope, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRing,
-    RingState, StressProducers,
+    RingState,
 };
-use perdix_transport::harness::SpscRun;
-use perdix_transport::stress::{self, Verifier, VerifyReport};
 use perdix_transport::telemetry::LatencyHistogram;
+use perdix_transport::testing::harness::SpscRun;
+use perdix_transport::testing::stress::{self, Verifier, VerifyReport};
+use perdix_transport::testing::StressProducers;
 use perdix_transport::{clock, Policy};
 
 /// Headless Bevy stress test of the perdix transport.

@@ -29,7 +29,7 @@ use bytemuck::{Pod, Zeroable};
 use clap::Parser;
 use perdix_transport::bevy::{Emitter, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing};
 use perdix_transport::dashboard::PerdixOverlayPlugin;
-use perdix_transport::stress::{StressSender, Verifier};
+use perdix_transport::testing::stress::{StressSender, Verifier};
 use perdix_transport::Producer;
 
 /// Particles in a Bevy window, their wall hits carried by perdix, the dashboard on top.

@@ -46,11 +46,11 @@ pub mod cuda;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 mod error;
-pub mod harness;
 mod ring;
-pub mod stress;
 mod sync;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// The README's examples run as doc tests.
 #[cfg(doctest)]

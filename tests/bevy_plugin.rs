@@ -10,9 +10,10 @@ use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use perdix_transport::bevy::{
     DrainMode, Envelope, GpuProducerSpec, PerdixAppExt, PerdixDiagnostics, PerdixMessage,
-    PerdixPlugin, PerdixRing, StressProducers,
+    PerdixPlugin, PerdixRing,
 };
-use perdix_transport::stress::Verifier;
+use perdix_transport::testing::stress::Verifier;
+use perdix_transport::testing::StressProducers;
 use perdix_transport::{Buffer, Error, Policy, Producer};
 
 const KIND_TICK: u32 = 1;
@@ -732,7 +733,7 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
         let raw = app.world().resource::<Messages<PerdixMessage>>();
         for msg in cursor.read(raw) {
             // Thread ids repeat on every device entry: one stream per (ring, thread).
-            let stream = perdix_transport::stress::stream(msg.ring(), msg.producer());
+            let stream = perdix_transport::testing::stress::stream(msg.ring(), msg.producer());
             verifier.check_stream(stream, msg.producer(), msg.payload());
         }
         if !phase_stop && verifier.report().messages >= 10_000_000 {

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use perdix_transport::cuda::stress::{self, GpuStress, StressKernel};
 use perdix_transport::cuda::{
-    clock, layout_probe, ConsumerGroup, GpuContext, GpuDevices, GpuKernel, GpuMemory, GpuProducer,
+    clock, ConsumerGroup, GpuContext, GpuDevices, GpuKernel, GpuMemory, GpuProducer,
     GpuProducerSet, PROBE_CU,
 };
+use perdix_transport::testing::gpu::{self as stress, layout_probe, GpuStress, StressKernel};
 use perdix_transport::{Error, Policy};
 
 #[path = "support/child.rs"]

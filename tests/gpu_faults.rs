@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::sys::cudaError_enum;
 use cudarc::driver::DriverError;
-use perdix_transport::cuda::{stress, GpuContext, GpuKernel, GpuProducer, StressKernel};
+use perdix_transport::cuda::{GpuContext, GpuKernel, GpuProducer};
+use perdix_transport::testing::gpu::{self as stress, StressKernel};
 use perdix_transport::{Consumer, Error, Policy};
 
 #[path = "support/child.rs"]

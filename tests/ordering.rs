@@ -1,7 +1,7 @@
 //! Two threads: every message arrives once, in order, with its length and checksum intact.
 
-use perdix_transport::harness::SpscRun;
-use perdix_transport::stress::{self, Verifier};
+use perdix_transport::testing::harness::SpscRun;
+use perdix_transport::testing::stress::{self, Verifier};
 use perdix_transport::{Buffer, Policy};
 
 #[test]

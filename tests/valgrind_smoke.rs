@@ -1,7 +1,7 @@
 //! A small two-thread ring test sized for valgrind (`.ci/run` runs this binary under
 //! `valgrind --error-exitcode=1`): memory errors or leaks in the ring fail CI.
 
-use perdix_transport::stress::{self, Verifier};
+use perdix_transport::testing::stress::{self, Verifier};
 use perdix_transport::{Buffer, Error};
 
 #[test]

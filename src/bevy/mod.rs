@@ -78,6 +78,8 @@ mod plugin;
 mod producers;
 mod route;
 mod spec;
+#[cfg(feature = "testing")]
+pub(crate) mod stress;
 mod thread;
 
 pub use diagnostics::PerdixDiagnostics;
@@ -86,5 +88,5 @@ pub use envelope::Envelope;
 pub use event::{PerdixEvent, RingState};
 pub use message::PerdixMessage;
 pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
-pub use producers::{Emitter, ProducerBackend, StressProducers};
+pub use producers::{Emitter, ProducerBackend};
 pub use spec::GpuProducerSpec;

@@ -3,9 +3,8 @@
 #![deny(unsafe_code)]
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use bevy_ecs::resource::Resource;
@@ -14,7 +13,7 @@ use bevy_ecs::world::{Mut, World};
 use super::drain::PerdixRing;
 use super::event::{spawn_error, PerdixEvent};
 use super::spec::{ArgsFn, FallbackFn, GpuProducerSpec};
-use crate::{stress, Error, Producer};
+use crate::{Error, Producer};
 
 pub(crate) use gpu::Device;
 
@@ -362,241 +361,6 @@ pub(crate) fn launch_producers(world: &mut World) {
     });
 }
 
-/// Stress producers: free-running producers of the shared stress format
-/// ([`stress`](crate::stress)), on the GPU when there is one, else one CPU thread per producer,
-/// each on its own ring. Used by the `headless_stress` example.
-///
-/// Every producer counts what it published. CPU producers send through
-/// [`StressSender`](crate::stress::StressSender), with the GPU kernel's rule: a message
-/// dropped under [`Policy::DropNewest`](crate::Policy::DropNewest) is retried with the same
-/// sequence, so the verifier's loss count stays exact and drops are counted by the rings.
-///
-/// # Examples
-///
-/// ```
-/// use bevy_app::prelude::*;
-/// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{PerdixPlugin, PerdixRing, StressProducers};
-/// use perdix_transport::stress::Verifier;
-///
-/// let mut app = App::new();
-/// app.add_plugins(PerdixPlugin::default().capacity(256));
-/// let mut ring = app.world_mut().resource_mut::<PerdixRing>();
-/// let mut stress = StressProducers::spawn_cpu(&mut ring, 1, 64)?;
-/// let mut verifier = Verifier::new(true);
-/// while verifier.report().messages < 1000 {
-///     ring.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
-/// }
-/// stress.stop();
-/// while !ring.is_finished() {
-///     ring.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
-/// }
-/// let report = verifier.finish(&stress.join());
-/// assert!(report.is_clean());
-/// # Ok::<(), perdix_transport::Error>(())
-/// ```
-#[derive(Debug)]
-pub struct StressProducers {
-    backend: ProducerBackend,
-    stop: Arc<AtomicBool>,
-    threads: Vec<StressThread>,
-    #[cfg(feature = "cuda")]
-    gpu: Option<gpu::StressRun>,
-}
-
-#[derive(Debug)]
-struct StressThread {
-    sent: Arc<AtomicU64>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl StressProducers {
-    /// Message kind of stress messages.
-    pub const KIND: u32 = 0x5354;
-
-    /// Starts `count` producers of `size`-byte messages on the backend the ring's app runs
-    /// producers on (the GPU when there is one, else CPU threads).
-    ///
-    /// # Errors
-    ///
-    /// As [`PerdixRing::add_producer`]; GPU failures fall back to the CPU with a warning.
-    ///
-    /// # Panics
-    ///
-    /// If `size` is not a [`stress::valid_size`].
-    pub fn spawn(ring: &mut PerdixRing, count: usize, size: usize) -> Result<Self, Error> {
-        assert!(stress::valid_size(size), "invalid stress size {size}");
-        let backend = ring.producer_backend();
-        #[cfg(feature = "cuda")]
-        if backend.is_gpu() {
-            match gpu::StressRun::start(ring, count, size) {
-                Ok(run) => {
-                    return Ok(Self {
-                        backend,
-                        stop: Arc::new(AtomicBool::new(false)),
-                        threads: Vec::new(),
-                        gpu: Some(run),
-                    })
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "perdix: GPU stress producers failed; using CPU threads")
-                }
-            }
-        }
-        let mut run = Self::spawn_cpu(ring, count, size)?;
-        if !backend.is_gpu() {
-            run.backend = backend;
-        }
-        Ok(run)
-    }
-
-    /// Starts `count` CPU producer threads of `size`-byte messages, whatever the backend.
-    ///
-    /// # Errors
-    ///
-    /// As [`PerdixRing::add_producer`].
-    ///
-    /// # Panics
-    ///
-    /// If `size` is not a [`stress::valid_size`].
-    pub fn spawn_cpu(ring: &mut PerdixRing, count: usize, size: usize) -> Result<Self, Error> {
-        assert!(stress::valid_size(size), "invalid stress size {size}");
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::with_capacity(count);
-        for id in 0..count {
-            let id = u32::try_from(id).unwrap_or(u32::MAX);
-            let producer = ring.add_producer_with_id(&format!("stress-{id}"), id)?;
-            let sent = Arc::new(AtomicU64::new(0));
-            let (stop, counter) = (Arc::clone(&stop), Arc::clone(&sent));
-            let handle = thread::Builder::new()
-                .name(format!("perdix-stress-{id}"))
-                .spawn(move || stress_loop(producer, id, size, &stop, &counter))
-                .map_err(|err| spawn_error(&err))?;
-            threads.push(StressThread {
-                sent,
-                handle: Some(handle),
-            });
-        }
-        Ok(Self {
-            backend: ProducerBackend::Cpu {
-                reason: "CPU stress producers".to_owned(),
-            },
-            stop,
-            threads,
-            #[cfg(feature = "cuda")]
-            gpu: None,
-        })
-    }
-
-    /// Where the producers run.
-    #[must_use]
-    pub fn backend(&self) -> &ProducerBackend {
-        &self.backend
-    }
-
-    /// Producer streams: CPU threads, or GPU threads (each its own sequence).
-    #[must_use]
-    pub fn producers(&self) -> u64 {
-        #[cfg(feature = "cuda")]
-        if let Some(run) = &self.gpu {
-            return run.producers();
-        }
-        self.threads.len() as u64
-    }
-
-    /// Messages published so far, per producer id (a little behind while running). Empty for
-    /// GPU producers, whose exact total is [`total_sent`](Self::total_sent).
-    #[must_use]
-    pub fn sent(&self) -> Vec<u64> {
-        #[cfg(feature = "cuda")]
-        if self.gpu.is_some() {
-            return Vec::new();
-        }
-        self.threads
-            .iter()
-            .map(|t| t.sent.load(Ordering::Relaxed))
-            .collect()
-    }
-
-    /// Messages published so far by all producers (exact after [`join`](Self::join)).
-    #[must_use]
-    pub fn total_sent(&self) -> u64 {
-        #[cfg(feature = "cuda")]
-        if let Some(run) = &self.gpu {
-            return run.emitted();
-        }
-        self.threads
-            .iter()
-            .map(|t| t.sent.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    /// Drops and full-ring waits counted on the device by GPU producers (`None` for CPU
-    /// producers, whose rings count them: see [`PerdixRing::totals`]).
-    #[must_use]
-    pub fn device_drops_and_stalls(&self) -> Option<(u64, u64)> {
-        #[cfg(feature = "cuda")]
-        if let Some(run) = &self.gpu {
-            let counters = run.counters();
-            return Some((counters.dropped, counters.stalls));
-        }
-        None
-    }
-
-    /// Tells every producer to stop; each closes its ring after its last message.
-    pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        #[cfg(feature = "cuda")]
-        if let Some(run) = &mut self.gpu {
-            run.stop();
-        }
-    }
-
-    /// Stops (if not yet) and waits for every producer; returns the exact count each
-    /// published, per producer id (empty for GPU producers: see
-    /// [`total_sent`](Self::total_sent)). Call it once the rings are drained or while they
-    /// are still drained elsewhere (a producer blocked on a full ring waits for the drain).
-    pub fn join(&mut self) -> Vec<u64> {
-        self.stop();
-        #[cfg(feature = "cuda")]
-        if let Some(run) = &mut self.gpu {
-            if let Err(err) = run.join() {
-                tracing::warn!(%err, "perdix: GPU stress producers ended with an error");
-            }
-            return Vec::new();
-        }
-        for thread in &mut self.threads {
-            if let Some(handle) = thread.handle.take() {
-                if handle.join().is_err() {
-                    tracing::warn!("perdix: a stress producer panicked");
-                }
-            }
-        }
-        self.sent()
-    }
-}
-
-impl Drop for StressProducers {
-    fn drop(&mut self) {
-        // Never joins: a producer blocked on a full ring ends when that ring's consumer goes.
-        self.stop();
-    }
-}
-
-fn stress_loop(mut producer: Producer, id: u32, size: usize, stop: &AtomicBool, sent: &AtomicU64) {
-    let Ok(mut sender) = stress::StressSender::new(id, StressProducers::KIND, size) else {
-        return; // sizes are checked before the threads start
-    };
-    while !stop.load(Ordering::Relaxed) {
-        // DropNewest: the ring and the sender count the drop; the same sequence is retried.
-        if sender.send(&mut producer, 1024).is_err() {
-            break;
-        }
-        sent.store(sender.sent(), Ordering::Relaxed);
-    }
-    sent.store(sender.sent(), Ordering::Relaxed);
-}
-
 impl PerdixRing {
     /// Where this app's producers run: decided (and logged) on first use.
     pub fn producer_backend(&mut self) -> ProducerBackend {
@@ -634,15 +398,12 @@ mod gpu {
 // the contract `GpuProducerSpec::new`'s caller accepted.
 #[cfg(feature = "cuda")]
 #[allow(unsafe_code)]
-mod gpu {
-    use std::ops::Range;
-    use std::sync::{Arc, Mutex, PoisonError};
-    use std::thread::{self, JoinHandle};
-
+pub(crate) mod gpu {
     use bevy_ecs::world::World;
+    use std::ops::Range;
 
     use super::{ArgsFn, GpuProducerSpec, PerdixRing, Running};
-    use crate::cuda::{GpuContext, GpuCounters, GpuKernel, GpuMemory, GpuProducerSet};
+    use crate::cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducerSet};
     use crate::{Backend, Error};
 
     /// Clock calibration rounds before a producer with timestamps starts.
@@ -676,7 +437,11 @@ mod gpu {
 
     /// A producer of `rings` rings on each of the ring's devices, with the plugin's settings;
     /// its consumers are added to `ring` as `name-<idx>` (one device) or `name-gpu<N>-<idx>`.
-    fn producer(ring: &mut PerdixRing, name: &str, rings: usize) -> Result<GpuProducerSet, Error> {
+    pub(crate) fn producer(
+        ring: &mut PerdixRing,
+        name: &str,
+        rings: usize,
+    ) -> Result<GpuProducerSet, Error> {
         let config = ring.config().clone();
         let (mut set, consumers) = GpuProducerSet::build_on(ring.devices(), |builder| {
             builder
@@ -707,7 +472,7 @@ mod gpu {
     }
 
     /// The first of the ring's devices (every device of a choice has the same kernels).
-    fn first_device(ring: &PerdixRing) -> Result<GpuContext, Error> {
+    pub(crate) fn first_device(ring: &PerdixRing) -> Result<GpuContext, Error> {
         ring.devices()
             .first()
             .cloned()
@@ -804,98 +569,6 @@ mod gpu {
         fn fail(&mut self, err: Error) -> Result<(), Error> {
             self.failed = true;
             Err(err)
-        }
-    }
-
-    /// GPU stress producers: the stress kernel on a full grid, free-running until stopped.
-    #[derive(Debug)]
-    pub(super) struct StressRun {
-        producer: Option<GpuProducerSet>,
-        producers: u64,
-        /// Stops the kernel and closes the rings off the frame thread.
-        stopper: Option<JoinHandle<Result<GpuCounters, Error>>>,
-        result: Arc<Mutex<Option<GpuCounters>>>,
-    }
-
-    impl StressRun {
-        pub(super) fn start(
-            ring: &mut PerdixRing,
-            rings: usize,
-            size: usize,
-        ) -> Result<Self, Error> {
-            let gpu = first_device(ring)?;
-            let grid = gpu.multiprocessors().max(1);
-            let block = 256u32;
-            let size32 = u32::try_from(size).map_err(|_| Error::too_large(size))?;
-            let kernel =
-                crate::cuda::stress::free_running_kernel(size32, super::StressProducers::KIND)
-                    .grid(grid)
-                    .block(block);
-            kernel.compile(&gpu.arch())?;
-            let mut producer = producer(ring, "gpu-stress", rings.max(1))?;
-            producer.prepare(&kernel)?;
-            producer.launch(&kernel)?;
-            tracing::info!(grid, block, rings, "perdix: GPU stress producers launched");
-            Ok(Self {
-                producers: u64::from(grid) * u64::from(block) * producer.len() as u64,
-                producer: Some(producer),
-                stopper: None,
-                result: Arc::new(Mutex::new(None)),
-            })
-        }
-
-        /// Producer streams (GPU threads).
-        pub(super) fn producers(&self) -> u64 {
-            self.producers
-        }
-
-        /// The device counters: final after the stop, else read now without waiting.
-        pub(super) fn counters(&self) -> GpuCounters {
-            if let Some(counters) = *self.result.lock().unwrap_or_else(PoisonError::into_inner) {
-                return counters;
-            }
-            self.producer
-                .as_ref()
-                .and_then(|p| p.total().ok())
-                .unwrap_or_default()
-        }
-
-        /// Messages published so far (exact device counters).
-        pub(super) fn emitted(&self) -> u64 {
-            self.counters().emitted
-        }
-
-        pub(super) fn stop(&mut self) {
-            let Some(producer) = self.producer.take() else {
-                return;
-            };
-            if let Err(err) = producer.request_stop() {
-                tracing::warn!(%err, "perdix: could not ask the stress kernel to stop");
-            }
-            let result = Arc::clone(&self.result);
-            // `finish` waits for the kernel, which may wait for room: the frame loop keeps
-            // draining meanwhile, so wait here, off the frame thread.
-            let spawned = thread::Builder::new()
-                .name("perdix-gpu-stop".into())
-                .spawn(move || {
-                    let counters = GpuCounters::total(&producer.finish()?);
-                    *result.lock().unwrap_or_else(PoisonError::into_inner) = Some(counters);
-                    Ok(counters)
-                });
-            match spawned {
-                Ok(handle) => self.stopper = Some(handle),
-                Err(err) => tracing::warn!(%err, "perdix: could not start the GPU stop thread"),
-            }
-        }
-
-        /// Waits for the stop; the exact number of messages the kernel published.
-        pub(super) fn join(&mut self) -> Result<u64, Error> {
-            self.stop();
-            match self.stopper.take().map(JoinHandle::join) {
-                Some(Ok(result)) => result.map(|c| c.emitted),
-                Some(Err(_)) => Err(Error::Disconnected),
-                None => Ok(self.emitted()),
-            }
         }
     }
 }

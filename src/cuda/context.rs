@@ -37,6 +37,7 @@ struct Inner {
     ctx: Arc<CudaContext>,
     /// A stream for the context's own small copies (counters, clock mapping): created first, so
     /// cudarc never synchronizes the context when a producer later makes its streams.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
     aux: Arc<CudaStream>,
     name: String,
     compute_capability: (i32, i32),
@@ -160,6 +161,7 @@ impl GpuContext {
         self.inner.ctx.bind_to_thread().map_err(Error::Driver)
     }
 
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
     pub(crate) fn aux_stream(&self) -> &Arc<CudaStream> {
         &self.inner.aux
     }

@@ -209,6 +209,7 @@ pub(crate) unsafe fn memcpy_dtoh_async(
 /// # Safety
 ///
 /// 1. `stream` is a live stream of the current context; `dst..dst + bytes` is device memory.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
 pub(crate) unsafe fn memset_async(
     dst: CUdeviceptr,
     value: u8,

@@ -171,6 +171,7 @@ impl GpuKernel {
     /// A kernel of the crate's own (`kernels/*.cu`): `source` is one of the crate's sources and
     /// `entry` one of its entry points. Private: the callers below give the arguments each
     /// entry point takes, which is what [`from_source`](Self::from_source)'s contract asks.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
     pub(crate) fn builtin(source: &'static str, file: &'static str, entry: &'static str) -> Self {
         Self::unchecked(Cow::Borrowed(source), Cow::Borrowed(entry)).name(file)
     }
@@ -189,9 +190,10 @@ impl GpuKernel {
 
     /// The built-in warp-cooperative stress kernel (`perdix_stress` in `kernels/stress.cu`):
     /// every thread sends `per_producer` messages (`u64::MAX`: until the producer is stopped or
-    /// its consumer dropped) of `size` bytes (a [`stress::valid_size`](crate::stress::valid_size))
+    /// its consumer dropped) of `size` bytes (a [`stress::valid_size`](crate::testing::stress::valid_size))
     /// and `kind`, paced to one per `interval_ns` (0: unpaced). The producer's device counters
     /// count them exactly; grid and block are the caller's.
+    #[cfg(feature = "testing")]
     pub fn stress(per_producer: u64, size: u32, kind: u32, interval_ns: u64) -> Self {
         // SAFETY: null counter addresses, which the kernel skips (`if (sent)`, `if (attempts)`
         // in stress.cu), so it writes only through `perdix.cuh`.

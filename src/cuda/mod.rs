@@ -53,10 +53,12 @@ mod kernel;
 mod memory;
 mod module;
 mod presence;
-mod probe;
+#[cfg(feature = "testing")]
+pub(crate) mod probe;
 mod producer;
 mod set;
-pub mod stress;
+#[cfg(feature = "testing")]
+pub(crate) mod stress;
 mod teardown;
 
 pub use builder::{GpuProducerBuilder, MIN_CAPACITY};
@@ -69,7 +71,5 @@ pub use kernel::{Dim3, GpuKernel, KernelArg};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{builtin_kernels, compile_ptx, PERDIX_CUH, PROBE_CU, STRESS_CU};
 pub use presence::device_count;
-pub use probe::{layout_probe, LayoutProbe};
 pub use producer::GpuProducer;
 pub use set::GpuProducerSet;
-pub use stress::{GpuStress, GpuStressReport, StressKernel};

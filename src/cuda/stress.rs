@@ -12,7 +12,7 @@ use super::counters::GpuCounters;
 use super::memory::GpuMemory;
 use super::producer::GpuProducer;
 use super::{driver, GpuContext};
-use crate::stress::{self, Verifier, VerifyReport};
+use crate::testing::stress::{self, Verifier, VerifyReport};
 use crate::telemetry::LatencyHistogram;
 use crate::{Backend, Consumer, Error, Policy};
 

@@ -1,11 +1,11 @@
-//! The benchmark's GPU path: verified stress runs (`perdix_transport::cuda::stress`) over the
+//! The benchmark's GPU path: verified stress runs (`perdix_transport::testing::gpu`) over the
 //! configurations of `docs/PERFORMANCE.md`, one-way latency at light load, and the CPU→GPU→CPU
 //! ping-pong. All figures of one invocation come from one process, so they compare side by side.
 
 use std::time::Duration;
 
-use perdix_transport::cuda::stress::{self, GpuStress, GpuStressReport};
 use perdix_transport::cuda::{clock, GpuContext, GpuDevices, GpuMemory};
+use perdix_transport::testing::gpu::{self as stress, GpuStress, GpuStressReport};
 use perdix_transport::{Error, Policy};
 
 /// GPU options (ignored on the CPU path).

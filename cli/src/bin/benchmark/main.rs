@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use perdix_transport::harness::{self, SpscRun};
+use perdix_transport::testing::harness::{self, SpscRun};
 use perdix_transport::Error;
 
 #[cfg(feature = "cuda")]

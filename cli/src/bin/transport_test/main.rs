@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use perdix_transport::harness::{self, SpscRun};
+use perdix_transport::testing::harness::{self, SpscRun};
 use perdix_transport::{Buffer, Error, Policy};
 
 #[cfg(feature = "cuda")]

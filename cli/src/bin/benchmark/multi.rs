@@ -1,7 +1,7 @@
 //! `--devices`: the stress benchmark on several GPUs at once, against the first one alone.
 
-use perdix_transport::cuda::stress::{self, GpuStressReport};
 use perdix_transport::cuda::{GpuContext, GpuDevices};
+use perdix_transport::testing::gpu::{self as stress, GpuStressReport};
 use perdix_transport::Error;
 
 /// One configuration: the first device alone, then every device at once.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
-use crate::stress::{self, StressSender, Verifier, VerifyReport};
+use super::stress::{self, StressSender, Verifier, VerifyReport};
 use crate::telemetry::LatencyHistogram;
 use crate::{clock, Buffer, Error, Policy};
 

@@ -1,0 +1,28 @@
+//! Test and bench tooling (feature `testing`): not part of the default API.
+//!
+//! The tests, examples and benches of this crate turn the feature on (through a dev-dependency
+//! on the crate itself), and so does `perdix-cli` (the `transport_test` and `benchmark` bins).
+//! An application that depends on perdix-transport does not see these items unless it asks for
+//! the feature.
+//!
+//! - [`stress`]: the self-checking stress-message format, its [`Verifier`](stress::Verifier)
+//!   and the CPU [`StressSender`](stress::StressSender) (the GPU stress kernel writes the same
+//!   words);
+//! - [`harness`]: a verified two-thread SPSC run and an echo-thread round trip;
+//! - [`gpu`] (with `cuda`): verified GPU stress runs, the stress kernels and the layout probe;
+//! - [`StressProducers`] (with `bevy`): stress producers on a plugin's rings.
+
+pub mod harness;
+pub mod stress;
+
+/// Verified GPU stress runs, the stress kernels and the layout probe.
+#[cfg(feature = "cuda")]
+pub mod gpu {
+    pub use crate::cuda::probe::{layout_probe, LayoutProbe};
+    pub use crate::cuda::stress::{
+        free_running_kernel, run, run_devices, GpuStress, GpuStressReport, StressKernel,
+    };
+}
+
+#[cfg(feature = "bevy")]
+pub use crate::bevy::stress::StressProducers;
