@@ -90,6 +90,9 @@ pub enum Error {
     /// A thread could not be started; the OS's reason.
     #[error("could not start a thread: {0}")]
     Spawn(String),
+    /// A worker thread of the crate (a device's run, a stopper) panicked: what it was doing.
+    #[error("a thread panicked: {0}")]
+    Panicked(String),
     /// No CUDA driver or device is available (or the `cuda` feature is off).
     #[error("no CUDA device: {0}")]
     NoDevice(&'static str),

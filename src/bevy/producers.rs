@@ -418,7 +418,7 @@ pub(crate) mod gpu {
         let gpus = ring.config().devices.open()?;
         let first = gpus
             .first()
-            .ok_or(Error::NoDevice("an empty list of CUDA devices"))?;
+            .ok_or_else(|| Error::InvalidConfig("an empty list of CUDA devices".into()))?;
         let (major, minor) = first.compute_capability();
         let mut name = format!("{} (sm_{major}{minor})", first.name());
         if gpus.len() > 1 {

@@ -76,7 +76,8 @@ impl GpuProducerBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidCapacity`] for a bad capacity (below [`MIN_CAPACITY`]) or zero rings;
+    /// [`Error::InvalidCapacity`] for a capacity that is not a power of two;
+    /// [`Error::InvalidConfig`] for one below [`MIN_CAPACITY`] or for zero rings;
     /// [`Error::ManagedUnsupported`] for [`GpuMemory::Managed`] on a device without concurrent
     /// managed access; [`Error::Alloc`] when the memory cannot be had; [`Error::Driver`] for
     /// driver failures.
@@ -84,8 +85,17 @@ impl GpuProducerBuilder {
         let ring_bytes = Ring::bytes_for(self.capacity)?;
         // A warp reserves up to 32 positions at once and waits until all of them fit: a ring
         // smaller than a warp's batch would wait forever.
-        if self.capacity < MIN_CAPACITY || self.rings == 0 || self.rings > u32::MAX as usize {
-            return Err(Error::InvalidCapacity(self.capacity));
+        if self.capacity < MIN_CAPACITY {
+            return Err(Error::InvalidConfig(format!(
+                "capacity {}: GPU rings need at least {MIN_CAPACITY} slots",
+                self.capacity
+            )));
+        }
+        if self.rings == 0 || self.rings > u32::MAX as usize {
+            return Err(Error::InvalidConfig(format!(
+                "{} rings: a GPU producer needs from 1 to 2^32 - 1",
+                self.rings
+            )));
         }
         let total = ring_bytes
             .checked_mul(self.rings)

@@ -42,12 +42,12 @@ impl GpuDevices {
     /// # Errors
     ///
     /// [`Error::NoDevice`] without a driver, with no device, or for an ordinal the driver does
-    /// not have (or an empty list); [`Error::Driver`] for other driver failures.
+    /// not have; [`Error::InvalidConfig`] for an empty list; [`Error::Driver`] for other driver failures.
     pub fn open(&self) -> Result<Vec<GpuContext>, Error> {
         let ordinals = match self {
             Self::All => (0..device_count()?).collect(),
             Self::List(list) if list.is_empty() => {
-                return Err(Error::NoDevice("an empty list of CUDA devices"))
+                return Err(Error::InvalidConfig("an empty list of CUDA devices".into()))
             }
             Self::List(list) => list.clone(),
         };

@@ -60,7 +60,7 @@ impl GpuProducerSet {
     ///
     /// # Errors
     ///
-    /// As [`GpuProducerBuilder::build`]; [`Error::NoDevice`] for an empty list.
+    /// As [`GpuProducerBuilder::build`]; [`Error::InvalidConfig`] for an empty list.
     pub fn build_on<F>(
         gpus: &[GpuContext],
         configure: F,
@@ -69,7 +69,7 @@ impl GpuProducerSet {
         F: Fn(GpuProducerBuilder) -> GpuProducerBuilder,
     {
         if gpus.is_empty() {
-            return Err(Error::NoDevice("an empty list of CUDA devices"));
+            return Err(Error::InvalidConfig("an empty list of CUDA devices".into()));
         }
         let mut producers = Vec::with_capacity(gpus.len());
         let mut consumers = Vec::with_capacity(gpus.len());

@@ -12,8 +12,8 @@ use super::counters::GpuCounters;
 use super::memory::GpuMemory;
 use super::producer::GpuProducer;
 use super::{driver, GpuContext};
-use crate::testing::stress::{self, Verifier, VerifyReport};
 use crate::telemetry::LatencyHistogram;
+use crate::testing::stress::{self, Verifier, VerifyReport};
 use crate::{Backend, Consumer, Error, Policy};
 
 mod kernels;
@@ -351,7 +351,7 @@ pub fn run_devices(gpus: &[GpuContext], config: &GpuStress) -> Result<Vec<GpuStr
             .map(|handle| {
                 handle
                     .join()
-                    .unwrap_or(Err(Error::NoDevice("a device's stress thread panicked")))
+                    .unwrap_or_else(|_| Err(Error::Panicked("a device's stress run".into())))
             })
             .collect()
     });
@@ -362,16 +362,23 @@ pub fn run_devices(gpus: &[GpuContext], config: &GpuStress) -> Result<Vec<GpuStr
 ///
 /// # Errors
 ///
-/// [`Error::MessageTooLarge`] for a size that is not a valid stress size;
-/// [`Error::InvalidCapacity`] for a bad capacity or zero rings/consumers; allocation, compile
+/// [`Error::InvalidConfig`] for a size that is not a valid stress size, or zero rings,
+/// consumers, grid or block; [`Error::InvalidCapacity`] for a bad capacity; allocation, compile
 /// and driver errors; [`Error::KernelFault`] if the kernel faults. Verification failures are
 /// not errors: they are in the report ([`GpuStressReport::is_clean`]).
 pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Error> {
     if !stress::valid_size(config.size) {
-        return Err(Error::too_large(config.size));
+        return Err(Error::InvalidConfig(format!(
+            "stress size {}: must be a multiple of 8 from {} to {}",
+            config.size,
+            stress::MIN_SIZE,
+            crate::layout::PAYLOAD_MAX
+        )));
     }
     if config.rings == 0 || config.consumers == 0 || config.grid == 0 || config.block == 0 {
-        return Err(Error::InvalidCapacity(config.capacity));
+        return Err(Error::InvalidConfig(
+            "a stress run needs at least one ring, consumer, block and thread".into(),
+        ));
     }
     let mut config = config.clone();
     config.consumers = config.consumers.min(config.rings);
