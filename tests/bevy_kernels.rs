@@ -6,7 +6,7 @@
 use perdix_transport::cuda::compile_ptx;
 use perdix_transport::Error;
 
-const PARTICLES_CU: &str = include_str!("../kernels/particles.cu");
+const PARTICLES_CU: &str = include_str!("../examples/simulation/particles.cu");
 
 #[test]
 fn particles_kernel_compiles_for_sm_90() {

@@ -24,7 +24,7 @@ use perdix_transport::bevy::{
 };
 
 /// The kernel, embedded; compiled by NVRTC at first launch.
-const PARTICLES_CU: &str = include_str!("../kernels/particles.cu");
+const PARTICLES_CU: &str = include_str!("particles.cu");
 
 const KIND_WALL_HIT: u32 = 1;
 const KIND_BUMPER_HIT: u32 = 2;
