@@ -1,13 +1,14 @@
 //! Cost of drawing `PerdixPanel` per frame, headless (no window, no GPU): the panel's layout and
 //! shape generation inside `egui::Context::run_ui`, and the same plus tessellation into meshes
-//! (what a renderer uploads). Goal: ≤ 0.5 ms per frame on the 2-core development machine.
+//! (what a renderer uploads). The goal and the measured cost per frame: docs/PERFORMANCE.md.
 //!
 //! `cargo bench --bench dashboard_panel --features dashboard`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use perdix_transport::dashboard::egui::{self, Context, RawInput, Rect, Vec2};
+use perdix_transport::dashboard::egui::Context;
 use perdix_transport::dashboard::PerdixPanel;
 use perdix_transport::telemetry::{Telemetry, TelemetrySnapshot, Totals};
+use perdix_transport::testing::HeadlessFrame;
 
 /// A minute of 10 Hz samples (600) and a latency histogram of ~30 buckets.
 fn snapshot(samples: usize) -> TelemetrySnapshot {
@@ -30,33 +31,18 @@ fn snapshot(samples: usize) -> TelemetrySnapshot {
     telemetry.snapshot()
 }
 
-fn input(frame: u64) -> RawInput {
-    RawInput {
-        screen_rect: Some(Rect::from_min_size(
-            egui::Pos2::ZERO,
-            Vec2::new(1020.0, 860.0),
-        )),
-        time: Some(frame as f64 / 60.0),
-        ..RawInput::default()
-    }
-}
+/// The bench's screen, in points.
+const SCREEN: [f32; 2] = [1020.0, 860.0];
 
 /// One frame: the panel laid out (and, if `tessellate`, turned into meshes).
 fn frame(ctx: &Context, snapshot: &TelemetrySnapshot, frame: u64, tessellate: bool) -> usize {
-    let output = ctx.run_ui(input(frame), |ui| {
+    let frame = HeadlessFrame::run(ctx, SCREEN, frame, |ui| {
         ui.add(PerdixPanel::new(snapshot).plot_height(130.0));
     });
-    let egui::FullOutput {
-        shapes,
-        pixels_per_point,
-        mut textures_delta,
-        ..
-    } = output;
-    textures_delta.clear();
     if tessellate {
-        ctx.tessellate(shapes, pixels_per_point).len()
+        frame.tessellate(ctx).len()
     } else {
-        shapes.len()
+        frame.shapes.len()
     }
 }
 
@@ -83,11 +69,9 @@ fn bench_panel(c: &mut Criterion) {
     group.bench_function("empty_frame", |b| {
         b.iter(|| {
             n += 1;
-            let output = ctx.run_ui(input(n), |ui| {
+            HeadlessFrame::run(&ctx, SCREEN, n, |ui| {
                 ui.label("");
-            });
-            let mut textures = output.textures_delta;
-            textures.clear();
+            })
         });
     });
     group.finish();

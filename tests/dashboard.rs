@@ -2,11 +2,12 @@
 //! and extreme (zero throughput, 100 % occupancy, huge and non-finite values).
 #![cfg(feature = "dashboard")]
 
-use perdix_transport::dashboard::egui::{self, Context, RawInput, Rect, Vec2};
+use perdix_transport::dashboard::egui::{self, Context, RawInput, Rect};
 use perdix_transport::dashboard::{Health, PerdixPanel};
 use perdix_transport::telemetry::{
     LatencyBucket, LatencySummary, Sample, Telemetry, TelemetrySnapshot, Totals,
 };
+use perdix_transport::testing::HeadlessFrame;
 
 /// Lays the panel out for a few frames in a `width` × `height` screen, tessellates what it
 /// drew, and returns the panel's rect and the number of triangles.
@@ -15,35 +16,12 @@ fn lay_out(snapshot: &TelemetrySnapshot, width: f32, height: f32) -> (Rect, usiz
     let mut rect = Rect::NOTHING;
     let mut triangles = 0;
     for frame in 0..3 {
-        let input = RawInput {
-            screen_rect: Some(Rect::from_min_size(
-                egui::Pos2::ZERO,
-                Vec2::new(width, height),
-            )),
-            time: Some(f64::from(frame) / 60.0),
-            ..RawInput::default()
-        };
-        let output = ctx.run_ui(input, |ui| {
+        triangles = HeadlessFrame::run(&ctx, [width, height], frame, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 rect = ui.add(PerdixPanel::new(snapshot)).rect;
             });
-        });
-        let egui::FullOutput {
-            shapes,
-            pixels_per_point,
-            mut textures_delta,
-            ..
-        } = output;
-        // No renderer here to upload the font atlas to.
-        textures_delta.clear();
-        let meshes = ctx.tessellate(shapes, pixels_per_point);
-        triangles = meshes
-            .iter()
-            .map(|m| match &m.primitive {
-                egui::epaint::Primitive::Mesh(mesh) => mesh.indices.len() / 3,
-                egui::epaint::Primitive::Callback(_) => 0,
-            })
-            .sum();
+        })
+        .triangles(&ctx);
     }
     (rect, triangles)
 }

@@ -10,6 +10,7 @@ use perdix_transport::cuda::{
     GpuProducerSet, PROBE_CU,
 };
 use perdix_transport::testing::gpu::{self as stress, layout_probe, GpuStress, StressKernel};
+use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
 
 #[path = "support/child.rs"]

@@ -12,6 +12,7 @@ use cudarc::driver::sys::cudaError_enum;
 use cudarc::driver::DriverError;
 use perdix_transport::cuda::{GpuContext, GpuKernel, GpuProducer};
 use perdix_transport::testing::gpu::{self as stress, StressKernel};
+use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Consumer, Error, Policy};
 
 #[path = "support/child.rs"]

@@ -586,13 +586,7 @@ impl eframe::App for DashboardApp {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    perdix_transport::testing::init_logging("info");
     let args = Args::parse();
     if !stress::valid_size(args.size) {
         return Err(format!("--size {} is not a multiple of 8 in 16..=224", args.size).into());

@@ -25,7 +25,7 @@ use perdix_transport::bevy::{
 };
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::harness::SpscRun;
-use perdix_transport::testing::stress::{self, Verifier, VerifyReport};
+use perdix_transport::testing::stress::{self, Throughput, Verifier, VerifyReport};
 use perdix_transport::testing::StressProducers;
 use perdix_transport::{clock, Policy};
 
@@ -156,13 +156,7 @@ fn main() -> ExitCode {
     } else {
         DrainMode::System
     });
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    perdix_transport::testing::init_logging("info");
     if !stress::valid_size(args.size) {
         eprintln!(
             "--size must be a multiple of 8 from 16 to 224, not {}",

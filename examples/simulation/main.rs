@@ -139,13 +139,7 @@ struct Run {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    perdix_transport::testing::init_logging("info");
     if args.particles == 0 || args.particles > MAX_PARTICLES {
         eprintln!("--particles must be 1..={MAX_PARTICLES}");
         return ExitCode::from(2);

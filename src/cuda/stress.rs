@@ -13,7 +13,7 @@ use super::memory::GpuMemory;
 use super::producer::GpuProducer;
 use super::{driver, GpuContext};
 use crate::telemetry::LatencyHistogram;
-use crate::testing::stress::{self, Verifier, VerifyReport};
+use crate::testing::stress::{self, Throughput, Verifier, VerifyReport};
 use crate::{Backend, Consumer, Error, Policy};
 
 mod kernels;
@@ -27,7 +27,9 @@ pub use kernels::{free_running_kernel, StressKernel};
 /// # Examples
 ///
 /// ```no_run
-/// use perdix_transport::cuda::{stress, GpuContext};
+/// use perdix_transport::cuda::GpuContext;
+/// use perdix_transport::testing::gpu as stress;
+/// use perdix_transport::testing::stress::Throughput;
 /// use perdix_transport::Error;
 ///
 /// let gpu = match GpuContext::new(0) {
@@ -166,19 +168,13 @@ pub struct GpuStressReport {
     pub consumer_error: Option<Error>,
 }
 
+impl Throughput for GpuStressReport {
+    fn verified(&self) -> (&VerifyReport, Duration) {
+        (&self.verify, self.elapsed)
+    }
+}
+
 impl GpuStressReport {
-    /// Messages consumed per second.
-    #[must_use]
-    pub fn msgs_per_sec(&self) -> f64 {
-        self.verify.msgs_per_sec(self.elapsed)
-    }
-
-    /// Payload bytes consumed per second.
-    #[must_use]
-    pub fn bytes_per_sec(&self) -> f64 {
-        self.verify.bytes_per_sec(self.elapsed)
-    }
-
     /// `emitted + dropped == attempted`, and the consumers saw exactly what was emitted.
     #[must_use]
     pub fn counts_exact(&self) -> bool {
@@ -367,14 +363,7 @@ pub fn run_devices(gpus: &[GpuContext], config: &GpuStress) -> Result<Vec<GpuStr
 /// and driver errors; [`Error::KernelFault`] if the kernel faults. Verification failures are
 /// not errors: they are in the report ([`GpuStressReport::is_clean`]).
 pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Error> {
-    if !stress::valid_size(config.size) {
-        return Err(Error::InvalidConfig(format!(
-            "stress size {}: must be a multiple of 8 from {} to {}",
-            config.size,
-            stress::MIN_SIZE,
-            crate::layout::PAYLOAD_MAX
-        )));
-    }
+    stress::check_size(config.size)?;
     if config.rings == 0 || config.consumers == 0 || config.grid == 0 || config.block == 0 {
         return Err(Error::InvalidConfig(
             "a stress run needs at least one ring, consumer, block and thread".into(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
-use super::stress::{self, StressSender, Verifier, VerifyReport};
+use super::stress::{self, StressSender, Throughput, Verifier, VerifyReport};
 use crate::telemetry::LatencyHistogram;
 use crate::{clock, Buffer, Error, Policy};
 
@@ -61,17 +61,9 @@ pub struct SpscReport {
     pub latency: LatencyHistogram,
 }
 
-impl SpscReport {
-    /// Messages received per second.
-    #[must_use]
-    pub fn msgs_per_sec(&self) -> f64 {
-        self.verify.msgs_per_sec(self.elapsed)
-    }
-
-    /// Payload bytes received per second.
-    #[must_use]
-    pub fn bytes_per_sec(&self) -> f64 {
-        self.verify.bytes_per_sec(self.elapsed)
+impl Throughput for SpscReport {
+    fn verified(&self) -> (&VerifyReport, Duration) {
+        (&self.verify, self.elapsed)
     }
 }
 
@@ -83,13 +75,14 @@ impl SpscRun {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidCapacity`] for a bad capacity; [`Error::MessageTooLarge`] for a size that is
-    /// not a valid stress size.
+    /// [`Error::InvalidCapacity`] for a bad capacity; [`Error::InvalidConfig`] for a size that is
+    /// not a valid stress size; [`Error::Spawn`] or [`Error::Panicked`] for the producer thread;
+    /// a consumer error other than the end of the stream (a corrupt slot).
     ///
     /// # Examples
     ///
     /// ```
-    /// use perdix_transport::harness::SpscRun;
+    /// use perdix_transport::testing::harness::SpscRun;
     ///
     /// let report = SpscRun { messages: Some(10_000), ..SpscRun::default() }.run(|_| {})?;
     /// assert_eq!(report.verify.messages, 10_000);
@@ -97,9 +90,7 @@ impl SpscRun {
     /// # Ok::<(), perdix_transport::Error>(())
     /// ```
     pub fn run(&self, mut progress: impl FnMut(&SpscReport)) -> Result<SpscReport, Error> {
-        if !stress::valid_size(self.size) {
-            return Err(Error::too_large(self.size));
-        }
+        stress::check_size(self.size)?;
         let (mut producer, mut consumer) = Buffer::builder(self.capacity)
             .policy(self.policy)
             .timestamps(self.latency)
@@ -108,7 +99,7 @@ impl SpscRun {
         let run = *self;
         let start = Instant::now();
         let mut sender = StressSender::new(0, 0, self.size)?;
-        let sender = thread::spawn(move || {
+        let sender = spawn("perdix-spsc-producer", move || {
             let deadline = start + run.duration;
             loop {
                 let attempts = match run.messages {
@@ -122,7 +113,7 @@ impl SpscRun {
                 }
             }
             (sender.sent(), sender.dropped())
-        });
+        })?;
         let mut verifier = Verifier::new(self.full_check);
         let mut latency = LatencyHistogram::new();
         let mut last_progress = Instant::now();
@@ -152,7 +143,9 @@ impl SpscRun {
             }
         }
         let elapsed = start.elapsed();
-        let (sent, dropped) = sender.join().map_err(|_| Error::Disconnected)?;
+        let (sent, dropped) = sender
+            .join()
+            .map_err(|_| Error::Panicked("the SPSC run's producer thread".into()))?;
         // Every sequence number below `sent` must arrive: a dropped message was retried with
         // its sequence (the kernel's rule), so a gap is a real loss.
         let verify = verifier.finish(&[sent]);
@@ -173,22 +166,29 @@ impl SpscRun {
 ///
 /// # Errors
 ///
-/// As [`Buffer::new`]; [`Error::MessageTooLarge`] above the payload size.
+/// As [`Buffer::new`]; [`Error::MessageTooLarge`] above the payload size,
+/// [`Error::InvalidConfig`] below 8 bytes (the send time); [`Error::Spawn`] or
+/// [`Error::Panicked`] for the echo thread.
 ///
 /// # Examples
 ///
 /// ```
-/// let hist = perdix_transport::harness::round_trip(1_000, 100, 8)?;
+/// let hist = perdix_transport::testing::harness::round_trip(1_000, 100, 8)?;
 /// assert_eq!(hist.len(), 1_000);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHistogram, Error> {
-    if !(8..=crate::layout::PAYLOAD_MAX).contains(&size) {
+    if size > crate::layout::PAYLOAD_MAX {
         return Err(Error::too_large(size));
+    }
+    if size < 8 {
+        return Err(Error::InvalidConfig(format!(
+            "round-trip size {size}: at least 8 bytes (the send time)"
+        )));
     }
     let (mut ping_tx, mut ping_rx) = Buffer::new(64)?.into_split();
     let (mut pong_tx, mut pong_rx) = Buffer::new(64)?.into_split();
-    let echo = thread::spawn(move || -> Result<(), Error> {
+    let echo = spawn("perdix-echo", move || -> Result<(), Error> {
         loop {
             let msg = match ping_rx.consume() {
                 Ok(msg) => msg,
@@ -197,7 +197,7 @@ pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHisto
             };
             pong_tx.produce(&msg)?;
         }
-    });
+    })?;
     let mut hist = LatencyHistogram::new();
     let mut buf = [0u8; crate::layout::PAYLOAD_MAX];
     for i in 0..warmup + samples {
@@ -220,7 +220,18 @@ pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHisto
     drop(ping_tx);
     match echo.join() {
         Ok(result) => result?,
-        Err(_) => return Err(Error::Disconnected),
+        Err(_) => return Err(Error::Panicked("the round trip's echo thread".into())),
     }
     Ok(hist)
+}
+
+/// A named thread, or [`Error::Spawn`] with the OS's reason.
+fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<thread::JoinHandle<T>, Error> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|err| Error::Spawn(err.to_string()))
 }

@@ -5,14 +5,20 @@
 //! An application that depends on perdix-transport does not see these items unless it asks for
 //! the feature.
 //!
-//! - [`stress`]: the self-checking stress-message format, its [`Verifier`](stress::Verifier)
-//!   and the CPU [`StressSender`](stress::StressSender) (the GPU stress kernel writes the same
-//!   words);
+//! - [`stress`]: the self-checking stress-message format, its [`Verifier`](stress::Verifier),
+//!   the CPU [`StressSender`](stress::StressSender) (the GPU stress kernel writes the same
+//!   words) and the [`Throughput`](stress::Throughput) rates of a run report;
 //! - [`harness`]: a verified two-thread SPSC run and an echo-thread round trip;
+//! - [`init_logging`]: the one tracing-subscriber setup of the examples and the bins;
 //! - [`gpu`] (with `cuda`): verified GPU stress runs, the stress kernels and the layout probe;
-//! - [`StressProducers`] (with `bevy`): stress producers on a plugin's rings.
+//! - [`StressProducers`] (with `bevy`): stress producers on a plugin's rings;
+//! - [`HeadlessFrame`] (with `dashboard`): an egui frame with no window, for the panel's tests
+//!   and bench.
 
 pub mod harness;
+#[cfg(feature = "dashboard")]
+mod headless;
+mod logging;
 pub mod stress;
 
 /// Verified GPU stress runs, the stress kernels and the layout probe.
@@ -26,3 +32,6 @@ pub mod gpu {
 
 #[cfg(feature = "bevy")]
 pub use crate::bevy::stress::StressProducers;
+#[cfg(feature = "dashboard")]
+pub use headless::HeadlessFrame;
+pub use logging::init_logging;

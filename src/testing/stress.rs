@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 use crate::layout::PAYLOAD_MAX;
+use crate::Error;
 
 mod send;
 
@@ -31,12 +32,24 @@ pub const fn valid_size(size: usize) -> bool {
     size >= MIN_SIZE && size <= PAYLOAD_MAX && size.is_multiple_of(8)
 }
 
+/// `Ok` for a [`valid_size`]; otherwise [`Error::InvalidConfig`] saying what a stress size
+/// must be (a size of 20 fits a slot, so it is a bad configuration, not a message too large).
+pub(crate) fn check_size(size: usize) -> Result<(), Error> {
+    if valid_size(size) {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "stress size {size}: must be a multiple of 8 from {MIN_SIZE} to {PAYLOAD_MAX}"
+        )))
+    }
+}
+
 /// The 64-bit tag of message `seq` from `producer` (splitmix64's finaliser).
 ///
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::tag;
+/// use perdix_transport::testing::stress::tag;
 /// assert_ne!(tag(0, 0), tag(0, 1));
 /// assert_ne!(tag(0, 1), tag(1, 1));
 /// ```
@@ -83,7 +96,7 @@ const fn word_with_tag(t: u64, seq: u64, w: usize, n: usize) -> u64 {
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::{fill, Verifier};
+/// use perdix_transport::testing::stress::{fill, Verifier};
 ///
 /// let mut buf = [0u8; 64];
 /// fill(&mut buf, 3, 0);
@@ -109,7 +122,7 @@ pub fn fill(buf: &mut [u8], producer: u32, seq: u64) -> usize {
 /// # Examples
 ///
 /// ```
-/// assert_eq!(perdix_transport::stress::stream(2, 7), 0x2_0007);
+/// assert_eq!(perdix_transport::testing::stress::stream(2, 7), 0x2_0007);
 /// ```
 #[must_use]
 #[inline]
@@ -142,18 +155,6 @@ impl VerifyReport {
         self.lost == 0 && self.duplicates == 0 && self.reordered == 0 && self.corrupt == 0
     }
 
-    /// Messages checked per second over `elapsed`.
-    #[must_use]
-    pub fn msgs_per_sec(&self, elapsed: core::time::Duration) -> f64 {
-        self.messages as f64 / elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Payload bytes checked per second over `elapsed`.
-    #[must_use]
-    pub fn bytes_per_sec(&self, elapsed: core::time::Duration) -> f64 {
-        self.bytes as f64 / elapsed.as_secs_f64().max(1e-9)
-    }
-
     /// Adds another report's counts (one verifier per consumer thread).
     pub fn merge(&mut self, other: &Self) {
         self.messages += other.messages;
@@ -165,12 +166,53 @@ impl VerifyReport {
     }
 }
 
+/// The two rates every run report prints, from what it verified and how long it took: one
+/// definition for the harness's [`SpscReport`](super::harness::SpscReport) and the GPU stress
+/// report.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use perdix_transport::testing::stress::{Throughput, VerifyReport};
+///
+/// struct Run(VerifyReport, Duration);
+/// impl Throughput for Run {
+///     fn verified(&self) -> (&VerifyReport, Duration) {
+///         (&self.0, self.1)
+///     }
+/// }
+/// let report = VerifyReport { messages: 500, bytes: 32_000, ..VerifyReport::default() };
+/// let run = Run(report, Duration::from_millis(250));
+/// assert_eq!((run.msgs_per_sec(), run.bytes_per_sec()), (2_000.0, 128_000.0));
+/// // No time at all gives a huge rate, not a division by zero.
+/// assert!(Run(report, Duration::ZERO).msgs_per_sec().is_finite());
+/// ```
+pub trait Throughput {
+    /// What the run verified, and the wall time it took.
+    fn verified(&self) -> (&VerifyReport, core::time::Duration);
+
+    /// Messages verified per second.
+    #[must_use]
+    fn msgs_per_sec(&self) -> f64 {
+        let (report, elapsed) = self.verified();
+        report.messages as f64 / elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Payload bytes verified per second.
+    #[must_use]
+    fn bytes_per_sec(&self) -> f64 {
+        let (report, elapsed) = self.verified();
+        report.bytes as f64 / elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
 /// Checks stress messages as they arrive.
 ///
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::{fill, Verifier};
+/// use perdix_transport::testing::stress::{fill, Verifier};
 ///
 /// let mut verifier = Verifier::new(false);
 /// let mut buf = [0u8; 32];
@@ -214,7 +256,7 @@ impl Verifier {
     /// # Examples
     ///
     /// ```
-    /// use perdix_transport::stress::{fill, stream, Verifier};
+    /// use perdix_transport::testing::stress::{fill, stream, Verifier};
     ///
     /// let mut verifier = Verifier::new(true);
     /// let mut buf = [0u8; 32];

@@ -7,7 +7,7 @@
 
 use crossbeam_utils::Backoff;
 
-use super::{fill, valid_size};
+use super::{check_size, fill};
 use crate::{Error, Producer};
 
 /// One producer's stress stream: its producer id, kind, message size and next sequence.
@@ -22,7 +22,7 @@ use crate::{Error, Producer};
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::{StressSender, Verifier};
+/// use perdix_transport::testing::stress::{StressSender, Verifier};
 /// use perdix_transport::{Buffer, Policy};
 ///
 /// let (mut producer, mut consumer) = Buffer::builder(4).policy(Policy::DropNewest).build()?.into_split();
@@ -58,7 +58,7 @@ impl StressSender {
     ///
     /// # Errors
     ///
-    /// [`Error::MessageTooLarge`] when `size` is not a [`valid_size`].
+    /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size).
     pub fn new(producer_id: u32, kind: u32, size: usize) -> Result<Self, Error> {
         let mut sender = Self {
             producer_id,
@@ -76,11 +76,9 @@ impl StressSender {
     ///
     /// # Errors
     ///
-    /// [`Error::MessageTooLarge`] when `size` is not a [`valid_size`] (the size is unchanged).
+    /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size) (the size is unchanged).
     pub fn set_size(&mut self, size: usize) -> Result<(), Error> {
-        if !valid_size(size) {
-            return Err(Error::too_large(size));
-        }
+        check_size(size)?;
         self.size = size;
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use perdix_transport::cuda::{clock, GpuContext, GpuDevices, GpuMemory};
 use perdix_transport::testing::gpu::{self as stress, GpuStress, GpuStressReport};
+use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
 
 /// GPU options (ignored on the CPU path).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use perdix_transport::testing::harness::{self, SpscRun};
+use perdix_transport::testing::stress::Throughput;
 use perdix_transport::Error;
 
 #[cfg(feature = "cuda")]
@@ -53,10 +54,8 @@ struct Row {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    // RUST_LOG, else errors only: the tables stay readable.
+    perdix_transport::testing::init_logging("error");
     let args = Args::parse();
     #[cfg(feature = "cuda")]
     if let (false, Some(devices)) = (args.gpu.cpu, &args.gpu.devices) {

@@ -2,6 +2,7 @@
 
 use perdix_transport::cuda::{GpuContext, GpuDevices};
 use perdix_transport::testing::gpu::{self as stress, GpuStressReport};
+use perdix_transport::testing::stress::Throughput;
 use perdix_transport::Error;
 
 /// One configuration: the first device alone, then every device at once.

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use perdix_transport::cuda::{clock, GpuContext, GpuKernel, GpuMemory, GpuProducer};
 use perdix_transport::testing::gpu::{self as stress, GpuStress, GpuStressReport};
+use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
 
 use super::{check, timed, Args, Outcome};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use perdix_transport::testing::harness::{self, SpscRun};
+use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Buffer, Error, Policy};
 
 #[cfg(feature = "cuda")]
@@ -40,10 +41,8 @@ struct Outcome {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    // RUST_LOG, else errors only: the tables stay readable.
+    perdix_transport::testing::init_logging("error");
     let args = Args::parse();
     #[cfg(feature = "cuda")]
     if !args.cpu {
