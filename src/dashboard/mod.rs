@@ -27,12 +27,18 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod format;
+mod health;
 #[cfg(feature = "overlay")]
 mod overlay;
+mod palette;
 mod panel;
+mod plots;
+mod series;
 
 pub use egui;
 pub use egui_plot;
+pub use health::Health;
 #[cfg(feature = "overlay")]
 pub use overlay::{PerdixOverlay, PerdixOverlayPlugin};
-pub use panel::{Health, PerdixPanel};
+pub use panel::PerdixPanel;
