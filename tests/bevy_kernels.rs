@@ -1,12 +1,18 @@
-//! `kernels/particles.cu` (the simulation example's producer) compiles through NVRTC for sm_90
-//! with no GPU, and its event structs have the sizes the example's `#[repr(C)]` twins have.
+//! `examples/simulation/particles.cu` (the simulation example's producer) compiles through NVRTC
+//! for sm_90 with no GPU; its event structs have the sizes of their `#[repr(C)]` twins in
+//! `step.rs`.
 //! Skips (with a printed reason) when libnvrtc is absent; see `tests/nvrtc.rs` for the CI setup.
 #![cfg(all(feature = "cuda", feature = "bevy"))]
 
 use perdix_transport::cuda::compile_ptx;
 use perdix_transport::Error;
 
-const PARTICLES_CU: &str = include_str!("../examples/simulation/particles.cu");
+/// The kernel, its arguments and its events: the example's one definition.
+#[path = "../examples/simulation/step.rs"]
+#[allow(dead_code)] // the example uses the constants this test does not
+mod step;
+
+use step::PARTICLES_CU;
 
 #[test]
 fn particles_kernel_compiles_for_sm_90() {
@@ -45,42 +51,14 @@ mod gpu_producer {
 
     use bevy_app::prelude::*;
     use bevy_ecs::prelude::*;
-    use bytemuck::{Pod, Zeroable};
     use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin, PerdixRing};
 
+    use super::step::{
+        BlockStats, BumperHit, StepArgs, WallHit, BLOCK, ENTRY, KIND_BLOCK_STATS, KIND_BUMPER_HIT,
+        KIND_WALL_HIT, PARTICLES_CU,
+    };
+
     const PARTICLES: u32 = 4096;
-    const BLOCK: u32 = 256;
-
-    #[derive(Clone, Copy, Pod, Zeroable)]
-    #[repr(C)]
-    struct StepArgs {
-        dt: f32,
-        frame: u32,
-        count: u32,
-        half: f32,
-    }
-
-    /// The kernel's `BlockStats` (kind 3).
-    #[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
-    #[repr(C)]
-    struct BlockStats {
-        block: u32,
-        frame: u32,
-        particles: u32,
-        kinetic: f32,
-        max_speed: f32,
-        hits: u32,
-    }
-
-    /// The kernel's `WallHit` / `BumperHit` (kinds 1 and 2; same layout).
-    #[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
-    #[repr(C)]
-    struct Hit {
-        particle: u32,
-        what: u32,
-        speed: f32,
-        frame: u32,
-    }
 
     #[derive(Resource, Default)]
     struct Frame(u32);
@@ -93,11 +71,12 @@ mod gpu_producer {
 
     fn collect(
         mut stats: MessageReader<BlockStats>,
-        mut hits: MessageReader<Hit>,
+        mut walls: MessageReader<WallHit>,
+        mut bumpers: MessageReader<BumperHit>,
         mut seen: ResMut<Seen>,
     ) {
         seen.stats.extend(stats.read().copied());
-        seen.hits += hits.read().count() as u64;
+        seen.hits += (walls.read().count() + bumpers.read().count()) as u64;
     }
 
     fn tick(mut frame: ResMut<Frame>) {
@@ -111,21 +90,20 @@ mod gpu_producer {
         // unsigned count, float half)` takes the producer pointer first and reaches the ring
         // only through `perdix_emit`; `StepArgs` is `#[repr(C)] { f32, u32, u32, f32 }`, its
         // parameters after `p` in order; it has no other pointer to write through.
-        let spec =
-            unsafe { GpuProducerSpec::new("particles", super::PARTICLES_CU, "particles_step") }
-                .grid(PARTICLES.div_ceil(BLOCK))
-                .block(BLOCK)
-                .args(|world: &World| StepArgs {
-                    dt: 1.0 / 240.0,
-                    frame: world.resource::<Frame>().0,
-                    count: PARTICLES,
-                    half: 1.0,
-                });
+        let spec = unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
+            .grid(PARTICLES.div_ceil(BLOCK))
+            .block(BLOCK)
+            .args(|world: &World| StepArgs {
+                dt: 1.0 / 240.0,
+                frame: world.resource::<Frame>().0,
+                count: PARTICLES,
+                half: 1.0,
+            });
         let mut app = App::new();
         app.add_plugins(PerdixPlugin::default().capacity(65_536))
-            .add_perdix_message::<Hit>(1)
-            .add_perdix_message::<Hit>(2)
-            .add_perdix_message::<BlockStats>(3)
+            .add_perdix_message::<WallHit>(KIND_WALL_HIT)
+            .add_perdix_message::<BumperHit>(KIND_BUMPER_HIT)
+            .add_perdix_message::<BlockStats>(KIND_BLOCK_STATS)
             .add_gpu_producer(spec)
             .init_resource::<Frame>()
             .init_resource::<Seen>()

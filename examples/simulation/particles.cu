@@ -1,14 +1,14 @@
 // particles.cu: particles in a box, one thread per particle, one launch per frame.
 //
-// The GPU producer of `examples/simulation.rs` (the CPU fallback there runs the same step in
-// Rust; keep the two in step). Each frame every particle moves by v * dt, bounces off the walls
-// of the box [-half, half]^2 and off four round bumpers, and emits an event for each bounce; one
-// thread per block emits the block's statistics. The state lives in a device global, so it
+// The GPU producer of the `simulation` example (its CPU fallback, `cpu.rs` beside this file,
+// runs the same step in Rust; keep the two in step). Each frame every particle moves by
+// v * dt, bounces off the walls of the box [-half, half]^2 and off four round bumpers, and
+// emits an event for each bounce; one thread per block emits the block's statistics. The state lives in a device global, so it
 // persists between launches of the loaded module; frame 0 initialises it.
 //
 // Launched by `GpuProducer::launch` as
 //   particles_step(p, dt, frame, count, half)
-// with the Rust `StepArgs` fields passed as 4-byte scalars in this order.
+// with the Rust `StepArgs` fields (`step.rs`) passed as 4-byte scalars in this order.
 #include "perdix.cuh"
 
 #define MAX_PARTICLES 65536
@@ -20,7 +20,7 @@
 
 struct Particle { float x, y, vx, vy; };
 
-// The `#[repr(C)]` twins of these are in examples/simulation.rs.
+// Their `#[repr(C)]` twins are in `step.rs`, which asserts the same sizes.
 struct WallHit { perdix_u32 particle, wall; float speed; perdix_u32 frame; };
 struct BumperHit { perdix_u32 particle, bumper; float speed; perdix_u32 frame; };
 struct BlockStats { perdix_u32 block, frame, particles; float kinetic, max_speed; perdix_u32 hits; };

@@ -1,0 +1,76 @@
+//! The kernel's interface, in Rust: the `#[repr(C)]` twins of `particles.cu`'s argument and
+//! event structs, its message kinds and its sizes. One definition, used by the example (and its
+//! CPU fallback in `cpu.rs`) and by `tests/bevy_kernels.rs` (through `#[path]`); the CUDA side
+//! declares the same structs and `static_assert`s the same sizes.
+
+use bevy_ecs::prelude::*;
+use bytemuck::{Pod, Zeroable};
+
+/// The kernel, embedded; compiled by NVRTC at first launch.
+pub const PARTICLES_CU: &str = include_str!("particles.cu");
+/// Its entry point.
+pub const ENTRY: &str = "particles_step";
+
+/// `KIND_WALL_HIT` in the kernel.
+pub const KIND_WALL_HIT: u32 = 1;
+/// `KIND_BUMPER_HIT` in the kernel.
+pub const KIND_BUMPER_HIT: u32 = 2;
+/// `KIND_BLOCK_STATS` in the kernel.
+pub const KIND_BLOCK_STATS: u32 = 3;
+/// Particles per block on the GPU, and per statistics message on the CPU.
+pub const BLOCK: u32 = 256;
+/// The kernel's `MAX_PARTICLES`.
+pub const MAX_PARTICLES: u32 = 65_536;
+/// The kernel's `BUMPERS`.
+pub const BUMPERS: u32 = 4;
+
+/// The kernel's per-frame arguments, passed as its scalar parameters after `p`, in order:
+/// `particles_step(p, dt, frame, count, half)`.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct StepArgs {
+    /// Simulated seconds this frame.
+    pub dt: f32,
+    /// Frame number (0 initialises the particles).
+    pub frame: u32,
+    /// Particles simulated.
+    pub count: u32,
+    /// Half the box's side.
+    pub half: f32,
+}
+
+/// A particle bounced off a wall (0 left, 1 right, 2 bottom, 3 top).
+#[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct WallHit {
+    pub particle: u32,
+    pub wall: u32,
+    pub speed: f32,
+    pub frame: u32,
+}
+
+/// A particle bounced off a bumper.
+#[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BumperHit {
+    pub particle: u32,
+    pub bumper: u32,
+    pub speed: f32,
+    pub frame: u32,
+}
+
+/// One block's statistics for one frame.
+#[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub struct BlockStats {
+    pub block: u32,
+    pub frame: u32,
+    pub particles: u32,
+    pub kinetic: f32,
+    pub max_speed: f32,
+    pub hits: u32,
+}
+
+// The sizes `particles.cu` asserts for its twins.
+const _: () = assert!(size_of::<WallHit>() == 16 && size_of::<BumperHit>() == 16);
+const _: () = assert!(size_of::<BlockStats>() == 24 && size_of::<StepArgs>() == 16);
