@@ -1,0 +1,83 @@
+//! The command line.
+
+use clap::Parser;
+use perdix_transport::bevy::DrainMode;
+use perdix_transport::Policy;
+
+/// Headless Bevy stress test of the perdix transport.
+#[derive(Parser, Debug, Clone)]
+#[command(version)]
+pub struct Args {
+    /// Seconds to produce for (the drain then empties the rings).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Slots per ring (a power of two).
+    #[arg(long, default_value_t = 16_384)]
+    pub capacity: usize,
+    /// Message size in bytes (a multiple of 8 from 16 to 224).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Backpressure policy: block or drop-newest.
+    #[arg(long, default_value_t = Policy::Block)]
+    pub policy: Policy,
+    /// Drain mode: system (in the frame) or thread (a consumer thread per ring). Default: thread
+    /// when GPU producers run (faster there, docs/PERFORMANCE.md), system on the CPU fallback
+    /// (the drain threads would compete with the CPU producers for cores).
+    #[arg(long = "drain", value_name = "DRAIN")]
+    pub drain_flag: Option<DrainMode>,
+    /// The drain mode chosen (from `--drain` or the backend).
+    #[arg(skip)]
+    pub drain: DrainMode,
+    /// ECS message type the stress kind is delivered as: `envelope` (`Envelope<[u64; size/8]>`,
+    /// the payload plus its header) or `raw` (`PerdixMessage`, a whole 256-byte slot).
+    #[arg(long, value_enum, default_value_t = Deliver::Envelope)]
+    pub deliver: Deliver,
+    /// Verifier systems (a power of two), each checking the rings `r` with
+    /// `r % verifiers == its index`; Bevy runs them in parallel (default: cores / 2, 1 to 8).
+    #[arg(long)]
+    pub verifiers: Option<usize>,
+    /// CPU producer threads, or rings per device for the GPU stress grid (default: cores - 1,
+    /// from 1 to 4).
+    #[arg(long)]
+    pub producers: Option<usize>,
+    /// Most messages delivered into ECS messages per frame.
+    #[arg(long, default_value_t = 262_144)]
+    pub budget: usize,
+    /// Use CPU producers even when a GPU is present.
+    #[arg(long)]
+    pub cpu: bool,
+    /// CUDA devices for the GPU producers: `all` (default) or ordinals like `0,1` (`0,0` runs
+    /// two producer sets on one GPU). Each device gets its own rings.
+    #[cfg(feature = "cuda")]
+    #[arg(long, default_value_t = perdix_transport::cuda::GpuDevices::All)]
+    pub devices: perdix_transport::cuda::GpuDevices,
+    /// Baseline without Bevy: the same producer, message size, ring and verifier on the bare
+    /// ring (one producer thread, the consumer on this thread), for the ECS/ring ratio.
+    #[arg(long)]
+    pub raw: bool,
+    /// Threads of Bevy's task pools (0: Bevy's default, one per core).
+    #[arg(long, default_value_t = 0)]
+    pub bevy_threads: usize,
+    /// Also print the `perdix/*` diagnostics (from bevy_diagnostic's `DiagnosticsStore`) each
+    /// second.
+    #[arg(long)]
+    pub diagnostics: bool,
+}
+
+/// How stress messages reach the verifiers.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deliver {
+    /// `Envelope<[u64; size / 8]>`: the payload as a typed array, with its header.
+    Envelope,
+    /// `PerdixMessage`: the raw slot.
+    Raw,
+}
+
+impl Deliver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Deliver::Envelope => "Envelope<[u64; size/8]>",
+            Deliver::Raw => "PerdixMessage",
+        }
+    }
+}

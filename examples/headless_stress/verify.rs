@@ -1,0 +1,209 @@
+//! The verifier systems: each checks the sequence and checksum of every stress message from its
+//! share of the rings, whatever ECS type the messages are delivered as.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bevy_app::prelude::*;
+use bevy_ecs::prelude::*;
+use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixMessage};
+use perdix_transport::clock;
+use perdix_transport::telemetry::LatencyHistogram;
+use perdix_transport::testing::stress::{self, Verifier};
+use perdix_transport::testing::StressProducers;
+
+/// One delivered message in this many gets a latency sample.
+pub const LATENCY_SAMPLE_EVERY: u64 = 16;
+
+/// One verifier system's state.
+pub struct Shard {
+    pub verifier: Verifier,
+    /// Messages of another kind than the stress kind.
+    pub foreign: u64,
+    /// Messages checked (one in [`LATENCY_SAMPLE_EVERY`] gets a latency sample).
+    pub tick: u64,
+    pub latency: LatencyHistogram,
+    pub latency_window: LatencyHistogram,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self {
+            verifier: Verifier::new(true),
+            foreign: 0,
+            tick: 0,
+            latency: LatencyHistogram::new(),
+            latency_window: LatencyHistogram::new(),
+        }
+    }
+}
+
+/// The verifier systems.
+#[derive(SystemSet, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Verify;
+
+/// A delivered stress message, whatever its ECS type.
+pub trait StressMessage: Message {
+    fn kind(&self) -> u32;
+    fn producer(&self) -> u32;
+    fn ring(&self) -> u32;
+    fn stamp_ns(&self) -> u64;
+    fn payload(&self) -> &[u8];
+}
+
+impl StressMessage for PerdixMessage {
+    fn kind(&self) -> u32 {
+        PerdixMessage::kind(self)
+    }
+    fn producer(&self) -> u32 {
+        PerdixMessage::producer(self)
+    }
+    fn ring(&self) -> u32 {
+        PerdixMessage::ring(self)
+    }
+    fn stamp_ns(&self) -> u64 {
+        PerdixMessage::stamp_ns(self)
+    }
+    fn payload(&self) -> &[u8] {
+        PerdixMessage::payload(self)
+    }
+}
+
+impl<const W: usize> StressMessage for Envelope<[u64; W]>
+where
+    [u64; W]: bytemuck::Pod,
+{
+    fn kind(&self) -> u32 {
+        self.kind
+    }
+    fn producer(&self) -> u32 {
+        self.producer
+    }
+    fn ring(&self) -> u32 {
+        self.ring
+    }
+    fn stamp_ns(&self) -> u64 {
+        self.stamp_ns
+    }
+    fn payload(&self) -> &[u8] {
+        bytemuck::bytes_of(&self.value)
+    }
+}
+
+/// Calls `$f::<W>($args)` with `W = $words` (2..=28, a stress size in 64-bit words): typed
+/// envelopes need the size at compile time.
+macro_rules! with_words {
+    ($words:expr, $f:ident, $($arg:expr),*) => {
+        match $words {
+            2 => $f::<2>($($arg),*), 3 => $f::<3>($($arg),*), 4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*), 6 => $f::<6>($($arg),*), 7 => $f::<7>($($arg),*),
+            8 => $f::<8>($($arg),*), 9 => $f::<9>($($arg),*), 10 => $f::<10>($($arg),*),
+            11 => $f::<11>($($arg),*), 12 => $f::<12>($($arg),*), 13 => $f::<13>($($arg),*),
+            14 => $f::<14>($($arg),*), 15 => $f::<15>($($arg),*), 16 => $f::<16>($($arg),*),
+            17 => $f::<17>($($arg),*), 18 => $f::<18>($($arg),*), 19 => $f::<19>($($arg),*),
+            20 => $f::<20>($($arg),*), 21 => $f::<21>($($arg),*), 22 => $f::<22>($($arg),*),
+            23 => $f::<23>($($arg),*), 24 => $f::<24>($($arg),*), 25 => $f::<25>($($arg),*),
+            26 => $f::<26>($($arg),*), 27 => $f::<27>($($arg),*), _ => $f::<28>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_words;
+
+/// Routes the stress kind into `Envelope<[u64; W]>` and verifies those.
+pub fn deliver_envelopes<const W: usize>(app: &mut App, shards: &[Arc<Mutex<Shard>>])
+where
+    [u64; W]: bytemuck::Pod,
+{
+    app.add_perdix_envelope::<[u64; W]>(StressProducers::KIND);
+    add_verifiers::<Envelope<[u64; W]>>(app, shards);
+}
+
+/// One verifier system per shard: shard `i` checks the rings `r` with `r % shards == i`.
+///
+/// The drain writes a frame's messages ring by ring (each ring's run is contiguous, rings in
+/// order), so a verifier finds its rings' runs by binary search over this frame's message ids
+/// and reads only those (verifiers that each scanned every message paid for it in memory
+/// bandwidth: docs/PERFORMANCE.md, "Verifiers that read only their rings"). Nothing is assumed silently: a message missed or seen
+/// twice fails the run (the total must equal what the producers sent).
+pub fn add_verifiers<M: StressMessage>(app: &mut App, shards: &[Arc<Mutex<Shard>>]) {
+    let mask = shards.len().saturating_sub(1);
+    for (index, shard) in shards.iter().enumerate() {
+        let shard = Arc::clone(shard);
+        let verify = move |messages: Res<Messages<M>>| {
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = &mut *guard;
+            // This frame's messages (the drain in `PreUpdate` is their only writer).
+            let end = messages.oldest_message_count() + messages.len();
+            let mut id = end - messages.iter_current_update_messages().len();
+            while let Some((first, _)) = messages.get_message(id) {
+                let ring = first.ring();
+                let run_end = run_end(&messages, id, end, ring);
+                if ring as usize & mask == index {
+                    for at in id..run_end {
+                        if let Some((msg, _)) = messages.get_message(at) {
+                            check(state, msg);
+                        }
+                    }
+                }
+                id = run_end;
+            }
+        };
+        app.add_systems(Update, verify.in_set(Verify));
+    }
+}
+
+/// The end of the run of ring `ring` that starts at message id `from` (binary search: runs are
+/// contiguous and in ring order).
+fn run_end<M: StressMessage>(messages: &Messages<M>, from: usize, end: usize, ring: u32) -> usize {
+    let (mut lo, mut hi) = (from + 1, end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match messages.get_message(mid) {
+            Some((msg, _)) if msg.ring() <= ring => lo = mid + 1,
+            _ => hi = mid,
+        }
+    }
+    lo
+}
+
+/// Checks one message in a shard.
+#[inline]
+fn check<M: StressMessage>(state: &mut Shard, msg: &M) {
+    if msg.kind() != StressProducers::KIND {
+        state.foreign += 1;
+        return;
+    }
+    // GPU thread ids repeat on every device: track each (ring, thread) stream.
+    let stream = stress::stream(msg.ring(), msg.producer());
+    state
+        .verifier
+        .check_stream(stream, msg.producer(), msg.payload());
+    state.tick += 1;
+    if state.tick.is_multiple_of(LATENCY_SAMPLE_EVERY) && msg.stamp_ns() != 0 {
+        let ns = clock::now_ns().saturating_sub(msg.stamp_ns());
+        state.latency.record(ns);
+        state.latency_window.record(ns);
+    }
+}
+
+/// Messages and bytes verified so far, over every shard.
+pub fn verified(shards: &[Arc<Mutex<Shard>>]) -> (u64, u64) {
+    shards.iter().fold((0, 0), |(m, b), shard| {
+        let report = shard
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .verifier
+            .report();
+        (m + report.messages, b + report.bytes)
+    })
+}
+
+/// The shards' latency windows merged (and cleared).
+pub fn take_latency_window(shards: &[Arc<Mutex<Shard>>]) -> LatencyHistogram {
+    let mut merged = LatencyHistogram::new();
+    for shard in shards {
+        let mut state = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        merged.merge(&state.latency_window);
+        state.latency_window.clear();
+    }
+    merged
+}
