@@ -1,0 +1,129 @@
+//! 03 — typed messages into Bevy, and the plugin's diagnostics read by a system.
+//!
+//! [`PerdixPlugin`] drains rings into Bevy messages each frame. Here a CPU thread owns the
+//! producer half of one of the plugin's rings and sends `Reading`s; `add_perdix_message` routes
+//! their kind into `Messages<Reading>`, which an ordinary system reads with a `MessageReader`.
+//! A second system reads the plugin's own `perdix/*` diagnostics from bevy_diagnostic's
+//! `DiagnosticsStore` and prints them with what arrived; after two seconds the app exits, its
+//! rings close, and the sending thread sees `Disconnected` and ends.
+//!
+//! ```text
+//! cargo run --example 03_bevy_messages
+//! ```
+//!
+//! A GPU kernel feeds the plugin the same way (`add_gpu_producer`, see the `simulation` example).
+//! Next: `04_dashboard` draws these figures live.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bevy_app::prelude::*;
+use bevy_app::{ScheduleRunnerPlugin, TaskPoolPlugin};
+use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
+use bevy_ecs::prelude::*;
+use bytemuck::{Pod, Zeroable};
+use perdix_transport::bevy::{PerdixAppExt, PerdixDiagnostics, PerdixPlugin, PerdixRing};
+
+/// One sensor reading, as it travels in a slot: `#[repr(C)]` and `Pod`, so its bytes are the
+/// message. A `Message` too, so Bevy can deliver it.
+#[derive(Message, Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+struct Reading {
+    sensor: u32,
+    value: f32,
+}
+
+/// The message kind `Reading`s are sent with.
+const KIND_READING: u32 = 1;
+/// How long the app runs.
+const RUN_FOR: Duration = Duration::from_secs(2);
+
+/// What the readers have seen.
+#[derive(Resource, Debug, Default)]
+struct Seen {
+    readings: u64,
+    sum: f64,
+}
+
+fn main() -> AppExit {
+    App::new()
+        .add_plugins((
+            TaskPoolPlugin::default(),
+            ScheduleRunnerPlugin::run_loop(Duration::from_millis(5)),
+            DiagnosticsPlugin,
+            PerdixPlugin::default().capacity(4096),
+        ))
+        .add_perdix_message::<Reading>(KIND_READING)
+        .init_resource::<Seen>()
+        .add_systems(Startup, start_sensor)
+        // The plugin drains in `PreUpdate`: `Update` systems see this frame's messages.
+        .add_systems(Update, (read_readings, report).chain())
+        .run()
+}
+
+/// A ring for a sensor thread: about 100 readings a millisecond until the app is gone.
+fn start_sensor(mut rings: ResMut<PerdixRing>) -> Result {
+    let mut producer = rings.add_producer("sensor")?;
+    thread::Builder::new()
+        .name("sensor".into())
+        .spawn(move || {
+            for n in 0u32.. {
+                let reading = Reading {
+                    sensor: n % 4,
+                    value: (n % 1000) as f32,
+                };
+                // Waits while the ring is full; `Err(Disconnected)` once the app has exited.
+                if producer
+                    .produce_kind(KIND_READING, bytemuck::bytes_of(&reading))
+                    .is_err()
+                {
+                    return;
+                }
+                if n % 100 == 99 {
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Reads this frame's readings, typed.
+fn read_readings(mut readings: MessageReader<Reading>, mut seen: ResMut<Seen>) {
+    for reading in readings.read() {
+        seen.readings += 1;
+        seen.sum += f64::from(reading.value);
+    }
+}
+
+/// Twice a second: what arrived, and the plugin's view of it; then exits.
+fn report(
+    store: Res<DiagnosticsStore>,
+    seen: Res<Seen>,
+    mut last: Local<Option<(Instant, Instant)>>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    let now = Instant::now();
+    let (start, printed) = last.get_or_insert((now, now));
+    if now - *printed < Duration::from_millis(500) {
+        return;
+    }
+    *printed = now;
+    // Diagnostics are `Option`: none before the plugin's first ~100 ms sample.
+    let value = |path| store.get(path).and_then(|d| d.smoothed()).unwrap_or(0.0);
+    println!(
+        "[{:.1} s] {} readings (mean {:.1}) | perdix/msgs_per_sec {:.0} | perdix/occupancy {:.1}% | perdix/errors {}",
+        (now - *start).as_secs_f64(),
+        seen.readings,
+        seen.sum / seen.readings.max(1) as f64,
+        value(&PerdixDiagnostics::MSGS_PER_SEC),
+        value(&PerdixDiagnostics::OCCUPANCY),
+        value(&PerdixDiagnostics::ERRORS),
+    );
+    if now - *start >= RUN_FOR {
+        exit.write(if seen.readings > 0 {
+            AppExit::Success
+        } else {
+            AppExit::from_code(1)
+        });
+    }
+}
