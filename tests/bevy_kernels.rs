@@ -51,12 +51,9 @@ mod gpu_producer {
 
     use bevy_app::prelude::*;
     use bevy_ecs::prelude::*;
-    use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin, PerdixRing};
+    use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRing};
 
-    use super::step::{
-        BlockStats, BumperHit, StepArgs, WallHit, BLOCK, ENTRY, KIND_BLOCK_STATS, KIND_BUMPER_HIT,
-        KIND_WALL_HIT, PARTICLES_CU,
-    };
+    use super::step::{self, BlockStats, BumperHit, StepArgs, WallHit, BLOCK};
 
     const PARTICLES: u32 = 4096;
 
@@ -86,24 +83,15 @@ mod gpu_producer {
     #[test]
     #[ignore = "needs a CUDA device"]
     fn particles_kernel_runs_as_a_gpu_producer() {
-        // SAFETY: `particles_step(const perdix_producer* p, float dt, unsigned frame,
-        // unsigned count, float half)` takes the producer pointer first and reaches the ring
-        // only through `perdix_emit`; `StepArgs` is `#[repr(C)] { f32, u32, u32, f32 }`, its
-        // parameters after `p` in order; it has no other pointer to write through.
-        let spec = unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
-            .grid(PARTICLES.div_ceil(BLOCK))
-            .block(BLOCK)
-            .args(|world: &World| StepArgs {
-                dt: 1.0 / 240.0,
-                frame: world.resource::<Frame>().0,
-                count: PARTICLES,
-                half: 1.0,
-            });
+        let spec = step::producer(PARTICLES, |world: &World| StepArgs {
+            dt: 1.0 / 240.0,
+            frame: world.resource::<Frame>().0,
+            count: PARTICLES,
+            half: 1.0,
+        });
         let mut app = App::new();
-        app.add_plugins(PerdixPlugin::default().capacity(65_536))
-            .add_perdix_message::<WallHit>(KIND_WALL_HIT)
-            .add_perdix_message::<BumperHit>(KIND_BUMPER_HIT)
-            .add_perdix_message::<BlockStats>(KIND_BLOCK_STATS)
+        app.add_plugins(PerdixPlugin::default().capacity(65_536));
+        step::add_messages(&mut app)
             .add_gpu_producer(spec)
             .init_resource::<Frame>()
             .init_resource::<Seen>()

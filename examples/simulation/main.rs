@@ -22,7 +22,7 @@ use bevy_app::{ScheduleRunnerPlugin, TaskPoolPlugin};
 use bevy_diagnostic::DiagnosticsPlugin;
 use bevy_ecs::prelude::*;
 use clap::Parser;
-use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin};
+use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
 
 mod cpu;
 mod run;
@@ -31,10 +31,7 @@ mod systems;
 
 use cpu::CpuParticles;
 use run::{Args, Run};
-use step::{
-    BlockStats, BumperHit, StepArgs, WallHit, BLOCK, ENTRY, KIND_BLOCK_STATS, KIND_BUMPER_HIT,
-    KIND_WALL_HIT, MAX_PARTICLES, PARTICLES_CU,
-};
+use step::{StepArgs, MAX_PARTICLES};
 use systems::{SimClock, SimStats};
 
 fn main() -> ExitCode {
@@ -49,41 +46,29 @@ fn main() -> ExitCode {
     } else {
         Duration::ZERO
     };
-    let blocks = args.particles.div_ceil(BLOCK);
-    // SAFETY: `GpuProducerSpec::new`'s contract, point by point, for `particles_step(const
-    // perdix_producer* p, float dt, unsigned frame, unsigned count, float half)` in
-    // particles.cu: (1) it takes the producer pointer first and passes it only to `perdix_emit`;
-    // (2) it reaches the ring only through `perdix_emit`; (3) `StepArgs` is `#[repr(C)] { f32,
-    // u32, u32, f32 }`, its parameters after `p` in order; (4) it writes only its own device
-    // global `g_particles`, through no pointer it was given.
-    let spec = unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
-        .grid(blocks)
-        .block(BLOCK)
-        .args(|world: &World| {
-            let (frame, args) = (
-                world.resource::<SimClock>().frame,
-                &world.resource::<Run>().args,
-            );
-            StepArgs {
-                dt: args.dt,
-                frame,
-                count: args.particles,
-                half: 1.0,
-            }
-        })
-        .cpu_fallback(CpuParticles::default().into_fallback());
+    let spec = step::producer(args.particles, |world: &World| {
+        let (frame, args) = (
+            world.resource::<SimClock>().frame,
+            &world.resource::<Run>().args,
+        );
+        StepArgs {
+            dt: args.dt,
+            frame,
+            count: args.particles,
+            half: 1.0,
+        }
+    })
+    .cpu_fallback(CpuParticles::default().into_fallback());
     let outcome = Arc::new(Mutex::new(None));
     let now = Instant::now();
-    App::new()
-        .add_plugins((
-            TaskPoolPlugin::default(),
-            ScheduleRunnerPlugin::run_loop(wait),
-            DiagnosticsPlugin,
-            PerdixPlugin::default().capacity(65_536),
-        ))
-        .add_perdix_message::<WallHit>(KIND_WALL_HIT)
-        .add_perdix_message::<BumperHit>(KIND_BUMPER_HIT)
-        .add_perdix_message::<BlockStats>(KIND_BLOCK_STATS)
+    let mut app = App::new();
+    app.add_plugins((
+        TaskPoolPlugin::default(),
+        ScheduleRunnerPlugin::run_loop(wait),
+        DiagnosticsPlugin,
+        PerdixPlugin::default().capacity(65_536),
+    ));
+    step::add_messages(&mut app)
         .add_gpu_producer(spec)
         .init_resource::<SimClock>()
         .init_resource::<SimStats>()

@@ -1,10 +1,13 @@
 //! The kernel's interface, in Rust: the `#[repr(C)]` twins of `particles.cu`'s argument and
-//! event structs, its message kinds and its sizes. One definition, used by the example (and its
-//! CPU fallback in `cpu.rs`) and by `tests/bevy_kernels.rs` (through `#[path]`); the CUDA side
-//! declares the same structs and `static_assert`s the same sizes.
+//! event structs, its message kinds and sizes, the routing of its kinds ([`add_messages`]) and
+//! the producer that launches it ([`producer`], the one `unsafe` call). One definition, used by
+//! the example (and its CPU fallback in `cpu.rs`) and by `tests/bevy_kernels.rs` (through
+//! `#[path]`); the CUDA side declares the same structs and `static_assert`s the same sizes.
 
+use bevy_app::App;
 use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
+use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt};
 
 /// The kernel, embedded; compiled by NVRTC at first launch.
 pub const PARTICLES_CU: &str = include_str!("particles.cu");
@@ -74,3 +77,28 @@ pub struct BlockStats {
 // The sizes `particles.cu` asserts for its twins.
 const _: () = assert!(size_of::<WallHit>() == 16 && size_of::<BumperHit>() == 16);
 const _: () = assert!(size_of::<BlockStats>() == 24 && size_of::<StepArgs>() == 16);
+
+/// Routes the kernel's three kinds into their message types.
+pub fn add_messages(app: &mut App) -> &mut App {
+    app.add_perdix_message::<WallHit>(KIND_WALL_HIT)
+        .add_perdix_message::<BumperHit>(KIND_BUMPER_HIT)
+        .add_perdix_message::<BlockStats>(KIND_BLOCK_STATS)
+}
+
+/// `particles_step` as a plugin producer for `particles` particles, one GPU thread each, with
+/// `args` giving each frame's arguments.
+pub fn producer(
+    particles: u32,
+    args: impl Fn(&World) -> StepArgs + Send + Sync + 'static,
+) -> GpuProducerSpec<StepArgs> {
+    // SAFETY: `GpuProducerSpec::new`'s contract, point by point, for `particles_step(const
+    // perdix_producer* p, float dt, unsigned frame, unsigned count, float half)` in
+    // particles.cu: (1) it takes the producer pointer first and passes it only to `perdix_emit`;
+    // (2) it reaches the ring only through `perdix_emit`; (3) `StepArgs` is `#[repr(C)] { f32,
+    // u32, u32, f32 }`, its parameters after `p` in order; (4) it writes only its own device
+    // global `g_particles`, through no pointer it was given.
+    unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
+        .grid(particles.div_ceil(BLOCK))
+        .block(BLOCK)
+        .args(args)
+}
