@@ -1,6 +1,5 @@
 //! [`HeadlessFrame`]: one egui frame laid out with no window and no renderer, the way the
 //! dashboard tests and the panel bench drive [`PerdixPanel`](crate::dashboard::PerdixPanel).
-#![forbid(unsafe_code)]
 
 use egui::epaint::{ClippedPrimitive, ClippedShape, Primitive};
 use egui::{Context, FullOutput, Pos2, RawInput, Rect, Ui, Vec2};

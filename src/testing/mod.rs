@@ -14,6 +14,7 @@
 //! - [`StressProducers`] (with `bevy`): stress producers on a plugin's rings;
 //! - [`HeadlessFrame`] (with `dashboard`): an egui frame with no window, for the panel's tests
 //!   and bench.
+#![forbid(unsafe_code)]
 
 pub mod harness;
 #[cfg(feature = "dashboard")]

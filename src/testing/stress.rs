@@ -14,7 +14,6 @@
 //! The quick check reads the first and last 16 bytes; the full check reads every word. Each
 //! producer's sequence runs 0, 1, 2, ... so a gap is a loss, a repeat a duplicate, and a step back
 //! a reorder.
-#![forbid(unsafe_code)]
 
 use crate::layout::PAYLOAD_MAX;
 use crate::Error;
