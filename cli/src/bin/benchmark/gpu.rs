@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use perdix_transport::cuda::{clock, GpuContext, GpuDevices, GpuMemory};
+use perdix_transport::cuda::{GpuContext, GpuDevices, GpuMemory};
 use perdix_transport::testing::gpu::{self as stress, GpuStress, GpuStressReport};
 use perdix_transport::{Error, Policy};
 
@@ -263,7 +263,7 @@ pub fn run(gpu: &GpuContext, args: &super::Args) -> Result<bool, Error> {
             "benchmark: ping-pong, {} round trips",
             args.round_trips.min(200_000)
         );
-        let rt = clock::round_trip(gpu, args.round_trips.min(200_000) as u32)?;
+        let rt = stress::ping_pong(gpu, args.round_trips.min(200_000) as u32)?;
         Some((report, rt))
     } else {
         None

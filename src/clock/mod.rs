@@ -1,0 +1,22 @@
+//! The clock messages are stamped with, and (with `cuda`) the GPU clock mapped onto it.
+//!
+//! [`now_ns()`] is nanoseconds of the monotonic clock (`std::time::Instant`) since a fixed point
+//! taken once per process. A CPU producer stamps with it; a GPU producer stamps with
+//! `%globaltimer` mapped onto it by calibration ([`ClockMapping`], kept fresh by a
+//! [`ClockTracker`]), so one-way latency is `now_ns() - message.stamp_ns()` for either kind of
+//! producer.
+//!
+//! The calibration is a ping-pong with a one-thread probe kernel: the host writes a round number
+//! into pinned memory at `t0`, the kernel answers with its `%globaltimer`, the host sees the
+//! answer at `t1`. The GPU read its clock somewhere in `[t0, t1]`, so the midpoint maps it with
+//! an error of at most `(t1 - t0) / 2` plus the timer's tick; the tightest of many rounds is
+//! kept. `%globaltimer` drifts against the CPU clock, so [`calibrate_drift`] measures twice and
+//! fits the slope, and [`ClockTracker`] refits it while a producer runs (measured drift and
+//! residuals: `docs/PERFORMANCE.md`; why: `docs/DESIGN-NOTES.md`, "The clock mapping is
+//! refitted during a run").
+
+mod cpu;
+
+#[cfg(feature = "cuda")]
+pub use crate::cuda::clock::{calibrate, calibrate_drift, ClockMapping, ClockTracker};
+pub use cpu::now_ns;
