@@ -14,6 +14,7 @@
 //! fits the slope, and [`ClockTracker`] refits it while a producer runs (measured drift and
 //! residuals: `docs/PERFORMANCE.md`; why: `docs/DESIGN-NOTES.md`, "The clock mapping is
 //! refitted during a run").
+#![forbid(unsafe_code)]
 
 mod cpu;
 

@@ -31,13 +31,13 @@ use crate::Policy;
 /// ```
 #[derive(Debug, Clone)]
 pub struct GpuStress {
-    /// Blocks in the grid (132 fills an H100 SXM).
+    /// Blocks in the grid (one per SM fills the device: [`GpuContext::multiprocessors`](crate::cuda::GpuContext::multiprocessors)).
     pub grid: u32,
     /// Threads per block; every thread is one producer stream.
     pub block: u32,
     /// Slots per ring.
     pub capacity: usize,
-    /// Rings (block `b` writes ring `b % rings`); `grid` gives per-block lanes.
+    /// Rings (block `b` writes ring `b % rings`); `rings = grid` gives one ring per block.
     pub rings: usize,
     /// Consumer threads; thread `t` owns rings `t, t + consumers, ...`.
     pub consumers: usize,
