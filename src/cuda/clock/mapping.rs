@@ -4,6 +4,22 @@
 pub(super) const TIMER_TICK_NS: u64 = 32;
 
 /// A GPU→CPU clock mapping: `cpu_ns = g + offset + (((g - g0) * slope) >> 32)`.
+///
+/// Made by [`calibrate`](crate::clock::calibrate) and installed into a producer with
+/// [`GpuProducer::set_clock`](crate::cuda::GpuProducer::set_clock).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::clock::ClockMapping;
+///
+/// // The CPU clock reads 1,000 ns ahead of the GPU's, and no drift is fitted.
+/// let mapping = ClockMapping { offset: 1_000, g0: 5_000, ..ClockMapping::default() };
+/// assert_eq!(mapping.to_cpu(6_000), 7_000);
+/// assert_eq!(mapping.drift_ppm(), 0.0);
+/// // A GPU reading before `g0` maps as well (the arithmetic wraps, never overflows).
+/// assert_eq!(mapping.to_cpu(0), 1_000);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClockMapping {
     /// CPU ns minus GPU ns at `g0`.

@@ -90,7 +90,7 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
     let producers = config.producers();
     // One word per producer thread, then the attempts; on a stream of their own.
     let words_stream = gpu.new_stream()?;
-    let sent_words = DeviceWords::zeroed(gpu, &words_stream, producers as usize + 1)?;
+    let mut sent_words = DeviceWords::zeroed(gpu, &words_stream, producers as usize + 1)?;
     let sent_ptr = sent_words.dptr();
     let attempts_ptr = sent_words.dptr() + producers * 8;
     let per_producer = config.messages_per_producer.unwrap_or(u64::MAX);
@@ -157,6 +157,11 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
         }
     }
     let finished = producer.finish();
+    if matches!(&finished, Err(err) if !matches!(err, Error::KernelFault(_))) {
+        // The kernel may still run (the producer then leaks its own memory): so do the counters
+        // it writes.
+        sent_words.leak();
+    }
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
         results.push(handle.join());
