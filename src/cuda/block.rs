@@ -21,8 +21,9 @@ pub(super) struct ControlBlock {
     pub(super) side: Arc<CudaStream>,
     /// Consumers' head pushes (ring `i` uses `push[i % len]`).
     pub(super) push: Vec<Arc<CudaStream>>,
-    /// Fault injection: every head push (and push of CLOSED) fails from now on
-    /// ([`GpuProducer::inject_head_push_failure`](super::GpuProducer::inject_head_push_failure)).
+    /// Fault injection: every head push (and push of CLOSED) fails from now on (set only by
+    /// the `testing` tooling's `GpuProducer::inject_head_push_failure`; checked in every build,
+    /// so the head push costs the same with and without the tooling).
     pub(super) fail_head_pushes: AtomicBool,
 }
 

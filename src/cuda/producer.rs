@@ -333,9 +333,10 @@ impl GpuProducer {
     /// Fault injection for tests: from now on every head push of this producer's rings (and
     /// every push of CLOSED from their consumers) fails with a driver error, as a refused
     /// `cuStreamWriteValue64` would. The producer's own writes (stop, closing a failed ring,
-    /// teardown) still work. Not part of the API: a real push fails only once the context is
-    /// broken, and then no kernel is left blocked to prove the no-hang path with.
-    #[doc(hidden)]
+    /// teardown) still work. Test tooling (feature `testing`), not part of the API: a real push
+    /// fails only once the context is broken, and then no kernel is left blocked to prove the
+    /// no-hang path with.
+    #[cfg(feature = "testing")]
     pub fn inject_head_push_failure(&self) {
         self.block
             .fail_head_pushes

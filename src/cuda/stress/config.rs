@@ -41,7 +41,7 @@ pub struct GpuStress {
     pub rings: usize,
     /// Consumer threads; thread `t` owns rings `t, t + consumers, ...`.
     pub consumers: usize,
-    /// Message size in bytes (a [`stress::valid_size`]).
+    /// Message size in bytes (a [`valid_size`](crate::testing::stress::valid_size)).
     pub size: usize,
     /// Where the rings live.
     pub memory: GpuMemory,
@@ -55,8 +55,8 @@ pub struct GpuStress {
     /// Check every word of every message (otherwise the first and last 16 bytes).
     pub full_check: bool,
     /// Record the one-way latency of every `latency_every`-th message (0: off). Turns on
-    /// timestamps, a drift-fitted clock calibration before the run and a [`ClockTracker`]
-    /// refitting it every 20 ms during the run.
+    /// timestamps, a drift-fitted clock calibration before the run and a
+    /// [`ClockTracker`](crate::clock::ClockTracker) refitting it every 20 ms during the run.
     pub latency_every: u32,
     /// Pace each producer thread to one message per `interval_ns` (0: as fast as it can).
     pub interval_ns: u64,
