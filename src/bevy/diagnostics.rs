@@ -7,7 +7,7 @@ use bevy_diagnostic::{
 };
 use bevy_ecs::system::{Local, Res, ResMut};
 
-use super::drain::PerdixRing;
+use super::rings::PerdixRing;
 use crate::clock;
 
 /// Rates are sampled at most this often (a per-frame rate at thousands of frames a second is

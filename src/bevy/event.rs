@@ -6,10 +6,8 @@
 //! as a [`PerdixEvent`] in the next [`PerdixSystems::Drain`](super::PerdixSystems::Drain).
 #![forbid(unsafe_code)]
 
-use bevy_ecs::message::{Message as BevyMessage, Messages};
-use bevy_ecs::world::World;
+use bevy_ecs::message::Message as BevyMessage;
 
-use super::drain::PerdixRing;
 use crate::Error;
 
 /// Something went wrong in a ring or a producer the plugin runs; read it with a
@@ -60,7 +58,7 @@ pub enum PerdixEvent {
     /// to its device ([`Error::HeadPush`]), its GPU producer's fault, or a drain thread that
     /// could not start ([`Error::Spawn`]). Every message published before the fault was
     /// delivered first; the ring's consumer is dropped, which closes the ring for its
-    /// producers (kernels waiting for room exit). [`PerdixRing::ring_state`] now says
+    /// producers (kernels waiting for room exit). [`PerdixRing::ring_state`](super::PerdixRing::ring_state) now says
     /// [`RingState::Failed`].
     RingFailed {
         /// The ring's index (as [`PerdixMessage::ring`](super::PerdixMessage::ring)).
@@ -94,7 +92,7 @@ impl PerdixEvent {
     }
 }
 
-/// Where a ring stands ([`PerdixRing::ring_state`]).
+/// Where a ring stands ([`PerdixRing::ring_state`](super::PerdixRing::ring_state)).
 ///
 /// # Examples
 ///
@@ -157,7 +155,8 @@ impl Faults {
         self.count
     }
 
-    fn take(&mut self) -> Vec<PerdixEvent> {
+    /// The faults not yet written, emptied.
+    pub(crate) fn take(&mut self) -> Vec<PerdixEvent> {
         core::mem::take(&mut self.pending)
     }
 }
@@ -165,20 +164,4 @@ impl Faults {
 /// The error for a thread the plugin could not start.
 pub(crate) fn spawn_error(err: &std::io::Error) -> Error {
     Error::Spawn(err.to_string())
-}
-
-/// [`PerdixSystems::Drain`](super::PerdixSystems::Drain), after the drain: writes the faults
-/// recorded since the last frame (by the drain, [`PerdixRing::drain_with`], producers at
-/// `Startup` and launches) as [`PerdixEvent`]s.
-pub(crate) fn write_events(world: &mut World) {
-    let events = match world.get_resource_mut::<PerdixRing>() {
-        Some(mut ring) => ring.faults_mut().take(),
-        None => return,
-    };
-    if events.is_empty() {
-        return;
-    }
-    if let Some(mut messages) = world.get_resource_mut::<Messages<PerdixEvent>>() {
-        messages.write_batch(events);
-    }
 }

@@ -63,30 +63,34 @@
 //! assert_eq!(got, [7]);
 //! # Ok::<(), perdix_transport::Error>(())
 //! ```
-// No unsafe code in the plugin: every file but two forbids it. `spec.rs` declares the one
-// `unsafe fn` (running user CUDA source), and the CUDA half of `producers.rs` calls the
-// `unsafe` kernel constructor for it; each allows exactly that item.
+// No unsafe code in the plugin: every file but two forbids it. `producers/spec.rs` declares the
+// one `unsafe fn` (running user CUDA source), and `producers/gpu.rs` calls the `unsafe` kernel
+// constructor for it; each allows exactly that item.
 #![deny(unsafe_code)]
 
+mod app;
+mod backend;
+mod config;
 mod diagnostics;
 mod drain;
-mod envelope;
 mod event;
-mod lane;
 mod message;
 mod plugin;
 mod producers;
+mod rings;
 mod route;
-mod spec;
+mod stage;
+mod stats;
 #[cfg(feature = "testing")]
 pub(crate) mod stress;
-mod thread;
 
+pub use app::PerdixAppExt;
+pub use backend::ProducerBackend;
+pub use config::DrainMode;
 pub use diagnostics::PerdixDiagnostics;
-pub use drain::{DeviceTotals, DrainStats, PerdixRing};
-pub use envelope::Envelope;
 pub use event::{PerdixEvent, RingState};
-pub use message::PerdixMessage;
-pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
-pub use producers::{Emitter, ProducerBackend};
-pub use spec::GpuProducerSpec;
+pub use message::{Envelope, PerdixMessage};
+pub use plugin::{PerdixPlugin, PerdixSystems};
+pub use producers::{Emitter, GpuProducerSpec};
+pub use rings::PerdixRing;
+pub use stats::{DeviceTotals, DrainStats};

@@ -1,13 +1,14 @@
 //! Stress producers on the plugin's rings (feature `testing`): the `headless_stress` example's
 //! load, on the GPU when there is one, else on CPU threads.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use super::drain::PerdixRing;
+use super::rings::PerdixRing;
 use super::event::spawn_error;
-use super::producers::ProducerBackend;
+use super::backend::ProducerBackend;
 use crate::testing::stress;
 use crate::{Error, Producer};
 

@@ -1,9 +1,10 @@
 //! GPU stress producers: the stress kernel on a full grid, free-running until stopped.
+#![forbid(unsafe_code)]
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
-use crate::bevy::drain::PerdixRing;
+use crate::bevy::rings::PerdixRing;
 use crate::bevy::producers::gpu::{first_device, producer};
 use crate::cuda::{GpuCounters, GpuProducerSet};
 use crate::Error;
