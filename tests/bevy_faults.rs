@@ -12,7 +12,7 @@ use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
 use bevy_ecs::prelude::*;
 use perdix_transport::bevy::{
     DrainMode, GpuProducerSpec, PerdixAppExt, PerdixDiagnostics, PerdixEvent, PerdixPlugin,
-    PerdixRing, RingState,
+    PerdixRings, RingState,
 };
 use perdix_transport::layout::{OFFSET_LEN, OFFSET_SEQ, SLOT_SIZE};
 use perdix_transport::{Backend, Error};
@@ -58,7 +58,7 @@ fn forge_corrupt_slot(base: NonNull<u8>, pos: usize) {
     // SAFETY: `slot + OFFSET_LEN` is inside the ring's allocation (pos < capacity, the ring's
     // slots start at the region's start), 4-byte aligned (slots are 256-aligned, OFFSET_LEN is
     // 8), and the consumer reads header words only atomically; the allocation lives as long
-    // as the consumer (the lane keeps a monitor of the ring).
+    // as the consumer (the plugin keeps a monitor of the ring).
     let len = unsafe { AtomicU32::from_ptr(slot.wrapping_add(OFFSET_LEN).cast()) };
     len.store(1000, Ordering::Relaxed);
     // SAFETY: as above, 8-byte aligned (OFFSET_SEQ is 0); `seq` is only ever accessed
@@ -71,7 +71,7 @@ fn corrupt_ring_reaches_the_app(drain: DrainMode) {
     let mut app = app(PerdixPlugin::default().capacity(1024).drain(drain));
     let (mut bad, consumer, base) = ring_with_memory(8);
     let mut good = {
-        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        let mut ring = app.world_mut().resource_mut::<PerdixRings>();
         ring.add_consumer("bad", consumer);
         ring.add_producer("good")
             .unwrap_or_else(|err| panic!("ring: {err}"))
@@ -108,7 +108,7 @@ fn corrupt_ring_reaches_the_app(drain: DrainMode) {
             error: expected.clone(),
         }]
     );
-    let ring = app.world().resource::<PerdixRing>();
+    let ring = app.world().resource::<PerdixRings>();
     assert_eq!(
         ring.ring_state(0),
         Some(RingState::Failed(expected.clone()))
@@ -131,9 +131,9 @@ fn corrupt_ring_reaches_the_app(drain: DrainMode) {
             app.update();
         }
     }
-    assert_eq!(app.world().resource::<PerdixRing>().errors(), 1);
+    assert_eq!(app.world().resource::<PerdixRings>().errors(), 1);
     assert_eq!(
-        app.world().resource::<PerdixRing>().ring_state(1),
+        app.world().resource::<PerdixRings>().ring_state(1),
         Some(RingState::Running)
     );
     let good_count = app
@@ -161,12 +161,12 @@ fn corrupt_ring_reaches_a_drain_with_caller() {
     let mut app = app(PerdixPlugin::default().route(false));
     let (mut bad, consumer, base) = ring_with_memory(8);
     app.world_mut()
-        .resource_mut::<PerdixRing>()
+        .resource_mut::<PerdixRings>()
         .add_consumer("bad", consumer);
     bad.try_produce(b"fine")
         .unwrap_or_else(|err| panic!("produce: {err}"));
     forge_corrupt_slot(base, 1);
-    let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+    let mut ring = app.world_mut().resource_mut::<PerdixRings>();
     // The message before the fault first; the next call finds the fault.
     assert_eq!(ring.drain_with(10, |_| {}), 1);
     assert_eq!(ring.drain_with(10, |_| {}), 0);
@@ -195,7 +195,7 @@ fn gpu_producer_without_fallback_or_gpu_reports_why() {
     app.add_gpu_producer(spec);
     if app
         .world_mut()
-        .resource_mut::<PerdixRing>()
+        .resource_mut::<PerdixRings>()
         .producer_backend()
         .is_gpu()
     {
@@ -212,7 +212,7 @@ fn gpu_producer_without_fallback_or_gpu_reports_why() {
         "{got:?}"
     );
     assert_eq!(errors_diagnostic(&app), Some(1.0));
-    assert_eq!(app.world().resource::<PerdixRing>().rings(), 0);
+    assert_eq!(app.world().resource::<PerdixRings>().rings(), 0);
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn no_faults_means_no_events_and_zero_errors() {
     let mut app = app(PerdixPlugin::default());
     let mut producer = app
         .world_mut()
-        .resource_mut::<PerdixRing>()
+        .resource_mut::<PerdixRings>()
         .add_producer("cpu")
         .unwrap_or_else(|err| panic!("ring: {err}"));
     producer
@@ -232,7 +232,7 @@ fn no_faults_means_no_events_and_zero_errors() {
     assert!(events(&app).is_empty());
     assert_eq!(errors_diagnostic(&app), Some(0.0));
     assert_eq!(
-        app.world().resource::<PerdixRing>().ring_state(0),
+        app.world().resource::<PerdixRings>().ring_state(0),
         Some(RingState::Finished)
     );
 }
@@ -315,7 +315,7 @@ mod gpu {
     use bevy_ecs::prelude::*;
     use bytemuck::{Pod, Zeroable};
     use perdix_transport::bevy::{
-        DrainMode, GpuProducerSpec, PerdixAppExt, PerdixEvent, PerdixPlugin, PerdixRing, RingState,
+        DrainMode, GpuProducerSpec, PerdixAppExt, PerdixEvent, PerdixPlugin, PerdixRings, RingState,
     };
     use perdix_transport::cuda::{GpuContext, GpuProducer};
     use perdix_transport::Error;
@@ -392,7 +392,7 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
             .add_systems(Last, tick);
         if !app
             .world_mut()
-            .resource_mut::<PerdixRing>()
+            .resource_mut::<PerdixRings>()
             .producer_backend()
             .is_gpu()
         {
@@ -402,12 +402,12 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
         }
         let mut cpu = app
             .world_mut()
-            .resource_mut::<PerdixRing>()
+            .resource_mut::<PerdixRings>()
             .add_producer("cpu")
             .unwrap_or_else(|err| panic!("cpu ring: {err}"));
         app.update(); // Startup: the GPU producer adds its ring
         let gpu_ring = {
-            let ring = app.world().resource::<PerdixRing>();
+            let ring = app.world().resource::<PerdixRings>();
             (0..ring.rings())
                 .find(|&r| ring.ring_device(r).is_some())
                 .unwrap_or_else(|| panic!("no GPU ring among {}", ring.rings()))
@@ -438,7 +438,7 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
             app.update();
             frames += 1;
             seen.extend(events(&app));
-            let ring = app.world().resource::<PerdixRing>();
+            let ring = app.world().resource::<PerdixRings>();
             let since = trapped_at
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -501,8 +501,8 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
                 .any(|e| matches!(e, PerdixEvent::RingFailed { ring, .. } if *ring == gpu_ring)),
             "{seen:?}"
         );
-        // Within 100 ms of the fault being knowable (the driver's report; the trap itself takes
-        // the driver 0.3-0.6 s to report on the H200, see docs/DESIGN-NOTES.md).
+        // Within 100 ms of the fault being knowable (the driver's report; how long the driver
+        // takes to report a trap is in docs/DESIGN-NOTES.md).
         assert!(
             after_driver(to_event) < Duration::from_millis(100),
             "{to_event:?} {driver:?}"
@@ -512,7 +512,7 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
             "{to_state:?} {driver:?}"
         );
         // The CPU ring keeps flowing.
-        let before = app.world().resource::<PerdixRing>().device_totals();
+        let before = app.world().resource::<PerdixRings>().device_totals();
         for _ in 0..100 {
             cpu.try_produce(b"cpu")
                 .unwrap_or_else(|err| panic!("cpu ring: {err}"));
@@ -523,13 +523,13 @@ extern "C" __global__ void emit_then_trap(const perdix_producer* p, unsigned fra
         // batches after the last send: a few more frames take them).
         let gpu_taken: u64 = before.iter().map(|t| t.messages).sum();
         let cpu_taken =
-            |app: &App| app.world().resource::<PerdixRing>().stats().messages - gpu_taken;
+            |app: &App| app.world().resource::<PerdixRings>().stats().messages - gpu_taken;
         let mut extra = 0;
         while cpu_taken(&app) < cpu_sent && extra < 10_000 {
             app.update();
             extra += 1;
         }
-        let ring = app.world().resource::<PerdixRing>();
+        let ring = app.world().resource::<PerdixRings>();
         assert_eq!(ring.ring_state(cpu_ring), Some(RingState::Running));
         assert_eq!(
             ring.device_totals(),

@@ -10,7 +10,7 @@ use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use perdix_transport::bevy::{
     DrainMode, Envelope, GpuProducerSpec, PerdixAppExt, PerdixDiagnostics, PerdixMessage,
-    PerdixPlugin, PerdixRing,
+    PerdixPlugin, PerdixRings,
 };
 use perdix_transport::testing::stress::Verifier;
 use perdix_transport::testing::StressProducers;
@@ -65,7 +65,7 @@ fn app(plugin: PerdixPlugin) -> App {
 fn producer(app: &mut App, name: &str) -> Producer {
     match app
         .world_mut()
-        .resource_mut::<PerdixRing>()
+        .resource_mut::<PerdixRings>()
         .add_producer(name)
     {
         Ok(producer) => producer,
@@ -109,7 +109,7 @@ fn typed_messages_arrive_complete_and_in_order_per_producer() {
     let seen = &app.world().resource::<Seen>().0;
     assert_eq!(seen.len(), 1000);
     assert_in_order(seen, 2, 500);
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!(
         (stats.messages, stats.unrouted, stats.malformed),
         (1000, 0, 0)
@@ -130,7 +130,7 @@ fn counts_are_exact_across_frames_with_a_producer_thread() {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !app.world().resource::<PerdixRing>().is_finished() {
+    while !app.world().resource::<PerdixRings>().is_finished() {
         assert!(Instant::now() < deadline, "drain did not finish");
         app.update();
     }
@@ -138,7 +138,7 @@ fn counts_are_exact_across_frames_with_a_producer_thread() {
     assert!(thread.join().is_ok());
     let seen = &app.world().resource::<Seen>().0;
     assert_in_order(seen, 1, COUNT);
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!(stats.messages, u64::from(COUNT));
     assert!(stats.frames > 1);
 }
@@ -152,7 +152,7 @@ fn budget_is_respected_and_deferral_counted() {
     }
     app.update();
     assert_eq!(app.world().resource::<Seen>().0.len(), 100);
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!(
         (stats.messages, stats.deferred, stats.deferred_frames),
         (100, 900, 1)
@@ -161,7 +161,7 @@ fn budget_is_respected_and_deferral_counted() {
         app.update();
         assert_eq!(app.world().resource::<Seen>().0.len(), frame * 100);
     }
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!(stats.deferred, 0, "the tenth frame took the last 100");
     assert_eq!(stats.max_frame, 100);
     app.update();
@@ -214,7 +214,7 @@ fn drops_and_stalls_are_visible_in_diagnostics() {
     assert_eq!(p.try_produce_kind(KIND_TICK, &[0; 32]), Err(Error::Full));
     let drops = sampled(&mut app, &PerdixDiagnostics::DROPS_PER_SEC);
     assert!(drops > 0.0, "drops/s {drops}");
-    let totals = app.world().resource::<PerdixRing>().totals();
+    let totals = app.world().resource::<PerdixRings>().totals();
     assert_eq!((totals.drops, totals.stalls), (92, 1));
     let store = app.world().resource::<DiagnosticsStore>();
     let peak = |path: &bevy_diagnostic::DiagnosticPath| {
@@ -241,7 +241,7 @@ fn rings_of_each_device_are_counted_per_device() {
             Err(err) => panic!("ring: {err}"),
         };
         app.world_mut()
-            .resource_mut::<PerdixRing>()
+            .resource_mut::<PerdixRings>()
             .add_device_consumer(name, consumer, Some(device));
         producers.push(producer);
     }
@@ -257,7 +257,7 @@ fn rings_of_each_device_are_counted_per_device() {
     let gpu1 = sampled(&mut app, &PerdixDiagnostics::device_msgs_per_sec(1));
     let gpu0 = sampled(&mut app, &PerdixDiagnostics::device_msgs_per_sec(0));
     assert!(gpu1 > gpu0 && gpu0 > 0.0, "gpu0 {gpu0}/s, gpu1 {gpu1}/s");
-    let ring = app.world().resource::<PerdixRing>();
+    let ring = app.world().resource::<PerdixRings>();
     let per_device: Vec<(u32, usize, u64)> = ring
         .device_totals()
         .iter()
@@ -284,7 +284,7 @@ fn unrouted_kinds_arrive_raw_and_are_counted() {
     send_tick(&mut p, 0, 0);
     let unrouted = sampled(&mut app, &PerdixDiagnostics::UNROUTED_PER_SEC);
     assert!(unrouted > 0.0);
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!((stats.messages, stats.unrouted), (11, 10));
     let raw = app.world().resource::<Messages<PerdixMessage>>();
     let got: Vec<(u32, Vec<u8>)> = raw
@@ -304,7 +304,7 @@ fn raw_registered_kinds_are_not_unrouted() {
     let mut p = producer(&mut app, "a");
     assert_eq!(p.try_produce_kind(9, b"variable length"), Ok(()));
     app.update();
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!((stats.messages, stats.unrouted), (1, 0));
     let raw = app.world().resource::<Messages<PerdixMessage>>();
     assert_eq!(raw.len(), 1);
@@ -320,7 +320,7 @@ fn wrong_length_for_a_registered_kind_is_malformed() {
         Ok(())
     );
     app.update();
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!((stats.messages, stats.malformed, stats.unrouted), (2, 1, 0));
     let hits = app.world().resource::<Messages<Hit>>();
     let got: Vec<Hit> = hits.get_cursor().read(hits).copied().collect();
@@ -345,7 +345,7 @@ fn oversized_payloads_are_refused_by_the_producer() {
         Err(Error::MessageTooLarge { len: 225, max: 224 })
     );
     app.update();
-    assert_eq!(app.world().resource::<PerdixRing>().stats().messages, 0);
+    assert_eq!(app.world().resource::<PerdixRings>().stats().messages, 0);
 }
 
 #[test]
@@ -372,7 +372,7 @@ fn thread_drain_delivers_everything_in_order() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !app.world().resource::<PerdixRing>().is_finished() {
+    while !app.world().resource::<PerdixRings>().is_finished() {
         assert!(Instant::now() < deadline, "drain did not finish");
         app.update();
     }
@@ -428,7 +428,7 @@ fn envelopes_in_order(rings: u32, per_frame: u32, frames: u32, drain: DrainMode)
         }
         // Thread drains hand batches over asynchronously: update until this frame's are in.
         let sent = u64::from(rings * per_frame * (frame + 1));
-        while app.world().resource::<PerdixRing>().stats().messages < sent {
+        while app.world().resource::<PerdixRings>().stats().messages < sent {
             assert!(Instant::now() < deadline, "drain did not finish");
             app.update();
         }
@@ -451,7 +451,7 @@ fn envelopes_in_order(rings: u32, per_frame: u32, frames: u32, drain: DrainMode)
             );
         }
     }
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!(
         (stats.messages, stats.unrouted, stats.malformed),
         (total, 0, 0)
@@ -482,7 +482,7 @@ fn envelope_of_wrong_length_is_malformed() {
     let mut p = producer(&mut app, "a");
     assert_eq!(p.try_produce_kind(KIND_WORD, &[0u8; 12]), Ok(()));
     app.update();
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!((stats.messages, stats.malformed), (1, 1));
     let envelopes = app.world().resource::<Messages<Envelope<[u64; 2]>>>();
     assert!(envelopes.is_empty());
@@ -500,7 +500,7 @@ fn zero_copy_drain_with_routing_off() {
         app.world().resource::<Seen>().0.is_empty(),
         "routing is off"
     );
-    let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+    let mut ring = app.world_mut().resource_mut::<PerdixRings>();
     let mut ns = Vec::new();
     let taken = ring.drain_with(usize::MAX, |msg| {
         let tick: Tick = bytemuck::pod_read_unaligned(msg.payload());
@@ -514,7 +514,7 @@ fn zero_copy_drain_with_routing_off() {
 /// Updates until the drain has taken `count` messages (drain threads hand over asynchronously).
 fn update_until_taken(app: &mut App, count: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app.world().resource::<PerdixRing>().stats().messages < count {
+    while app.world().resource::<PerdixRings>().stats().messages < count {
         assert!(
             Instant::now() < deadline,
             "drain did not take {count} messages"
@@ -538,7 +538,7 @@ fn thread_drain_respects_the_budget() {
         send_tick(&mut b, 1, n);
     }
     update_until_taken(&mut app, 2000);
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!(stats.messages, 2000);
     assert!(stats.max_frame <= 100, "max frame {}", stats.max_frame);
     assert!(stats.frames >= 20);
@@ -553,13 +553,13 @@ fn thread_drain_routes_kinds_registered_after_it_started() {
     let mut p = producer(&mut app, "a");
     assert_eq!(p.try_produce_kind(9, &[1; 16]), Ok(()));
     update_until_taken(&mut app, 1);
-    assert_eq!(app.world().resource::<PerdixRing>().stats().unrouted, 1);
+    assert_eq!(app.world().resource::<PerdixRings>().stats().unrouted, 1);
     // Kind 9 becomes a typed envelope while the drain thread runs.
     app.add_perdix_envelope::<[u64; 2]>(9);
     assert_eq!(p.try_produce_kind(9, &[2; 16]), Ok(()));
     send_tick(&mut p, 0, 0);
     update_until_taken(&mut app, 3);
-    let stats = app.world().resource::<PerdixRing>().stats();
+    let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!((stats.unrouted, stats.malformed), (1, 0));
     let envelopes = app.world().resource::<Messages<Envelope<[u64; 2]>>>();
     let got: Vec<[u64; 2]> = envelopes
@@ -586,7 +586,7 @@ fn thread_drain_zero_copy_with_routing_off() {
     while ns.len() < 10 {
         assert!(Instant::now() < deadline, "drain_with did not get 10");
         app.update();
-        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        let mut ring = app.world_mut().resource_mut::<PerdixRings>();
         // At most 3 a call: a batch can be taken in parts.
         ring.drain_with(3, |msg| {
             let tick: Tick = bytemuck::pod_read_unaligned(msg.payload());
@@ -594,7 +594,7 @@ fn thread_drain_zero_copy_with_routing_off() {
         });
     }
     assert_eq!(ns, (0..10).collect::<Vec<_>>());
-    let ring = app.world().resource::<PerdixRing>();
+    let ring = app.world().resource::<PerdixRings>();
     assert_eq!((ring.stats().messages, ring.handed_over()), (10, 0));
     assert!(app.world().resource::<Seen>().0.is_empty());
 }
@@ -635,7 +635,7 @@ fn gpu_producer_runs_its_cpu_fallback_without_a_device() {
         app.update();
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+    let mut ring = app.world_mut().resource_mut::<PerdixRings>();
     let backend = ring.producer_backend();
     if !backend.is_gpu() {
         assert_eq!(backend.name(), "cpu");
@@ -652,7 +652,7 @@ fn stress_run(drain: DrainMode) {
     app.add_plugins(PerdixPlugin::default().capacity(512).drain(drain))
         .add_perdix_raw(StressProducers::KIND);
     let mut stress = {
-        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        let mut ring = app.world_mut().resource_mut::<PerdixRings>();
         match StressProducers::spawn_cpu(&mut ring, 2, 64) {
             Ok(stress) => stress,
             Err(err) => panic!("spawn: {err}"),
@@ -676,7 +676,7 @@ fn stress_run(drain: DrainMode) {
         check(&app, &mut verifier);
     }
     stress.stop();
-    while !app.world().resource::<PerdixRing>().is_finished() {
+    while !app.world().resource::<PerdixRings>().is_finished() {
         assert!(Instant::now() < deadline);
         app.update();
         check(&app, &mut verifier);
@@ -713,7 +713,7 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
     app.add_plugins(PerdixPlugin::default().capacity(65_536).devices(devices))
         .add_perdix_raw(StressProducers::KIND);
     let mut stress = {
-        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        let mut ring = app.world_mut().resource_mut::<PerdixRings>();
         match StressProducers::spawn(&mut ring, 1, 64) {
             Ok(stress) => stress,
             Err(err) => panic!("spawn: {err}"),
@@ -740,7 +740,7 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
             stress.stop();
             phase_stop = true;
         }
-        if phase_stop && app.world().resource::<PerdixRing>().is_finished() {
+        if phase_stop && app.world().resource::<PerdixRings>().is_finished() {
             break;
         }
     }
@@ -748,7 +748,7 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
     let report = verifier.finish(&sent);
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.messages, stress.total_sent());
-    let ring = app.world().resource::<PerdixRing>();
+    let ring = app.world().resource::<PerdixRings>();
     assert_eq!(ring.rings(), entries);
     // One total per distinct device, in ordinal order, each with its entries' rings.
     let mut distinct = ordinals.clone();

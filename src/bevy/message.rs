@@ -30,17 +30,17 @@ use crate::Message;
 /// ```
 /// use bevy_app::prelude::*;
 /// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{PerdixMessage, PerdixPlugin, PerdixRing};
+/// use perdix_transport::bevy::{PerdixMessage, PerdixPlugin, PerdixRings};
 ///
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default());
-/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+/// let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
 /// producer.try_produce_kind(42, b"who am I")?;
 /// app.update();
 /// let raw = app.world().resource::<Messages<PerdixMessage>>();
 /// let msg = raw.get_cursor().read(raw).next().copied().unwrap();
 /// assert_eq!((msg.kind(), msg.payload()), (42, &b"who am I"[..]));
-/// assert_eq!(app.world().resource::<PerdixRing>().stats().unrouted, 1);
+/// assert_eq!(app.world().resource::<PerdixRings>().stats().unrouted, 1);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(BevyMessage, Clone, Copy)]
@@ -109,8 +109,9 @@ impl PerdixMessage {
         self.stamp_ns
     }
 
-    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`](super::PerdixRing::add_consumer) calls;
-    /// saturates at 65,535).
+    /// Index of the ring it came through (order of
+    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls; saturates at
+    /// 65,535).
     #[must_use]
     pub fn ring(&self) -> u32 {
         u32::from(self.ring)
@@ -168,12 +169,13 @@ const _: () = assert!(core::mem::size_of::<PerdixMessage>() == crate::layout::SL
 /// ```
 /// use bevy_app::prelude::*;
 /// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixPlugin, PerdixRing};
+/// use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixPlugin, PerdixRings};
 ///
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default())
 ///     .add_perdix_envelope::<[u32; 2]>(5);
-/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer_with_id("cpu", 9)?;
+/// let mut rings = app.world_mut().resource_mut::<PerdixRings>();
+/// let mut producer = rings.add_producer_with_id("cpu", 9)?;
 /// producer.try_produce_kind(5, bytemuck::bytes_of(&[7u32, 8]))?;
 /// app.update();
 /// let got = app.world().resource::<Messages<Envelope<[u32; 2]>>>();
@@ -190,7 +192,7 @@ pub struct Envelope<T: Send + Sync + 'static> {
     /// Producer id (a CPU producer's, or the GPU block or thread that wrote it).
     pub producer: u32,
     /// Index of the ring it came through (order of
-    /// [`PerdixRing::add_consumer`](super::PerdixRing::add_consumer) calls).
+    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls).
     pub ring: u32,
     /// Position in its ring's stream, from 0.
     pub seq: u64,

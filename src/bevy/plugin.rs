@@ -10,7 +10,7 @@ use super::diagnostics;
 use super::event::PerdixEvent;
 use super::message::PerdixMessage;
 use super::producers::{self, ProducerRegistry};
-use super::rings::PerdixRing;
+use super::rings::PerdixRings;
 use super::route::{self, Routes};
 use crate::MAX_CAPACITY;
 use crate::{Backend, Error, Policy};
@@ -26,7 +26,7 @@ pub enum PerdixSystems {
 
 /// Delivers messages from perdix rings into Bevy ECS messages, with `perdix/*` diagnostics.
 ///
-/// `build()` only registers: the [`PerdixRing`] resource (one ring per producer, created when
+/// `build()` only registers: the [`PerdixRings`] resource (one ring per producer, created when
 /// a producer is added), the [`PerdixSystems`] sets, the launch, drain and diagnostics systems,
 /// and the raw [`PerdixMessage`]. Add
 /// [`DiagnosticsPlugin`](bevy_diagnostic::DiagnosticsPlugin) to collect the diagnostics, and
@@ -64,7 +64,7 @@ pub struct PerdixPlugin {
     /// Where messages are taken out of the rings (default [`DrainMode::System`]).
     pub drain: DrainMode,
     /// Whether the drain system routes messages into ECS messages (default `true`). Turn it off
-    /// when systems take every message themselves with [`PerdixRing::drain_with`].
+    /// when systems take every message themselves with [`PerdixRings::drain_with`].
     pub route: bool,
     /// Whether CPU producers stamp every message with the clock, for latency (default `true`;
     /// a clock read per message, see `docs/PERFORMANCE.md`).
@@ -142,7 +142,7 @@ impl PerdixPlugin {
     }
 
     /// The CUDA devices GPU producers run on (default all). Messages from every device arrive
-    /// in the same ECS messages; [`PerdixRing::ring_device`] and the `perdix/gpu<N>/*`
+    /// in the same ECS messages; [`PerdixRings::ring_device`] and the `perdix/gpu<N>/*`
     /// diagnostics tell them apart.
     ///
     /// # Examples
@@ -233,7 +233,7 @@ impl Plugin for PerdixPlugin {
         let routes = config
             .route
             .then(|| app.world_mut().get_resource_or_init::<Routes>().share());
-        app.insert_resource(PerdixRing::new(config, routes))
+        app.insert_resource(PerdixRings::new(config, routes))
             .init_resource::<Routes>()
             .init_resource::<ProducerRegistry>()
             .add_message::<PerdixMessage>()

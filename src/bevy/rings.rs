@@ -1,4 +1,4 @@
-//! The [`PerdixRing`] resource: the rings of an app (one per producer), what was taken from
+//! The [`PerdixRings`] resource: the rings of an app (one per producer), what was taken from
 //! them, their faults, and where producers run.
 #![forbid(unsafe_code)]
 
@@ -28,19 +28,19 @@ use crate::{Buffer, Consumer, Error, Message, Producer};
 /// ```
 /// use bevy_app::prelude::*;
 /// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{PerdixPlugin, PerdixRing};
+/// use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
 ///
-/// fn count(mut ring: ResMut<PerdixRing>, mut total: Local<usize>) {
-///     *total += ring.drain_with(1000, |msg| assert_eq!(&*msg, b"hi"));
+/// fn count(mut rings: ResMut<PerdixRings>, mut total: Local<usize>) {
+///     *total += rings.drain_with(1000, |msg| assert_eq!(&*msg, b"hi"));
 /// }
 ///
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default().route(false))
 ///     .add_systems(Update, count);
-/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+/// let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
 /// producer.try_produce(b"hi")?;
 /// app.update();
-/// assert_eq!(app.world().resource::<PerdixRing>().stats().messages, 1);
+/// assert_eq!(app.world().resource::<PerdixRings>().stats().messages, 1);
 /// // Errors are values: capacities must be powers of two, checked before the app runs
 /// // (`build()` panics with this error's text).
 /// let err = PerdixPlugin::default().capacity(1000).validate().unwrap_err();
@@ -48,7 +48,7 @@ use crate::{Buffer, Consumer, Error, Message, Producer};
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(Resource, Debug)]
-pub struct PerdixRing {
+pub struct PerdixRings {
     config: RingConfig,
     rings: Vec<DrainedRing>,
     /// Which ring the next drain starts with.
@@ -67,7 +67,7 @@ pub struct PerdixRing {
     faults: Faults,
 }
 
-impl PerdixRing {
+impl PerdixRings {
     pub(crate) fn new(config: RingConfig, routes: Option<Arc<RouteShare>>) -> Self {
         Self {
             config,
@@ -129,19 +129,19 @@ impl PerdixRing {
     ///
     /// ```
     /// use bevy_app::prelude::*;
-    /// use perdix_transport::bevy::{PerdixPlugin, PerdixRing};
+    /// use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
     /// use perdix_transport::Buffer;
     ///
     /// let mut app = App::new();
     /// app.add_plugins(PerdixPlugin::default());
     /// let (mut producer, consumer) = Buffer::new(64)?.into_split();
-    /// let mut ring = app.world_mut().resource_mut::<PerdixRing>();
-    /// ring.add_device_consumer("from-gpu1", consumer, Some(1));
-    /// assert_eq!(ring.ring_device(0), Some(1));
+    /// let mut rings = app.world_mut().resource_mut::<PerdixRings>();
+    /// rings.add_device_consumer("from-gpu1", consumer, Some(1));
+    /// assert_eq!(rings.ring_device(0), Some(1));
     /// producer.try_produce(b"hi")?;
     /// app.update();
-    /// let ring = app.world().resource::<PerdixRing>();
-    /// assert_eq!(ring.device_totals()[0].messages, 1);
+    /// let rings = app.world().resource::<PerdixRings>();
+    /// assert_eq!(rings.device_totals()[0].messages, 1);
     /// # Ok::<(), perdix_transport::Error>(())
     /// ```
     pub fn add_device_consumer(&mut self, name: &str, consumer: Consumer, device: Option<u32>) {
@@ -157,7 +157,8 @@ impl PerdixRing {
             )),
         };
         tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
-        self.rings.push(DrainedRing::new(name, monitor, source, device));
+        self.rings
+            .push(DrainedRing::new(name, monitor, source, device));
     }
 
     /// Rings drained by this resource.
@@ -166,7 +167,8 @@ impl PerdixRing {
         self.rings.len()
     }
 
-    /// The CUDA device that writes ring `ring` (the index [`PerdixMessage::ring`](super::PerdixMessage::ring) and
+    /// The CUDA device that writes ring `ring` (the index
+    /// [`PerdixMessage::ring`](super::PerdixMessage::ring) and
     /// [`Envelope::ring`](super::Envelope) give), or `None` for a CPU producer's ring or an
     /// index out of range.
     #[must_use]
@@ -254,17 +256,17 @@ impl PerdixRing {
     /// payload can leave the call: keeping the view in a captured `Vec` does not compile,
     ///
     /// ```compile_fail,E0521
-    /// # let mut ring: perdix_transport::bevy::PerdixRing = unimplemented!();
+    /// # let mut rings: perdix_transport::bevy::PerdixRings = unimplemented!();
     /// let mut kept = Vec::new();
-    /// ring.drain_with(10, |msg| kept.push(msg));
+    /// rings.drain_with(10, |msg| kept.push(msg));
     /// ```
     ///
     /// nor does handing the payload out through a capture,
     ///
     /// ```compile_fail,E0521
-    /// # let mut ring: perdix_transport::bevy::PerdixRing = unimplemented!();
+    /// # let mut rings: perdix_transport::bevy::PerdixRings = unimplemented!();
     /// let mut last: Option<&[u8]> = None;
-    /// ring.drain_with(1, |msg| last = Some(msg.payload()));
+    /// rings.drain_with(1, |msg| last = Some(msg.payload()));
     /// ```
     ///
     /// and the closure returns nothing to return it through. Copy the bytes out instead

@@ -15,7 +15,7 @@ use super::config::DrainMode;
 use super::drain::Batch;
 use super::event::PerdixEvent;
 use super::message::PerdixMessage;
-use super::rings::PerdixRing;
+use super::rings::PerdixRings;
 use super::stage::{RouteShare, RouteTable, Stage};
 use crate::Message;
 
@@ -90,8 +90,8 @@ impl Routes {
 }
 
 /// The run condition of [`route_messages`]: the plugin routes (`PerdixPlugin::route`).
-pub(crate) fn routing_on(ring: Option<Res<PerdixRing>>) -> bool {
-    ring.is_some_and(|ring| ring.config().route)
+pub(crate) fn routing_on(rings: Option<Res<PerdixRings>>) -> bool {
+    rings.is_some_and(|rings| rings.config().route)
 }
 
 /// The drain system: up to the budget from the rings into ECS messages.
@@ -101,14 +101,14 @@ pub(crate) fn routing_on(ring: Option<Res<PerdixRing>>) -> bool {
 /// written into `Messages<T>` / `Messages<PerdixMessage>` in ring order, one batch per type and
 /// stage.
 pub(crate) fn route_messages(world: &mut World) {
-    world.try_resource_scope(|world, mut ring: Mut<PerdixRing>| {
+    world.try_resource_scope(|world, mut rings: Mut<PerdixRings>| {
         world.try_resource_scope(|world, mut routes: Mut<Routes>| {
             let routes = &mut *routes;
-            match ring.config().drain {
-                DrainMode::System => route_frame(&mut ring, routes),
+            match rings.config().drain {
+                DrainMode::System => route_frame(&mut rings, routes),
                 DrainMode::Thread => {
-                    let budget = ring.config().budget;
-                    ring.take_batches(budget, &mut routes.handed);
+                    let budget = rings.config().budget;
+                    rings.take_batches(budget, &mut routes.handed);
                     // Ring order, each ring's batches oldest first (the sort is stable).
                     routes.handed.sort_by_key(|(idx, _)| *idx);
                 }
@@ -117,8 +117,8 @@ pub(crate) fn route_messages(world: &mut World) {
             let mut all: Vec<&mut Stage> = stages.iter_mut().collect();
             all.extend(handed.iter_mut().map(|(_, batch)| batch.stage_mut()));
             let (unrouted, malformed) = flush(world, &mut all);
-            ring.give_back(handed);
-            ring.count_routing(unrouted, malformed);
+            rings.give_back(handed);
+            rings.count_routing(unrouted, malformed);
             if malformed > 0 && !routes.malformed_warned {
                 routes.malformed_warned = true;
                 tracing::warn!(
@@ -151,27 +151,27 @@ fn flush(world: &mut World, stages: &mut [&mut Stage]) -> (u64, u64) {
     (unrouted, malformed)
 }
 
-fn route_frame(ring: &mut PerdixRing, routes: &mut Routes) {
-    let rings = ring.rings();
-    routes.prepare(rings);
+fn route_frame(rings: &mut PerdixRings, routes: &mut Routes) {
+    let count = rings.rings();
+    routes.prepare(count);
     let Routes { table, stages, .. } = routes;
     let table = &*table;
     let mut sinks: Vec<_> = stages
         .iter_mut()
-        .take(rings)
+        .take(count)
         .map(|stage| move |idx: usize, msg: Message<'_>| stage.route(table, idx, &msg))
         .collect();
-    let budget = ring.config().budget;
-    ring.drain_parallel(budget, &mut sinks);
+    let budget = rings.config().budget;
+    rings.drain_parallel(budget, &mut sinks);
 }
 
 /// [`PerdixSystems::Drain`](super::PerdixSystems::Drain), after the drain: writes the faults
 /// recorded since the last frame (by the drain,
-/// [`PerdixRing::drain_with`](super::PerdixRing::drain_with), producers at `Startup` and
+/// [`PerdixRings::drain_with`](super::PerdixRings::drain_with), producers at `Startup` and
 /// launches) as [`PerdixEvent`]s.
 pub(crate) fn write_events(world: &mut World) {
-    let events = match world.get_resource_mut::<PerdixRing>() {
-        Some(mut ring) => ring.faults_mut().take(),
+    let events = match world.get_resource_mut::<PerdixRings>() {
+        Some(mut rings) => rings.faults_mut().take(),
         None => return,
     };
     if events.is_empty() {

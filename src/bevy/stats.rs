@@ -11,7 +11,7 @@ pub struct DrainStats {
     /// Frames the drain ran.
     pub frames: u64,
     /// Messages taken out of the rings (routed, raw, unrouted, malformed or via
-    /// [`PerdixRing::drain_with`](super::PerdixRing::drain_with)).
+    /// [`PerdixRings::drain_with`](super::PerdixRings::drain_with)).
     pub messages: u64,
     /// Payload bytes taken out of the rings.
     pub bytes: u64,
@@ -28,7 +28,8 @@ pub struct DrainStats {
     pub max_frame: u64,
 }
 
-/// What the drain took from one CUDA device's rings ([`PerdixRing::device_totals`](super::PerdixRing::device_totals)).
+/// What the drain took from one CUDA device's rings
+/// ([`PerdixRings::device_totals`](super::PerdixRings::device_totals)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DeviceTotals {
     /// Device ordinal.

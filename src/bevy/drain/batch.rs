@@ -19,7 +19,7 @@ pub(crate) struct Batch {
     /// Sampled drain latencies (ns).
     pub(crate) latencies: Vec<u64>,
     /// Raw messages already given to
-    /// [`PerdixRing::drain_with`](crate::bevy::PerdixRing::drain_with), and their bytes.
+    /// [`PerdixRings::drain_with`](crate::bevy::PerdixRings::drain_with), and their bytes.
     pub(super) raw_taken: usize,
     pub(super) raw_taken_bytes: u64,
 }

@@ -51,7 +51,12 @@ impl Scheduler {
     /// The drain for one sink: up to `max` messages, each ring first offered an equal share,
     /// then the rest of the budget to whoever still has messages. Calls `f(ring index, message)`.
     /// `None` (nothing ran) with no rings or a `max` of 0.
-    pub(crate) fn serial<F>(&mut self, rings: &mut [DrainedRing], max: usize, mut f: F) -> Option<Pass>
+    pub(crate) fn serial<F>(
+        &mut self,
+        rings: &mut [DrainedRing],
+        max: usize,
+        mut f: F,
+    ) -> Option<Pass>
     where
         F: FnMut(usize, Message<'_>),
     {

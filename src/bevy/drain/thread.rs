@@ -33,7 +33,8 @@ pub(crate) struct DrainThread {
     /// Empty batches back to the thread, for reuse.
     free: SyncSender<Batch>,
     /// The oldest handed-over batch not yet taken: received but too big for what was left of
-    /// a frame's budget, or partly taken by [`PerdixRing::drain_with`](crate::bevy::PerdixRing::drain_with).
+    /// a frame's budget, or partly taken by
+    /// [`PerdixRings::drain_with`](crate::bevy::PerdixRings::drain_with).
     pending: Option<Batch>,
     /// The thread is gone and every batch it sent was received.
     closed: bool,
@@ -177,8 +178,9 @@ impl DrainThread {
         let _ = self.free.try_send(batch);
     }
 
-    /// Up to `max` raw messages of the handed-over batches, for [`PerdixRing::drain_with`](crate::bevy::PerdixRing::drain_with);
-    /// stops at a batch that still holds staged typed messages (the drain system takes those).
+    /// Up to `max` raw messages of the handed-over batches, for
+    /// [`PerdixRings::drain_with`](crate::bevy::PerdixRings::drain_with); stops at a batch that
+    /// still holds staged typed messages (the drain system takes those).
     pub(crate) fn take_raw<F>(&mut self, max: usize, f: &mut F) -> usize
     where
         F: FnMut(Message<'_>),
@@ -267,7 +269,8 @@ impl Drop for DrainThread {
 
 /// The drain thread's side.
 struct Worker {
-    /// Index of its ring in the resource (for [`PerdixMessage::ring`](crate::bevy::PerdixMessage::ring) and envelopes).
+    /// Index of its ring in the resource (for
+    /// [`PerdixMessage::ring`](crate::bevy::PerdixMessage::ring) and envelopes).
     ring: usize,
     consumer: Consumer,
     /// The plugin's routing table; `None` stages everything raw (routing off).

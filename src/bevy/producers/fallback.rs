@@ -12,7 +12,7 @@ use super::emitter::Emitter;
 use super::running::Running;
 use super::spec::{ArgsFn, FallbackFn};
 use crate::bevy::event::spawn_error;
-use crate::bevy::rings::PerdixRing;
+use crate::bevy::rings::PerdixRings;
 use crate::Error;
 
 /// Frames of launches a CPU fallback may fall behind before launches are skipped (a GPU
@@ -31,18 +31,18 @@ pub(super) struct Fallback<A> {
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
-    /// Starts `fallback` on its thread, with a new host ring of `ring` named `name`.
+    /// Starts `fallback` on its thread, with a new host ring of `rings` named `name`.
     ///
     /// # Errors
     ///
-    /// The ring's ([`PerdixRing::add_producer`]), or [`Error::Spawn`] for the thread.
+    /// The ring's ([`PerdixRings::add_producer`]), or [`Error::Spawn`] for the thread.
     pub(super) fn start(
         name: &str,
         mut fallback: FallbackFn<A>,
         args: Option<ArgsFn<A>>,
-        ring: &mut PerdixRing,
+        rings: &mut PerdixRings,
     ) -> Result<Self, Error> {
-        let producer = ring.add_producer(name)?;
+        let producer = rings.add_producer(name)?;
         let (launches, frames) = mpsc::sync_channel::<A>(FALLBACK_QUEUE);
         let thread = thread::Builder::new()
             .name(format!("perdix-cpu-{name}"))

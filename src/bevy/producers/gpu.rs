@@ -11,7 +11,7 @@ use bevy_ecs::world::World;
 
 use super::running::Running;
 use super::spec::{ArgsFn, GpuProducerSpec};
-use crate::bevy::rings::PerdixRing;
+use crate::bevy::rings::PerdixRings;
 use crate::cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducerSet};
 use crate::{Backend, Error};
 
@@ -25,18 +25,18 @@ fn memory(choice: Option<Backend>) -> GpuMemory {
     }
 }
 
-/// A producer of `rings` rings on each of the ring's devices, with the plugin's settings;
-/// its consumers are added to `ring` as `name-<idx>` (one device) or `name-gpu<N>-<idx>`.
+/// A producer of `count` rings on each of the devices of `rings`, with the plugin's settings;
+/// its consumers are added to `rings` as `name-<idx>` (one device) or `name-gpu<N>-<idx>`.
 pub(crate) fn producer(
-    ring: &mut PerdixRing,
+    rings: &mut PerdixRings,
     name: &str,
-    rings: usize,
+    count: usize,
 ) -> Result<GpuProducerSet, Error> {
-    let config = ring.config().clone();
-    let (mut set, consumers) = GpuProducerSet::build_on(ring.backend().devices(), |builder| {
+    let config = rings.config().clone();
+    let (mut set, consumers) = GpuProducerSet::build_on(rings.backend().devices(), |builder| {
         builder
             .capacity(config.capacity)
-            .rings(rings)
+            .rings(count)
             .memory(memory(config.memory))
             .policy(config.policy)
             .timestamps(config.timestamps)
@@ -55,15 +55,18 @@ pub(crate) fn producer(
             } else {
                 format!("{name}-{idx}")
             };
-            ring.add_consumer(&ring_name, consumer);
+            rings.add_consumer(&ring_name, consumer);
         }
     }
     Ok(set)
 }
 
-/// The first of the ring's devices (every device of a choice has the same kernels).
-pub(crate) fn first_device(ring: &PerdixRing) -> Result<GpuContext, Error> {
-    ring.backend().devices()
+/// The first device opened for the producers of `rings` (every device of a choice has the
+/// same kernels).
+pub(crate) fn first_device(rings: &PerdixRings) -> Result<GpuContext, Error> {
+    rings
+        .backend()
+        .devices()
         .first()
         .cloned()
         .ok_or(Error::NoDevice("no CUDA device was opened"))
@@ -78,7 +81,7 @@ pub(crate) fn first_device(ring: &PerdixRing) -> Result<GpuContext, Error> {
 /// clock calibration's after.
 pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
     spec: &mut GpuProducerSpec<A>,
-    ring: &mut PerdixRing,
+    rings: &mut PerdixRings,
 ) -> Result<Box<dyn Running>, Error> {
     let words = core::mem::size_of::<A>() / 4;
     #[allow(unsafe_code)]
@@ -91,16 +94,16 @@ pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
         kernel = kernel.arg(0u32);
     }
     // Compile before any ring exists, so a compile error leaves nothing behind.
-    let gpu = first_device(ring)?;
+    let gpu = first_device(rings)?;
     kernel.compile(&gpu.arch())?;
-    let first = ring.rings();
-    let producer = producer(ring, &spec.name, 1)?;
-    let rings = first..ring.rings();
+    let first = rings.rings();
+    let producer = producer(rings, &spec.name, 1)?;
+    let written = first..rings.rings();
     producer.prepare(&kernel)?;
     tracing::info!(producer = %spec.name, "perdix: GPU producer started");
     Ok(Box::new(Launcher {
         name: spec.name.clone(),
-        rings,
+        rings: written,
         producer,
         kernel,
         args: spec.args.take(),

@@ -28,7 +28,7 @@ pub use spec::GpuProducerSpec;
 
 use super::backend::ProducerBackend;
 use super::event::PerdixEvent;
-use super::rings::PerdixRing;
+use super::rings::PerdixRings;
 use crate::Error;
 
 /// A registered producer, not started yet.
@@ -38,7 +38,7 @@ trait Registered: Send {
     /// Starts it on `backend` (its CPU fallback when the GPU cannot).
     fn start(
         self: Box<Self>,
-        ring: &mut PerdixRing,
+        rings: &mut PerdixRings,
         backend: &ProducerBackend,
     ) -> Result<Box<dyn Running>, Error>;
 }
@@ -51,17 +51,17 @@ impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
     /// Without a fallback, the GPU's error (or why there is no GPU) is the producer's.
     fn start(
         self: Box<Self>,
-        ring: &mut PerdixRing,
+        rings: &mut PerdixRings,
         backend: &ProducerBackend,
     ) -> Result<Box<dyn Running>, Error> {
         let mut spec = *self;
         let gpu_error = if backend.is_gpu() {
-            match gpu::start(&mut spec, ring) {
+            match gpu::start(&mut spec, rings) {
                 Ok(running) => return Ok(running),
                 Err(err) => err,
             }
         } else {
-            ring.backend().no_gpu_error()
+            rings.backend().no_gpu_error()
         };
         let Some(fallback) = spec.fallback.take() else {
             return Err(gpu_error);
@@ -73,7 +73,7 @@ impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
                 "perdix: GPU producer failed to start; using its CPU fallback"
             );
         }
-        let running = Fallback::start(&spec.name, fallback, spec.args.take(), ring)?;
+        let running = Fallback::start(&spec.name, fallback, spec.args.take(), rings)?;
         Ok(Box::new(running))
     }
 }
@@ -116,15 +116,15 @@ pub(crate) fn start_producers(world: &mut World) {
         if pending.is_empty() {
             return;
         }
-        let Some(mut ring) = world.get_resource_mut::<PerdixRing>() else {
+        let Some(mut rings) = world.get_resource_mut::<PerdixRings>() else {
             return;
         };
-        let backend = ring.producer_backend();
+        let backend = rings.producer_backend();
         for spec in pending {
             let name = spec.name().to_owned();
-            match spec.start(&mut ring, &backend) {
+            match spec.start(&mut rings, &backend) {
                 Ok(running) => registry.running.push(running),
-                Err(error) => ring
+                Err(error) => rings
                     .faults_mut()
                     .report(PerdixEvent::ProducerFailed { name, error }),
             }
@@ -139,10 +139,11 @@ pub(crate) fn launch_producers(world: &mut World) {
         for producer in &mut registry.running {
             if let Err(error) = producer.launch(world) {
                 let name = producer.name().to_owned();
-                if let Some(mut ring) = world.get_resource_mut::<PerdixRing>() {
+                if let Some(mut rings) = world.get_resource_mut::<PerdixRings>() {
                     // Its rings fail with it, once what it published before is drained.
-                    ring.fail_rings(producer.rings(), &error);
-                    ring.faults_mut()
+                    rings.fail_rings(producer.rings(), &error);
+                    rings
+                        .faults_mut()
                         .report(PerdixEvent::ProducerFailed { name, error });
                 }
             }
@@ -153,12 +154,12 @@ pub(crate) fn launch_producers(world: &mut World) {
 /// No GPU producers without the `cuda` feature (the backend is never the GPU there).
 #[cfg(not(feature = "cuda"))]
 mod gpu {
-    use super::{GpuProducerSpec, PerdixRing, Running};
+    use super::{GpuProducerSpec, PerdixRings, Running};
     use crate::Error;
 
     pub(super) fn start<A>(
         _spec: &mut GpuProducerSpec<A>,
-        _ring: &mut PerdixRing,
+        _rings: &mut PerdixRings,
     ) -> Result<Box<dyn Running>, Error> {
         Err(Error::NoDevice("built without the `cuda` feature"))
     }
