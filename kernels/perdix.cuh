@@ -4,7 +4,7 @@
 // the slot layout of `src/ring/layout.rs` and the control-block layout of `src/cuda/control.rs`
 // passed as `-D` defines; the static asserts below stop a build whose structs disagree with them.
 //
-// The protocol (DESIGN.md §2-3):
+// The protocol (docs/ARCHITECTURE.md, "The slot protocol"; decisions in docs/DESIGN-NOTES.md):
 // - a ring is `capacity` slots of PERDIX_SLOT_SIZE bytes; the slot for position `pos` is complete
 //   when its `seq` word holds `pos + 1`, written last, after a system-scope release fence;
 // - positions are reserved per warp with one atomic on the ring's `tail`, in device memory;

@@ -2,7 +2,7 @@
 # Runs the GPU checks and measurements on the device machine, in one call.
 #
 # Here (build machine, no GPU needed):
-#   PERDIX_FEATURES=cuda,cli ../shared/device/pack.sh --no-default-features --test gpu
+#   PERDIX_FEATURES=cuda ../shared/device/pack.sh --no-default-features --test gpu
 #   (stages the GPU test binary and the release bins), then copy .device to .device-cuda
 #   (listed in .git/info/exclude) so other packs cannot replace it.
 # There (device call with carry [".device-cuda"]):

@@ -5,7 +5,7 @@
 #   mkdir -p .git/info && printf '/.device/\n/.device-tests/\n' >> .git/info/exclude
 #   PERDIX_FEATURES=cuda,bevy ../shared/device/pack.sh --tests --test gpu --test bevy_plugin
 #   mv .device .device-tests
-#   PERDIX_FEATURES=cuda,bevy,cli ../shared/device/pack.sh --bins --example headless_stress
+#   PERDIX_FEATURES=cuda,bevy ../shared/device/pack.sh --bins --example headless_stress
 # There (device call with carry [".device", ".device-tests"]):
 #   scripts/multi-gpu-device.sh
 # Logs go to $OUT (or ./gpu-out); the last lines printed are short summaries.

@@ -27,7 +27,8 @@ pub use kernels::{free_running_kernel, StressKernel};
 /// # Examples
 ///
 /// ```no_run
-/// use perdix_transport::cuda::{stress, GpuContext};
+/// use perdix_transport::cuda::GpuContext;
+/// use perdix_transport::testing::gpu as stress;
 /// use perdix_transport::Error;
 ///
 /// let gpu = match GpuContext::new(0) {

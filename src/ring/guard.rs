@@ -160,28 +160,28 @@ impl<'a> MessageRef<'a> {
         Message::new(self.header, self.pos, self.payload())
     }
 
-    /// Message kind.
+    /// Message kind: [`Message::kind`].
     #[must_use]
     pub fn kind(&self) -> u32 {
-        self.header.kind
+        self.message().kind()
     }
 
-    /// Sequence number: the message's position in the ring's stream, from 0.
+    /// Sequence number: [`Message::seq`].
     #[must_use]
     pub fn seq(&self) -> u64 {
-        self.pos
+        self.message().seq()
     }
 
-    /// Producer id.
+    /// Producer id: [`Message::producer`].
     #[must_use]
     pub fn producer(&self) -> u32 {
-        self.header.producer
+        self.message().producer()
     }
 
-    /// Producer clock at publish in ns (0 when not stamped).
+    /// Producer clock at publish in ns: [`Message::stamp_ns`].
     #[must_use]
     pub fn stamp_ns(&self) -> u64 {
-        self.header.stamp_ns
+        self.message().stamp_ns()
     }
 
     /// The CUDA device the message came from (its ring's device), or `None` for a host ring.

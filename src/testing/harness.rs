@@ -89,7 +89,7 @@ impl SpscRun {
     /// # Examples
     ///
     /// ```
-    /// use perdix_transport::harness::SpscRun;
+    /// use perdix_transport::testing::harness::SpscRun;
     ///
     /// let report = SpscRun { messages: Some(10_000), ..SpscRun::default() }.run(|_| {})?;
     /// assert_eq!(report.verify.messages, 10_000);
@@ -178,7 +178,7 @@ impl SpscRun {
 /// # Examples
 ///
 /// ```
-/// let hist = perdix_transport::harness::round_trip(1_000, 100, 8)?;
+/// let hist = perdix_transport::testing::harness::round_trip(1_000, 100, 8)?;
 /// assert_eq!(hist.len(), 1_000);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```

@@ -36,7 +36,7 @@ pub const fn valid_size(size: usize) -> bool {
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::tag;
+/// use perdix_transport::testing::stress::tag;
 /// assert_ne!(tag(0, 0), tag(0, 1));
 /// assert_ne!(tag(0, 1), tag(1, 1));
 /// ```
@@ -83,7 +83,7 @@ const fn word_with_tag(t: u64, seq: u64, w: usize, n: usize) -> u64 {
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::{fill, Verifier};
+/// use perdix_transport::testing::stress::{fill, Verifier};
 ///
 /// let mut buf = [0u8; 64];
 /// fill(&mut buf, 3, 0);
@@ -109,7 +109,7 @@ pub fn fill(buf: &mut [u8], producer: u32, seq: u64) -> usize {
 /// # Examples
 ///
 /// ```
-/// assert_eq!(perdix_transport::stress::stream(2, 7), 0x2_0007);
+/// assert_eq!(perdix_transport::testing::stress::stream(2, 7), 0x2_0007);
 /// ```
 #[must_use]
 #[inline]
@@ -170,7 +170,7 @@ impl VerifyReport {
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::{fill, Verifier};
+/// use perdix_transport::testing::stress::{fill, Verifier};
 ///
 /// let mut verifier = Verifier::new(false);
 /// let mut buf = [0u8; 32];
@@ -214,7 +214,7 @@ impl Verifier {
     /// # Examples
     ///
     /// ```
-    /// use perdix_transport::stress::{fill, stream, Verifier};
+    /// use perdix_transport::testing::stress::{fill, stream, Verifier};
     ///
     /// let mut verifier = Verifier::new(true);
     /// let mut buf = [0u8; 32];

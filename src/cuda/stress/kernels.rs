@@ -72,7 +72,7 @@ impl StressKernel {
     /// # Examples
     ///
     /// ```
-    /// use perdix_transport::cuda::StressKernel;
+    /// use perdix_transport::testing::gpu::StressKernel;
     ///
     /// let kernel = StressKernel::Generic.kernel(100, 32, 1).grid(4).block(64);
     /// assert_eq!(kernel.entry(), "perdix_stress_generic");

@@ -22,7 +22,7 @@ use crate::{Error, Producer};
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::stress::{StressSender, Verifier};
+/// use perdix_transport::testing::stress::{StressSender, Verifier};
 /// use perdix_transport::{Buffer, Policy};
 ///
 /// let (mut producer, mut consumer) = Buffer::builder(4).policy(Policy::DropNewest).build()?.into_split();
