@@ -9,9 +9,9 @@ use bevy_ecs::resource::Resource;
 use super::backend::{BackendChoice, ProducerBackend};
 use super::config::{DrainMode, RingConfig};
 use super::drain::{self, Batch, DrainThread, DrainedRing, Pass, Scheduler, Source};
-use super::event::{Faults, PerdixEvent, RingState};
+use super::event::{Faults, RingState};
 use super::stage::RouteShare;
-use super::stats::{self, DeviceTotals, DrainStats};
+use super::stats::{self, Counts, DeviceTotals, DrainStats};
 use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
 use crate::{Buffer, Consumer, Error, Message, Producer};
 
@@ -53,11 +53,8 @@ pub struct PerdixRings {
     rings: Vec<DrainedRing>,
     /// Which ring the next drain starts with.
     scheduler: Scheduler,
-    stats: DrainStats,
-    /// Messages taken in the current frame (reset by the diagnostics system).
-    frame_messages: u64,
-    /// Latencies since the last diagnostics sample.
-    window: LatencyHistogram,
+    /// What the drain counted.
+    counts: Counts,
     telemetry: Telemetry,
     /// Where producers run, and the devices opened for them, once decided.
     backend: BackendChoice,
@@ -73,9 +70,7 @@ impl PerdixRings {
             config,
             rings: Vec::new(),
             scheduler: Scheduler::default(),
-            stats: DrainStats::default(),
-            frame_messages: 0,
-            window: LatencyHistogram::new(),
+            counts: Counts::new(),
             telemetry: Telemetry::new("host", 600),
             backend: BackendChoice::default(),
             routes,
@@ -213,19 +208,9 @@ impl PerdixRings {
     /// Reports rings that failed since the last call (once each).
     fn report_failed_rings(&mut self) {
         for (idx, ring) in self.rings.iter_mut().enumerate() {
-            if ring.reported {
-                continue;
+            if let Some(event) = ring.unreported_failure(idx) {
+                self.faults.report(event);
             }
-            let Some(error) = ring.fault.clone() else {
-                continue;
-            };
-            ring.reported = true;
-            self.faults.report(PerdixEvent::RingFailed {
-                ring: idx,
-                name: ring.name.clone(),
-                device: ring.device,
-                error,
-            });
         }
     }
 
@@ -288,11 +273,7 @@ impl PerdixRings {
     /// Cumulative drain counts (messages and bytes are the rings' own counts, summed).
     #[must_use]
     pub fn stats(&self) -> DrainStats {
-        DrainStats {
-            messages: self.rings.iter().map(|ring| ring.messages).sum(),
-            bytes: self.rings.iter().map(|ring| ring.bytes).sum(),
-            ..self.stats
-        }
+        self.counts.stats(&self.rings)
     }
 
     /// Totals over every ring now (for [`Telemetry`]).
@@ -318,7 +299,7 @@ impl PerdixRings {
     pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram) {
         let totals = self.totals();
         let sample = self.telemetry.update(t_s, totals);
-        let window = core::mem::take(&mut self.window);
+        let window = self.counts.take_window();
         self.telemetry.latency_mut().merge(&window);
         (sample, window)
     }
@@ -380,37 +361,24 @@ impl PerdixRings {
         drain::give_back(&mut self.rings, batches);
     }
 
-    /// Folds a drain's counts into the stats; with the budget spent (`full`), what is still
-    /// waiting counts as deferred. Reports the rings that failed in it.
+    /// Reports the rings that failed in a drain and folds its counts into the stats (with the
+    /// budget spent, what is still waiting counts as deferred).
     fn close_drain(&mut self, pass: Pass) -> usize {
         let Pass { taken, full } = pass;
         self.report_failed_rings();
-        for ns in &taken.latencies {
-            self.window.record(*ns);
-        }
-        self.frame_messages += taken.count as u64;
-        if full {
-            let left: u64 = self.rings.iter().map(DrainedRing::backlog).sum();
-            self.stats.deferred = left;
-            if left > 0 {
-                self.stats.deferred_frames += 1;
-            }
-        } else {
-            self.stats.deferred = 0;
-        }
+        let rings = &self.rings;
+        let backlog = || rings.iter().map(DrainedRing::backlog).sum();
+        self.counts.close_drain(&taken, full, backlog);
         taken.count
     }
 
     /// Adds the routing counts of a frame.
     pub(crate) fn count_routing(&mut self, unrouted: u64, malformed: u64) {
-        self.stats.unrouted += unrouted;
-        self.stats.malformed += malformed;
+        self.counts.count_routing(unrouted, malformed);
     }
 
     /// Closes a frame's accounting (the diagnostics system calls it in `Last`).
     pub(crate) fn end_frame(&mut self) {
-        self.stats.frames += 1;
-        self.stats.max_frame = self.stats.max_frame.max(self.frame_messages);
-        self.frame_messages = 0;
+        self.counts.end_frame();
     }
 }

@@ -1,9 +1,10 @@
-//! What the drain counted: [`DrainStats`] over all rings, [`DeviceTotals`] per CUDA device, and
-//! the totals the telemetry samples.
+//! What the drain counted: [`DrainStats`] over all rings (kept, with the frame's count and the
+//! latency window, as [`Counts`]), [`DeviceTotals`] per CUDA device, and the totals the
+//! telemetry samples.
 #![forbid(unsafe_code)]
 
-use super::drain::DrainedRing;
-use crate::telemetry::Totals;
+use super::drain::{DrainedRing, Taken};
+use crate::telemetry::{LatencyHistogram, Totals};
 
 /// Cumulative counts of the drain, over all rings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +41,72 @@ pub struct DeviceTotals {
     pub messages: u64,
     /// Payload bytes taken out of them.
     pub bytes: u64,
+}
+
+/// The drain's counts as the resource keeps them: the cumulative stats (messages and bytes are
+/// the rings' own counts, summed when read), this frame's messages, the latency window.
+#[derive(Debug)]
+pub(crate) struct Counts {
+    stats: DrainStats,
+    /// Messages taken in the current frame (reset by the diagnostics system).
+    frame_messages: u64,
+    /// Latencies since the last diagnostics sample.
+    window: LatencyHistogram,
+}
+
+impl Counts {
+    pub(crate) fn new() -> Self {
+        Self {
+            stats: DrainStats::default(),
+            frame_messages: 0,
+            window: LatencyHistogram::new(),
+        }
+    }
+
+    /// The cumulative counts, with the messages and bytes of `rings`.
+    pub(crate) fn stats(&self, rings: &[DrainedRing]) -> DrainStats {
+        DrainStats {
+            messages: rings.iter().map(|ring| ring.messages).sum(),
+            bytes: rings.iter().map(|ring| ring.bytes).sum(),
+            ..self.stats
+        }
+    }
+
+    /// Folds a drain's take in; with the budget spent (`full`), what is still waiting
+    /// (`backlog()`) counts as deferred.
+    pub(crate) fn close_drain(&mut self, taken: &Taken, full: bool, backlog: impl FnOnce() -> u64) {
+        for ns in &taken.latencies {
+            self.window.record(*ns);
+        }
+        self.frame_messages += taken.count as u64;
+        if full {
+            let left = backlog();
+            self.stats.deferred = left;
+            if left > 0 {
+                self.stats.deferred_frames += 1;
+            }
+        } else {
+            self.stats.deferred = 0;
+        }
+    }
+
+    /// Adds the routing counts of a frame.
+    pub(crate) fn count_routing(&mut self, unrouted: u64, malformed: u64) {
+        self.stats.unrouted += unrouted;
+        self.stats.malformed += malformed;
+    }
+
+    /// Closes a frame's accounting.
+    pub(crate) fn end_frame(&mut self) {
+        self.stats.frames += 1;
+        self.stats.max_frame = self.stats.max_frame.max(self.frame_messages);
+        self.frame_messages = 0;
+    }
+
+    /// The latencies since the last call (the window starts anew).
+    pub(crate) fn take_window(&mut self) -> LatencyHistogram {
+        core::mem::take(&mut self.window)
+    }
 }
 
 /// Messages and bytes taken so far per CUDA device, ordered by device (rings of no device are

@@ -5,7 +5,7 @@
 
 use super::taken::{Sampler, Taken};
 use super::thread::DrainThread;
-use crate::bevy::event::RingState;
+use crate::bevy::event::{PerdixEvent, RingState};
 use crate::{Consumer, Error, Message, Monitor};
 
 /// One ring the resource drains, and how: its source, its counts and its state.
@@ -18,8 +18,8 @@ pub(crate) struct DrainedRing {
     pub(crate) finished: bool,
     /// The fault the ring stopped on ([`RingState::Failed`]).
     pub(crate) fault: Option<Error>,
-    /// `fault` was reported as a [`PerdixEvent`](crate::bevy::PerdixEvent).
-    pub(crate) reported: bool,
+    /// `fault` was reported as a [`PerdixEvent`].
+    reported: bool,
     /// Its producer's fault, the ring's own once the ring is drained dry (System drain; a
     /// drain thread is handed it and ends with it).
     producer_fault: Option<Error>,
@@ -166,6 +166,22 @@ impl DrainedRing {
             None if self.finished => RingState::Finished,
             None => RingState::Running,
         }
+    }
+
+    /// The ring's failure as a [`PerdixEvent`] (its index is `idx`), once: `None` if it has not
+    /// failed or was reported already.
+    pub(crate) fn unreported_failure(&mut self, idx: usize) -> Option<PerdixEvent> {
+        if self.reported {
+            return None;
+        }
+        let error = self.fault.clone()?;
+        self.reported = true;
+        Some(PerdixEvent::RingFailed {
+            ring: idx,
+            name: self.name.clone(),
+            device: self.device,
+            error,
+        })
     }
 
     /// Messages waiting in the ring plus those the drain thread holds.
