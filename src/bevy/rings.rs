@@ -60,7 +60,7 @@ pub struct PerdixRings {
     backend: BackendChoice,
     /// The routing table drain threads stage by ([`DrainMode::Thread`] with routing on).
     routes: Option<Arc<RouteShare>>,
-    /// Faults recorded, for [`PerdixEvent`]s and `perdix/errors`.
+    /// Faults recorded, for [`PerdixEvent`](super::PerdixEvent)s and `perdix/errors`.
     faults: Faults,
 }
 
@@ -186,7 +186,7 @@ impl PerdixRings {
         self.rings.get(ring).map(DrainedRing::state)
     }
 
-    /// Faults reported so far (as [`PerdixEvent`]s): failed rings and producers. The
+    /// Faults reported so far (as [`PerdixEvent`](super::PerdixEvent)s): failed rings and producers. The
     /// `perdix/errors` diagnostic.
     #[must_use]
     pub fn errors(&self) -> u64 {

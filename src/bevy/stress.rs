@@ -16,7 +16,7 @@ use crate::{Error, Producer};
 mod gpu;
 
 /// Stress producers: free-running producers of the shared stress format
-/// ([`stress`](crate::testing::stress)), on the GPU when there is one, else one CPU thread per
+/// ([`stress`]), on the GPU when there is one, else one CPU thread per
 /// producer, each on its own ring. Used by the `headless_stress` example.
 ///
 /// Every producer counts what it published. CPU producers send through
