@@ -20,7 +20,7 @@ use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
 use bevy_ecs::prelude::*;
 use clap::Parser;
 use perdix_transport::bevy::{
-    DrainMode, Envelope, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRing,
+    DrainMode, Envelope, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRings,
     RingState,
 };
 use perdix_transport::telemetry::LatencyHistogram;
@@ -280,7 +280,7 @@ fn plugin(args: &Args) -> PerdixPlugin {
     plugin
 }
 
-fn start(mut ring: ResMut<PerdixRing>, mut run: ResMut<Run>, mut exit: MessageWriter<AppExit>) {
+fn start(mut ring: ResMut<PerdixRings>, mut run: ResMut<Run>, mut exit: MessageWriter<AppExit>) {
     let (count, size) = (run.producers, run.args.size);
     let spawned = if run.args.cpu {
         StressProducers::spawn_cpu(&mut ring, count, size)
@@ -538,7 +538,7 @@ fn take_latency_window(run: &Run) -> LatencyHistogram {
     merged
 }
 
-fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<DiagnosticsStore>) {
+fn progress(mut run: ResMut<Run>, ring: Res<PerdixRings>, store: Res<DiagnosticsStore>) {
     let now = Instant::now();
     let (then, messages_then, bytes_then) = run.last_progress;
     let dt = (now - then).as_secs_f64();
@@ -578,7 +578,7 @@ fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<DiagnosticsS
     run.last_progress = (now, messages, bytes);
 }
 
-fn control(mut run: ResMut<Run>, ring: Res<PerdixRing>, mut exit: MessageWriter<AppExit>) {
+fn control(mut run: ResMut<Run>, ring: Res<PerdixRings>, mut exit: MessageWriter<AppExit>) {
     let now = Instant::now();
     match run.phase {
         Phase::Running => {
@@ -608,7 +608,7 @@ fn control(mut run: ResMut<Run>, ring: Res<PerdixRing>, mut exit: MessageWriter<
     }
 }
 
-fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
+fn summarize(run: &mut Run, ring: &PerdixRings, timed_out: bool) -> Outcome {
     // Per-producer counts where the backend has them (CPU threads); GPU producers report an
     // exact total from their device counters.
     let (sent, sent_total, producers) = match (&mut run.stress, timed_out) {

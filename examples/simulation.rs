@@ -20,7 +20,7 @@ use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use clap::Parser;
 use perdix_transport::bevy::{
-    Emitter, GpuProducerSpec, PerdixAppExt, PerdixPlugin, PerdixRing, ProducerBackend,
+    Emitter, GpuProducerSpec, PerdixAppExt, PerdixPlugin, PerdixRings, ProducerBackend,
 };
 
 /// The kernel, embedded; compiled by NVRTC at first launch.
@@ -316,7 +316,7 @@ fn report(
     clock: Res<SimClock>,
     walls: Query<&Wall>,
     bumpers: Query<&Bumper>,
-    mut ring: ResMut<PerdixRing>,
+    mut ring: ResMut<PerdixRings>,
     mut exit: MessageWriter<AppExit>,
 ) {
     let now = Instant::now();

@@ -46,7 +46,7 @@ mod gpu_producer {
     use bevy_app::prelude::*;
     use bevy_ecs::prelude::*;
     use bytemuck::{Pod, Zeroable};
-    use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin, PerdixRing};
+    use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin, PerdixRings};
 
     const PARTICLES: u32 = 4096;
     const BLOCK: u32 = 256;
@@ -142,7 +142,7 @@ mod gpu_producer {
         }
         let backend = app
             .world_mut()
-            .resource_mut::<PerdixRing>()
+            .resource_mut::<PerdixRings>()
             .producer_backend();
         assert!(backend.is_gpu(), "backend {backend}");
         let seen = app.world().resource::<Seen>();
@@ -162,7 +162,7 @@ mod gpu_producer {
             assert!(drift < 1e-3, "kinetic energy drifted by {drift}");
         }
         assert!(seen.hits > 0, "no wall or bumper hits");
-        let stats = app.world().resource::<PerdixRing>().stats();
+        let stats = app.world().resource::<PerdixRings>().stats();
         assert_eq!((stats.unrouted, stats.malformed), (0, 0));
     }
 }
