@@ -14,7 +14,7 @@ use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use perdix_transport::bevy::{
-    DrainMode, Envelope, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing,
+    DrainMode, Envelope, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRings,
 };
 use perdix_transport::{Buffer, Producer};
 
@@ -60,7 +60,7 @@ fn app(drain: DrainMode) -> (App, Producer) {
     .add_systems(bevy_app::Update, (read_typed, read_raw));
     let producer = app
         .world_mut()
-        .resource_mut::<PerdixRing>()
+        .resource_mut::<PerdixRings>()
         .add_producer("bench");
     match producer {
         Ok(producer) => (app, producer),
@@ -99,16 +99,16 @@ fn frames(
 fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
     if drain == DrainMode::Thread {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while app.world().resource::<PerdixRing>().handed_over() < frame {
+        while app.world().resource::<PerdixRings>().handed_over() < frame {
             assert!(Instant::now() < deadline, "drain thread stalled");
             std::thread::yield_now();
         }
     }
-    let before = app.world().resource::<PerdixRing>().stats().messages;
+    let before = app.world().resource::<PerdixRings>().stats().messages;
     let start = Instant::now();
     app.update();
     let elapsed = start.elapsed();
-    let after = app.world().resource::<PerdixRing>().stats().messages;
+    let after = app.world().resource::<PerdixRings>().stats().messages;
     assert_eq!(after - before, frame, "one frame drains every message sent");
     elapsed
 }
@@ -192,7 +192,7 @@ fn bench_envelopes(c: &mut Criterion) {
             .map(|i| {
                 match app
                     .world_mut()
-                    .resource_mut::<PerdixRing>()
+                    .resource_mut::<PerdixRings>()
                     .add_producer(&format!("p{i}"))
                 {
                     Ok(producer) => producer,

@@ -22,7 +22,7 @@ use bevy_app::{ScheduleRunnerPlugin, TaskPoolPlugin};
 use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
 use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
-use perdix_transport::bevy::{PerdixAppExt, PerdixDiagnostics, PerdixPlugin, PerdixRing};
+use perdix_transport::bevy::{PerdixAppExt, PerdixDiagnostics, PerdixPlugin, PerdixRings};
 
 /// One sensor reading, as it travels in a slot: `#[repr(C)]` and `Pod`, so its bytes are the
 /// message. A `Message` too, so Bevy can deliver it.
@@ -62,7 +62,7 @@ fn main() -> AppExit {
 }
 
 /// A ring for a sensor thread: about 100 readings a millisecond until the app is gone.
-fn start_sensor(mut rings: ResMut<PerdixRing>) -> Result {
+fn start_sensor(mut rings: ResMut<PerdixRings>) -> Result {
     let mut producer = rings.add_producer("sensor")?;
     thread::Builder::new()
         .name("sensor".into())

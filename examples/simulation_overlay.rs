@@ -27,7 +27,7 @@ use bevy::window::PrimaryWindow;
 use bevy_egui::{egui, EguiContexts, EguiPrimaryContextPass};
 use bytemuck::{Pod, Zeroable};
 use clap::Parser;
-use perdix_transport::bevy::{Emitter, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing};
+use perdix_transport::bevy::{Emitter, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRings};
 use perdix_transport::dashboard::PerdixOverlayPlugin;
 use perdix_transport::testing::stress::{StressSender, Verifier};
 use perdix_transport::Producer;
@@ -135,12 +135,12 @@ fn main() -> AppExit {
     app.run()
 }
 
-fn setup(mut commands: Commands, mut ring: ResMut<PerdixRing>, args: Res<Args>) -> Result {
+fn setup(mut commands: Commands, mut rings: ResMut<PerdixRings>, args: Res<Args>) -> Result {
     commands.spawn(Camera2d);
-    let producer = ring.add_producer("particles")?;
+    let producer = rings.add_producer("particles")?;
     commands.insert_resource(HitSender(Emitter::new(producer)));
     if args.rate > 0 {
-        let producer = ring.add_producer_with_id("stress", STRESS_PRODUCER)?;
+        let producer = rings.add_producer_with_id("stress", STRESS_PRODUCER)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (flag, rate) = (Arc::clone(&stop), args.rate);
         std::thread::Builder::new()

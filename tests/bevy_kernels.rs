@@ -51,7 +51,7 @@ mod gpu_producer {
 
     use bevy_app::prelude::*;
     use bevy_ecs::prelude::*;
-    use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRing};
+    use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRings};
 
     use super::step::{self, BlockStats, BumperHit, StepArgs, WallHit, BLOCK};
 
@@ -108,7 +108,7 @@ mod gpu_producer {
         }
         let backend = app
             .world_mut()
-            .resource_mut::<PerdixRing>()
+            .resource_mut::<PerdixRings>()
             .producer_backend();
         assert!(backend.is_gpu(), "backend {backend}");
         let seen = app.world().resource::<Seen>();
@@ -128,7 +128,7 @@ mod gpu_producer {
             assert!(drift < 1e-3, "kinetic energy drifted by {drift}");
         }
         assert!(seen.hits > 0, "no wall or bumper hits");
-        let stats = app.world().resource::<PerdixRing>().stats();
+        let stats = app.world().resource::<PerdixRings>().stats();
         assert_eq!((stats.unrouted, stats.malformed), (0, 0));
     }
 }

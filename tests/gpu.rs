@@ -1,15 +1,17 @@
-//! GPU integration tests: ignored in CI (no GPU); run them on the GPU machine with
-//! `--ignored` (`../shared/device/pack.sh --tests`). Each says `skipped: no CUDA device` and
+//! GPU integration tests: ignored in CI (no GPU); run them on a machine with a CUDA device with
+//! `cargo test --release --features cuda --test gpu -- --ignored`. Each says `skipped: no CUDA device` and
 //! returns where there is none.
 #![cfg(feature = "cuda")]
 
 use std::time::{Duration, Instant};
 
+use perdix_transport::clock;
 use perdix_transport::cuda::{
-    clock, ConsumerGroup, GpuContext, GpuDevices, GpuKernel, GpuMemory, GpuProducer,
-    GpuProducerSet, PROBE_CU,
+    ConsumerGroup, GpuContext, GpuDevices, GpuKernel, GpuMemory, GpuProducer, GpuProducerSet,
 };
-use perdix_transport::testing::gpu::{self as stress, layout_probe, GpuStress, StressKernel};
+use perdix_transport::testing::gpu::{
+    self as stress, layout_probe, GpuStress, StressKernel, PROBE_CU,
+};
 use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
 
@@ -386,7 +388,7 @@ fn clock_calibration_has_a_stated_error_bound() {
         mapping.drift_ppm()
     );
     assert!(mapping.error_ns < 20_000);
-    let rt = clock::round_trip(&gpu, 1000).expect("ping-pong").summary();
+    let rt = stress::ping_pong(&gpu, 1000).expect("ping-pong").summary();
     println!("ping-pong: p50 {} ns, p99 {} ns", rt.p50_ns, rt.p99_ns);
     assert_eq!(rt.count, 1000);
 }

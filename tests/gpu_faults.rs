@@ -252,10 +252,9 @@ fn a_kernel_fault_reaches_the_consumers_after_the_published_messages() {
         // SAFETY: (1) `perdix_trap` takes `const perdix_producer*` first; (2) it touches no
         // ring; (3) its other parameter is `unsigned really`, the one `u32` added; (4) it writes
         // nothing: it traps, which is the point.
-        let trap =
-            unsafe { GpuKernel::from_source(perdix_transport::cuda::PROBE_CU, "perdix_trap") }
-                .name("probe.cu")
-                .arg(1u32);
+        let trap = unsafe { GpuKernel::from_source(stress::PROBE_CU, "perdix_trap") }
+            .name("probe.cu")
+            .arg(1u32);
         producer.prepare(&before).expect("compiles");
         producer.prepare(&trap).expect("compiles");
         let started = Instant::now();

@@ -5,7 +5,8 @@
 //! and run with `PERDIX_PTX_CACHE=off` so NVRTC really compiles.
 #![cfg(feature = "cuda")]
 
-use perdix_transport::cuda::{builtin_kernels, compile_ptx, GpuKernel, PERDIX_CUH};
+use perdix_transport::cuda::{compile_ptx, GpuKernel, PERDIX_CUH};
+use perdix_transport::testing::gpu::{builtin_kernels, STRESS_CU};
 use perdix_transport::Error;
 
 const ARCH: &str = "sm_90";
@@ -61,7 +62,7 @@ fn the_fault_injection_kernels_compile_for_sm_90() {
 
 #[test]
 fn stress_kernel_writes_slots_with_one_store_per_lane_and_fences_before_seq() {
-    let Some(result) = compile_or_skip(perdix_transport::cuda::STRESS_CU, "stress.cu") else {
+    let Some(result) = compile_or_skip(STRESS_CU, "stress.cu") else {
         return;
     };
     let ptx = result.expect("stress.cu compiles");

@@ -19,7 +19,7 @@ use bevy_app::{ScheduleRunnerPlugin, TaskPoolOptions, TaskPoolPlugin};
 use bevy_diagnostic::DiagnosticsPlugin;
 use bevy_ecs::prelude::*;
 use clap::Parser;
-use perdix_transport::bevy::{DrainMode, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRing};
+use perdix_transport::bevy::{DrainMode, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRings};
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::stress;
 use perdix_transport::testing::StressProducers;
@@ -161,12 +161,12 @@ fn plugin(args: &Args) -> PerdixPlugin {
     plugin
 }
 
-fn start(mut ring: ResMut<PerdixRing>, mut run: ResMut<Run>, mut exit: MessageWriter<AppExit>) {
+fn start(mut rings: ResMut<PerdixRings>, mut run: ResMut<Run>, mut exit: MessageWriter<AppExit>) {
     let (count, size) = (run.producers, run.args.size);
     let spawned = if run.args.cpu {
-        StressProducers::spawn_cpu(&mut ring, count, size)
+        StressProducers::spawn_cpu(&mut rings, count, size)
     } else {
-        StressProducers::spawn(&mut ring, count, size)
+        StressProducers::spawn(&mut rings, count, size)
     };
     match spawned {
         Ok(stress) => {
@@ -174,7 +174,7 @@ fn start(mut ring: ResMut<PerdixRing>, mut run: ResMut<Run>, mut exit: MessageWr
             println!(
                 "perdix headless_stress: backend {}, {} ring(s) of {} slots, {}-byte messages, policy {}, drain {}, delivered as {}, {} verifier(s), budget {}/frame, {:.1} s",
                 run.backend,
-                ring.rings(),
+                rings.rings(),
                 run.args.capacity,
                 size,
                 run.args.policy,
@@ -200,7 +200,7 @@ fn start(mut ring: ResMut<PerdixRing>, mut run: ResMut<Run>, mut exit: MessageWr
     }
 }
 
-fn control(mut run: ResMut<Run>, ring: Res<PerdixRing>, mut exit: MessageWriter<AppExit>) {
+fn control(mut run: ResMut<Run>, rings: Res<PerdixRings>, mut exit: MessageWriter<AppExit>) {
     let now = Instant::now();
     match run.phase {
         Phase::Running => {
@@ -213,9 +213,9 @@ fn control(mut run: ResMut<Run>, ring: Res<PerdixRing>, mut exit: MessageWriter<
         }
         Phase::Draining(since) => {
             let timed_out = now - since > DRAIN_TIMEOUT;
-            if ring.is_finished() || timed_out {
+            if rings.is_finished() || timed_out {
                 run.finished_at = Some(now);
-                let outcome = summary::summarize(&mut run, &ring, timed_out);
+                let outcome = summary::summarize(&mut run, &rings, timed_out);
                 let pass = outcome.pass;
                 *run.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome);
                 run.phase = Phase::Done;

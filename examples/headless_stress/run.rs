@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bevy_diagnostic::DiagnosticsStore;
 use bevy_ecs::prelude::*;
-use perdix_transport::bevy::{PerdixDiagnostics, PerdixRing};
+use perdix_transport::bevy::{PerdixDiagnostics, PerdixRings};
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::StressProducers;
 
@@ -77,7 +77,7 @@ pub fn mark_verified(mut run: ResMut<Run>) {
     split_mark(&mut run, 1, Instant::now());
 }
 
-pub fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<DiagnosticsStore>) {
+pub fn progress(mut run: ResMut<Run>, rings: Res<PerdixRings>, store: Res<DiagnosticsStore>) {
     let now = Instant::now();
     let (then, messages_then, bytes_then) = run.last_progress;
     let dt = (now - then).as_secs_f64();
@@ -88,7 +88,7 @@ pub fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<Diagnost
     let latency_window = take_latency_window(&run.shards);
     let rate = (messages - messages_then) as f64 / dt;
     let gbps = (bytes - bytes_then) as f64 / dt / 1e9;
-    let totals = ring.totals();
+    let totals = rings.totals();
     println!(
         "[{:5.1} s] {:8.3} M msgs/s {:6.3} GB/s | latency p50 {:8.1} us p99 {:8.1} us | frame p50 {:6.3} ms p99 {:6.3} ms | occupancy {:5.1}% deferred {} drops {} stalls {}",
         (now - run.start).as_secs_f64(),
@@ -99,7 +99,7 @@ pub fn progress(mut run: ResMut<Run>, ring: Res<PerdixRing>, store: Res<Diagnost
         run.frames_window.quantile_ns(0.50) as f64 / 1e6,
         run.frames_window.quantile_ns(0.99) as f64 / 1e6,
         if totals.capacity == 0 { 0.0 } else { totals.occupancy as f64 * 100.0 / totals.capacity as f64 },
-        ring.stats().deferred,
+        rings.stats().deferred,
         totals.drops,
         totals.stalls,
     );

@@ -3,14 +3,14 @@
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use perdix_transport::bevy::{PerdixRing, RingState};
+use perdix_transport::bevy::{PerdixRings, RingState};
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::stress::{self, VerifyReport};
 use perdix_transport::testing::StressProducers;
 
 use crate::run::{Outcome, Run};
 
-pub fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
+pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome {
     // Per-producer counts where the backend has them (CPU threads); GPU producers report an
     // exact total from their device counters.
     let (sent, sent_total, producers) = match (&mut run.stress, timed_out) {
@@ -47,7 +47,7 @@ pub fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
     let elapsed = run
         .finished_at
         .map_or(0.0, |end| (end - run.start).as_secs_f64());
-    let mut totals = ring.totals();
+    let mut totals = rings.totals();
     if let Some((drops, stalls)) = run
         .stress
         .as_ref()
@@ -57,7 +57,7 @@ pub fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         totals.drops += drops;
         totals.stalls += stalls;
     }
-    let stats = ring.stats();
+    let stats = rings.stats();
     let rate = if elapsed > 0.0 {
         report.messages as f64 / elapsed
     } else {
@@ -76,9 +76,9 @@ pub fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         && report.messages == sent_total
         && foreign == 0
         && stats.malformed == 0
-        && ring.errors() == 0;
+        && rings.errors() == 0;
     // A ring fault (corrupt slot, failed head push, kernel fault) fails the run, with its error.
-    let failed = (0..ring.rings()).filter_map(|r| match ring.ring_state(r) {
+    let failed = (0..rings.rings()).filter_map(|r| match rings.ring_state(r) {
         Some(RingState::Failed(err)) => Some(format!("  ring {r} failed: {err}")),
         _ => None,
     });
@@ -97,7 +97,7 @@ pub fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
             report.corrupt,
             foreign,
             stats.malformed,
-            ring.errors(),
+            rings.errors(),
             if timed_out { "  (drain timed out)" } else { "" }
         ),
         format!("  backpressure  drops {} ({} policy)  full-ring stalls {}", totals.drops, run.args.policy, totals.stalls),
@@ -135,7 +135,7 @@ pub fn summarize(run: &mut Run, ring: &PerdixRing, timed_out: bool) -> Outcome {
         format!("RESULT: {}", if pass { "PASS" } else { "FAIL" }),
     ];
     // Per device, after the backpressure line (GPU producers only).
-    let devices = ring.device_totals().into_iter().map(|d| {
+    let devices = rings.device_totals().into_iter().map(|d| {
         format!(
             "  device gpu{}  {} messages from {} ring(s), {:.3} M msgs/s",
             d.device,

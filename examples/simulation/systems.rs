@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use perdix_transport::bevy::{PerdixRing, ProducerBackend};
+use perdix_transport::bevy::{PerdixRings, ProducerBackend};
 
 use crate::run::Run;
 use crate::step::{BlockStats, BumperHit, WallHit, BLOCK, BUMPERS};
@@ -147,7 +147,7 @@ pub fn report(
     clock: Res<SimClock>,
     walls: Query<&Wall>,
     bumpers: Query<&Bumper>,
-    mut ring: ResMut<PerdixRing>,
+    mut rings: ResMut<PerdixRings>,
     mut exit: MessageWriter<AppExit>,
 ) {
     let now = Instant::now();
@@ -170,8 +170,8 @@ pub fn report(
     if elapsed < run.args.seconds {
         return;
     }
-    let backend: ProducerBackend = ring.producer_backend();
-    let drain = ring.stats();
+    let backend: ProducerBackend = rings.producer_backend();
+    let drain = rings.stats();
     let (e0, e1) = (energy(stats.first), energy(stats.latest));
     let drift = if e0 > 0.0 {
         (e1 - e0) / e0 * 100.0

@@ -7,14 +7,14 @@ use bevy_diagnostic::{
 };
 use bevy_ecs::system::{Local, Res, ResMut};
 
-use super::drain::PerdixRing;
+use super::rings::PerdixRings;
 use crate::clock;
 
 /// Rates are sampled at most this often (a per-frame rate at thousands of frames a second is
 /// mostly quantisation noise).
 const SAMPLE_EVERY_NS: u64 = 100_000_000;
 
-/// The paths of the plugin's diagnostics (in [`DiagnosticsStore`](bevy_diagnostic::DiagnosticsStore)).
+/// The paths of the plugin's diagnostics (in [`DiagnosticsStore`]).
 ///
 /// Rates are over ~100 ms windows; latency is the producer's stamp to the drain, sampled on one
 /// stamped message in 64.
@@ -117,17 +117,17 @@ pub(crate) struct DeviceBaseline(Vec<(u32, u64, u64)>);
 /// Ends the frame's drain accounting and, every ~100 ms, adds a measurement to each diagnostic.
 pub(crate) fn measure(
     mut diagnostics: Diagnostics,
-    ring: Option<ResMut<PerdixRing>>,
+    rings: Option<ResMut<PerdixRings>>,
     mut start: Local<Option<u64>>,
     mut last: Local<u64>,
     mut devices: Local<DeviceBaseline>,
 ) {
-    let Some(mut ring) = ring else {
+    let Some(mut rings) = rings else {
         return;
     };
-    ring.end_frame();
+    rings.end_frame();
     // Every frame, not every ~100 ms: a fault shows in the frame that reported it.
-    let errors = ring.errors() as f64;
+    let errors = rings.errors() as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::ERRORS, || errors);
     let now = clock::now_ns();
     let start = *start.get_or_insert(now);
@@ -137,17 +137,17 @@ pub(crate) fn measure(
     let first = *last == 0;
     let dt_s = (now - *last) as f64 * 1e-9;
     *last = now;
-    let (sample, window) = ring.sample((now - start) as f64 * 1e-9);
+    let (sample, window) = rings.sample((now - start) as f64 * 1e-9);
     measure_devices(
         &mut diagnostics,
-        &ring,
+        &rings,
         &mut devices,
         (!first).then_some(dt_s),
     );
     if first {
         return; // the first sample only sets the baseline
     }
-    let deferred = ring.stats().deferred as f64;
+    let deferred = rings.stats().deferred as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::MSGS_PER_SEC, || sample.msgs_per_sec);
     diagnostics.add_measurement(&PerdixDiagnostics::BYTES_PER_SEC, || sample.bytes_per_sec);
     if !window.is_empty() {
@@ -170,19 +170,19 @@ pub(crate) fn measure(
 /// Registers `perdix/gpu<N>/*` when device `N`'s first ring shows up (runs before
 /// [`measure`]; device rings appear at run time, after the plugin is built).
 pub(crate) fn register_devices(
-    ring: Option<Res<PerdixRing>>,
+    rings: Option<Res<PerdixRings>>,
     store: Option<ResMut<DiagnosticsStore>>,
     mut seen_rings: Local<usize>,
 ) {
-    let (Some(ring), Some(mut store)) = (ring, store) else {
+    let (Some(rings), Some(mut store)) = (rings, store) else {
         return;
     };
     // Devices only appear with new rings: nothing to do in the frames between.
-    if ring.rings() == *seen_rings {
+    if rings.rings() == *seen_rings {
         return;
     }
-    *seen_rings = ring.rings();
-    for totals in ring.device_totals() {
+    *seen_rings = rings.rings();
+    for totals in rings.device_totals() {
         let msgs = PerdixDiagnostics::device_msgs_per_sec(totals.device);
         if store.get(&msgs).is_none() {
             let bytes = PerdixDiagnostics::device_bytes_per_sec(totals.device);
@@ -196,11 +196,11 @@ pub(crate) fn register_devices(
 /// sample, which sets the baseline).
 fn measure_devices(
     diagnostics: &mut Diagnostics,
-    ring: &PerdixRing,
+    rings: &PerdixRings,
     baseline: &mut DeviceBaseline,
     dt_s: Option<f64>,
 ) {
-    for totals in ring.device_totals() {
+    for totals in rings.device_totals() {
         let msgs = PerdixDiagnostics::device_msgs_per_sec(totals.device);
         let bytes = PerdixDiagnostics::device_bytes_per_sec(totals.device);
         let before = baseline.0.iter_mut().find(|(d, _, _)| *d == totals.device);

@@ -6,10 +6,8 @@
 //! as a [`PerdixEvent`] in the next [`PerdixSystems::Drain`](super::PerdixSystems::Drain).
 #![forbid(unsafe_code)]
 
-use bevy_ecs::message::{Message as BevyMessage, Messages};
-use bevy_ecs::world::World;
+use bevy_ecs::message::Message as BevyMessage;
 
-use super::drain::PerdixRing;
 use crate::Error;
 
 /// Something went wrong in a ring or a producer the plugin runs; read it with a
@@ -25,7 +23,9 @@ use crate::Error;
 /// ```
 /// use bevy_app::prelude::*;
 /// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixEvent, PerdixPlugin, PerdixRing};
+/// use perdix_transport::bevy::{
+///     GpuProducerSpec, PerdixAppExt, PerdixEvent, PerdixPlugin, PerdixRings,
+/// };
 /// use perdix_transport::Error;
 ///
 /// // SAFETY: the kernel takes only the producer pointer (`A = ()` adds no parameters) and
@@ -40,9 +40,9 @@ use crate::Error;
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default()).add_gpu_producer(spec);
 /// app.update();
-/// let backend = app.world_mut().resource_mut::<PerdixRing>().producer_backend();
+/// let backend = app.world_mut().resource_mut::<PerdixRings>().producer_backend();
 /// if !backend.is_gpu() {
-///     let ring = app.world().resource::<PerdixRing>();
+///     let rings = app.world().resource::<PerdixRings>();
 ///     let events = app.world().resource::<Messages<PerdixEvent>>();
 ///     let mut cursor = events.get_cursor();
 ///     let got: Vec<&PerdixEvent> = cursor.read(events).collect();
@@ -50,7 +50,7 @@ use crate::Error;
 ///         got[..],
 ///         [PerdixEvent::ProducerFailed { name, error: Error::NoDevice(_) }] if name == "ticks"
 ///     ));
-///     assert_eq!(ring.errors(), 1);
+///     assert_eq!(rings.errors(), 1);
 /// }
 /// ```
 #[derive(BevyMessage, Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,8 @@ pub enum PerdixEvent {
     /// to its device ([`Error::HeadPush`]), its GPU producer's fault, or a drain thread that
     /// could not start ([`Error::Spawn`]). Every message published before the fault was
     /// delivered first; the ring's consumer is dropped, which closes the ring for its
-    /// producers (kernels waiting for room exit). [`PerdixRing::ring_state`] now says
+    /// producers (kernels waiting for room exit).
+    /// [`PerdixRings::ring_state`](super::PerdixRings::ring_state) now says
     /// [`RingState::Failed`].
     RingFailed {
         /// The ring's index (as [`PerdixMessage::ring`](super::PerdixMessage::ring)).
@@ -94,23 +95,23 @@ impl PerdixEvent {
     }
 }
 
-/// Where a ring stands ([`PerdixRing::ring_state`]).
+/// Where a ring stands ([`PerdixRings::ring_state`](super::PerdixRings::ring_state)).
 ///
 /// # Examples
 ///
 /// ```
 /// use bevy_app::prelude::*;
-/// use perdix_transport::bevy::{PerdixPlugin, PerdixRing, RingState};
+/// use perdix_transport::bevy::{PerdixPlugin, PerdixRings, RingState};
 ///
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default());
-/// let producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+/// let producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
 /// app.update();
-/// assert_eq!(app.world().resource::<PerdixRing>().ring_state(0), Some(RingState::Running));
+/// assert_eq!(app.world().resource::<PerdixRings>().ring_state(0), Some(RingState::Running));
 /// drop(producer);
 /// app.update();
-/// assert_eq!(app.world().resource::<PerdixRing>().ring_state(0), Some(RingState::Finished));
-/// assert_eq!(app.world().resource::<PerdixRing>().ring_state(1), None);
+/// assert_eq!(app.world().resource::<PerdixRings>().ring_state(0), Some(RingState::Finished));
+/// assert_eq!(app.world().resource::<PerdixRings>().ring_state(1), None);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +158,8 @@ impl Faults {
         self.count
     }
 
-    fn take(&mut self) -> Vec<PerdixEvent> {
+    /// The faults not yet written, emptied.
+    pub(crate) fn take(&mut self) -> Vec<PerdixEvent> {
         core::mem::take(&mut self.pending)
     }
 }
@@ -165,20 +167,4 @@ impl Faults {
 /// The error for a thread the plugin could not start.
 pub(crate) fn spawn_error(err: &std::io::Error) -> Error {
     Error::Spawn(err.to_string())
-}
-
-/// [`PerdixSystems::Drain`](super::PerdixSystems::Drain), after the drain: writes the faults
-/// recorded since the last frame (by the drain, [`PerdixRing::drain_with`], producers at
-/// `Startup` and launches) as [`PerdixEvent`]s.
-pub(crate) fn write_events(world: &mut World) {
-    let events = match world.get_resource_mut::<PerdixRing>() {
-        Some(mut ring) => ring.faults_mut().take(),
-        None => return,
-    };
-    if events.is_empty() {
-        return;
-    }
-    if let Some(mut messages) = world.get_resource_mut::<Messages<PerdixEvent>>() {
-        messages.write_batch(events);
-    }
 }

@@ -1,4 +1,6 @@
-//! [`PerdixMessage`]: a raw message copied out of its slot (owned: it borrows nothing).
+//! What the drain delivers into Bevy: [`PerdixMessage`], a raw message copied out of its slot,
+//! and [`Envelope`], a typed payload with the header it came in. Both are owned copies: they
+//! borrow nothing of the ring.
 #![forbid(unsafe_code)]
 
 use bevy_ecs::message::Message as BevyMessage;
@@ -28,17 +30,17 @@ use crate::Message;
 /// ```
 /// use bevy_app::prelude::*;
 /// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{PerdixMessage, PerdixPlugin, PerdixRing};
+/// use perdix_transport::bevy::{PerdixMessage, PerdixPlugin, PerdixRings};
 ///
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default());
-/// let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+/// let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
 /// producer.try_produce_kind(42, b"who am I")?;
 /// app.update();
 /// let raw = app.world().resource::<Messages<PerdixMessage>>();
 /// let msg = raw.get_cursor().read(raw).next().copied().unwrap();
 /// assert_eq!((msg.kind(), msg.payload()), (42, &b"who am I"[..]));
-/// assert_eq!(app.world().resource::<PerdixRing>().stats().unrouted, 1);
+/// assert_eq!(app.world().resource::<PerdixRings>().stats().unrouted, 1);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(BevyMessage, Clone, Copy)]
@@ -88,7 +90,7 @@ impl PerdixMessage {
         self.kind
     }
 
-    /// Producer id (CPU thread, or GPU block / lane).
+    /// Producer id (a CPU producer's, or the GPU block or thread that wrote it).
     #[must_use]
     pub fn producer(&self) -> u32 {
         self.producer
@@ -107,8 +109,9 @@ impl PerdixMessage {
         self.stamp_ns
     }
 
-    /// Index of the ring it came through (order of [`PerdixRing::add_consumer`](super::PerdixRing::add_consumer) calls;
-    /// saturates at 65,535).
+    /// Index of the ring it came through (order of
+    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls; saturates at
+    /// 65,535).
     #[must_use]
     pub fn ring(&self) -> u32 {
         u32::from(self.ring)
@@ -141,3 +144,59 @@ impl core::fmt::Debug for PerdixMessage {
 
 // One slot's worth: the header fields and the payload, no padding.
 const _: () = assert!(core::mem::size_of::<PerdixMessage>() == crate::layout::SLOT_SIZE);
+
+/// A typed message with where it came from: what
+/// [`add_perdix_envelope`](super::PerdixAppExt::add_perdix_envelope) routes a kind into.
+///
+/// Use it instead of a plain typed route when a system needs the producer, the stream position
+/// or the stamp (to check order per producer, or measure latency), and instead of the raw
+/// [`PerdixMessage`] when the payload has a fixed type: an envelope is the
+/// type plus 28 bytes of header (and padding), a raw message always a whole 256-byte slot.
+///
+/// It is an owned copy: `value` was read out of the slot (`bytemuck::pod_read_unaligned`)
+/// before the slot was released, and the type has no lifetime, so nothing in it can point
+/// into the ring. A type that borrows cannot be routed at all (`T: Pod` is `'static` data):
+///
+/// ```compile_fail,E0277
+/// use bevy_app::App;
+/// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
+///
+/// App::new().add_plugins(PerdixPlugin::default()).add_perdix_envelope::<&'static [u8; 8]>(1);
+/// ```
+///
+/// # Examples
+///
+/// ```
+/// use bevy_app::prelude::*;
+/// use bevy_ecs::prelude::*;
+/// use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixPlugin, PerdixRings};
+///
+/// let mut app = App::new();
+/// app.add_plugins(PerdixPlugin::default())
+///     .add_perdix_envelope::<[u32; 2]>(5);
+/// let mut rings = app.world_mut().resource_mut::<PerdixRings>();
+/// let mut producer = rings.add_producer_with_id("cpu", 9)?;
+/// producer.try_produce_kind(5, bytemuck::bytes_of(&[7u32, 8]))?;
+/// app.update();
+/// let got = app.world().resource::<Messages<Envelope<[u32; 2]>>>();
+/// let msg = got.get_cursor().read(got).next().copied().unwrap();
+/// assert_eq!((msg.value, msg.producer, msg.seq, msg.kind), ([7, 8], 9, 0, 5));
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+#[derive(BevyMessage, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope<T: Send + Sync + 'static> {
+    /// The payload, read as `T`.
+    pub value: T,
+    /// Message kind.
+    pub kind: u32,
+    /// Producer id (a CPU producer's, or the GPU block or thread that wrote it).
+    pub producer: u32,
+    /// Index of the ring it came through (order of
+    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls).
+    pub ring: u32,
+    /// Position in its ring's stream, from 0.
+    pub seq: u64,
+    /// Producer clock at publish in ns (0 when not stamped), on
+    /// [`clock::now_ns`](crate::clock::now_ns)'s scale.
+    pub stamp_ns: u64,
+}

@@ -2,8 +2,8 @@
 //!
 //! The plugin owns one ring per producer (the ring is single-producer): GPU kernels registered
 //! with [`PerdixAppExt::add_gpu_producer`] (or their CPU fallbacks when there is no GPU or no
-//! `cuda` feature), CPU threads started with [`PerdixRing::add_producer`], and any ring handed
-//! over with [`PerdixRing::add_consumer`]. Each frame:
+//! `cuda` feature), CPU threads started with [`PerdixRings::add_producer`], and any ring handed
+//! over with [`PerdixRings::add_consumer`]. Each frame:
 //!
 //! 1. [`PerdixSystems::Launch`] launches the registered producers asynchronously (a GPU stream
 //!    launch, or a message to the fallback's worker thread): nothing in the frame waits for them;
@@ -15,19 +15,19 @@
 //!    [`PerdixAppExt::add_perdix_raw`]). What the budget leaves behind stays in the rings and is
 //!    counted as deferred ([`DrainStats`]).
 //!
-//! With the `cuda` feature, GPU producers run on every device of [`PerdixPlugin::devices`]
-//! (default all), each with its own rings; [`PerdixRing::ring_device`],
-//! [`PerdixRing::device_totals`] and the `perdix/gpu<N>/*` diagnostics tell the devices apart.
+//! With the `cuda` feature, GPU producers run on every device of `PerdixPlugin::devices`
+//! (default all), each with its own rings; [`PerdixRings::ring_device`],
+//! [`PerdixRings::device_totals`] and the `perdix/gpu<N>/*` diagnostics tell the devices apart.
 //!
 //! Both sets run in [`PreUpdate`](bevy_app::PreUpdate), so `Update` systems read this frame's
 //! messages with an ordinary [`MessageReader`](bevy_ecs::message::MessageReader). Systems that
-//! want no copy at all call [`PerdixRing::drain_with`] instead (and may turn routing off with
+//! want no copy at all call [`PerdixRings::drain_with`] instead (and may turn routing off with
 //! [`PerdixPlugin::route`]).
 //!
 //! Failures reach the app as values, not only as log lines (a headless app has no tracing
 //! subscriber): a [`PerdixEvent`] message for a ring that failed (corrupt slot, failed head
 //! push, its GPU producer's fault) or a producer that did not start or stopped,
-//! [`PerdixRing::ring_state`], and the `perdix/errors` diagnostic. A ring that failed is closed
+//! [`PerdixRings::ring_state`], and the `perdix/errors` diagnostic. A ring that failed is closed
 //! for its producers; the others keep flowing. A configuration that cannot work fails
 //! [`PerdixPlugin`]'s `build()` ([`PerdixPlugin::validate`]).
 //!
@@ -41,7 +41,7 @@
 //! use bevy_app::prelude::*;
 //! use bevy_ecs::prelude::*;
 //! use bytemuck::{Pod, Zeroable};
-//! use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRing};
+//! use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRings};
 //!
 //! #[derive(Message, Clone, Copy, Pod, Zeroable)]
 //! #[repr(C)]
@@ -54,7 +54,7 @@
 //! app.add_plugins(PerdixPlugin::default().capacity(1024))
 //!     .add_perdix_message::<Hit>(1);
 //! // A CPU producer on its own ring (any thread may own it).
-//! let mut producer = app.world_mut().resource_mut::<PerdixRing>().add_producer("cpu")?;
+//! let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
 //! producer.try_produce_kind(1, bytemuck::bytes_of(&Hit { particle: 7, wall: 2 }))?;
 //! app.update();
 //! let hits = app.world().resource::<Messages<Hit>>();
@@ -63,30 +63,51 @@
 //! assert_eq!(got, [7]);
 //! # Ok::<(), perdix_transport::Error>(())
 //! ```
-// No unsafe code in the plugin: every file but two forbids it. `spec.rs` declares the one
-// `unsafe fn` (running user CUDA source), and the CUDA half of `producers.rs` calls the
-// `unsafe` kernel constructor for it; each allows exactly that item.
+// No unsafe code in the plugin: every file but two forbids it. `producers/spec.rs` declares the
+// one `unsafe fn` (running user CUDA source), and `producers/gpu.rs` calls the `unsafe` kernel
+// constructor for it; each allows exactly that item.
 #![deny(unsafe_code)]
 
+// The files, each using only files listed above it (no cycle):
+//   config.rs       DrainMode, and the settings the rings resource keeps (RingConfig)
+//   message.rs      what arrives in Bevy: PerdixMessage, Envelope<T>
+//   event.rs        PerdixEvent, RingState, and the faults not yet written (Faults)
+//   stage.rs        the route table (kind -> destination) and the per-kind stages
+//   backend.rs      ProducerBackend, and the devices opened for it (BackendChoice)
+//   drain/          the share scheduler (mod.rs), one ring as the drain sees it (ring.rs),
+//                   drain threads (thread.rs, batch.rs), counts and latency samples (taken.rs)
+//   stats.rs        DrainStats, DeviceTotals, the totals the telemetry samples
+//   rings.rs        the PerdixRings resource
+//   producers/      GpuProducerSpec, Emitter, CPU fallbacks, GPU launchers, the registry
+//   route.rs        the Drain set's systems: routing into Messages<T>, writing PerdixEvents
+//   diagnostics.rs  PerdixDiagnostics and its systems
+//   app.rs          PerdixAppExt
+//   plugin.rs       PerdixPlugin and PerdixSystems: build() only registers
+//   stress.rs       StressProducers (feature `testing`)
+
+mod app;
+mod backend;
+mod config;
 mod diagnostics;
 mod drain;
-mod envelope;
 mod event;
-mod lane;
 mod message;
 mod plugin;
 mod producers;
+mod rings;
 mod route;
-mod spec;
+mod stage;
+mod stats;
 #[cfg(feature = "testing")]
 pub(crate) mod stress;
-mod thread;
 
+pub use app::PerdixAppExt;
+pub use backend::ProducerBackend;
+pub use config::DrainMode;
 pub use diagnostics::PerdixDiagnostics;
-pub use drain::{DeviceTotals, DrainStats, PerdixRing};
-pub use envelope::Envelope;
 pub use event::{PerdixEvent, RingState};
-pub use message::PerdixMessage;
-pub use plugin::{DrainMode, PerdixAppExt, PerdixPlugin, PerdixSystems};
-pub use producers::{Emitter, ProducerBackend};
-pub use spec::GpuProducerSpec;
+pub use message::{Envelope, PerdixMessage};
+pub use plugin::{PerdixPlugin, PerdixSystems};
+pub use producers::{Emitter, GpuProducerSpec};
+pub use rings::PerdixRings;
+pub use stats::{DeviceTotals, DrainStats};

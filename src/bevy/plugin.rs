@@ -1,61 +1,19 @@
-//! `PerdixPlugin`: configuration, system sets, and the `App` extension trait.
+//! [`PerdixPlugin`]: its settings (documented fields, a builder, `validate`), the
+//! [`PerdixSystems`] sets, and `build()`, which only registers.
 #![forbid(unsafe_code)]
 
 use bevy_app::{App, Last, Plugin, PreUpdate, Startup};
-use bevy_ecs::message::Message;
 use bevy_ecs::schedule::{IntoScheduleConfigs, SystemSet};
-use bevy_ecs::system::Res;
 
+use super::config::{DrainMode, RingConfig};
 use super::diagnostics;
-use super::drain::{PerdixRing, RingConfig};
-use super::envelope::Envelope;
-use super::event::{self, PerdixEvent};
+use super::event::PerdixEvent;
 use super::message::PerdixMessage;
 use super::producers::{self, ProducerRegistry};
+use super::rings::PerdixRings;
 use super::route::{self, Routes};
-use super::spec::GpuProducerSpec;
-use crate::layout::PAYLOAD_MAX;
 use crate::MAX_CAPACITY;
 use crate::{Backend, Error, Policy};
-
-/// Where ready messages are taken out of the rings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum DrainMode {
-    /// The drain system reads the rings itself, once a frame: nothing runs between frames, so a
-    /// producer that fills its ring waits for the next frame.
-    #[default]
-    System,
-    /// One consumer thread per ring keeps the ring empty between frames and stages what it
-    /// takes by kind (registered types decoded on that thread), so producers are not held to
-    /// the frame rate and the frame only writes staged batches into `Messages<T>`. Costs a
-    /// thread per ring; the faster mode for busy GPU producers on a host with cores to spare
-    /// (docs/PERFORMANCE.md: 50 M msgs/s into ECS on an H200 host, against 38 M in the frame).
-    /// The budget is taken in whole batches of at most `min(4096, budget)` messages.
-    Thread,
-}
-
-impl core::str::FromStr for DrainMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "system" => Ok(Self::System),
-            "thread" => Ok(Self::Thread),
-            other => Err(format!(
-                "unknown drain mode {other:?}: expected system or thread"
-            )),
-        }
-    }
-}
-
-impl core::fmt::Display for DrainMode {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::System => "system",
-            Self::Thread => "thread",
-        })
-    }
-}
 
 /// The system sets of the plugin, in [`PreUpdate`], in this order.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,7 +26,7 @@ pub enum PerdixSystems {
 
 /// Delivers messages from perdix rings into Bevy ECS messages, with `perdix/*` diagnostics.
 ///
-/// `build()` only registers: the [`PerdixRing`] resource (one ring per producer, created when
+/// `build()` only registers: the [`PerdixRings`] resource (one ring per producer, created when
 /// a producer is added), the [`PerdixSystems`] sets, the launch, drain and diagnostics systems,
 /// and the raw [`PerdixMessage`]. Add
 /// [`DiagnosticsPlugin`](bevy_diagnostic::DiagnosticsPlugin) to collect the diagnostics, and
@@ -106,10 +64,10 @@ pub struct PerdixPlugin {
     /// Where messages are taken out of the rings (default [`DrainMode::System`]).
     pub drain: DrainMode,
     /// Whether the drain system routes messages into ECS messages (default `true`). Turn it off
-    /// when systems take every message themselves with [`PerdixRing::drain_with`].
+    /// when systems take every message themselves with [`PerdixRings::drain_with`].
     pub route: bool,
     /// Whether CPU producers stamp every message with the clock, for latency (default `true`;
-    /// a clock read costs ~20 ns a message).
+    /// a clock read per message, see `docs/PERFORMANCE.md`).
     pub timestamps: bool,
     /// The CUDA devices GPU producers run on (default every device): each registered GPU
     /// producer, and the stress producers, get their own ring(s) on each.
@@ -184,7 +142,7 @@ impl PerdixPlugin {
     }
 
     /// The CUDA devices GPU producers run on (default all). Messages from every device arrive
-    /// in the same ECS messages; [`PerdixRing::ring_device`] and the `perdix/gpu<N>/*`
+    /// in the same ECS messages; [`PerdixRings::ring_device`] and the `perdix/gpu<N>/*`
     /// diagnostics tell them apart.
     ///
     /// # Examples
@@ -275,7 +233,7 @@ impl Plugin for PerdixPlugin {
         let routes = config
             .route
             .then(|| app.world_mut().get_resource_or_init::<Routes>().share());
-        app.insert_resource(PerdixRing::new(config, routes))
+        app.insert_resource(PerdixRings::new(config, routes))
             .init_resource::<Routes>()
             .init_resource::<ProducerRegistry>()
             .add_message::<PerdixMessage>()
@@ -291,8 +249,8 @@ impl Plugin for PerdixPlugin {
                     producers::launch_producers.in_set(PerdixSystems::Launch),
                     route::route_messages
                         .in_set(PerdixSystems::Drain)
-                        .run_if(routing_on),
-                    event::write_events
+                        .run_if(route::routing_on),
+                    route::write_events
                         .in_set(PerdixSystems::Drain)
                         .after(route::route_messages),
                 ),
@@ -302,168 +260,5 @@ impl Plugin for PerdixPlugin {
                 (diagnostics::register_devices, diagnostics::measure).chain(),
             );
         diagnostics::register(app);
-    }
-}
-
-fn routing_on(ring: Option<Res<PerdixRing>>) -> bool {
-    ring.is_some_and(|ring| ring.config().route)
-}
-
-/// Registers perdix message types and producers on an [`App`].
-pub trait PerdixAppExt {
-    /// Routes messages of `kind` into [`Messages<T>`](bevy_ecs::message::Messages) (and adds
-    /// that message type). A message of `kind` whose length is not `size_of::<T>()` is counted
-    /// as malformed and dropped.
-    ///
-    /// A type larger than a slot's payload (224 bytes) does not compile:
-    ///
-    /// ```compile_fail,E0080
-    /// use bevy_app::App;
-    /// use bevy_ecs::message::Message;
-    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
-    ///
-    /// #[derive(Message, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-    /// #[repr(C)]
-    /// struct TooBig {
-    ///     words: [u64; 28], // 224 bytes: fits alone
-    ///     more: [u32; 2],   // 232 bytes in all: does not
-    /// }
-    ///
-    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_message::<TooBig>(1);
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// If `kind` is already routed to another type (an app misconfiguration).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bevy_app::App;
-    /// use bevy_ecs::message::Message;
-    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
-    ///
-    /// #[derive(Message, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-    /// #[repr(C)]
-    /// struct Fits([u64; 28]); // 224 bytes
-    ///
-    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_message::<Fits>(1);
-    /// ```
-    fn add_perdix_message<T: Message + bytemuck::Pod>(&mut self, kind: u32) -> &mut Self;
-
-    /// Routes messages of `kind` into [`Messages<Envelope<T>>`](bevy_ecs::message::Messages):
-    /// the payload read as `T` together with its producer, ring, position and stamp (see
-    /// [`Envelope`]). Lengths are checked as for
-    /// [`add_perdix_message`](Self::add_perdix_message), and a type larger than 224 bytes does
-    /// not compile either.
-    ///
-    /// # Panics
-    ///
-    /// If `kind` is already routed to another type.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bevy_app::App;
-    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
-    ///
-    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_envelope::<[u64; 4]>(3);
-    /// ```
-    fn add_perdix_envelope<T>(&mut self, kind: u32) -> &mut Self
-    where
-        T: bytemuck::Pod + Send + Sync;
-
-    /// Routes messages of `kind` into the raw [`PerdixMessage`] without counting them as
-    /// unrouted (for variable-length payloads).
-    ///
-    /// # Panics
-    ///
-    /// If `kind` is already routed to a type.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bevy_app::App;
-    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
-    ///
-    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_raw(9);
-    /// ```
-    fn add_perdix_raw(&mut self, kind: u32) -> &mut Self;
-
-    /// Registers a GPU producer: its kernel is launched every frame on a stream, asynchronously,
-    /// with arguments read from the world. Without a CUDA device (or without the `cuda` feature)
-    /// its CPU fallback runs instead, on a worker thread, once per frame.
-    ///
-    /// Each producer gets its own ring. Producers start at [`Startup`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bevy_app::App;
-    /// use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin};
-    ///
-    /// const TICK_CU: &str = "extern \"C\" __global__ void tick(const perdix_producer* p, unsigned frame) {}";
-    /// // SAFETY: `tick` takes the producer pointer, then one `unsigned` (`A = u32`), and
-    /// // touches no memory at all.
-    /// let spec = unsafe { GpuProducerSpec::new("ticks", TICK_CU, "tick") }
-    ///     .args(|_world| 0u32)
-    ///     .cpu_fallback(|frame: &u32, emit| {
-    ///         let _ = emit.emit(7, frame);
-    ///     });
-    /// App::new().add_plugins(PerdixPlugin::default()).add_gpu_producer(spec);
-    /// ```
-    fn add_gpu_producer<A>(&mut self, spec: GpuProducerSpec<A>) -> &mut Self
-    where
-        A: bytemuck::Pod + Send + Sync;
-}
-
-impl PerdixAppExt for App {
-    fn add_perdix_message<T: Message + bytemuck::Pod>(&mut self, kind: u32) -> &mut Self {
-        const {
-            assert!(
-                core::mem::size_of::<T>() <= PAYLOAD_MAX,
-                "a perdix message type must fit a slot's 224-byte payload"
-            );
-        }
-        self.add_message::<T>();
-        self.world_mut()
-            .get_resource_or_init::<Routes>()
-            .register_typed::<T>(kind);
-        self
-    }
-
-    fn add_perdix_envelope<T>(&mut self, kind: u32) -> &mut Self
-    where
-        T: bytemuck::Pod + Send + Sync,
-    {
-        const {
-            assert!(
-                core::mem::size_of::<T>() <= PAYLOAD_MAX,
-                "a perdix message type must fit a slot's 224-byte payload"
-            );
-        }
-        self.add_message::<Envelope<T>>();
-        self.world_mut()
-            .get_resource_or_init::<Routes>()
-            .register_envelope::<T>(kind);
-        self
-    }
-
-    fn add_perdix_raw(&mut self, kind: u32) -> &mut Self {
-        self.add_message::<PerdixMessage>();
-        self.world_mut()
-            .get_resource_or_init::<Routes>()
-            .register_raw(kind);
-        self
-    }
-
-    fn add_gpu_producer<A>(&mut self, spec: GpuProducerSpec<A>) -> &mut Self
-    where
-        A: bytemuck::Pod + Send + Sync,
-    {
-        self.world_mut()
-            .get_resource_or_init::<ProducerRegistry>()
-            .register(spec);
-        self
     }
 }

@@ -1,13 +1,14 @@
 //! Stress producers on the plugin's rings (feature `testing`): the `headless_stress` example's
 //! load, on the GPU when there is one, else on CPU threads.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use super::drain::PerdixRing;
+use super::backend::ProducerBackend;
 use super::event::spawn_error;
-use super::producers::ProducerBackend;
+use super::rings::PerdixRings;
 use crate::testing::stress;
 use crate::{Error, Producer};
 
@@ -15,8 +16,8 @@ use crate::{Error, Producer};
 mod gpu;
 
 /// Stress producers: free-running producers of the shared stress format
-/// ([`stress`](crate::testing::stress)), on the GPU when there is one, else one CPU thread per producer,
-/// each on its own ring. Used by the `headless_stress` example.
+/// ([`stress`]), on the GPU when there is one, else one CPU thread per
+/// producer, each on its own ring. Used by the `headless_stress` example.
 ///
 /// Every producer counts what it published. CPU producers send through
 /// [`StressSender`](crate::testing::stress::StressSender), with the GPU kernel's rule: a message
@@ -28,21 +29,21 @@ mod gpu;
 /// ```
 /// use bevy_app::prelude::*;
 /// use bevy_ecs::prelude::*;
-/// use perdix_transport::bevy::{PerdixPlugin, PerdixRing};
+/// use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
 /// use perdix_transport::testing::StressProducers;
 /// use perdix_transport::testing::stress::Verifier;
 ///
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default().capacity(256));
-/// let mut ring = app.world_mut().resource_mut::<PerdixRing>();
-/// let mut stress = StressProducers::spawn_cpu(&mut ring, 1, 64)?;
+/// let mut rings = app.world_mut().resource_mut::<PerdixRings>();
+/// let mut stress = StressProducers::spawn_cpu(&mut rings, 1, 64)?;
 /// let mut verifier = Verifier::new(true);
 /// while verifier.report().messages < 1000 {
-///     ring.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
+///     rings.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
 /// }
 /// stress.stop();
-/// while !ring.is_finished() {
-///     ring.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
+/// while !rings.is_finished() {
+///     rings.drain_with(100, |msg| verifier.check(msg.producer(), &msg));
 /// }
 /// let report = verifier.finish(&stress.join());
 /// assert!(report.is_clean());
@@ -72,17 +73,17 @@ impl StressProducers {
     ///
     /// # Errors
     ///
-    /// As [`PerdixRing::add_producer`]; GPU failures fall back to the CPU with a warning.
+    /// As [`PerdixRings::add_producer`]; GPU failures fall back to the CPU with a warning.
     ///
     /// # Panics
     ///
     /// If `size` is not a [`stress::valid_size`].
-    pub fn spawn(ring: &mut PerdixRing, count: usize, size: usize) -> Result<Self, Error> {
+    pub fn spawn(rings: &mut PerdixRings, count: usize, size: usize) -> Result<Self, Error> {
         assert!(stress::valid_size(size), "invalid stress size {size}");
-        let backend = ring.producer_backend();
+        let backend = rings.producer_backend();
         #[cfg(feature = "cuda")]
         if backend.is_gpu() {
-            match gpu::StressRun::start(ring, count, size) {
+            match gpu::StressRun::start(rings, count, size) {
                 Ok(run) => {
                     return Ok(Self {
                         backend,
@@ -96,7 +97,7 @@ impl StressProducers {
                 }
             }
         }
-        let mut run = Self::spawn_cpu(ring, count, size)?;
+        let mut run = Self::spawn_cpu(rings, count, size)?;
         if !backend.is_gpu() {
             run.backend = backend;
         }
@@ -107,18 +108,18 @@ impl StressProducers {
     ///
     /// # Errors
     ///
-    /// As [`PerdixRing::add_producer`].
+    /// As [`PerdixRings::add_producer`].
     ///
     /// # Panics
     ///
     /// If `size` is not a [`stress::valid_size`].
-    pub fn spawn_cpu(ring: &mut PerdixRing, count: usize, size: usize) -> Result<Self, Error> {
+    pub fn spawn_cpu(rings: &mut PerdixRings, count: usize, size: usize) -> Result<Self, Error> {
         assert!(stress::valid_size(size), "invalid stress size {size}");
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(count);
         for id in 0..count {
             let id = u32::try_from(id).unwrap_or(u32::MAX);
-            let producer = ring.add_producer_with_id(&format!("stress-{id}"), id)?;
+            let producer = rings.add_producer_with_id(&format!("stress-{id}"), id)?;
             let sent = Arc::new(AtomicU64::new(0));
             let (stop, counter) = (Arc::clone(&stop), Arc::clone(&sent));
             let handle = thread::Builder::new()
@@ -185,7 +186,7 @@ impl StressProducers {
     }
 
     /// Drops and full-ring waits counted on the device by GPU producers (`None` for CPU
-    /// producers, whose rings count them: see [`PerdixRing::totals`]).
+    /// producers, whose rings count them: see [`PerdixRings::totals`]).
     #[must_use]
     pub fn device_drops_and_stalls(&self) -> Option<(u64, u64)> {
         #[cfg(feature = "cuda")]

@@ -8,13 +8,39 @@ use super::block::ControlBlock;
 use super::head::DeviceHead;
 use super::memory::{CudaManaged, CudaPinned, DeviceMemory, GpuMemory, Window};
 use super::producer::GpuProducer;
-use super::{control, driver, GpuContext};
+use super::words::DeviceWords;
+use super::{control, GpuContext};
 use crate::ring::Ring;
 use crate::sync::Arc as RingArc;
 use crate::{Consumer, Error, Policy};
 
 /// The smallest ring a GPU producer accepts: one warp's batch of positions.
 pub const MIN_CAPACITY: usize = 32;
+
+impl GpuProducer {
+    /// A builder: 1 ring of 65,536 slots in pinned memory, policy `Block`, no timestamps.
+    pub fn builder(gpu: &GpuContext) -> GpuProducerBuilder {
+        GpuProducerBuilder {
+            gpu: gpu.clone(),
+            capacity: 65_536,
+            rings: 1,
+            memory: GpuMemory::default(),
+            policy: Policy::Block,
+            timestamps: false,
+        }
+    }
+
+    /// One ring of `capacity` slots in pinned memory, with its consumer.
+    ///
+    /// # Errors
+    ///
+    /// As [`GpuProducerBuilder::build`].
+    pub fn new(gpu: &GpuContext, capacity: usize) -> Result<(Self, Consumer), Error> {
+        let (producer, mut consumers) = Self::builder(gpu).capacity(capacity).build()?;
+        let consumer = consumers.pop().ok_or(Error::InvalidCapacity(capacity))?;
+        Ok((producer, consumer))
+    }
+}
 
 /// Options for a [`GpuProducer`]; from [`GpuProducer::builder`].
 #[derive(Debug, Clone)]
@@ -36,8 +62,7 @@ impl GpuProducerBuilder {
     }
 
     /// Number of rings (default 1). Block `b` of a launch writes ring `b % rings`; give each
-    /// consumer thread its own ring(s), or one ring per block ("per-block lanes") for small
-    /// messages.
+    /// consumer thread its own ring(s), or one ring per block for small messages.
     pub fn rings(mut self, rings: usize) -> Self {
         self.rings = rings;
         self
@@ -56,9 +81,8 @@ impl GpuProducerBuilder {
     /// device, which trails the consumer by less than capacity / 8 releases while it is busy
     /// (it pushes every capacity / 8, and once capacity / 64 behind whenever it finds the ring
     /// empty): up to capacity / 8 - 1 slots may be free on the host while a warp drops. A
-    /// consumer that keeps up finds the ring empty and keeps the pushed head fresh (measured on
-    /// an H200: 0 drops in 5.1 M paced attempts into a 4,096-slot ring; see
-    /// `docs/DESIGN-NOTES.md`).
+    /// consumer that keeps up finds the ring empty and keeps the pushed head fresh (the bound and
+    /// its measurement: `docs/DESIGN-NOTES.md`, "DropNewest decides against a pushed head").
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
@@ -110,25 +134,6 @@ impl GpuProducerBuilder {
         let push = (0..self.rings.min(8))
             .map(|_| gpu.new_stream())
             .collect::<Result<Vec<_>, _>>()?;
-        let bytes = control::block_bytes(self.rings);
-        gpu.bind()?;
-        // SAFETY: the context is current; freed once, by `ControlBlock::drop`.
-        let dptr = unsafe { driver::mem_alloc(bytes) }.map_err(|err| {
-            tracing::warn!(bytes, %err, "perdix: control block allocation failed");
-            Error::Alloc {
-                bytes,
-                backend: "cuda-device",
-            }
-        })?;
-        let block = Arc::new(ControlBlock {
-            gpu: gpu.clone(),
-            dptr,
-            bytes,
-            side,
-            push,
-            fail_head_pushes: AtomicBool::new(false),
-        });
-
         let mut image = control::Image::new(self.rings);
         let policy = match self.policy {
             Policy::Block => 0u64,
@@ -141,8 +146,7 @@ impl GpuProducerBuilder {
             0
         };
         image.set(control::HDR_FLAGS, flags);
-        let mut rings = Vec::with_capacity(self.rings);
-        let mut consumers = Vec::with_capacity(self.rings);
+        let mut windows = Vec::with_capacity(self.rings);
         for idx in 0..self.rings {
             let window = Window::new(Arc::clone(&memory), idx * ring_bytes, ring_bytes)
                 .ok_or(Error::InvalidCapacity(self.capacity))?;
@@ -151,6 +155,21 @@ impl GpuProducerBuilder {
             image.set(base + control::RING_MASK, self.capacity as u64 - 1);
             image.set(base + control::RING_CAPACITY, self.capacity as u64);
             image.set(base + control::RING_INDEX, idx as u64);
+            windows.push(window);
+        }
+        let mut words = DeviceWords::zeroed(&gpu, &side, image.words().len())?;
+        words.write(&side, image.words())?;
+        let block = Arc::new(ControlBlock {
+            gpu: gpu.clone(),
+            words,
+            side,
+            push,
+            fail_head_pushes: AtomicBool::new(false),
+        });
+
+        let mut rings = Vec::with_capacity(self.rings);
+        let mut consumers = Vec::with_capacity(self.rings);
+        for (idx, window) in windows.into_iter().enumerate() {
             let sink = DeviceHead::new(Arc::clone(&block), idx);
             let ring = RingArc::new(Ring::with_sink(
                 self.capacity,
@@ -160,19 +179,6 @@ impl GpuProducerBuilder {
             consumers.push(Consumer::new(RingArc::clone(&ring)));
             rings.push(ring);
         }
-        // SAFETY: the context is current (bound above); the image is `bytes` long and lives until
-        // the synchronize below; the destination is the block just allocated.
-        unsafe {
-            driver::memcpy_htod_async(
-                dptr,
-                image.as_ptr().cast(),
-                image.bytes(),
-                block.side.cu_stream(),
-            )
-        }
-        .map_err(Error::Driver)?;
-        // SAFETY: the side stream is live.
-        unsafe { driver::stream_synchronize(block.side.cu_stream()) }.map_err(Error::Driver)?;
         tracing::info!(
             rings = self.rings,
             capacity = self.capacity,

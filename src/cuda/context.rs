@@ -12,8 +12,8 @@ use crate::Error;
 /// An open CUDA device (its primary context), cheap to clone.
 ///
 /// Opening checks for the driver library first, so a machine without one gets
-/// [`Error::NoDevice`], never a panic. Opening takes 250–300 ms (the driver's own start-up);
-/// open one and clone it.
+/// [`Error::NoDevice`], never a panic. Opening is slow (the driver's own start-up, see
+/// `docs/DESIGN-NOTES.md`): open one and clone it.
 ///
 /// # Examples
 ///
@@ -35,10 +35,6 @@ pub struct GpuContext {
 
 struct Inner {
     ctx: Arc<CudaContext>,
-    /// A stream for the context's own small copies (counters, clock mapping): created first, so
-    /// cudarc never synchronizes the context when a producer later makes its streams.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
-    aux: Arc<CudaStream>,
     name: String,
     compute_capability: (i32, i32),
     multiprocessors: u32,
@@ -73,10 +69,16 @@ impl GpuContext {
             return Err(Error::NoDevice("no CUDA device with that ordinal"));
         }
         let ctx = CudaContext::new(ordinal).map_err(super::presence::no_device_or)?;
-        // SAFETY: this crate never hands a `CudaSlice` to more than one stream (kernel arguments
-        // are raw device addresses), so cudarc's per-slice event tracking has nothing to do.
+        // SAFETY: cudarc's conditions for managing streams by hand hold for the one kind of
+        // `CudaSlice` this crate makes (`DeviceWords`): it is synchronized on its stream after it
+        // is allocated and before any other stream uses it (`DeviceWords::zeroed`); kernels get
+        // its raw address, and it is freed only once every stream that used it is idle (a
+        // producer synchronizes its streams first, or leaks it: `teardown.rs`); the streams that
+        // write it at once write aligned 64-bit words of the control-block protocol
+        // (`control.rs`: kernel atomics, head pushes, stop and closed flags), which is the design,
+        // not a race cudarc's events would order. Without tracking, creating a stream never
+        // synchronizes the whole context either.
         unsafe { ctx.disable_event_tracking() };
-        let aux = ctx.new_stream().map_err(Error::Driver)?;
         let name = ctx.name().map_err(Error::Driver)?;
         let compute_capability = ctx.compute_capability().map_err(Error::Driver)?;
         let multiprocessors = ctx
@@ -96,7 +98,6 @@ impl GpuContext {
         Ok(Self {
             inner: Arc::new(Inner {
                 ctx,
-                aux,
                 name,
                 compute_capability,
                 multiprocessors,
@@ -131,7 +132,7 @@ impl GpuContext {
         format!("sm_{major}{minor}")
     }
 
-    /// Streaming multiprocessors (132 on an H100 SXM): the natural grid size.
+    /// Streaming multiprocessors: the natural grid size (one block per SM).
     #[must_use]
     pub fn multiprocessors(&self) -> u32 {
         self.inner.multiprocessors
@@ -152,18 +153,15 @@ impl GpuContext {
     /// [`Error::Driver`] if the driver call fails.
     pub fn memory_info(&self) -> Result<(usize, usize), Error> {
         self.bind()?;
-        // SAFETY: the context is current on this thread (bound above).
-        unsafe { driver::mem_get_info() }.map_err(Error::Driver)
+        self.inner.ctx.mem_get_info().map_err(Error::Driver)
     }
 
     /// Makes the context current on the calling thread (every driver call needs it).
+    ///
+    /// Also returns, once, an error cudarc recorded in a `Drop` (a stream or device memory freed
+    /// after a kernel fault): a kernel's fault becomes [`Error::KernelFault`] here as anywhere.
     pub(crate) fn bind(&self) -> Result<(), Error> {
-        self.inner.ctx.bind_to_thread().map_err(Error::Driver)
-    }
-
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
-    pub(crate) fn aux_stream(&self) -> &Arc<CudaStream> {
-        &self.inner.aux
+        self.inner.ctx.bind_to_thread().map_err(driver::classify)
     }
 
     pub(crate) fn device(&self) -> sys::CUdevice {

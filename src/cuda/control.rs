@@ -119,11 +119,8 @@ impl Image {
         self.words[offset / 8] = value;
     }
 
-    pub(crate) fn bytes(&self) -> usize {
-        self.words.len() * 8
-    }
-
-    pub(crate) fn as_ptr(&self) -> *const u64 {
-        self.words.as_ptr()
+    /// The words, in block order.
+    pub(crate) fn words(&self) -> &[u64] {
+        &self.words
     }
 }

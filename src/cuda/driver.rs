@@ -1,27 +1,28 @@
-//! The few raw driver calls cudarc's safe API lacks, one documented `unsafe fn` each.
+//! The driver calls cudarc's safe API lacks, one documented `unsafe fn` each, and how driver
+//! errors map to the crate's.
 //!
-//! `cudarc::driver::sys` is the only FFI. Every function here returns the driver's `CUresult` as
-//! a [`DriverError`], never a string. The owning wrappers live in `memory.rs`, `producer.rs` and
-//! `context.rs`.
+//! Layered as cudarc is: `cudarc::driver::sys` is the only FFI, `cudarc::driver::result` has thin
+//! wrappers for some of these calls (used here where it has one), and everything else (device
+//! memory, copies, memsets, stream and context synchronization, launches) goes through cudarc's
+//! safe API (`CudaContext`, `CudaStream`, `CudaSlice`). What is left here:
+//!
+//! - mapped pinned host memory (`cuMemHostAlloc` with DEVICEMAP, `cuMemHostGetDevicePointer`):
+//!   cudarc's `alloc_pinned` is not mapped and its flags are write-combined;
+//! - managed memory with advice (`cuMemAllocManaged`, `cuMemAdvise`): cudarc's `UnifiedSlice`
+//!   cannot be advised and works on the legacy default stream;
+//! - the stream memory op `cuStreamWriteValue64` and `cuStreamQuery`.
+//!
+//! Every function returns the driver's `CUresult` as a [`DriverError`], never a string. The
+//! owning wrappers live in `memory.rs` (the ring memory), `block.rs` (the control block's words)
+//! and `producer.rs` (the stream query).
 
 use core::ffi::c_void;
 
+use cudarc::driver::result;
 use cudarc::driver::sys::{self, CUdeviceptr, CUstream};
 use cudarc::driver::DriverError;
 
 use crate::Error;
-
-/// Whether libcuda and libnvrtc can be loaded; cudarc panics on first use otherwise.
-pub(crate) fn driver_present() -> bool {
-    // SAFETY: `is_culib_present` only tries `dlopen` on candidate names and drops what it opened.
-    unsafe { sys::is_culib_present() }
-}
-
-/// Whether libnvrtc can be loaded.
-pub(crate) fn nvrtc_present() -> bool {
-    // SAFETY: as for `driver_present`.
-    unsafe { cudarc::nvrtc::sys::is_culib_present() }
-}
 
 /// Maps a driver error to the crate's error: the sticky faults of a kernel to
 /// [`Error::KernelFault`], the rest to [`Error::Driver`].
@@ -45,7 +46,7 @@ pub(crate) fn classify(err: DriverError) -> Error {
 /// `cuMemHostAlloc`: page-locked host memory, mapped into the device's address space.
 ///
 /// Flags are DEVICEMAP | PORTABLE, and deliberately not WRITECOMBINED: the CPU reads this memory,
-/// and write-combined memory reads ~68× slower. See the
+/// and the CPU reads write-combined memory uncached, many times slower. See the
 /// [driver docs](https://docs.nvidia.com/cuda/cuda-driver-api/group__CUDA__MEM.html#group__CUDA__MEM_1g572ca4011bfcb25034888a14d4e035b9).
 ///
 /// # Safety
@@ -53,14 +54,14 @@ pub(crate) fn classify(err: DriverError) -> Error {
 /// 1. The calling thread has a current CUDA context.
 /// 2. The returned pointer is freed once, with [`mem_free_host`].
 pub(crate) unsafe fn mem_host_alloc(bytes: usize) -> Result<*mut c_void, DriverError> {
-    let mut ptr = core::ptr::null_mut();
     let flags = sys::CU_MEMHOSTALLOC_DEVICEMAP | sys::CU_MEMHOSTALLOC_PORTABLE;
-    // SAFETY: rule 1; `ptr` is a valid out-pointer.
-    unsafe { sys::cuMemHostAlloc(&mut ptr, bytes, flags) }.result()?;
-    Ok(ptr)
+    // SAFETY: rule 1 (a current context) is the driver's precondition; the memory is unset,
+    // which is fine: its users write it before they read it (a ring lays fresh slots).
+    unsafe { result::malloc_host(bytes, flags) }
 }
 
-/// `cuMemHostGetDevicePointer_v2`: the device address of mapped host memory.
+/// `cuMemHostGetDevicePointer_v2`: the device address of mapped host memory (cudarc has no
+/// wrapper).
 ///
 /// # Safety
 ///
@@ -68,7 +69,8 @@ pub(crate) unsafe fn mem_host_alloc(bytes: usize) -> Result<*mut c_void, DriverE
 /// 2. The calling thread has a current CUDA context.
 pub(crate) unsafe fn mem_host_device_pointer(ptr: *mut c_void) -> Result<CUdeviceptr, DriverError> {
     let mut dptr: CUdeviceptr = 0;
-    // SAFETY: rules 1 and 2; `dptr` is a valid out-pointer; flags must be 0.
+    // SAFETY: rules 1 and 2 are the driver's preconditions; `dptr` is a valid out-pointer; the
+    // flags argument must be 0.
     unsafe { sys::cuMemHostGetDevicePointer_v2(&mut dptr, ptr, 0) }.result()?;
     Ok(dptr)
 }
@@ -79,8 +81,9 @@ pub(crate) unsafe fn mem_host_device_pointer(ptr: *mut c_void) -> Result<CUdevic
 ///
 /// 1. `ptr` came from [`mem_host_alloc`], is freed only here, and no kernel uses it any more.
 pub(crate) unsafe fn mem_free_host(ptr: *mut c_void) -> Result<(), DriverError> {
-    // SAFETY: rule 1.
-    unsafe { sys::cuMemFreeHost(ptr) }.result()
+    // SAFETY: rule 1: cudarc's precondition (memory from `malloc_host`, not null) holds, and no
+    // kernel can write the memory after it is gone.
+    unsafe { result::free_host(ptr) }
 }
 
 /// `cuMemAllocManaged` (global attach), then advice: preferred location the CPU, accessed by
@@ -89,15 +92,15 @@ pub(crate) unsafe fn mem_free_host(ptr: *mut c_void) -> Result<(), DriverError> 
 /// # Safety
 ///
 /// 1. The calling thread has a current CUDA context on `device`.
-/// 2. The returned address is freed once, with [`mem_free`].
+/// 2. The returned address is freed once, with [`mem_free_managed`].
 pub(crate) unsafe fn mem_alloc_managed(
     bytes: usize,
     device: sys::CUdevice,
 ) -> Result<CUdeviceptr, DriverError> {
-    let mut dptr: CUdeviceptr = 0;
-    let attach = sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL as u32;
-    // SAFETY: rule 1; `dptr` is a valid out-pointer.
-    unsafe { sys::cuMemAllocManaged(&mut dptr, bytes, attach) }.result()?;
+    let attach = sys::CUmemAttach_flags::CU_MEM_ATTACH_GLOBAL;
+    // SAFETY: rule 1 (a current context) is the driver's precondition; the memory is unset,
+    // which is fine: its users write it before they read it (a ring lays fresh slots).
+    let dptr = unsafe { result::malloc_managed(bytes, attach) }?;
     let cpu = sys::CUmemLocation {
         type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_HOST,
         id: 0,
@@ -107,58 +110,33 @@ pub(crate) unsafe fn mem_alloc_managed(
         id: device,
     };
     let advise = |advice, location| {
-        // SAFETY: `dptr..dptr + bytes` is the managed range just allocated.
-        unsafe { sys::cuMemAdvise_v2(dptr, bytes, advice, location) }.result()
+        // SAFETY: `dptr..dptr + bytes` is exactly the managed range just allocated (cudarc's two
+        // preconditions).
+        unsafe { result::mem_advise(dptr, bytes, advice, location) }
     };
     let advised = advise(sys::CUmem_advise::CU_MEM_ADVISE_SET_PREFERRED_LOCATION, cpu)
         .and_then(|()| advise(sys::CUmem_advise::CU_MEM_ADVISE_SET_ACCESSED_BY, gpu));
     if let Err(err) = advised {
-        // SAFETY: `dptr` was allocated above and nothing else has it.
-        let _ = unsafe { mem_free(dptr) };
+        // SAFETY: `dptr` was allocated above, nothing else has it, and no kernel has seen it.
+        let _ = unsafe { mem_free_managed(dptr) };
         return Err(err);
     }
     Ok(dptr)
 }
 
-/// `cuMemAlloc_v2`: device memory.
+/// `cuMemFree_v2` of managed memory.
 ///
 /// # Safety
 ///
-/// 1. The calling thread has a current CUDA context.
-/// 2. The returned address is freed once, with [`mem_free`].
-pub(crate) unsafe fn mem_alloc(bytes: usize) -> Result<CUdeviceptr, DriverError> {
-    let mut dptr: CUdeviceptr = 0;
-    // SAFETY: rule 1; `dptr` is a valid out-pointer.
-    unsafe { sys::cuMemAlloc_v2(&mut dptr, bytes) }.result()?;
-    Ok(dptr)
-}
-
-/// `cuMemFree_v2` (device or managed memory).
-///
-/// # Safety
-///
-/// 1. `dptr` came from [`mem_alloc`] or [`mem_alloc_managed`], is freed only here, and no kernel
-///    uses it any more.
-pub(crate) unsafe fn mem_free(dptr: CUdeviceptr) -> Result<(), DriverError> {
-    // SAFETY: rule 1.
-    unsafe { sys::cuMemFree_v2(dptr) }.result()
-}
-
-/// `cuMemGetInfo_v2`: (free, total) bytes of device memory.
-///
-/// # Safety
-///
-/// 1. The calling thread has a current CUDA context.
-pub(crate) unsafe fn mem_get_info() -> Result<(usize, usize), DriverError> {
-    let (mut free, mut total) = (0, 0);
-    // SAFETY: rule 1; valid out-pointers.
-    unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) }.result()?;
-    Ok((free, total))
+/// 1. `dptr` came from [`mem_alloc_managed`], is freed only here, and no kernel uses it any more.
+pub(crate) unsafe fn mem_free_managed(dptr: CUdeviceptr) -> Result<(), DriverError> {
+    // SAFETY: rule 1 is cudarc's precondition (freed once, all accesses complete).
+    unsafe { result::memory_free(dptr) }
 }
 
 /// `cuStreamWriteValue64_v2`: the stream writes `value` to `addr` (device memory) when it gets
-/// there. The consumer pushes its head this way: 1.9–2.7 µs a call, and it does not wait on the
-/// producer kernel's stream.
+/// there, without waiting on the producer kernel's stream (cudarc has no stream memory ops). The
+/// consumer pushes its head this way (its cost: `docs/PERFORMANCE.md`).
 ///
 /// # Safety
 ///
@@ -169,78 +147,22 @@ pub(crate) unsafe fn stream_write_u64(
     addr: CUdeviceptr,
     value: u64,
 ) -> Result<(), DriverError> {
-    // SAFETY: rule 1; flags 0 = CU_STREAM_WRITE_VALUE_DEFAULT (with a memory barrier).
+    // SAFETY: rule 1 is the driver's precondition; flags 0 = CU_STREAM_WRITE_VALUE_DEFAULT (with
+    // a memory barrier).
     unsafe { sys::cuStreamWriteValue64_v2(stream, addr, value, 0) }.result()
 }
 
-/// `cuMemcpyHtoDAsync_v2`.
-///
-/// # Safety
-///
-/// 1. `stream` is a live stream of the current context; `dst..dst + bytes` is device memory and
-///    `src..src + bytes` host memory that both outlive the copy (the caller synchronizes).
-pub(crate) unsafe fn memcpy_htod_async(
-    dst: CUdeviceptr,
-    src: *const c_void,
-    bytes: usize,
-    stream: CUstream,
-) -> Result<(), DriverError> {
-    // SAFETY: rule 1.
-    unsafe { sys::cuMemcpyHtoDAsync_v2(dst, src, bytes, stream) }.result()
-}
-
-/// `cuMemcpyDtoHAsync_v2`.
-///
-/// # Safety
-///
-/// 1. As [`memcpy_htod_async`], the other way round.
-pub(crate) unsafe fn memcpy_dtoh_async(
-    dst: *mut c_void,
-    src: CUdeviceptr,
-    bytes: usize,
-    stream: CUstream,
-) -> Result<(), DriverError> {
-    // SAFETY: rule 1.
-    unsafe { sys::cuMemcpyDtoHAsync_v2(dst, src, bytes, stream) }.result()
-}
-
-/// `cuMemsetD8Async`.
-///
-/// # Safety
-///
-/// 1. `stream` is a live stream of the current context; `dst..dst + bytes` is device memory.
-#[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
-pub(crate) unsafe fn memset_async(
-    dst: CUdeviceptr,
-    value: u8,
-    bytes: usize,
-    stream: CUstream,
-) -> Result<(), DriverError> {
-    // SAFETY: rule 1.
-    unsafe { sys::cuMemsetD8Async(dst, value, bytes, stream) }.result()
-}
-
 /// `cuStreamQuery`: `Ok(true)` when all work on the stream is done, `Ok(false)` while it runs,
-/// and the sticky error of a faulted kernel.
+/// and the sticky error of a faulted kernel (cudarc has no stream query).
 ///
 /// # Safety
 ///
 /// 1. `stream` is a live stream of the current context.
 pub(crate) unsafe fn stream_query(stream: CUstream) -> Result<bool, DriverError> {
-    // SAFETY: rule 1.
+    // SAFETY: rule 1 is the driver's only precondition; the call reads nothing else.
     match unsafe { sys::cuStreamQuery(stream) } {
         sys::cudaError_enum::CUDA_SUCCESS => Ok(true),
         sys::cudaError_enum::CUDA_ERROR_NOT_READY => Ok(false),
         err => Err(DriverError(err)),
     }
-}
-
-/// `cuStreamSynchronize`.
-///
-/// # Safety
-///
-/// 1. `stream` is a live stream of the current context.
-pub(crate) unsafe fn stream_synchronize(stream: CUstream) -> Result<(), DriverError> {
-    // SAFETY: rule 1.
-    unsafe { sys::cuStreamSynchronize(stream) }.result()
 }

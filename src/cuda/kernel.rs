@@ -83,7 +83,7 @@ kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64
 /// A kernel from user source is built with the `unsafe` [`from_source`](Self::from_source): a
 /// kernel can write any memory the device can reach, including ring slots the host is reading
 /// through a `&[u8]`, so only its author can promise it keeps to the protocol. The crate's own
-/// kernels have safe constructors ([`GpuKernel::stress`], [`StressKernel::kernel`](super::StressKernel::kernel)).
+/// kernels (the stress and probe kernels of the `testing` tooling) have safe constructors.
 ///
 /// Cheap to clone; `Send + Sync`, so a Bevy resource or a config can hold it.
 ///
@@ -108,16 +108,6 @@ kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64
 /// kernel.set_arg(1, 1u32); // next frame
 /// assert_eq!(kernel.args(), &[KernelArg::F32(0.016), KernelArg::U32(1)]);
 /// assert_eq!(kernel.threads(), 132 * 256);
-/// ```
-///
-/// The built-in stress kernel needs no `unsafe`:
-///
-/// ```
-/// use perdix_transport::cuda::GpuKernel;
-///
-/// let kernel = GpuKernel::stress(1000, 64, 3, 0).grid(132).block(256);
-/// assert_eq!(kernel.entry(), "perdix_stress");
-/// assert_eq!(kernel.args().len(), 6);
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -171,7 +161,7 @@ impl GpuKernel {
     /// A kernel of the crate's own (`kernels/*.cu`): `source` is one of the crate's sources and
     /// `entry` one of its entry points. Private: the callers below give the arguments each
     /// entry point takes, which is what [`from_source`](Self::from_source)'s contract asks.
-    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by the test tooling only
+    #[cfg(feature = "testing")]
     pub(crate) fn builtin(source: &'static str, file: &'static str, entry: &'static str) -> Self {
         Self::unchecked(Cow::Borrowed(source), Cow::Borrowed(entry)).name(file)
     }
@@ -186,18 +176,6 @@ impl GpuKernel {
             shared_mem_bytes: 0,
             args: Vec::new(),
         }
-    }
-
-    /// The built-in warp-cooperative stress kernel (`perdix_stress` in `kernels/stress.cu`):
-    /// every thread sends `per_producer` messages (`u64::MAX`: until the producer is stopped or
-    /// its consumer dropped) of `size` bytes (a [`stress::valid_size`](crate::testing::stress::valid_size))
-    /// and `kind`, paced to one per `interval_ns` (0: unpaced). The producer's device counters
-    /// count them exactly; grid and block are the caller's.
-    #[cfg(feature = "testing")]
-    pub fn stress(per_producer: u64, size: u32, kind: u32, interval_ns: u64) -> Self {
-        // SAFETY: null counter addresses, which the kernel skips (`if (sent)`, `if (attempts)`
-        // in stress.cu), so it writes only through `perdix.cuh`.
-        unsafe { super::stress::warp_kernel(per_producer, size, kind, interval_ns, (0, 0)) }
     }
 
     /// File name NVRTC reports in errors and the PTX cache uses (default `kernel.cu`).

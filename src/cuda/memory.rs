@@ -13,9 +13,8 @@ use crate::{Backend, Error, RingMemory};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum GpuMemory {
-    /// Page-locked host memory mapped into the device ([`CudaPinned`]). The default: as fast as
-    /// managed memory in every measurement so far (see `docs/PERFORMANCE.md`), and no page
-    /// migration can ever move it.
+    /// Page-locked host memory mapped into the device ([`CudaPinned`]). The default: at least as
+    /// fast as managed memory (`docs/PERFORMANCE.md`), and no page migration can ever move it.
     #[default]
     Pinned,
     /// Managed (unified) memory advised to live on the CPU and be accessed by the GPU
@@ -65,8 +64,8 @@ pub(crate) trait DeviceMemory: RingMemory {
 
 /// Page-locked host memory mapped into the device (`cuMemHostAlloc` with DEVICEMAP | PORTABLE).
 ///
-/// Not write-combined (cudarc's `alloc_pinned` is, and the CPU reads such memory ~68× slower):
-/// the CPU consumer reads these slots at cache speed, the GPU writes them over PCIe.
+/// Not write-combined (cudarc's `alloc_pinned` is, and the CPU reads such memory uncached): the
+/// CPU consumer reads these slots at cache speed, the GPU writes them over the link.
 ///
 /// # Examples
 ///
@@ -256,7 +255,7 @@ impl CudaManaged {
         })?;
         if dptr == 0 || !(dptr as usize).is_multiple_of(SLOT_ALIGN) {
             // SAFETY: `dptr` is ours and no kernel has seen it.
-            let _ = unsafe { driver::mem_free(dptr) };
+            let _ = unsafe { driver::mem_free_managed(dptr) };
             return Err(failed);
         }
         Ok(Self {
@@ -274,7 +273,7 @@ impl Drop for CudaManaged {
             return;
         }
         // SAFETY: `dptr` came from `mem_alloc_managed`, is freed only here, after its kernels.
-        if let Err(err) = unsafe { driver::mem_free(self.dptr) } {
+        if let Err(err) = unsafe { driver::mem_free_managed(self.dptr) } {
             tracing::warn!(%err, "perdix: cuMemFree (managed) failed");
         }
     }
@@ -322,7 +321,7 @@ fn managed_supported(supported: bool, ordinal: usize) -> Result<(), Error> {
 }
 
 /// A slot-aligned window of a shared allocation: the rings of one producer share a single
-/// allocation (single allocations of the same kind differ by up to 17 % in speed).
+/// allocation, so they cannot differ in speed the way separate allocations of one kind can.
 pub(crate) struct Window {
     parent: Arc<dyn DeviceMemory>,
     offset: usize,

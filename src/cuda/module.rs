@@ -1,22 +1,22 @@
-//! Kernels from source: NVRTC at first use, with `perdix.cuh` supplied in memory and the layout
-//! passed as `-D` defines; PTX cached on disk keyed by a hash of everything that went in.
+//! Kernels from source: NVRTC (`nvrtc.rs`) at first use, with `perdix.cuh` supplied in memory
+//! and the layout passed as `-D` defines; PTX cached on disk keyed by a hash of everything that
+//! went in.
 
-use std::ffi::{c_char, CString};
 use std::path::PathBuf;
 
-use cudarc::nvrtc::sys as nvrtc;
-
-use super::{control, driver};
+use super::{control, nvrtc};
 use crate::{layout, Error};
 
 /// The device side of the protocol (`kernels/perdix.cuh`), included by every kernel.
 pub const PERDIX_CUH: &str = include_str!("../../kernels/perdix.cuh");
 /// The stress producer kernels (`kernels/stress.cu`).
+#[cfg(feature = "testing")]
 pub const STRESS_CU: &str = include_str!("../../kernels/stress.cu");
-/// Layout probe, clock probe and fault kernels (`kernels/probe.cu`).
+/// The clock probe (calibration), the layout probe and a trapping kernel (`kernels/probe.cu`).
 pub const PROBE_CU: &str = include_str!("../../kernels/probe.cu");
 
 /// The kernels that ship with the crate, `(file name, source)`, for compile checks.
+#[cfg(feature = "testing")]
 #[must_use]
 pub fn builtin_kernels() -> [(&'static str, &'static str); 2] {
     [("stress.cu", STRESS_CU), ("probe.cu", PROBE_CU)]
@@ -104,10 +104,20 @@ fn cache_path(name: &str, key: u64, arch: &str) -> Option<PathBuf> {
 /// # Examples
 ///
 /// ```no_run
-/// use perdix_transport::cuda::{compile_ptx, STRESS_CU};
+/// use perdix_transport::cuda::compile_ptx;
 ///
-/// let ptx = compile_ptx(STRESS_CU, "stress.cu", "sm_90")?;
-/// assert!(ptx.contains(".entry perdix_stress"));
+/// const SRC: &str = r#"
+/// #include "perdix.cuh"
+/// extern "C" __global__ void tick(const perdix_producer* p) {
+///     unsigned i = threadIdx.x;
+///     perdix_emit(p, 1, &i, sizeof i);
+/// }
+/// "#;
+/// let ptx = compile_ptx(SRC, "tick.cu", "sm_90")?;
+/// assert!(ptx.contains(".entry tick"));
+/// // A source that does not compile comes back with NVRTC's log.
+/// let broken = compile_ptx("extern \"C\" __global__ void k() { oops; }", "broken.cu", "sm_90");
+/// assert!(matches!(broken, Err(perdix_transport::Error::Compile { .. })));
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 pub fn compile_ptx(source: &str, name: &str, arch: &str) -> Result<String, Error> {
@@ -118,7 +128,7 @@ pub fn compile_ptx(source: &str, name: &str, arch: &str) -> Result<String, Error
         return Ok(ptx);
     }
     let started = std::time::Instant::now();
-    let ptx = nvrtc_compile(source, name, &options(arch))?;
+    let ptx = nvrtc::compile(source, name, &options(arch), ("perdix.cuh", PERDIX_CUH))?;
     tracing::debug!(
         name,
         arch,
@@ -142,107 +152,4 @@ fn store(path: &std::path::Path, ptx: &str) {
         let _ = std::fs::remove_file(&tmp);
         tracing::debug!(path = %path.display(), %err, "perdix: PTX cache not written");
     }
-}
-
-fn cstring(text: &str, what: &str) -> Result<CString, Error> {
-    CString::new(text).map_err(|_| Error::Compile {
-        log: format!("{what} contains a NUL byte"),
-    })
-}
-
-/// Owns an `nvrtcProgram`; destroys it on drop.
-struct Program(nvrtc::nvrtcProgram);
-
-impl Drop for Program {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from `nvrtcCreateProgram` and is destroyed only here.
-        let _ = unsafe { nvrtc::nvrtcDestroyProgram(&mut self.0) };
-    }
-}
-
-fn nvrtc_error(what: &str, code: nvrtc::nvrtcResult) -> Error {
-    Error::Compile {
-        log: format!("{what} failed: {code:?}"),
-    }
-}
-
-fn nvrtc_compile(source: &str, name: &str, opts: &[String]) -> Result<String, Error> {
-    if !driver::nvrtc_present() {
-        return Err(Error::NoDevice("libnvrtc not found (CUDA 13 NVRTC)"));
-    }
-    let src = cstring(source, name)?;
-    let prog_name = cstring(name, "kernel name")?;
-    let header = cstring(PERDIX_CUH, "perdix.cuh")?;
-    let header_name = cstring("perdix.cuh", "header name")?;
-    let headers = [header.as_ptr()];
-    let include_names = [header_name.as_ptr()];
-    let mut raw = core::ptr::null_mut();
-    // SAFETY: every pointer is a live NUL-terminated string for the call; one header.
-    let created = unsafe {
-        nvrtc::nvrtcCreateProgram(
-            &mut raw,
-            src.as_ptr(),
-            prog_name.as_ptr(),
-            1,
-            headers.as_ptr(),
-            include_names.as_ptr(),
-        )
-    };
-    if created != nvrtc::nvrtcResult::NVRTC_SUCCESS {
-        return Err(nvrtc_error("nvrtcCreateProgram", created));
-    }
-    let program = Program(raw);
-    let c_opts = opts
-        .iter()
-        .map(|o| cstring(o, "option"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let opt_ptrs: Vec<*const c_char> = c_opts.iter().map(|o| o.as_ptr()).collect();
-    // SAFETY: `program.0` is live; `opt_ptrs` holds `len` live NUL-terminated strings.
-    let compiled =
-        unsafe { nvrtc::nvrtcCompileProgram(program.0, opt_ptrs.len() as i32, opt_ptrs.as_ptr()) };
-    let log = program_log(&program);
-    if compiled != nvrtc::nvrtcResult::NVRTC_SUCCESS {
-        return Err(Error::Compile {
-            log: format!("{name}: {compiled:?}\n{log}"),
-        });
-    }
-    if !log.trim().is_empty() {
-        tracing::debug!(name, log = %log.trim(), "perdix: NVRTC warnings");
-    }
-    let mut size = 0usize;
-    // SAFETY: `program.0` compiled successfully; `size` is a valid out-pointer.
-    let sized = unsafe { nvrtc::nvrtcGetPTXSize(program.0, &mut size) };
-    if sized != nvrtc::nvrtcResult::NVRTC_SUCCESS {
-        return Err(nvrtc_error("nvrtcGetPTXSize", sized));
-    }
-    let mut buf = vec![0u8; size.max(1)];
-    // SAFETY: `buf` holds `size` bytes, as NVRTC asked for.
-    let got = unsafe { nvrtc::nvrtcGetPTX(program.0, buf.as_mut_ptr().cast()) };
-    if got != nvrtc::nvrtcResult::NVRTC_SUCCESS {
-        return Err(nvrtc_error("nvrtcGetPTX", got));
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    buf.truncate(end);
-    String::from_utf8(buf).map_err(|_| Error::Compile {
-        log: format!("{name}: NVRTC returned PTX that is not UTF-8"),
-    })
-}
-
-fn program_log(program: &Program) -> String {
-    let mut size = 0usize;
-    // SAFETY: `program.0` is live; `size` is a valid out-pointer.
-    if unsafe { nvrtc::nvrtcGetProgramLogSize(program.0, &mut size) }
-        != nvrtc::nvrtcResult::NVRTC_SUCCESS
-    {
-        return String::new();
-    }
-    let mut buf = vec![0u8; size.max(1)];
-    // SAFETY: `buf` holds `size` bytes, as NVRTC asked for.
-    if unsafe { nvrtc::nvrtcGetProgramLog(program.0, buf.as_mut_ptr().cast()) }
-        != nvrtc::nvrtcResult::NVRTC_SUCCESS
-    {
-        return String::new();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }

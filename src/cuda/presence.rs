@@ -4,8 +4,13 @@
 use cudarc::driver::sys;
 use cudarc::driver::{CudaContext, DriverError};
 
-use super::driver;
 use crate::Error;
+
+/// Whether libcuda can be loaded; cudarc panics on first use otherwise.
+fn driver_present() -> bool {
+    // SAFETY: `is_culib_present` only tries `dlopen` on candidate names and drops what it opened.
+    unsafe { sys::is_culib_present() }
+}
 
 /// How many CUDA devices the driver reports.
 ///
@@ -13,7 +18,7 @@ use crate::Error;
 ///
 /// [`Error::NoDevice`] without a driver or with no device; [`Error::Driver`] otherwise.
 pub fn device_count() -> Result<usize, Error> {
-    if !driver::driver_present() {
+    if !driver_present() {
         return Err(Error::NoDevice("libcuda not found (no NVIDIA driver)"));
     }
     match CudaContext::device_count() {

@@ -1,4 +1,5 @@
-//! `GpuProducer`: rings in CUDA memory written by kernels and read by ordinary [`Consumer`]s.
+//! `GpuProducer`: rings in CUDA memory written by kernels, each read by an ordinary
+//! [`Consumer`](crate::Consumer).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -7,18 +8,17 @@ use std::time::{Duration, Instant};
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use super::block::{ClockSetter, ControlBlock};
-use super::builder::GpuProducerBuilder;
-use super::clock::ClockMapping;
+use super::clock::{self, ClockMapping};
 use super::counters::GpuCounters;
 use super::kernel::{GpuKernel, KernelArg};
 use super::memory::GpuMemory;
 use super::{control, driver, GpuContext};
 use crate::ring::Ring;
 use crate::sync::Arc as RingArc;
-use crate::{Backend, Consumer, Error, Policy, RingStats};
+use crate::{Backend, Error, Policy, RingStats};
 
 /// GPU kernels producing into rings of CUDA memory; each ring is read by an ordinary
-/// [`Consumer`].
+/// [`Consumer`](crate::Consumer).
 ///
 /// Owns a stream, the rings' memory (shared with the consumers) and a control block in device
 /// memory: per ring, the reservation counter, the consumer's head (which the consumer pushes
@@ -85,29 +85,6 @@ pub struct GpuProducer {
 }
 
 impl GpuProducer {
-    /// A builder: 1 ring of 65,536 slots in pinned memory, policy `Block`, no timestamps.
-    pub fn builder(gpu: &GpuContext) -> GpuProducerBuilder {
-        GpuProducerBuilder {
-            gpu: gpu.clone(),
-            capacity: 65_536,
-            rings: 1,
-            memory: GpuMemory::default(),
-            policy: Policy::Block,
-            timestamps: false,
-        }
-    }
-
-    /// One ring of `capacity` slots in pinned memory, with its consumer.
-    ///
-    /// # Errors
-    ///
-    /// As [`GpuProducerBuilder::build`].
-    pub fn new(gpu: &GpuContext, capacity: usize) -> Result<(Self, Consumer), Error> {
-        let (producer, mut consumers) = Self::builder(gpu).capacity(capacity).build()?;
-        let consumer = consumers.pop().ok_or(Error::InvalidCapacity(capacity))?;
-        Ok((producer, consumer))
-    }
-
     /// Compiles (NVRTC, or the PTX cache) and loads `kernel` now, so the first
     /// [`launch`](Self::launch) does not pay for it.
     ///
@@ -142,7 +119,7 @@ impl GpuProducer {
             block_dim: (block.x, block.y, block.z),
             shared_mem_bytes: kernel.shared_mem(),
         };
-        let ctrl: u64 = self.block.dptr;
+        let ctrl: u64 = self.block.words.dptr();
         let mut builder = self.stream.launch_builder(&func);
         builder.arg(&ctrl);
         for arg in kernel.args() {
@@ -253,11 +230,7 @@ impl GpuProducer {
             .block
             .write_word(control::HDR_STOP, 0, &self.block.side)
             .and_then(|()| self.gpu.bind())
-            .and_then(|()| {
-                // SAFETY: the side stream is live.
-                unsafe { driver::stream_synchronize(self.block.side.cu_stream()) }
-                    .map_err(driver::classify)
-            });
+            .and_then(|()| self.block.side.synchronize().map_err(driver::classify));
         self.observe(cleared)
     }
 
@@ -326,7 +299,7 @@ impl GpuProducer {
     /// As [`set_clock`](Self::set_clock), and [`Error::Compile`] / allocation errors of the
     /// probe.
     pub fn calibrate_clock(&self, rounds: u32) -> Result<ClockMapping, Error> {
-        let mapping = super::clock::calibrate(&self.gpu, rounds)?;
+        let mapping = clock::calibrate(&self.gpu, rounds)?;
         self.set_clock(&mapping)?;
         Ok(mapping)
     }
@@ -360,9 +333,10 @@ impl GpuProducer {
     /// Fault injection for tests: from now on every head push of this producer's rings (and
     /// every push of CLOSED from their consumers) fails with a driver error, as a refused
     /// `cuStreamWriteValue64` would. The producer's own writes (stop, closing a failed ring,
-    /// teardown) still work. Not part of the API: a real push fails only once the context is
-    /// broken, and then no kernel is left blocked to prove the no-hang path with.
-    #[doc(hidden)]
+    /// teardown) still work. Test tooling (feature `testing`), not part of the API: a real push
+    /// fails only once the context is broken, and then no kernel is left blocked to prove the
+    /// no-hang path with.
+    #[cfg(feature = "testing")]
     pub fn inject_head_push_failure(&self) {
         self.block
             .fail_head_pushes

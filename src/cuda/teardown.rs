@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::control;
-use super::driver;
 use super::producer::GpuProducer;
 use crate::sync::Arc as RingArc;
 use crate::Error;
@@ -58,10 +57,8 @@ impl Drop for GpuProducer {
                 return;
             }
         }
-        let _ = self.gpu.bind().map(|()| {
-            // SAFETY: the stream is live; it is idle or faulted here, so this returns at once.
-            unsafe { driver::stream_synchronize(self.stream.cu_stream()) }
-        });
+        // The stream is idle or faulted here, so this returns at once.
+        let _ = self.gpu.bind().map(|()| self.stream.synchronize());
     }
 }
 

@@ -7,15 +7,15 @@ use bevy_input::keyboard::KeyCode;
 use bevy_input::ButtonInput;
 
 use super::PerdixPanel;
-use crate::bevy::PerdixRing;
+use crate::bevy::PerdixRings;
 use crate::telemetry::TelemetrySnapshot;
 
-/// Draws the [`PerdixPanel`] of the app's [`PerdixRing`] in an egui window over a Bevy window,
+/// Draws the [`PerdixPanel`] of the app's [`PerdixRings`] in an egui window over a Bevy window,
 /// shown and hidden with a key (F1 by default).
 ///
 /// Add it next to [`PerdixPlugin`](crate::bevy::PerdixPlugin) in an app that has a window, a
 /// camera and the render stack (`DefaultPlugins`, or a windowing subset of it); it adds
-/// bevy_egui's `EguiPlugin` when the app has none. Without a `PerdixRing` the panel shows an
+/// bevy_egui's `EguiPlugin` when the app has none. Without a `PerdixRings` the panel shows an
 /// empty snapshot.
 ///
 /// # Examples
@@ -111,14 +111,14 @@ fn toggle_overlay(keys: Option<Res<ButtonInput<KeyCode>>>, mut overlay: ResMut<P
 /// Draws the panel in an egui window on the primary egui context.
 fn draw_overlay(
     mut contexts: EguiContexts,
-    ring: Option<Res<PerdixRing>>,
+    rings: Option<Res<PerdixRings>>,
     overlay: Res<PerdixOverlay>,
 ) -> Result {
     if !overlay.visible {
         return Ok(());
     }
     let ctx = contexts.ctx_mut()?;
-    let snapshot = ring.map_or_else(TelemetrySnapshot::default, |ring| ring.snapshot());
+    let snapshot = rings.map_or_else(TelemetrySnapshot::default, |rings| rings.snapshot());
     egui::Window::new("perdix")
         .default_width(760.0)
         .default_pos([16.0, 16.0])

@@ -10,7 +10,8 @@
 //!   words) and the [`Throughput`](stress::Throughput) rates of a run report;
 //! - [`harness`]: a verified two-thread SPSC run and an echo-thread round trip;
 //! - [`init_logging`]: the one tracing-subscriber setup of the examples and the bins;
-//! - [`gpu`] (with `cuda`): verified GPU stress runs, the stress kernels and the layout probe;
+//! - [`gpu`] (with `cuda`): verified GPU stress runs, the stress kernels, the layout probe and
+//!   the CPU→GPU→CPU ping-pong;
 //! - [`StressProducers`] (with `bevy`): stress producers on a plugin's rings;
 //! - [`HeadlessFrame`] (with `dashboard`): an egui frame with no window, for the panel's tests
 //!   and bench.
@@ -22,9 +23,12 @@ mod headless;
 mod logging;
 pub mod stress;
 
-/// Verified GPU stress runs, the stress kernels and the layout probe.
+/// Verified GPU stress runs, the stress kernels, the layout probe and the CPU→GPU→CPU
+/// ping-pong; the sources of the crate's own kernels.
 #[cfg(feature = "cuda")]
 pub mod gpu {
+    pub use crate::cuda::clock::ping_pong;
+    pub use crate::cuda::module::{builtin_kernels, PROBE_CU, STRESS_CU};
     pub use crate::cuda::probe::{layout_probe, LayoutProbe};
     pub use crate::cuda::stress::{
         free_running_kernel, run, run_devices, GpuStress, GpuStressReport, StressKernel,

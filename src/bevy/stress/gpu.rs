@@ -1,10 +1,11 @@
 //! GPU stress producers: the stress kernel on a full grid, free-running until stopped.
+#![forbid(unsafe_code)]
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
-use crate::bevy::drain::PerdixRing;
 use crate::bevy::producers::gpu::{first_device, producer};
+use crate::bevy::rings::PerdixRings;
 use crate::cuda::{GpuCounters, GpuProducerSet};
 use crate::Error;
 
@@ -19,8 +20,8 @@ pub(super) struct StressRun {
 }
 
 impl StressRun {
-    pub(super) fn start(ring: &mut PerdixRing, rings: usize, size: usize) -> Result<Self, Error> {
-        let gpu = first_device(ring)?;
+    pub(super) fn start(rings: &mut PerdixRings, count: usize, size: usize) -> Result<Self, Error> {
+        let gpu = first_device(rings)?;
         let grid = gpu.multiprocessors().max(1);
         let block = 256u32;
         let size32 = u32::try_from(size).map_err(|_| Error::too_large(size))?;
@@ -28,10 +29,15 @@ impl StressRun {
             .grid(grid)
             .block(block);
         kernel.compile(&gpu.arch())?;
-        let mut producer = producer(ring, "gpu-stress", rings.max(1))?;
+        let mut producer = producer(rings, "gpu-stress", count.max(1))?;
         producer.prepare(&kernel)?;
         producer.launch(&kernel)?;
-        tracing::info!(grid, block, rings, "perdix: GPU stress producers launched");
+        tracing::info!(
+            grid,
+            block,
+            rings = count,
+            "perdix: GPU stress producers launched"
+        );
         Ok(Self {
             producers: u64::from(grid) * u64::from(block) * producer.len() as u64,
             producer: Some(producer),

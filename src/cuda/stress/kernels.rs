@@ -29,7 +29,7 @@ pub enum StressKernel {
 /// 0 or the address of one `u64`, each valid for device writes until the kernel finishes (the
 /// kernel writes `sent[id]` and adds to `*attempts`; everything else goes through
 /// `perdix.cuh`).
-pub(crate) unsafe fn warp_kernel(
+pub(super) unsafe fn warp_kernel(
     per_producer: u64,
     size: u32,
     kind: u32,
@@ -89,9 +89,19 @@ impl StressKernel {
     }
 }
 
-/// [`GpuKernel::stress`] free-running: every thread sends `size`-byte messages of `kind` until
+/// The warp stress kernel free-running: every thread sends `size`-byte messages of `kind` until
 /// the producer is stopped (or its consumer dropped), unpaced, counted only by the device
-/// counters.
+/// counters. Grid and block are the caller's.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::testing::gpu::free_running_kernel;
+///
+/// let kernel = free_running_kernel(64, 3).grid(132).block(256);
+/// assert_eq!(kernel.entry(), "perdix_stress");
+/// assert_eq!(kernel.args().len(), 6);
+/// ```
 pub fn free_running_kernel(size: u32, kind: u32) -> GpuKernel {
-    GpuKernel::stress(u64::MAX, size, kind, 0)
+    StressKernel::Warp.kernel(u64::MAX, size, kind)
 }

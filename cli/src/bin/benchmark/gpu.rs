@@ -4,10 +4,14 @@
 
 use std::time::Duration;
 
-use perdix_transport::cuda::{clock, GpuContext, GpuDevices, GpuMemory};
-use perdix_transport::testing::gpu::{self as stress, GpuStress, GpuStressReport};
+use perdix_transport::cuda::{GpuContext, GpuDevices, GpuMemory};
+use perdix_transport::testing::gpu::{self as stress, GpuStress};
 use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
+
+mod output;
+
+use output::{print_json, print_table, Row};
 
 /// GPU options (ignored on the CPU path).
 #[derive(Debug, clap::Args)]
@@ -56,18 +60,6 @@ pub struct GpuArgs {
     /// producer sets on one GPU).
     #[arg(long)]
     pub devices: Option<GpuDevices>,
-}
-
-/// The light-load latency run and the ping-pong round trips.
-type Latency = (
-    GpuStressReport,
-    perdix_transport::telemetry::LatencyHistogram,
-);
-
-/// One throughput row.
-struct Row {
-    label: String,
-    report: GpuStressReport,
 }
 
 /// Opens the GPU, or says why not.
@@ -264,7 +256,7 @@ pub fn run(gpu: &GpuContext, args: &super::Args) -> Result<bool, Error> {
             "benchmark: ping-pong, {} round trips",
             args.round_trips.min(200_000)
         );
-        let rt = clock::round_trip(gpu, args.round_trips.min(200_000) as u32)?;
+        let rt = stress::ping_pong(gpu, args.round_trips.min(200_000) as u32)?;
         Some((report, rt))
     } else {
         None
@@ -277,140 +269,4 @@ pub fn run(gpu: &GpuContext, args: &super::Args) -> Result<bool, Error> {
         print_table(gpu, &rows, latency.as_ref());
     }
     Ok(clean)
-}
-
-fn print_table(gpu: &GpuContext, rows: &[Row], latency: Option<&Latency>) {
-    println!(
-        "backend cuda (GPU producer kernels -> CPU consumer threads) on {} (sm_{}{}, {} SMs)",
-        gpu.name(),
-        gpu.compute_capability().0,
-        gpu.compute_capability().1,
-        gpu.multiprocessors()
-    );
-    println!(
-        "{:<20} {:>5} {:>6} {:>6} {:>5} {:>5} {:>8} {:>12} {:>9} {:>7} {:>11} {:>10} {:>5}",
-        "run",
-        "size",
-        "grid",
-        "slots",
-        "rings",
-        "cons",
-        "memory",
-        "messages",
-        "M msg/s",
-        "GB/s",
-        "dropped",
-        "stalls",
-        "ok"
-    );
-    for row in rows {
-        let r = &row.report;
-        let c = &r.config;
-        println!(
-            "{:<20} {:>4}B {:>6} {:>6} {:>5} {:>5} {:>8} {:>12} {:>9.1} {:>7.2} {:>11} {:>10} {:>5}",
-            row.label,
-            c.size,
-            format!("{}x{}", c.grid, c.block),
-            c.capacity,
-            c.rings,
-            c.consumers,
-            c.memory,
-            r.verify.messages,
-            r.msgs_per_sec() / 1e6,
-            r.bytes_per_sec() / 1e9,
-            r.counters.dropped,
-            r.counters.stalls,
-            if r.is_clean() { "yes" } else { "NO" }
-        );
-    }
-    if let Some((report, rt)) = latency {
-        let s = report.latency.summary();
-        let clock = report.clock.unwrap_or_default();
-        println!(
-            "one-way latency GPU->CPU (1 thread, 1 msg / 10 us, 32 B): p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns, {} samples; \
-             calibration ±{} ns (fit rms {} ns, drift {:.2} ppm, residual after run {} ns, {} early stamps)",
-            s.p50_ns,
-            s.p99_ns,
-            s.p999_ns,
-            s.max_ns,
-            s.count,
-            clock.error_ns,
-            clock.fit_rms_ns,
-            clock.drift_ppm(),
-            report.clock_residual_ns.unwrap_or(0),
-            report.early_stamps
-        );
-        let r = rt.summary();
-        println!(
-            "ping-pong CPU->GPU->CPU (pinned memory): p50 {} ns, p99 {} ns, p99.9 {} ns, {} samples",
-            r.p50_ns, r.p99_ns, r.p999_ns, r.count
-        );
-    }
-}
-
-fn print_json(gpu: &GpuContext, rows: &[Row], latency: Option<&Latency>) {
-    let rows_json: Vec<String> = rows
-        .iter()
-        .map(|row| {
-            let r = &row.report;
-            let c = &r.config;
-            format!(
-                "{{\"run\":\"{}\",\"size\":{},\"grid\":{},\"block\":{},\"capacity\":{},\"rings\":{},\"consumers\":{},\
-                 \"memory\":\"{}\",\"policy\":\"{}\",\"seconds\":{:.3},\"messages\":{},\"msgs_per_sec\":{:.0},\
-                 \"gb_per_sec\":{:.4},\"emitted\":{},\"dropped\":{},\"stalls\":{},\"attempts\":{},\
-                 \"per_consumer\":{:?},\"verified\":{}}}",
-                row.label,
-                c.size,
-                c.grid,
-                c.block,
-                c.capacity,
-                c.rings,
-                c.consumers,
-                c.memory,
-                c.policy,
-                r.elapsed.as_secs_f64(),
-                r.verify.messages,
-                r.msgs_per_sec(),
-                r.bytes_per_sec() / 1e9,
-                r.counters.emitted,
-                r.counters.dropped,
-                r.counters.stalls,
-                r.attempts,
-                r.per_consumer,
-                r.is_clean()
-            )
-        })
-        .collect();
-    let latency_json = match latency {
-        Some((report, rt)) => {
-            let s = report.latency.summary();
-            let clock = report.clock.unwrap_or_default();
-            let r = rt.summary();
-            format!(
-                ",\"one_way_ns\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{},\"max\":{},\"calibration_error_ns\":{},\
-                 \"fit_rms_ns\":{},\"drift_ppm\":{:.3},\"residual_ns\":{},\"early\":{}}},\"ping_pong_ns\":{{\"samples\":{},\"p50\":{},\"p99\":{},\"p999\":{}}}",
-                s.count,
-                s.p50_ns,
-                s.p99_ns,
-                s.p999_ns,
-                s.max_ns,
-                clock.error_ns,
-                clock.fit_rms_ns,
-                clock.drift_ppm(),
-                report.clock_residual_ns.unwrap_or(0),
-                report.early_stamps,
-                r.count,
-                r.p50_ns,
-                r.p99_ns,
-                r.p999_ns
-            )
-        }
-        None => String::new(),
-    };
-    println!(
-        "{{\"backend\":\"cuda\",\"producer\":\"gpu\",\"device\":\"{}\",\"throughput\":[{}]{}}}",
-        gpu.name(),
-        rows_json.join(","),
-        latency_json
-    );
 }

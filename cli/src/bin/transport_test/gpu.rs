@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use perdix_transport::cuda::{clock, GpuContext, GpuKernel, GpuMemory, GpuProducer};
+use perdix_transport::cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducer};
 use perdix_transport::testing::gpu::{self as stress, GpuStress, GpuStressReport};
 use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
@@ -117,7 +117,7 @@ fn latency(gpu: &GpuContext, args: &Args) -> Result<String, String> {
     let s = report.latency.summary();
     check(s.count > 1000, || format!("{} latency samples", s.count))?;
     let rounds = args.round_trips.clamp(1000, 200_000) as u32;
-    let rt = clock::round_trip(gpu, rounds).map_err(err)?.summary();
+    let rt = stress::ping_pong(gpu, rounds).map_err(err)?.summary();
     let calib = report.clock.unwrap_or_default();
     Ok(format!(
         "one-way GPU->CPU p50 {} ns, p99 {} ns (±{} ns calibration, {} samples); \

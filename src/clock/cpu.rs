@@ -1,8 +1,4 @@
-//! The CPU clock messages are stamped with.
-//!
-//! `now_ns()` is nanoseconds of the monotonic clock (`std::time::Instant`) since a fixed point
-//! taken once per process. GPU stamps (`%globaltimer`) are mapped onto this clock by calibration,
-//! so one-way latency is `now_ns() - message.stamp_ns()` for either kind of producer.
+//! The CPU clock: monotonic nanoseconds since a fixed point taken once per process.
 
 use std::sync::OnceLock;
 use std::time::Instant;

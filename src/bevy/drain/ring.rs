@@ -1,72 +1,16 @@
-//! One ring as the drain sees it ([`Lane`]): its source (a consumer, a drain thread, or
-//! closed after a fault), its counts and latency sampling, and its state.
+//! One ring as the drain sees it ([`DrainedRing`]): where its messages come from (its
+//! consumer, its drain thread, or nothing once it failed), what was taken from it, latency
+//! sampling, and where it stands.
 #![forbid(unsafe_code)]
 
+use super::taken::{Sampler, Taken};
 use super::thread::DrainThread;
-use crate::{clock, Consumer, Error, Message, Monitor};
+use crate::bevy::event::{PerdixEvent, RingState};
+use crate::{Consumer, Error, Message, Monitor};
 
-/// Drain latency is sampled on one stamped message in this many (a clock read each).
-const LATENCY_SAMPLE_EVERY: u64 = 64;
-
-/// What a drain took from one or more rings.
-#[derive(Debug, Default)]
-pub(crate) struct Taken {
-    pub(crate) count: usize,
-    /// Sampled latencies (drain clock minus stamp), in ns.
-    pub(crate) latencies: Vec<u64>,
-}
-
-impl Taken {
-    pub(crate) fn merge(&mut self, other: Self) {
-        self.count += other.count;
-        self.latencies.extend(other.latencies);
-    }
-}
-
-/// Up to `max` messages of ring `idx` into `sink`, counted in `taken` (and latency-sampled)
-/// and in the lane's own totals.
-pub(crate) fn take_lane<F>(lane: &mut Lane, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
-where
-    F: FnMut(usize, Message<'_>),
-{
-    if max == 0 {
-        return;
-    }
-    let mut sampler = lane.sampler;
-    let before = taken.count;
-    let (mut bytes, latencies) = (0u64, &mut taken.latencies);
-    taken.count += lane.drain(max, |msg| {
-        bytes += msg.len() as u64;
-        sampler.sample(msg.stamp_ns(), latencies);
-        sink(idx, msg);
-    });
-    lane.sampler = sampler;
-    lane.messages += (taken.count - before) as u64;
-    lane.bytes += bytes;
-}
-
-/// Samples drain latency on one stamped message in [`LATENCY_SAMPLE_EVERY`].
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Sampler {
-    /// Stamped messages seen.
-    tick: u64,
-}
-
-impl Sampler {
-    #[inline]
-    pub(crate) fn sample(&mut self, stamp_ns: u64, latencies: &mut Vec<u64>) {
-        if stamp_ns != 0 {
-            self.tick += 1;
-            if self.tick.is_multiple_of(LATENCY_SAMPLE_EVERY) {
-                latencies.push(clock::now_ns().saturating_sub(stamp_ns));
-            }
-        }
-    }
-}
-
-/// One ring and how it is drained.
+/// One ring the resource drains, and how: its source, its counts and its state.
 #[derive(Debug)]
-pub(crate) struct Lane {
+pub(crate) struct DrainedRing {
     pub(crate) name: String,
     pub(crate) monitor: Monitor,
     pub(crate) source: Source,
@@ -75,8 +19,8 @@ pub(crate) struct Lane {
     /// The fault the ring stopped on ([`RingState::Failed`]).
     pub(crate) fault: Option<Error>,
     /// `fault` was reported as a [`PerdixEvent`].
-    pub(crate) reported: bool,
-    /// Its producer's fault, the lane's own once the ring is drained dry (System drain; a
+    reported: bool,
+    /// Its producer's fault, the ring's own once the ring is drained dry (System drain; a
     /// drain thread is handed it and ends with it).
     producer_fault: Option<Error>,
     /// Drain latency sampling.
@@ -88,15 +32,19 @@ pub(crate) struct Lane {
     pub(crate) bytes: u64,
 }
 
+/// Where a ring's messages come from.
 #[derive(Debug)]
 pub(crate) enum Source {
+    /// The ring's consumer, read by the drain itself
+    /// ([`DrainMode::System`](crate::bevy::DrainMode::System)).
     Direct(Consumer),
+    /// The ring's drain thread ([`DrainMode::Thread`](crate::bevy::DrainMode::Thread)).
     Thread(DrainThread),
     /// The ring failed: its consumer (or drain thread) is dropped, which closed the ring.
     Closed,
 }
 
-impl Lane {
+impl DrainedRing {
     pub(crate) fn new(name: &str, monitor: Monitor, source: Source, device: Option<u32>) -> Self {
         Self {
             name: name.to_owned(),
@@ -113,8 +61,31 @@ impl Lane {
         }
     }
 
-    /// Up to `max` messages: `f(view)` on each (in [`DrainMode::Thread`], views of the raw
-    /// messages the drain thread staged).
+    /// Up to `max` messages of this ring (index `idx`) into `sink`, counted in `taken` (and
+    /// latency-sampled) and in the ring's own totals.
+    pub(crate) fn take<F>(&mut self, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
+    where
+        F: FnMut(usize, Message<'_>),
+    {
+        if max == 0 {
+            return;
+        }
+        let mut sampler = self.sampler;
+        let before = taken.count;
+        let (mut bytes, latencies) = (0u64, &mut taken.latencies);
+        taken.count += self.drain(max, |msg| {
+            bytes += msg.len() as u64;
+            sampler.sample(msg.stamp_ns(), latencies);
+            sink(idx, msg);
+        });
+        self.sampler = sampler;
+        self.messages += (taken.count - before) as u64;
+        self.bytes += bytes;
+    }
+
+    /// Up to `max` messages: `f(view)` on each (in
+    /// [`DrainMode::Thread`](crate::bevy::DrainMode::Thread), views of the raw messages the
+    /// drain thread staged).
     pub(crate) fn drain<F>(&mut self, max: usize, mut f: F) -> usize
     where
         F: FnMut(Message<'_>),
@@ -144,7 +115,7 @@ impl Lane {
         count
     }
 
-    /// The ring's producer stopped on `err`: the lane fails with it once everything already
+    /// The ring's producer stopped on `err`: the ring fails with it once everything already
     /// published is taken (a drain thread ends with it when its ring runs dry, and the frame
     /// reports it after the thread's last batch).
     pub(crate) fn producer_failed(&mut self, err: &Error) {
@@ -157,7 +128,7 @@ impl Lane {
         self.producer_fault = Some(err.clone());
     }
 
-    /// The producer failed and everything it published is taken: the lane fails with it.
+    /// The producer failed and everything it published is taken: the ring fails with it.
     fn take_producer_fault(&mut self) {
         if let Some(err) = self.producer_fault.take() {
             if !self.finished {
@@ -166,7 +137,7 @@ impl Lane {
         }
     }
 
-    /// Stops the lane on `err`: drops its consumer, which closes the ring for its producers.
+    /// Stops the ring on `err`: drops its consumer, which closes the ring for its producers.
     pub(crate) fn fail(&mut self, err: Error) {
         self.finished = true;
         self.fault = Some(err);
@@ -174,7 +145,7 @@ impl Lane {
     }
 
     /// A drain thread that is done (its ring closed or failed, and everything it handed over
-    /// taken) finishes the lane, with the thread's fault if one stopped it.
+    /// taken) finishes the ring, with the thread's fault if one stopped it.
     pub(crate) fn settle(&mut self) {
         let Source::Thread(thread) = &mut self.source else {
             return;
@@ -188,6 +159,31 @@ impl Lane {
         }
     }
 
+    /// Where the ring stands.
+    pub(crate) fn state(&self) -> RingState {
+        match &self.fault {
+            Some(err) => RingState::Failed(err.clone()),
+            None if self.finished => RingState::Finished,
+            None => RingState::Running,
+        }
+    }
+
+    /// The ring's failure as a [`PerdixEvent`] (its index is `idx`), once: `None` if it has not
+    /// failed or was reported already.
+    pub(crate) fn unreported_failure(&mut self, idx: usize) -> Option<PerdixEvent> {
+        if self.reported {
+            return None;
+        }
+        let error = self.fault.clone()?;
+        self.reported = true;
+        Some(PerdixEvent::RingFailed {
+            ring: idx,
+            name: self.name.clone(),
+            device: self.device,
+            error,
+        })
+    }
+
     /// Messages waiting in the ring plus those the drain thread holds.
     pub(crate) fn backlog(&self) -> u64 {
         if matches!(self.source, Source::Closed) {
@@ -196,6 +192,7 @@ impl Lane {
         self.monitor.stats().occupancy() + self.queued()
     }
 
+    /// Messages the drain thread handed over and the frame has not taken yet.
     pub(crate) fn queued(&self) -> u64 {
         match &self.source {
             Source::Direct(_) | Source::Closed => 0,

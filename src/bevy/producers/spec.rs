@@ -7,13 +7,13 @@ use std::borrow::Cow;
 
 use bevy_ecs::world::World;
 
-use super::producers::Emitter;
+use super::emitter::Emitter;
 
 pub(crate) type ArgsFn<A> = Box<dyn Fn(&World) -> A + Send + Sync>;
 pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 
 /// A GPU producer to register with
-/// [`PerdixAppExt::add_gpu_producer`](super::PerdixAppExt::add_gpu_producer): a CUDA kernel
+/// [`PerdixAppExt::add_gpu_producer`](crate::bevy::PerdixAppExt::add_gpu_producer): a CUDA kernel
 /// (source, entry point, grid, block), the per-frame arguments it gets from the world, and a
 /// CPU fallback producing the same messages.
 ///

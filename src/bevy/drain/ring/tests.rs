@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 use bevy_app::App;
 use bevy_ecs::message::Messages;
 
-use crate::bevy::{DrainMode, PerdixEvent, PerdixPlugin, PerdixRing, RingState};
+use crate::bevy::{DrainMode, PerdixEvent, PerdixPlugin, PerdixRings, RingState};
 use crate::Error;
 
 fn producer_fault_fails_the_ring_after_its_messages(drain: DrainMode) {
     let mut app = App::new();
     app.add_plugins(PerdixPlugin::default().drain(drain).route(false));
     let (mut failed, mut other) = {
-        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        let mut ring = app.world_mut().resource_mut::<PerdixRings>();
         let pair = (ring.add_producer("failed"), ring.add_producer("other"));
         match pair {
             (Ok(a), Ok(b)) => (a, b),
@@ -26,7 +26,7 @@ fn producer_fault_fails_the_ring_after_its_messages(drain: DrainMode) {
     }
     let fault = Error::Spawn("the producer's fault".into());
     app.world_mut()
-        .resource_mut::<PerdixRing>()
+        .resource_mut::<PerdixRings>()
         .fail_rings(0..1, &fault);
     let mut taken = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -36,7 +36,7 @@ fn producer_fault_fails_the_ring_after_its_messages(drain: DrainMode) {
             .try_produce(b"on")
             .unwrap_or_else(|err| panic!("other ring: {err}"));
         app.update();
-        let mut ring = app.world_mut().resource_mut::<PerdixRing>();
+        let mut ring = app.world_mut().resource_mut::<PerdixRings>();
         ring.drain_with(100, |msg| {
             if msg.len() == 4 {
                 taken.push(msg.payload().to_vec());
@@ -61,9 +61,9 @@ fn producer_fault_fails_the_ring_after_its_messages(drain: DrainMode) {
             error: fault,
         }]
     );
-    let ring = app.world().resource::<PerdixRing>();
+    let ring = app.world().resource::<PerdixRings>();
     assert_eq!(ring.ring_state(1), Some(RingState::Running));
-    // The lane dropped its consumer (or its drain thread did): the ring is closed.
+    // The drained ring dropped its consumer (or its drain thread did): the ring is closed.
     assert!(failed.is_abandoned());
 }
 

@@ -1,4 +1,4 @@
-//! Drain threads ([`DrainMode::Thread`](super::DrainMode::Thread)): one consumer thread per
+//! Drain threads ([`DrainMode::Thread`](crate::bevy::DrainMode::Thread)): one consumer thread per
 //! ring keeps the ring empty between frames and hands staged batches to the frame.
 #![forbid(unsafe_code)]
 
@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use crossbeam_utils::Backoff;
 
-use super::event;
-use super::lane::Sampler;
-use super::message::PerdixMessage;
-use super::route::{RouteShare, RouteTable, Stage};
+use super::batch::Batch;
+use super::taken::Sampler;
+use crate::bevy::event;
+use crate::bevy::stage::RouteShare;
 use crate::{Consumer, Error, Message};
 
 /// Messages per batch a drain thread hands over (at most; less when the ring runs dry, and
@@ -25,65 +25,6 @@ const BATCH_DEPTH: usize = 16;
 /// frame unparks it as soon as it takes a batch, so this only bounds a missed wake-up.
 const FULL_PARK_MAX: Duration = Duration::from_millis(1);
 
-/// Messages a drain thread took out of its ring, staged by kind (registered types decoded, the
-/// rest as [`PerdixMessage`]), with the counts the drain keeps.
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    pub(crate) stage: Stage,
-    /// Messages in the batch.
-    pub(crate) count: usize,
-    /// Their payload bytes.
-    pub(crate) bytes: u64,
-    /// Sampled drain latencies (ns).
-    pub(crate) latencies: Vec<u64>,
-    /// Raw messages already given to [`PerdixRing::drain_with`], and their bytes.
-    raw_taken: usize,
-    raw_taken_bytes: u64,
-}
-
-impl Batch {
-    pub(crate) fn stage_mut(&mut self) -> &mut Stage {
-        &mut self.stage
-    }
-
-    /// Messages not yet taken.
-    fn left(&self) -> usize {
-        self.count - self.raw_taken
-    }
-
-    /// Makes the stage ready for `table`'s types (nothing to do without a table: all raw).
-    fn prepare(&mut self, table: Option<&RouteTable>) {
-        if let Some(table) = table {
-            self.stage.prepare(table);
-        }
-    }
-
-    fn clear(&mut self) {
-        self.stage.clear();
-        self.latencies.clear();
-        (self.count, self.bytes, self.raw_taken, self.raw_taken_bytes) = (0, 0, 0, 0);
-    }
-
-    /// Takes `msg` of ring `ring` into the batch by the routes of `table` (everything raw
-    /// without one).
-    #[inline]
-    fn push(
-        &mut self,
-        table: Option<&RouteTable>,
-        ring: usize,
-        msg: &Message<'_>,
-        sampler: &mut Sampler,
-    ) {
-        self.count += 1;
-        self.bytes += msg.len() as u64;
-        sampler.sample(msg.stamp_ns(), &mut self.latencies);
-        match table {
-            Some(table) => self.stage.route(table, ring, msg),
-            None => self.stage.raw.push(PerdixMessage::new(ring, msg)),
-        }
-    }
-}
-
 /// A consumer thread that keeps its ring empty and hands staged batches to the drain system.
 #[derive(Debug)]
 pub(crate) struct DrainThread {
@@ -92,7 +33,8 @@ pub(crate) struct DrainThread {
     /// Empty batches back to the thread, for reuse.
     free: SyncSender<Batch>,
     /// The oldest handed-over batch not yet taken: received but too big for what was left of
-    /// a frame's budget, or partly taken by [`PerdixRing::drain_with`].
+    /// a frame's budget, or partly taken by
+    /// [`PerdixRings::drain_with`](crate::bevy::PerdixRings::drain_with).
     pending: Option<Batch>,
     /// The thread is gone and every batch it sent was received.
     closed: bool,
@@ -170,7 +112,7 @@ impl DrainThread {
             .spawn(move || worker.run());
         let (handle, fault) = match handle {
             Ok(handle) => (Some(handle), None),
-            // The worker (and with it the consumer, closing the ring) is gone: the lane fails.
+            // The worker (and with it the consumer, closing the ring) is gone: the ring fails.
             Err(err) => (None, Some(event::spawn_error(&err))),
         };
         Self {
@@ -236,8 +178,9 @@ impl DrainThread {
         let _ = self.free.try_send(batch);
     }
 
-    /// Up to `max` raw messages of the handed-over batches, for [`PerdixRing::drain_with`];
-    /// stops at a batch that still holds staged typed messages (the drain system takes those).
+    /// Up to `max` raw messages of the handed-over batches, for
+    /// [`PerdixRings::drain_with`](crate::bevy::PerdixRings::drain_with); stops at a batch that
+    /// still holds staged typed messages (the drain system takes those).
     pub(crate) fn take_raw<F>(&mut self, max: usize, f: &mut F) -> usize
     where
         F: FnMut(Message<'_>),
@@ -326,7 +269,8 @@ impl Drop for DrainThread {
 
 /// The drain thread's side.
 struct Worker {
-    /// Index of its ring in the resource (for [`PerdixMessage::ring`] and envelopes).
+    /// Index of its ring in the resource (for
+    /// [`PerdixMessage::ring`](crate::bevy::PerdixMessage::ring) and envelopes).
     ring: usize,
     consumer: Consumer,
     /// The plugin's routing table; `None` stages everything raw (routing off).

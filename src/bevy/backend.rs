@@ -1,0 +1,147 @@
+//! Where the plugin's producers run ([`ProducerBackend`]), decided once per app, and the CUDA
+//! devices opened for them ([`BackendChoice`], which the rings resource keeps).
+#![forbid(unsafe_code)]
+
+use super::config::RingConfig;
+use crate::Error;
+
+/// Where the plugin's producers run, chosen once per app and logged (`info!` for the GPU,
+/// `warn!` for the CPU fallback).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::bevy::ProducerBackend;
+///
+/// let cpu = ProducerBackend::Cpu { reason: "built without the `cuda` feature".into() };
+/// assert_eq!(cpu.name(), "cpu");
+/// assert_eq!(cpu.to_string(), "cpu (built without the `cuda` feature)");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProducerBackend {
+    /// CUDA kernels on this device.
+    Gpu {
+        /// The device's name.
+        device: String,
+    },
+    /// CPU threads running the registered fallbacks.
+    Cpu {
+        /// Why not the GPU.
+        reason: String,
+    },
+}
+
+impl ProducerBackend {
+    /// `"gpu"` or `"cpu"`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Gpu { .. } => "gpu",
+            Self::Cpu { .. } => "cpu",
+        }
+    }
+
+    /// Whether producers run on the GPU.
+    #[must_use]
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Self::Gpu { .. })
+    }
+}
+
+impl core::fmt::Display for ProducerBackend {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Gpu { device } => write!(f, "gpu ({device})"),
+            Self::Cpu { reason } => write!(f, "cpu ({reason})"),
+        }
+    }
+}
+
+/// An opened CUDA device producers run on.
+#[cfg(feature = "cuda")]
+pub(crate) type Device = crate::cuda::GpuContext;
+/// No device type without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+pub(crate) type Device = ();
+
+/// The backend once chosen, the devices it opened and, for the CPU, why not the GPU.
+#[derive(Debug, Default)]
+pub(crate) struct BackendChoice {
+    /// Where producers run, once decided.
+    backend: Option<ProducerBackend>,
+    /// The GPUs producers run on, when they do (one entry per device of the plugin's choice).
+    devices: Vec<Device>,
+    /// Why producers do not run on a GPU, once decided so.
+    no_gpu: Option<Error>,
+}
+
+impl BackendChoice {
+    /// The backend, if decided.
+    pub(crate) fn get(&self) -> Option<&ProducerBackend> {
+        self.backend.as_ref()
+    }
+
+    /// Decides and logs the choice: opens the devices of `config` (the GPU) or keeps the
+    /// probe's error (the CPU). Called once, when [`get`](Self::get) has no answer yet.
+    pub(crate) fn decide(&mut self, config: &RingConfig) -> ProducerBackend {
+        let (backend, devices, why) = match probe(config) {
+            Ok((name, devices)) => (ProducerBackend::Gpu { device: name }, devices, None),
+            Err(err) => (
+                ProducerBackend::Cpu {
+                    reason: err.to_string(),
+                },
+                Vec::new(),
+                Some(err),
+            ),
+        };
+        match &backend {
+            ProducerBackend::Gpu { device } => {
+                tracing::info!(%device, "perdix: producers run on the GPU");
+            }
+            ProducerBackend::Cpu { reason } => {
+                tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
+            }
+        }
+        self.devices = devices;
+        self.no_gpu = why;
+        self.backend = Some(backend.clone());
+        backend
+    }
+
+    /// The opened devices (empty unless producers run on the GPU).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// Why GPU producers cannot run here (the probe's error).
+    pub(crate) fn no_gpu_error(&self) -> Error {
+        self.no_gpu
+            .clone()
+            .unwrap_or(Error::NoDevice("producers run on the CPU"))
+    }
+}
+
+/// Opens the plugin's devices; names them for the log (`NAME (sm_XY)`, with the ordinals
+/// when there is more than one).
+#[cfg(feature = "cuda")]
+fn probe(config: &RingConfig) -> Result<(String, Vec<Device>), Error> {
+    let gpus = config.devices.open()?;
+    let first = gpus
+        .first()
+        .ok_or_else(|| Error::InvalidConfig("an empty list of CUDA devices".into()))?;
+    let (major, minor) = first.compute_capability();
+    let mut name = format!("{} (sm_{major}{minor})", first.name());
+    if gpus.len() > 1 {
+        let ordinals: Vec<String> = gpus.iter().map(|g| g.ordinal().to_string()).collect();
+        name = format!("{} x {name}, devices {}", gpus.len(), ordinals.join(","));
+    }
+    Ok((name, gpus))
+}
+
+/// No device without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+fn probe(_config: &RingConfig) -> Result<(String, Vec<Device>), Error> {
+    Err(Error::NoDevice("built without the `cuda` feature"))
+}

@@ -1,0 +1,174 @@
+//! GPU producers (feature `cuda`): a registered kernel compiled, given its rings on each of
+//! the plugin's devices, and launched once a frame ([`Launcher`]); the ring set the stress
+//! producers share ([`producer`]).
+// The kernel of a `GpuProducerSpec` is built with the `unsafe` `GpuKernel::from_source`, under
+// the contract `GpuProducerSpec::new`'s caller accepted: `start` alone allows it.
+#![deny(unsafe_code)]
+
+use std::ops::Range;
+
+use bevy_ecs::world::World;
+
+use super::running::Running;
+use super::spec::{ArgsFn, GpuProducerSpec};
+use crate::bevy::rings::PerdixRings;
+use crate::cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducerSet};
+use crate::{Backend, Error};
+
+/// Clock calibration rounds before a producer with timestamps starts.
+const CLOCK_ROUNDS: u32 = 100;
+
+fn memory(choice: Option<Backend>) -> GpuMemory {
+    match choice {
+        Some(Backend::CudaManaged) => GpuMemory::Managed,
+        _ => GpuMemory::default(),
+    }
+}
+
+/// A producer of `count` rings on each of the devices of `rings`, with the plugin's settings;
+/// its consumers are added to `rings` as `name-<idx>` (one device) or `name-gpu<N>-<idx>`.
+pub(crate) fn producer(
+    rings: &mut PerdixRings,
+    name: &str,
+    count: usize,
+) -> Result<GpuProducerSet, Error> {
+    let config = rings.config().clone();
+    let (mut set, consumers) = GpuProducerSet::build_on(rings.backend().devices(), |builder| {
+        builder
+            .capacity(config.capacity)
+            .rings(count)
+            .memory(memory(config.memory))
+            .policy(config.policy)
+            .timestamps(config.timestamps)
+    })?;
+    if config.timestamps {
+        for producer in set.producers_mut() {
+            producer.calibrate_clock(CLOCK_ROUNDS)?;
+        }
+    }
+    let several = consumers.len() > 1;
+    for (entry, device_rings) in consumers.into_iter().enumerate() {
+        for (idx, consumer) in device_rings.into_iter().enumerate() {
+            let ring_name = if several {
+                let device = consumer.device().unwrap_or(0);
+                format!("{name}-gpu{device}.{entry}-{idx}")
+            } else {
+                format!("{name}-{idx}")
+            };
+            rings.add_consumer(&ring_name, consumer);
+        }
+    }
+    Ok(set)
+}
+
+/// The first device opened for the producers of `rings` (every device of a choice has the
+/// same kernels).
+pub(crate) fn first_device(rings: &PerdixRings) -> Result<GpuContext, Error> {
+    rings
+        .backend()
+        .devices()
+        .first()
+        .cloned()
+        .ok_or(Error::NoDevice("no CUDA device was opened"))
+}
+
+/// Starts `spec` on the plugin's devices: compiles its kernel, then gives it one ring on each
+/// device.
+///
+/// # Errors
+///
+/// The kernel's compile error, or the device's, before any ring exists; a ring's or the
+/// clock calibration's after.
+pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
+    spec: &mut GpuProducerSpec<A>,
+    rings: &mut PerdixRings,
+) -> Result<Box<dyn Running>, Error> {
+    let words = core::mem::size_of::<A>() / 4;
+    #[allow(unsafe_code)]
+    // SAFETY: GpuProducerSpec::new's contract (the spec's source was given under it)
+    let mut kernel = unsafe { GpuKernel::from_source(spec.source.clone(), spec.entry.clone()) }
+        .name(format!("{}.cu", spec.name))
+        .grid(spec.grid)
+        .block(spec.block);
+    for _ in 0..words {
+        kernel = kernel.arg(0u32);
+    }
+    // Compile before any ring exists, so a compile error leaves nothing behind.
+    let gpu = first_device(rings)?;
+    kernel.compile(&gpu.arch())?;
+    let first = rings.rings();
+    let producer = producer(rings, &spec.name, 1)?;
+    let written = first..rings.rings();
+    producer.prepare(&kernel)?;
+    tracing::info!(producer = %spec.name, "perdix: GPU producer started");
+    Ok(Box::new(Launcher {
+        name: spec.name.clone(),
+        rings: written,
+        producer,
+        kernel,
+        args: spec.args.take(),
+        skipped: 0,
+        failed: false,
+    }))
+}
+
+/// A GPU producer launched once a frame, never more than one launch in flight.
+struct Launcher<A> {
+    name: String,
+    /// Its rings' indices in the resource.
+    rings: Range<usize>,
+    producer: GpuProducerSet,
+    kernel: GpuKernel,
+    args: Option<ArgsFn<A>>,
+    skipped: u64,
+    failed: bool,
+}
+
+impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rings(&self) -> Range<usize> {
+        self.rings.clone()
+    }
+
+    fn launch(&mut self, world: &World) -> Result<(), Error> {
+        if self.failed {
+            return Ok(());
+        }
+        // A stream query, not a sync: a kernel still running (e.g. waiting for room)
+        // skips this frame's launch instead of queueing launches without bound.
+        match self.producer.is_idle() {
+            Ok(true) => {}
+            Ok(false) => {
+                self.skipped += 1;
+                return Ok(());
+            }
+            Err(err) => return self.fail(err),
+        }
+        let args = self
+            .args
+            .as_ref()
+            .map_or_else(A::zeroed, |args| args(world));
+        let bytes = bytemuck::bytes_of(&args);
+        for (idx, word) in bytes.chunks_exact(4).enumerate() {
+            let mut raw = [0u8; 4];
+            raw.copy_from_slice(word);
+            self.kernel.set_arg(idx, u32::from_ne_bytes(raw));
+        }
+        self.producer
+            .launch(&self.kernel)
+            .or_else(|err| self.fail(err))
+    }
+}
+
+impl<A> Launcher<A> {
+    /// The producer stopped (its launch failed, or its kernel faulted): never launched
+    /// again; `err` goes to the app as a `PerdixEvent::ProducerFailed` (and its rings
+    /// report the fault once drained to it).
+    fn fail(&mut self, err: Error) -> Result<(), Error> {
+        self.failed = true;
+        Err(err)
+    }
+}

@@ -1,0 +1,166 @@
+//! Producers the plugin runs: registered GPU kernels ([`GpuProducerSpec`], started on the GPU,
+//! or as their CPU fallbacks with an [`Emitter`]), started at `Startup` and launched once a
+//! frame.
+//!
+//! This file holds the registry (a resource) and its two systems; `spec.rs` is what a user
+//! registers, `running.rs` what a started producer is, `gpu.rs` (with `cuda`) and
+//! `fallback.rs` the two ways one runs, `emitter.rs` what a fallback writes with.
+// Two files declare or call one `unsafe` item each (`spec.rs`: `GpuProducerSpec::new`;
+// `gpu.rs`: the kernel built under its contract) and allow exactly that; the others forbid it.
+#![deny(unsafe_code)]
+
+mod emitter;
+mod fallback;
+#[cfg(feature = "cuda")]
+pub(crate) mod gpu;
+mod running;
+mod spec;
+
+use std::sync::{Mutex, PoisonError};
+
+use bevy_ecs::resource::Resource;
+use bevy_ecs::world::{Mut, World};
+
+pub use emitter::Emitter;
+use fallback::Fallback;
+use running::Running;
+pub use spec::GpuProducerSpec;
+
+use super::backend::ProducerBackend;
+use super::event::PerdixEvent;
+use super::rings::PerdixRings;
+use crate::Error;
+
+/// A registered producer, not started yet.
+trait Registered: Send {
+    /// The producer's name.
+    fn name(&self) -> &str;
+    /// Starts it on `backend` (its CPU fallback when the GPU cannot).
+    fn start(
+        self: Box<Self>,
+        rings: &mut PerdixRings,
+        backend: &ProducerBackend,
+    ) -> Result<Box<dyn Running>, Error>;
+}
+
+impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Without a fallback, the GPU's error (or why there is no GPU) is the producer's.
+    fn start(
+        self: Box<Self>,
+        rings: &mut PerdixRings,
+        backend: &ProducerBackend,
+    ) -> Result<Box<dyn Running>, Error> {
+        let mut spec = *self;
+        let gpu_error = if backend.is_gpu() {
+            match gpu::start(&mut spec, rings) {
+                Ok(running) => return Ok(running),
+                Err(err) => err,
+            }
+        } else {
+            rings.backend().no_gpu_error()
+        };
+        let Some(fallback) = spec.fallback.take() else {
+            return Err(gpu_error);
+        };
+        if backend.is_gpu() {
+            tracing::warn!(
+                producer = %spec.name,
+                err = %gpu_error,
+                "perdix: GPU producer failed to start; using its CPU fallback"
+            );
+        }
+        let running = Fallback::start(&spec.name, fallback, spec.args.take(), rings)?;
+        Ok(Box::new(running))
+    }
+}
+
+/// Registered and started producers.
+#[derive(Resource, Default)]
+pub(crate) struct ProducerRegistry {
+    /// Registered, started at `Startup` (a `Mutex` only to make the resource `Sync`).
+    pending: Mutex<Vec<Box<dyn Registered>>>,
+    running: Vec<Box<dyn Running>>,
+}
+
+impl core::fmt::Debug for ProducerRegistry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ProducerRegistry")
+            .field("running", &self.running.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProducerRegistry {
+    /// Adds `spec`, to start at `Startup`.
+    pub(crate) fn register<A: bytemuck::Pod + Send + Sync>(&mut self, spec: GpuProducerSpec<A>) {
+        self.pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(spec));
+    }
+}
+
+/// `Startup`: chooses the backend (once, logged) and starts every registered producer.
+pub(crate) fn start_producers(world: &mut World) {
+    world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
+        let pending = core::mem::take(
+            registry
+                .pending
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if pending.is_empty() {
+            return;
+        }
+        let Some(mut rings) = world.get_resource_mut::<PerdixRings>() else {
+            return;
+        };
+        let backend = rings.producer_backend();
+        for spec in pending {
+            let name = spec.name().to_owned();
+            match spec.start(&mut rings, &backend) {
+                Ok(running) => registry.running.push(running),
+                Err(error) => rings
+                    .faults_mut()
+                    .report(PerdixEvent::ProducerFailed { name, error }),
+            }
+        }
+    });
+}
+
+/// [`PerdixSystems::Launch`](crate::bevy::PerdixSystems::Launch): one asynchronous launch per
+/// producer.
+pub(crate) fn launch_producers(world: &mut World) {
+    world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
+        for producer in &mut registry.running {
+            if let Err(error) = producer.launch(world) {
+                let name = producer.name().to_owned();
+                if let Some(mut rings) = world.get_resource_mut::<PerdixRings>() {
+                    // Its rings fail with it, once what it published before is drained.
+                    rings.fail_rings(producer.rings(), &error);
+                    rings
+                        .faults_mut()
+                        .report(PerdixEvent::ProducerFailed { name, error });
+                }
+            }
+        }
+    });
+}
+
+/// No GPU producers without the `cuda` feature (the backend is never the GPU there).
+#[cfg(not(feature = "cuda"))]
+mod gpu {
+    use super::{GpuProducerSpec, PerdixRings, Running};
+    use crate::Error;
+
+    pub(super) fn start<A>(
+        _spec: &mut GpuProducerSpec<A>,
+        _rings: &mut PerdixRings,
+    ) -> Result<Box<dyn Running>, Error> {
+        Err(Error::NoDevice("built without the `cuda` feature"))
+    }
+}

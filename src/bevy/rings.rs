@@ -1,0 +1,384 @@
+//! The [`PerdixRings`] resource: the rings of an app (one per producer), what was taken from
+//! them, their faults, and where producers run.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use bevy_ecs::resource::Resource;
+
+use super::backend::{BackendChoice, ProducerBackend};
+use super::config::{DrainMode, RingConfig};
+use super::drain::{self, Batch, DrainThread, DrainedRing, Pass, Scheduler, Source};
+use super::event::{Faults, RingState};
+use super::stage::RouteShare;
+use super::stats::{self, Counts, DeviceTotals, DrainStats};
+use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
+use crate::{Buffer, Consumer, Error, Message, Producer};
+
+/// The rings of a Bevy app, as a resource: one ring per producer, drained once a frame.
+///
+/// Producers are added with [`add_producer`](Self::add_producer) (a CPU producer on a new host
+/// ring, for any thread), [`add_consumer`](Self::add_consumer) (the consumer of a ring someone
+/// else produces into, e.g. a GPU producer), or by the plugin for registered GPU producers.
+///
+/// # Examples
+///
+/// Zero-copy reading in a system of one's own:
+///
+/// ```
+/// use bevy_app::prelude::*;
+/// use bevy_ecs::prelude::*;
+/// use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
+///
+/// fn count(mut rings: ResMut<PerdixRings>, mut total: Local<usize>) {
+///     *total += rings.drain_with(1000, |msg| assert_eq!(&*msg, b"hi"));
+/// }
+///
+/// let mut app = App::new();
+/// app.add_plugins(PerdixPlugin::default().route(false))
+///     .add_systems(Update, count);
+/// let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
+/// producer.try_produce(b"hi")?;
+/// app.update();
+/// assert_eq!(app.world().resource::<PerdixRings>().stats().messages, 1);
+/// // Errors are values: capacities must be powers of two, checked before the app runs
+/// // (`build()` panics with this error's text).
+/// let err = PerdixPlugin::default().capacity(1000).validate().unwrap_err();
+/// assert_eq!(err, perdix_transport::Error::InvalidCapacity(1000));
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
+#[derive(Resource, Debug)]
+pub struct PerdixRings {
+    config: RingConfig,
+    rings: Vec<DrainedRing>,
+    /// Which ring the next drain starts with.
+    scheduler: Scheduler,
+    /// What the drain counted.
+    counts: Counts,
+    telemetry: Telemetry,
+    /// Where producers run, and the devices opened for them, once decided.
+    backend: BackendChoice,
+    /// The routing table drain threads stage by ([`DrainMode::Thread`] with routing on).
+    routes: Option<Arc<RouteShare>>,
+    /// Faults recorded, for [`PerdixEvent`](super::PerdixEvent)s and `perdix/errors`.
+    faults: Faults,
+}
+
+impl PerdixRings {
+    pub(crate) fn new(config: RingConfig, routes: Option<Arc<RouteShare>>) -> Self {
+        Self {
+            config,
+            rings: Vec::new(),
+            scheduler: Scheduler::default(),
+            counts: Counts::new(),
+            telemetry: Telemetry::new("host", 600),
+            backend: BackendChoice::default(),
+            routes,
+            faults: Faults::default(),
+        }
+    }
+
+    /// The plugin's settings.
+    pub(crate) fn config(&self) -> &RingConfig {
+        &self.config
+    }
+
+    /// A new host ring of the plugin's capacity, drained by this resource; returns its
+    /// producer (policy and timestamps from the plugin, producer id = the ring's index).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidCapacity`] or [`Error::Alloc`] from the ring.
+    pub fn add_producer(&mut self, name: &str) -> Result<Producer, Error> {
+        let id = u32::try_from(self.rings.len()).unwrap_or(u32::MAX);
+        self.add_producer_with_id(name, id)
+    }
+
+    /// [`add_producer`](Self::add_producer) with a chosen producer id.
+    ///
+    /// # Errors
+    ///
+    /// As [`add_producer`](Self::add_producer).
+    pub fn add_producer_with_id(&mut self, name: &str, id: u32) -> Result<Producer, Error> {
+        let (producer, consumer) = Buffer::builder(self.config.capacity)
+            .policy(self.config.policy)
+            .producer_id(id)
+            .timestamps(self.config.timestamps)
+            .build()?
+            .into_split();
+        self.add_consumer(name, consumer);
+        Ok(producer)
+    }
+
+    /// Drains the ring of `consumer` from now on (in the plugin's [`DrainMode`]). A ring in
+    /// CUDA memory counts toward its device's `perdix/gpu<N>/*` diagnostics.
+    pub fn add_consumer(&mut self, name: &str, consumer: Consumer) {
+        let device = consumer.device();
+        self.add_device_consumer(name, consumer, device);
+    }
+
+    /// [`add_consumer`](Self::add_consumer) for a ring fed by CUDA device `device` whatever
+    /// memory it lives in (e.g. host memory a device writes through a mapping of its own).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bevy_app::prelude::*;
+    /// use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
+    /// use perdix_transport::Buffer;
+    ///
+    /// let mut app = App::new();
+    /// app.add_plugins(PerdixPlugin::default());
+    /// let (mut producer, consumer) = Buffer::new(64)?.into_split();
+    /// let mut rings = app.world_mut().resource_mut::<PerdixRings>();
+    /// rings.add_device_consumer("from-gpu1", consumer, Some(1));
+    /// assert_eq!(rings.ring_device(0), Some(1));
+    /// producer.try_produce(b"hi")?;
+    /// app.update();
+    /// let rings = app.world().resource::<PerdixRings>();
+    /// assert_eq!(rings.device_totals()[0].messages, 1);
+    /// # Ok::<(), perdix_transport::Error>(())
+    /// ```
+    pub fn add_device_consumer(&mut self, name: &str, consumer: Consumer, device: Option<u32>) {
+        let monitor = consumer.monitor();
+        let source = match self.config.drain {
+            DrainMode::System => Source::Direct(consumer),
+            DrainMode::Thread => Source::Thread(DrainThread::spawn(
+                name,
+                self.rings.len(),
+                consumer,
+                self.routes.clone(),
+                self.config.budget,
+            )),
+        };
+        tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
+        self.rings
+            .push(DrainedRing::new(name, monitor, source, device));
+    }
+
+    /// Rings drained by this resource.
+    #[must_use]
+    pub fn rings(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// The CUDA device that writes ring `ring` (the index
+    /// [`PerdixMessage::ring`](super::PerdixMessage::ring) and
+    /// [`Envelope::ring`](super::Envelope) give), or `None` for a CPU producer's ring or an
+    /// index out of range.
+    #[must_use]
+    pub fn ring_device(&self, ring: usize) -> Option<u32> {
+        self.rings.get(ring).and_then(|ring| ring.device)
+    }
+
+    /// Messages and bytes taken so far per CUDA device, ordered by device (rings of no device
+    /// are left out).
+    #[must_use]
+    pub fn device_totals(&self) -> Vec<DeviceTotals> {
+        stats::device_totals(&self.rings)
+    }
+
+    /// Where ring `ring` stands (`None` for an index out of range). A ring that failed is
+    /// [`RingState::Failed`] from the drain that found the fault on (after every message
+    /// published before it was taken), and stays so.
+    #[must_use]
+    pub fn ring_state(&self, ring: usize) -> Option<RingState> {
+        self.rings.get(ring).map(DrainedRing::state)
+    }
+
+    /// Faults reported so far (as [`PerdixEvent`](super::PerdixEvent)s): failed rings and producers. The
+    /// `perdix/errors` diagnostic.
+    #[must_use]
+    pub fn errors(&self) -> u64 {
+        self.faults.count()
+    }
+
+    /// Rings `rings` fail with `err` (their producer stopped: a GPU kernel fault kills every
+    /// kernel of its context), each once the messages already published into it are taken.
+    pub(crate) fn fail_rings(&mut self, rings: core::ops::Range<usize>, err: &Error) {
+        for ring in self.rings.get_mut(rings).into_iter().flatten() {
+            ring.producer_failed(err);
+        }
+    }
+
+    pub(crate) fn faults_mut(&mut self) -> &mut Faults {
+        &mut self.faults
+    }
+
+    /// Reports rings that failed since the last call (once each).
+    fn report_failed_rings(&mut self) {
+        for (idx, ring) in self.rings.iter_mut().enumerate() {
+            if let Some(event) = ring.unreported_failure(idx) {
+                self.faults.report(event);
+            }
+        }
+    }
+
+    /// Whether every ring's producer is gone and every message was taken, or the ring failed
+    /// (also true with no rings at all).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.rings.iter().all(|ring| ring.finished)
+    }
+
+    /// Takes up to `max` ready messages without copying them into ECS messages, calling `f` on
+    /// each, oldest first within each ring; returns how many. They count in
+    /// [`stats`](Self::stats) and the diagnostics but are not routed.
+    ///
+    /// In [`DrainMode::System`] the views borrow the ring's slots. In [`DrainMode::Thread`] they
+    /// are of the batches the drain threads copied; with routing on, those threads already
+    /// staged the registered kinds for the drain system, so only the raw ones come here.
+    ///
+    /// A ring that fails here (a corrupt slot, a failed head push) is reported as for the
+    /// drain system: [`ring_state`](Self::ring_state) at once, a
+    /// [`PerdixEvent`](super::PerdixEvent) in the next frame's drain.
+    ///
+    /// # Soundness
+    ///
+    /// `f` is called with a `Message<'_>` of a lifetime chosen anew for each call (`f` is
+    /// higher-ranked: `for<'m> FnMut(Message<'m>)`), which ends before the slot is released
+    /// (the consumer publishes its head only after `f` returns). So neither the view nor its
+    /// payload can leave the call: keeping the view in a captured `Vec` does not compile,
+    ///
+    /// ```compile_fail,E0521
+    /// # let mut rings: perdix_transport::bevy::PerdixRings = unimplemented!();
+    /// let mut kept = Vec::new();
+    /// rings.drain_with(10, |msg| kept.push(msg));
+    /// ```
+    ///
+    /// nor does handing the payload out through a capture,
+    ///
+    /// ```compile_fail,E0521
+    /// # let mut rings: perdix_transport::bevy::PerdixRings = unimplemented!();
+    /// let mut last: Option<&[u8]> = None;
+    /// rings.drain_with(1, |msg| last = Some(msg.payload()));
+    /// ```
+    ///
+    /// and the closure returns nothing to return it through. Copy the bytes out instead
+    /// (`payload().to_vec()`), or read them as a type (`bytemuck::pod_read_unaligned`).
+    pub fn drain_with<F>(&mut self, max: usize, mut f: F) -> usize
+    where
+        F: FnMut(Message<'_>),
+    {
+        self.drain_serial(max, |_, msg| f(msg))
+    }
+
+    /// Messages drain threads ([`DrainMode::Thread`]) have copied out of their rings and not yet
+    /// delivered (0 in [`DrainMode::System`]).
+    #[must_use]
+    pub fn handed_over(&self) -> u64 {
+        self.rings.iter().map(DrainedRing::queued).sum()
+    }
+
+    /// Cumulative drain counts (messages and bytes are the rings' own counts, summed).
+    #[must_use]
+    pub fn stats(&self) -> DrainStats {
+        self.counts.stats(&self.rings)
+    }
+
+    /// Totals over every ring now (for [`Telemetry`]).
+    #[must_use]
+    pub fn totals(&self) -> Totals {
+        stats::totals(self.stats(), &self.rings)
+    }
+
+    /// Everything the diagnostics recorded, for a dashboard.
+    #[must_use]
+    pub fn snapshot(&self) -> TelemetrySnapshot {
+        self.telemetry.snapshot()
+    }
+
+    /// Latencies (clock at drain minus producer stamp) of sampled messages since the start.
+    #[must_use]
+    pub fn latency(&self) -> &LatencyHistogram {
+        self.telemetry.latency()
+    }
+
+    /// Takes totals now, folding the window's latencies into the run's; returns the rates and
+    /// the window's latency histogram (then cleared).
+    pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram) {
+        let totals = self.totals();
+        let sample = self.telemetry.update(t_s, totals);
+        let window = self.counts.take_window();
+        self.telemetry.latency_mut().merge(&window);
+        (sample, window)
+    }
+
+    /// Where this app's producers run: decided (and logged) on first use.
+    pub fn producer_backend(&mut self) -> ProducerBackend {
+        if let Some(backend) = self.backend.get() {
+            return backend.clone();
+        }
+        let backend = self.backend.decide(&self.config);
+        match &backend {
+            ProducerBackend::Gpu { device } => self.telemetry.set_device(device.as_str()),
+            ProducerBackend::Cpu { .. } => self.telemetry.set_device("cpu"),
+        }
+        self.telemetry.set_backend(backend.name());
+        backend
+    }
+
+    /// The backend as decided so far, with the devices it opened.
+    pub(crate) fn backend(&self) -> &BackendChoice {
+        &self.backend
+    }
+
+    /// The drain for one sink ([`Scheduler::serial`]): calls `f(ring index, message)`.
+    fn drain_serial<F>(&mut self, max: usize, f: F) -> usize
+    where
+        F: FnMut(usize, Message<'_>),
+    {
+        match self.scheduler.serial(&mut self.rings, max, f) {
+            Some(pass) => self.close_drain(pass),
+            None => 0,
+        }
+    }
+
+    /// The drain with one sink per ring, busy rings in parallel ([`Scheduler::parallel`]).
+    pub(crate) fn drain_parallel<S>(&mut self, max: usize, sinks: &mut [S]) -> usize
+    where
+        S: FnMut(usize, Message<'_>) + Send,
+    {
+        match self.scheduler.parallel(&mut self.rings, max, sinks) {
+            Some(pass) => self.close_drain(pass),
+            None => 0,
+        }
+    }
+
+    /// [`DrainMode::Thread`]: up to `max` messages in whole batches the drain threads staged,
+    /// into `out` as (ring index, batch) ([`Scheduler::batches`]). Hand the emptied batches
+    /// back with [`give_back`](Self::give_back).
+    pub(crate) fn take_batches(&mut self, max: usize, out: &mut Vec<(usize, Batch)>) -> usize {
+        match self.scheduler.batches(&mut self.rings, max, out) {
+            Some(pass) => self.close_drain(pass),
+            None => 0,
+        }
+    }
+
+    /// Returns batches taken by [`take_batches`](Self::take_batches) (now flushed) to their
+    /// drain threads.
+    pub(crate) fn give_back(&mut self, batches: &mut Vec<(usize, Batch)>) {
+        drain::give_back(&mut self.rings, batches);
+    }
+
+    /// Reports the rings that failed in a drain and folds its counts into the stats (with the
+    /// budget spent, what is still waiting counts as deferred).
+    fn close_drain(&mut self, pass: Pass) -> usize {
+        let Pass { taken, full } = pass;
+        self.report_failed_rings();
+        let rings = &self.rings;
+        let backlog = || rings.iter().map(DrainedRing::backlog).sum();
+        self.counts.close_drain(&taken, full, backlog);
+        taken.count
+    }
+
+    /// Adds the routing counts of a frame.
+    pub(crate) fn count_routing(&mut self, unrouted: u64, malformed: u64) {
+        self.counts.count_routing(unrouted, malformed);
+    }
+
+    /// Closes a frame's accounting (the diagnostics system calls it in `Last`).
+    pub(crate) fn end_frame(&mut self) {
+        self.counts.end_frame();
+    }
+}

@@ -1,0 +1,335 @@
+//! What routing stages by: the route table (kind → destination, and the registered types) and
+//! the per-kind [`Stage`] of one ring's share of a frame (or of a drain thread's batch), which
+//! the routing system then writes into `Messages<T>`.
+//!
+//! The table and the stage are one idea: a stage holds one buffer per registered type of the
+//! table, and the table says which buffer a kind goes to.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bevy_ecs::message::{Message as BevyMessage, Messages};
+use bevy_ecs::world::World;
+
+use super::message::{Envelope, PerdixMessage};
+use crate::Message;
+
+/// Raw kinds below this are looked up in a table, the rest in a map.
+const KIND_TABLE: usize = 256;
+
+/// Where a kind goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Unrouted,
+    Raw,
+    Typed(usize),
+}
+
+/// Kind → destination.
+#[derive(Debug, Default, Clone)]
+struct Lookup {
+    table: Vec<Route>,
+    map: HashMap<u32, Route>,
+}
+
+impl Lookup {
+    #[inline]
+    fn route(&self, kind: u32) -> Route {
+        match self.table.get(kind as usize) {
+            Some(&route) => route,
+            None => self.map.get(&kind).copied().unwrap_or(Route::Unrouted),
+        }
+    }
+
+    fn set(&mut self, kind: u32, route: Route) {
+        if (kind as usize) < KIND_TABLE {
+            if self.table.len() <= kind as usize {
+                self.table.resize(kind as usize + 1, Route::Unrouted);
+            }
+            self.table[kind as usize] = route;
+        } else {
+            self.map.insert(kind, route);
+        }
+    }
+}
+
+/// A typed destination: one ring's messages of one type, staged for a frame, then written
+/// into `Messages<M>`.
+trait TypedRoute: Send + Sync {
+    /// Stages `msg` from ring `ring`; `false` if its length is not the type's.
+    fn accept(&mut self, ring: usize, msg: &Message<'_>) -> bool;
+    fn flush(&mut self, world: &mut World);
+    fn clear(&mut self);
+}
+
+/// The staging buffer of one type on one ring, with the function that turns a slot into `M`.
+struct Staged<M> {
+    buf: Vec<M>,
+    decode: fn(usize, &Message<'_>) -> Option<M>,
+}
+
+impl<M: BevyMessage> TypedRoute for Staged<M> {
+    #[inline]
+    fn accept(&mut self, ring: usize, msg: &Message<'_>) -> bool {
+        match (self.decode)(ring, msg) {
+            Some(value) => {
+                self.buf.push(value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn flush(&mut self, world: &mut World) {
+        if self.buf.is_empty() {
+            return;
+        }
+        match world.get_resource_mut::<Messages<M>>() {
+            Some(mut messages) => {
+                messages.write_batch(self.buf.drain(..));
+            }
+            None => self.buf.clear(),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+    }
+}
+
+/// The payload as a `T`, if it is exactly `T`'s size.
+#[inline]
+fn decode_plain<T: bytemuck::Pod>(_ring: usize, msg: &Message<'_>) -> Option<T> {
+    let payload = msg.payload();
+    (payload.len() == core::mem::size_of::<T>()).then(|| bytemuck::pod_read_unaligned(payload))
+}
+
+/// The payload as a `T` with the slot's header, if it is exactly `T`'s size.
+#[inline]
+fn decode_envelope<T: bytemuck::Pod + Send + Sync>(
+    ring: usize,
+    msg: &Message<'_>,
+) -> Option<Envelope<T>> {
+    decode_plain::<T>(ring, msg).map(|value| Envelope {
+        value,
+        kind: msg.kind(),
+        producer: msg.producer(),
+        ring: u32::try_from(ring).unwrap_or(u32::MAX),
+        seq: msg.seq(),
+        stamp_ns: msg.stamp_ns(),
+    })
+}
+
+/// A registered message type: its name and how to make an empty staging buffer for it.
+#[derive(Clone)]
+struct TypedKind {
+    name: &'static str,
+    make: fn() -> Box<dyn TypedRoute>,
+}
+
+fn make_plain<T: BevyMessage + bytemuck::Pod>() -> Box<dyn TypedRoute> {
+    Box::new(Staged::<T> {
+        buf: Vec::new(),
+        decode: decode_plain::<T>,
+    })
+}
+
+fn make_envelope<T: bytemuck::Pod + Send + Sync>() -> Box<dyn TypedRoute> {
+    Box::new(Staged::<Envelope<T>> {
+        buf: Vec::new(),
+        decode: decode_envelope::<T>,
+    })
+}
+
+/// One ring's share of a frame (or a drain thread's batch): staged typed and raw messages and
+/// its counts.
+#[derive(Default)]
+pub(crate) struct Stage {
+    typed: Vec<Box<dyn TypedRoute>>,
+    pub(crate) raw: Vec<PerdixMessage>,
+    unrouted: u64,
+    malformed: u64,
+    /// The last kind looked up and its route: messages come in runs of one kind.
+    last: Option<(u32, Route)>,
+}
+
+impl core::fmt::Debug for Stage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Stage")
+            .field("types", &self.typed.len())
+            .field("raw", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stage {
+    /// Makes sure there is a buffer for every type of `table` (types are only ever added).
+    pub(crate) fn prepare(&mut self, table: &RouteTable) {
+        // A kind's route may have changed since the last use.
+        self.last = None;
+        while let Some(kind) = table.kinds.get(self.typed.len()) {
+            self.typed.push((kind.make)());
+        }
+    }
+
+    /// Empties the stage, keeping its buffers.
+    pub(crate) fn clear(&mut self) {
+        for typed in &mut self.typed {
+            typed.clear();
+        }
+        self.raw.clear();
+        (self.unrouted, self.malformed, self.last) = (0, 0, None);
+    }
+
+    /// Stages `msg` of ring `ring` by the routes of `table`.
+    #[inline]
+    pub(crate) fn route(&mut self, table: &RouteTable, ring: usize, msg: &Message<'_>) {
+        let kind = msg.kind();
+        let route = match self.last {
+            Some((k, route)) if k == kind => route,
+            _ => {
+                let route = table.lookup.route(kind);
+                self.last = Some((kind, route));
+                route
+            }
+        };
+        match route {
+            Route::Typed(t) => {
+                let accepted = self
+                    .typed
+                    .get_mut(t)
+                    .is_some_and(|typed| typed.accept(ring, msg));
+                if !accepted {
+                    self.malformed += 1;
+                }
+            }
+            Route::Raw | Route::Unrouted => {
+                if route == Route::Unrouted {
+                    self.unrouted += 1;
+                }
+                self.raw.push(PerdixMessage::new(ring, msg));
+            }
+        }
+    }
+
+    /// Writes the staged typed messages into their `Messages<T>` (a type whose messages were
+    /// removed from the world is dropped) and returns the unrouted and malformed counts; all
+    /// emptied. The raw messages are the caller's: it writes every stage's first, in ring order.
+    pub(crate) fn flush_typed(&mut self, world: &mut World) -> (u64, u64) {
+        for typed in &mut self.typed {
+            typed.flush(world);
+        }
+        (
+            core::mem::take(&mut self.unrouted),
+            core::mem::take(&mut self.malformed),
+        )
+    }
+}
+
+/// Kind → destination, and the registered types (index = `Route::Typed`): what the drain
+/// system and the drain threads stage by.
+#[derive(Default, Clone)]
+pub(crate) struct RouteTable {
+    lookup: Lookup,
+    kinds: Vec<TypedKind>,
+}
+
+impl RouteTable {
+    /// The names of the registered types, in registration order.
+    pub(crate) fn type_names(&self) -> Vec<&'static str> {
+        self.kinds.iter().map(|t| t.name).collect()
+    }
+
+    fn describe(&self, route: Route) -> &'static str {
+        match route {
+            Route::Unrouted => "nothing",
+            Route::Raw => "PerdixMessage",
+            Route::Typed(idx) => self.kinds.get(idx).map_or("?", |t| t.name),
+        }
+    }
+
+    /// Routes `kind` to `route`.
+    ///
+    /// # Panics
+    ///
+    /// If `kind` is already routed to another destination (an app misconfiguration).
+    fn set(&mut self, kind: u32, route: Route) {
+        let old = self.lookup.route(kind);
+        let name = self.describe(route);
+        assert!(
+            old == Route::Unrouted || self.describe(old) == name,
+            "perdix message kind {kind} is already routed to {}; cannot route it to {name}",
+            self.describe(old),
+        );
+        self.lookup.set(kind, route);
+    }
+
+    fn register(&mut self, kind: u32, name: &'static str, make: fn() -> Box<dyn TypedRoute>) {
+        let kinds = &mut self.kinds;
+        let idx = match kinds.iter().position(|t| t.name == name) {
+            Some(idx) => idx,
+            None => {
+                kinds.push(TypedKind { name, make });
+                kinds.len() - 1
+            }
+        };
+        self.set(kind, Route::Typed(idx));
+    }
+
+    /// Routes `kind` into `Messages<T>`.
+    pub(crate) fn register_typed<T: BevyMessage + bytemuck::Pod>(&mut self, kind: u32) {
+        self.register(kind, core::any::type_name::<T>(), make_plain::<T>);
+    }
+
+    /// Routes `kind` into `Messages<Envelope<T>>`.
+    pub(crate) fn register_envelope<T: bytemuck::Pod + Send + Sync>(&mut self, kind: u32) {
+        self.register(
+            kind,
+            core::any::type_name::<Envelope<T>>(),
+            make_envelope::<T>,
+        );
+    }
+
+    /// Routes `kind` into the raw `Messages<PerdixMessage>`, not counted as unrouted.
+    pub(crate) fn register_raw(&mut self, kind: u32) {
+        self.set(kind, Route::Raw);
+    }
+}
+
+/// The current [`RouteTable`], shared with the drain threads; they reload it when the
+/// generation moves (a kind registered after they started).
+#[derive(Default)]
+pub(crate) struct RouteShare {
+    generation: AtomicU64,
+    table: Mutex<Arc<RouteTable>>,
+}
+
+impl core::fmt::Debug for RouteShare {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RouteShare")
+            .field("generation", &self.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteShare {
+    /// Changes with every registration (one atomic load: a drain thread checks it per batch).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The generation and the table it names.
+    pub(crate) fn load(&self) -> (u64, Arc<RouteTable>) {
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        (self.generation(), Arc::clone(&table))
+    }
+
+    /// Makes `table` the current one (a new generation).
+    pub(crate) fn publish(&self, table: RouteTable) {
+        let mut current = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        *current = Arc::new(table);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}

@@ -1,0 +1,173 @@
+//! Calibration: the CPU→GPU→CPU ping-pong with the clock probe kernel (`perdix_clock_probe` in
+//! `kernels/probe.cu`) and the mapping it yields (the method: [`crate::clock`]).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cudarc::driver::sys::cudaError_enum;
+use cudarc::driver::{CudaFunction, CudaStream, DriverError, LaunchConfig, PushKernelArg};
+
+use super::mapping::{ClockMapping, TIMER_TICK_NS};
+use crate::cuda::memory::{CudaPinned, DeviceMemory};
+use crate::cuda::{driver, module, GpuContext};
+use crate::{clock, Error, RingMemory};
+
+/// The probe kernel with its pinned cells and stream, made once and reused: allocating and
+/// freeing pinned memory while other kernels run can synchronize with them.
+pub(super) struct Prober {
+    gpu: GpuContext,
+    func: CudaFunction,
+    cells: CudaPinned,
+    stream: Arc<CudaStream>,
+}
+
+impl Prober {
+    pub(super) fn new(gpu: &GpuContext) -> Result<Self, Error> {
+        let arch = gpu.arch();
+        let key = module::cache_key(module::PROBE_CU, &arch);
+        let func = gpu.function(
+            key,
+            || module::compile_ptx(module::PROBE_CU, "probe.cu", &arch),
+            "perdix_clock_probe",
+        )?;
+        Ok(Self {
+            gpu: gpu.clone(),
+            func,
+            cells: CudaPinned::alloc(gpu, 4096)?,
+            stream: gpu.new_stream()?,
+        })
+    }
+
+    /// Runs the probe kernel for `rounds` rounds, calling `on_round(t0, t1, g)` for each.
+    fn run(&self, rounds: u32, mut on_round: impl FnMut(u64, u64, u64)) -> Result<(), Error> {
+        let base = self.cells.as_ptr().as_ptr().cast::<u64>();
+        // SAFETY: `base` is page-aligned pinned memory of 4096 bytes owned by `cells`, which
+        // outlives every use below; the probe kernel touches these words only with 64-bit
+        // accesses, and no other probe runs on these cells (`&self` runs are sequential: the
+        // stream is synchronized before `run` returns).
+        let (req, resp, stamp) = unsafe {
+            (
+                AtomicU64::from_ptr(base),
+                AtomicU64::from_ptr(base.add(1)),
+                AtomicU64::from_ptr(base.add(2)),
+            )
+        };
+        req.store(0, Ordering::Relaxed);
+        resp.store(0, Ordering::Relaxed);
+        stamp.store(0, Ordering::Relaxed);
+        let dptr: u64 = self.cells.device_ptr();
+        let timeout_ns: u64 = 2_000_000_000;
+        let mut builder = self.stream.launch_builder(&self.func);
+        builder.arg(&dptr).arg(&rounds).arg(&timeout_ns);
+        let cfg = LaunchConfig {
+            grid_dim: (1, 1, 1),
+            block_dim: (1, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `perdix_clock_probe(u64* cells, unsigned rounds, unsigned long long timeout)`
+        // takes exactly these arguments; `cells` outlives the kernel (we synchronize the stream
+        // below, and the kernel gives up after `timeout_ns` without a request).
+        unsafe { builder.launch(cfg) }.map_err(driver::classify)?;
+        let mut outcome = Ok(());
+        for round in 1..=u64::from(rounds) {
+            let t0 = clock::now_ns();
+            // Release: pairs with the kernel's `ld.relaxed.sys` poll (nothing else to publish).
+            req.store(round, Ordering::Release);
+            let started = Instant::now();
+            // Acquire: pairs with the kernel's system fence before it stores the round number,
+            // so `stamp` below is this round's.
+            while resp.load(Ordering::Acquire) != round {
+                if started.elapsed() > Duration::from_secs(2) {
+                    outcome = Err(Error::Driver(DriverError(
+                        cudaError_enum::CUDA_ERROR_LAUNCH_TIMEOUT,
+                    )));
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+            if outcome.is_err() {
+                break;
+            }
+            let t1 = clock::now_ns();
+            on_round(t0, t1, stamp.load(Ordering::Relaxed));
+        }
+        self.gpu.bind()?;
+        // The kernel ends after its last round or its timeout.
+        let synced = self.stream.synchronize().map_err(driver::classify);
+        if let Err(err) = &outcome {
+            tracing::warn!(%err, "perdix: clock probe got no answer");
+        }
+        outcome.and(synced)
+    }
+
+    /// One calibration: the tightest of `rounds` rounds, no slope.
+    pub(super) fn calibrate(&self, rounds: u32) -> Result<ClockMapping, Error> {
+        let mut best: Option<(u64, u64, u64)> = None;
+        self.run(rounds.max(1), |t0, t1, g| {
+            if best.is_none_or(|(b0, b1, _)| t1 - t0 < b1 - b0) {
+                best = Some((t0, t1, g));
+            }
+        })?;
+        let (t0, t1, g) = best.unwrap_or((0, 0, 0));
+        let mid = t0 + (t1 - t0) / 2;
+        Ok(ClockMapping {
+            offset: mid.wrapping_sub(g) as i64,
+            g0: g,
+            slope: 0,
+            error_ns: (t1 - t0).div_ceil(2) + TIMER_TICK_NS,
+            best_round_trip_ns: t1 - t0,
+            fit_rms_ns: 0,
+        })
+    }
+}
+
+/// One calibration: the tightest of `rounds` probe rounds, no slope.
+///
+/// # Errors
+///
+/// [`Error::Compile`] / [`Error::NoDevice`] for the probe kernel; [`Error::Driver`] when it does
+/// not answer within 2 s; [`Error::KernelFault`].
+pub fn calibrate(gpu: &GpuContext, rounds: u32) -> Result<ClockMapping, Error> {
+    Prober::new(gpu)?.calibrate(rounds)
+}
+
+/// Two calibrations `gap` apart, with the drift between them fitted as the slope; the mapping
+/// is anchored at the second.
+///
+/// # Errors
+///
+/// As [`calibrate`].
+pub fn calibrate_drift(
+    gpu: &GpuContext,
+    rounds: u32,
+    gap: Duration,
+) -> Result<ClockMapping, Error> {
+    let first = calibrate(gpu, rounds)?;
+    std::thread::sleep(gap);
+    let mut second = calibrate(gpu, rounds)?;
+    let dg = second.g0.wrapping_sub(first.g0) as i64;
+    if dg > 0 {
+        let doff = i128::from(second.offset.wrapping_sub(first.offset));
+        second.slope = ((doff << 32) / i128::from(dg)) as i64;
+    }
+    Ok(second)
+}
+
+/// CPU→GPU→CPU round trips through pinned memory, `rounds` samples in ns: the host writes a
+/// number, the probe kernel polling for it answers, the host sees the answer (the latency of the
+/// link and of both sides' polling; [`harness::round_trip`](crate::testing::harness::round_trip)
+/// is the CPU echo-thread counterpart).
+///
+/// # Errors
+///
+/// As [`calibrate`].
+#[cfg(feature = "testing")]
+pub fn ping_pong(
+    gpu: &GpuContext,
+    rounds: u32,
+) -> Result<crate::telemetry::LatencyHistogram, Error> {
+    let mut hist = crate::telemetry::LatencyHistogram::new();
+    Prober::new(gpu)?.run(rounds.max(1), |t0, t1, _| hist.record(t1 - t0))?;
+    Ok(hist)
+}

@@ -1,0 +1,146 @@
+//! Exact counts across frames, the budget (respected, shared between rings, deferral counted),
+//! drops and stalls in the diagnostics, and per-device totals.
+
+use super::*;
+
+#[test]
+fn counts_are_exact_across_frames_with_a_producer_thread() {
+    const COUNT: u32 = 20_000;
+    let mut app = app(PerdixPlugin::default().capacity(256));
+    let mut p = producer(&mut app, "thread");
+    let thread = std::thread::spawn(move || {
+        for n in 0..COUNT {
+            let tick = Tick::new(0, n);
+            if let Err(err) = p.produce_kind(KIND_TICK, bytemuck::bytes_of(&tick)) {
+                panic!("produce: {err}");
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app.world().resource::<PerdixRings>().is_finished() {
+        assert!(Instant::now() < deadline, "drain did not finish");
+        app.update();
+    }
+    app.update(); // the reader sees the last frame's messages
+    assert!(thread.join().is_ok());
+    let seen = &app.world().resource::<Seen>().0;
+    assert_in_order(seen, 1, COUNT);
+    let stats = app.world().resource::<PerdixRings>().stats();
+    assert_eq!(stats.messages, u64::from(COUNT));
+    assert!(stats.frames > 1);
+}
+
+#[test]
+fn budget_is_respected_and_deferral_counted() {
+    let mut app = app(PerdixPlugin::default().capacity(1024).budget(100));
+    let mut p = producer(&mut app, "a");
+    for n in 0..1000 {
+        send_tick(&mut p, 0, n);
+    }
+    app.update();
+    assert_eq!(app.world().resource::<Seen>().0.len(), 100);
+    let stats = app.world().resource::<PerdixRings>().stats();
+    assert_eq!(
+        (stats.messages, stats.deferred, stats.deferred_frames),
+        (100, 900, 1)
+    );
+    for frame in 2..=10 {
+        app.update();
+        assert_eq!(app.world().resource::<Seen>().0.len(), frame * 100);
+    }
+    let stats = app.world().resource::<PerdixRings>().stats();
+    assert_eq!(stats.deferred, 0, "the tenth frame took the last 100");
+    assert_eq!(stats.max_frame, 100);
+    app.update();
+    assert_in_order(&app.world().resource::<Seen>().0, 1, 1000);
+}
+
+#[test]
+fn budget_is_shared_between_rings() {
+    let mut app = app(PerdixPlugin::default().capacity(1024).budget(100));
+    let mut a = producer(&mut app, "a");
+    let mut b = producer(&mut app, "b");
+    for n in 0..300 {
+        send_tick(&mut a, 0, n);
+        send_tick(&mut b, 1, n);
+    }
+    app.update();
+    let seen = &app.world().resource::<Seen>().0;
+    assert_eq!(seen.iter().filter(|t| t.producer == 0).count(), 50);
+    assert_eq!(seen.iter().filter(|t| t.producer == 1).count(), 50);
+}
+
+#[test]
+fn drops_and_stalls_are_visible_in_diagnostics() {
+    let mut app = app(PerdixPlugin::default()
+        .capacity(8)
+        .policy(Policy::DropNewest));
+    app.add_plugins(DiagnosticsPlugin);
+    let mut p = producer(&mut app, "dropper");
+    app.update(); // baseline sample
+    std::thread::sleep(Duration::from_millis(120));
+    for n in 0..100 {
+        let tick = Tick::new(0, n);
+        let sent = p.produce_kind(KIND_TICK, bytemuck::bytes_of(&tick));
+        assert_eq!(sent, if n < 8 { Ok(()) } else { Err(Error::Full) });
+    }
+    // `try_produce` on a full ring is a stall (counted), not a drop.
+    assert_eq!(p.try_produce_kind(KIND_TICK, &[0; 32]), Err(Error::Full));
+    let drops = sampled(&mut app, &PerdixDiagnostics::DROPS_PER_SEC);
+    assert!(drops > 0.0, "drops/s {drops}");
+    let totals = app.world().resource::<PerdixRings>().totals();
+    assert_eq!((totals.drops, totals.stalls), (92, 1));
+    let store = app.world().resource::<DiagnosticsStore>();
+    let peak = |path: &bevy_diagnostic::DiagnosticPath| {
+        store
+            .get(path)
+            .map_or(0.0, |d| d.values().copied().fold(0.0, f64::max))
+    };
+    assert!(peak(&PerdixDiagnostics::STALLS_PER_SEC) > 0.0);
+    assert!(peak(&PerdixDiagnostics::MSGS_PER_SEC) > 0.0);
+    // The 8 that fitted arrived, in order.
+    assert_in_order(&app.world().resource::<Seen>().0, 1, 8);
+}
+
+#[test]
+fn rings_of_each_device_are_counted_per_device() {
+    // Rings labelled with devices 0 and 1 (host memory, so this runs without a GPU): the
+    // per-device totals and `perdix/gpu<N>/*` diagnostics split what the drain took.
+    let mut app = app(PerdixPlugin::default().capacity(1024));
+    app.add_plugins(DiagnosticsPlugin);
+    let mut producers = Vec::new();
+    for (name, device) in [("a", 0), ("b", 1), ("c", 1)] {
+        let (producer, consumer) = match Buffer::new(1024) {
+            Ok(buffer) => buffer.into_split(),
+            Err(err) => panic!("ring: {err}"),
+        };
+        app.world_mut()
+            .resource_mut::<PerdixRings>()
+            .add_device_consumer(name, consumer, Some(device));
+        producers.push(producer);
+    }
+    let cpu = producer(&mut app, "cpu");
+    assert_eq!(cpu.capacity(), 1024);
+    app.update(); // baseline sample
+    std::thread::sleep(Duration::from_millis(120));
+    for (id, p) in producers.iter_mut().enumerate() {
+        for n in 0..(100 * (id as u32 + 1)) {
+            send_tick(p, id as u32, n);
+        }
+    }
+    let gpu1 = sampled(&mut app, &PerdixDiagnostics::device_msgs_per_sec(1));
+    let gpu0 = sampled(&mut app, &PerdixDiagnostics::device_msgs_per_sec(0));
+    assert!(gpu1 > gpu0 && gpu0 > 0.0, "gpu0 {gpu0}/s, gpu1 {gpu1}/s");
+    let ring = app.world().resource::<PerdixRings>();
+    let per_device: Vec<(u32, usize, u64)> = ring
+        .device_totals()
+        .iter()
+        .map(|d| (d.device, d.rings, d.messages))
+        .collect();
+    assert_eq!(per_device, [(0, 1, 100), (1, 2, 500)]);
+    assert_eq!(
+        (0..5).map(|r| ring.ring_device(r)).collect::<Vec<_>>(),
+        [Some(0), Some(1), Some(1), None, None]
+    );
+    assert_eq!(ring.stats().messages, 600);
+}
