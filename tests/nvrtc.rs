@@ -60,6 +60,33 @@ fn the_fault_injection_kernels_compile_for_sm_90() {
     }
 }
 
+/// The examples' own kernels: what a user's kernel looks like compiles without a GPU too.
+#[test]
+fn the_example_kernels_compile_for_sm_90() {
+    let kernels = [
+        (
+            include_str!("../examples/02_gpu_producer/readings.cu"),
+            "readings.cu",
+            "readings",
+        ),
+        (
+            include_str!("../examples/simulation/particles.cu"),
+            "particles.cu",
+            "particles_step",
+        ),
+    ];
+    for (source, name, entry) in kernels {
+        let Some(result) = compile_or_skip(source, name) else {
+            return;
+        };
+        let ptx = result.unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert!(
+            ptx.contains(&format!(".entry {entry}")),
+            "{name}: no {entry}"
+        );
+    }
+}
+
 #[test]
 fn stress_kernel_writes_slots_with_one_store_per_lane_and_fences_before_seq() {
     let Some(result) = compile_or_skip(STRESS_CU, "stress.cu") else {

@@ -10,10 +10,10 @@
 //!   words) and the [`Throughput`](stress::Throughput) rates of a run report;
 //! - [`harness`]: a verified two-thread SPSC run and an echo-thread round trip;
 //! - [`init_logging`]: the one tracing-subscriber setup of the examples and the bins;
-//! - [`gpu`] (with `cuda`): verified GPU stress runs, the stress kernels, the layout probe and
+//! - `gpu` (with `cuda`): verified GPU stress runs, the stress kernels, the layout probe and
 //!   the CPU→GPU→CPU ping-pong;
-//! - [`StressProducers`] (with `bevy`): stress producers on a plugin's rings;
-//! - [`HeadlessFrame`] (with `dashboard`): an egui frame with no window, for the panel's tests
+//! - `StressProducers` (with `bevy`): stress producers on a plugin's rings;
+//! - `HeadlessFrame` (with `dashboard`): an egui frame with no window, for the panel's tests
 //!   and bench.
 #![forbid(unsafe_code)]
 
