@@ -37,7 +37,9 @@ impl GpuProducer {
     /// As [`GpuProducerBuilder::build`].
     pub fn new(gpu: &GpuContext, capacity: usize) -> Result<(Self, Consumer), Error> {
         let (producer, mut consumers) = Self::builder(gpu).capacity(capacity).build()?;
-        let consumer = consumers.pop().ok_or(Error::InvalidCapacity(capacity))?;
+        let consumer = consumers
+            .pop()
+            .ok_or_else(|| Error::InvalidConfig("the builder made no ring".into()))?;
         Ok((producer, consumer))
     }
 }

@@ -15,8 +15,8 @@ pub(super) struct Held {
     pub(super) access: ConstPtr<[u8; PAYLOAD_MAX]>,
 }
 
-/// How far ahead a consumer of a GPU ring prefetches, in slots (about 100 ns of DRAM latency
-/// at ~10 ns a message).
+/// How far ahead a consumer of a GPU ring prefetches, in slots: enough messages at full rate
+/// to cover one miss to memory (docs/DESIGN-NOTES.md, "Consumers of GPU rings prefetch").
 const PREFETCH_SLOTS: u64 = 16;
 
 /// The reading half of a ring.
