@@ -34,7 +34,7 @@ pub struct GpuArgs {
     /// Rings per producer (0: one per consumer thread).
     #[arg(long, default_value_t = 0)]
     pub rings: usize,
-    /// One ring per block (per-block lanes; overrides --rings).
+    /// One ring per block (overrides --rings; the flag keeps its historical name).
     #[arg(long)]
     pub lanes: bool,
     /// Slots per GPU ring.
