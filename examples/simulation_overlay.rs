@@ -5,14 +5,17 @@
 //! counted by an ordinary `MessageReader`; a second ring carries paced stress messages
 //! (`--rate`) so the plots have something to show. [`PerdixOverlayPlugin`] draws the
 //! [`PerdixPanel`](perdix_transport::dashboard::PerdixPanel) on top; **F1** shows and hides it.
+//! Beside it, Bevy's own `DiagnosticsOverlayPlugin` (bevy_dev_tools) shows the transport's
+//! preset, [`PerdixDiagnostics::overlay`]: what an app with no egui would use.
 //!
 //! ```text
 //! cargo run --release --example simulation_overlay --features overlay
 //! cargo run --release --example simulation_overlay --features overlay -- --screenshot assets/overlay.png
 //! ```
 //!
-//! The particles are drawn with egui's painter on the background layer, so the example needs no
-//! sprite or mesh pipeline beyond what bevy_egui already pulls in.
+//! The particles are drawn with egui's painter on the background layer (over the clear colour,
+//! so Bevy's UI overlay stays visible), so the example needs no sprite or mesh pipeline beyond
+//! what bevy_egui already pulls in.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,10 +27,13 @@ use bevy_window_app as bevy;
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{save_to_disk, Screenshot};
 use bevy::window::PrimaryWindow;
+use bevy_dev_tools::diagnostics_overlay::DiagnosticsOverlayPlugin;
 use bevy_egui::{egui, EguiContexts, EguiPrimaryContextPass};
 use bytemuck::{Pod, Zeroable};
 use clap::Parser;
-use perdix_transport::bevy::{Emitter, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRings};
+use perdix_transport::bevy::{
+    Emitter, PerdixAppExt, PerdixDiagnostics, PerdixMessage, PerdixPlugin, PerdixRings,
+};
 use perdix_transport::dashboard::PerdixOverlayPlugin;
 use perdix_transport::testing::stress::{StressSender, Verifier};
 use perdix_transport::Producer;
@@ -120,7 +126,9 @@ fn main() -> AppExit {
     .add_plugins((
         PerdixPlugin::default().capacity(65_536),
         PerdixOverlayPlugin::default(),
+        DiagnosticsOverlayPlugin,
     ))
+    .insert_resource(ClearColor(Color::srgb_u8(14, 18, 28)))
     .add_perdix_message::<Hit>(Hit::KIND)
     .add_perdix_raw(STRESS_KIND)
     .insert_resource(StressCheck(Verifier::new(false)))
@@ -137,6 +145,8 @@ fn main() -> AppExit {
 
 fn setup(mut commands: Commands, mut rings: ResMut<PerdixRings>, args: Res<Args>) -> Result {
     commands.spawn(Camera2d);
+    // Bevy's built-in overlay of the `perdix/*` diagnostics (draggable, collapsible).
+    commands.spawn(PerdixDiagnostics::overlay());
     let producer = rings.add_producer("particles")?;
     commands.insert_resource(HitSender(Emitter::new(producer)));
     if args.rate > 0 {
@@ -255,11 +265,6 @@ fn draw_particles(
     let ctx = contexts.ctx_mut()?;
     let painter = ctx.layer_painter(egui::LayerId::background());
     let size = ctx.content_rect().size();
-    painter.rect_filled(
-        egui::Rect::from_min_size(egui::Pos2::ZERO, size),
-        0.0,
-        egui::Color32::from_rgb(14, 18, 28),
-    );
     for p in &particles {
         // Bevy's window y grows upwards in this simulation; egui's downwards.
         let pos = egui::pos2(p.pos.x, size.y - p.pos.y);

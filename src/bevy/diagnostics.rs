@@ -97,6 +97,99 @@ impl PerdixDiagnostics {
     ];
 }
 
+/// The preset for Bevy's diagnostics overlay (`DiagnosticsOverlay` of bevy_dev_tools).
+impl PerdixDiagnostics {
+    /// The paths an overlay of the transport shows, in display order: throughput (messages
+    /// and bytes), latency percentiles, occupancy, drops, stalls and errors. Every one is
+    /// registered by [`PerdixPlugin`](super::PerdixPlugin) (with a
+    /// [`DiagnosticsPlugin`](bevy_diagnostic::DiagnosticsPlugin) in the app), so an overlay
+    /// built from them never shows a path as missing.
+    ///
+    /// Hand them to `DiagnosticsOverlay::new(title, paths)`, each `.into()` an item; with the
+    /// `overlay` feature `PerdixDiagnostics::overlay()` builds that overlay, with a precision
+    /// for each path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bevy_app::prelude::*;
+    /// use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
+    /// use perdix_transport::bevy::{PerdixDiagnostics, PerdixPlugin};
+    ///
+    /// let mut app = App::new();
+    /// app.add_plugins((DiagnosticsPlugin, PerdixPlugin::default()));
+    /// app.update();
+    /// let store = app.world().resource::<DiagnosticsStore>();
+    /// for path in PerdixDiagnostics::overlay_paths() {
+    ///     assert!(store.get(&path).is_some(), "{path} is not registered");
+    /// }
+    /// ```
+    #[must_use]
+    pub fn overlay_paths() -> [DiagnosticPath; 8] {
+        [
+            Self::MSGS_PER_SEC,
+            Self::BYTES_PER_SEC,
+            Self::LATENCY_P50_US,
+            Self::LATENCY_P99_US,
+            Self::OCCUPANCY,
+            Self::DROPS_PER_SEC,
+            Self::STALLS_PER_SEC,
+            Self::ERRORS,
+        ]
+    }
+}
+
+/// Bevy's own overlay of the transport (`overlay` feature).
+#[cfg(feature = "overlay")]
+impl PerdixDiagnostics {
+    /// A [`DiagnosticsOverlay`](bevy_dev_tools::diagnostics_overlay::DiagnosticsOverlay) of
+    /// [`overlay_paths`](Self::overlay_paths) titled "perdix": spawn it in an app with
+    /// `DiagnosticsOverlayPlugin` (and Bevy's UI and text plugins) to see the transport
+    /// without egui. Rates and counts show whole numbers, latency and occupancy one decimal;
+    /// errors show the latest count, not a smoothed one.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use bevy_dev_tools::diagnostics_overlay::DiagnosticsOverlayPlugin;
+    /// use bevy_window_app::prelude::*;
+    /// use perdix_transport::bevy::{PerdixDiagnostics, PerdixPlugin};
+    ///
+    /// App::new()
+    ///     .add_plugins((DefaultPlugins, DiagnosticsOverlayPlugin, PerdixPlugin::default()))
+    ///     .add_systems(Startup, |mut commands: Commands| {
+    ///         commands.spawn(Camera2d);
+    ///         commands.spawn(PerdixDiagnostics::overlay());
+    ///     })
+    ///     .run();
+    /// ```
+    #[must_use]
+    pub fn overlay() -> bevy_dev_tools::diagnostics_overlay::DiagnosticsOverlay {
+        use bevy_dev_tools::diagnostics_overlay::{
+            DiagnosticsOverlay, DiagnosticsOverlayItem, DiagnosticsOverlayStatistic,
+        };
+        let items = Self::overlay_paths()
+            .into_iter()
+            .map(|path| {
+                let fractional = [Self::LATENCY_P50_US, Self::LATENCY_P99_US, Self::OCCUPANCY];
+                let (statistic, precision) = if path == Self::ERRORS {
+                    (DiagnosticsOverlayStatistic::Value, 0)
+                } else if fractional.contains(&path) {
+                    (DiagnosticsOverlayStatistic::Smoothed, 1)
+                } else {
+                    (DiagnosticsOverlayStatistic::Smoothed, 0)
+                };
+                DiagnosticsOverlayItem {
+                    statistic,
+                    path,
+                    precision,
+                }
+            })
+            .collect();
+        DiagnosticsOverlay::new("perdix", items)
+    }
+}
+
 pub(crate) fn register(app: &mut App) {
     for (path, suffix) in PerdixDiagnostics::ALL {
         let diagnostic = Diagnostic::new(path.clone()).with_suffix(suffix);
