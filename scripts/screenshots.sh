@@ -2,9 +2,10 @@
 # Regenerates the README screenshots in assets/ under Xvfb with Mesa's software GL (llvmpipe):
 #   assets/dashboard.png               the dashboard example at 1 M msg/s, policy block
 #   assets/dashboard-backpressure.png  unlimited rate on a 256-slot ring, policy drop-newest
-#   assets/overlay.png                 the panel inside a Bevy window (needs the `overlay` feature)
+#   assets/overlay.png                 the panel and Bevy's diagnostics overlay inside a Bevy window
+#                                      (needs the `overlay` feature)
 #
-# Usage: scripts/screenshots.sh [--no-overlay]
+# Usage: scripts/screenshots.sh [--no-overlay | --overlay-only]
 # Needs: Xvfb and Mesa's software drivers: llvmpipe (GL) for eframe's glow renderer, lavapipe
 # (Vulkan) for Bevy's wgpu renderer, e.g.
 #   apt-get install -y xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0 mesa-vulkan-drivers libvulkan1
@@ -12,7 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 overlay=1
+dashboards=1
 [[ "${1:-}" == "--no-overlay" ]] && overlay=0
+[[ "${1:-}" == "--overlay-only" ]] && dashboards=0
 
 command -v Xvfb >/dev/null || { echo "Xvfb not found (apt-get install xvfb)" >&2; exit 1; }
 
@@ -33,11 +36,13 @@ export DISPLAY=":${display}"
 export LIBGL_ALWAYS_SOFTWARE=1
 export RUST_LOG="${RUST_LOG:-warn}"
 
-dash=(cargo run --release --no-default-features --features dashboard --example dashboard --)
-"${dash[@]}" --rate 1000000 --size 64 --capacity 4096 --policy block \
-  --window 1280x760 --screenshot-after 15 --screenshot assets/dashboard.png
-"${dash[@]}" --rate 0 --size 128 --capacity 256 --policy drop-newest \
-  --window 1280x760 --screenshot-after 15 --screenshot assets/dashboard-backpressure.png
+if [[ "${dashboards}" == 1 ]]; then
+  dash=(cargo run --release --no-default-features --features dashboard --example dashboard --)
+  "${dash[@]}" --rate 1000000 --size 64 --capacity 4096 --policy block \
+    --window 1280x760 --screenshot-after 15 --screenshot assets/dashboard.png
+  "${dash[@]}" --rate 0 --size 128 --capacity 256 --policy drop-newest \
+    --window 1280x760 --screenshot-after 15 --screenshot assets/dashboard-backpressure.png
+fi
 
 if [[ "${overlay}" == 1 ]]; then
   # A debug build: a release build of Bevy's render stack takes far longer on 2 cores.

@@ -150,6 +150,16 @@ impl PerdixDiagnostics {
     ///
     /// # Examples
     ///
+    /// ```
+    /// use perdix_transport::bevy::PerdixDiagnostics;
+    ///
+    /// let overlay = PerdixDiagnostics::overlay();
+    /// let paths: Vec<_> = overlay.items.iter().map(|item| item.path.clone()).collect();
+    /// assert_eq!(paths, PerdixDiagnostics::overlay_paths());
+    /// ```
+    ///
+    /// In a windowed app:
+    ///
     /// ```no_run
     /// use bevy_dev_tools::diagnostics_overlay::DiagnosticsOverlayPlugin;
     /// use bevy_window_app::prelude::*;
