@@ -27,7 +27,7 @@ use bevy_window_app as bevy;
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{save_to_disk, Screenshot};
 use bevy::window::PrimaryWindow;
-use bevy_dev_tools::diagnostics_overlay::DiagnosticsOverlayPlugin;
+use bevy_dev_tools::diagnostics_overlay::{DiagnosticsOverlay, DiagnosticsOverlayPlugin};
 use bevy_egui::{egui, EguiContexts, EguiPrimaryContextPass};
 use bytemuck::{Pod, Zeroable};
 use clap::Parser;
@@ -137,7 +137,13 @@ fn main() -> AppExit {
     .add_systems(Startup, setup)
     .add_systems(
         Update,
-        (step, count_hits, verify_stress, screenshot_and_exit),
+        (
+            place_overlay,
+            step,
+            count_hits,
+            verify_stress,
+            screenshot_and_exit,
+        ),
     )
     .add_systems(EguiPrimaryContextPass, draw_particles);
     app.run()
@@ -176,6 +182,21 @@ fn setup(mut commands: Commands, mut rings: ResMut<PerdixRings>, args: Res<Args>
         });
     }
     Ok(())
+}
+
+/// Moves Bevy's diagnostics overlay beside the egui panel (it opens at the top left, where the
+/// panel is); it stays draggable by its header.
+fn place_overlay(
+    mut overlays: Query<&mut Node, (With<DiagnosticsOverlay>, Added<Node>)>,
+    windows: Query<&Window, With<PrimaryWindow>>,
+) {
+    let Ok(window) = windows.single() else {
+        return;
+    };
+    for mut node in &mut overlays {
+        node.left = Val::Px(window.width() - 330.0);
+        node.top = Val::Px(16.0);
+    }
 }
 
 /// Stress messages at `rate` per second until `stop`; blocks on a full ring (the plugin's
