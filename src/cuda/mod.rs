@@ -44,6 +44,11 @@
 //! - a waiting warp sleeps with `__nanosleep` backoff and polls its ring's closed flag, so
 //!   dropping the consumer ends a blocked kernel.
 
+/// The cudarc this crate is built with: an app that launches its own kernels uses these types
+/// (`CudaContext`, `CudaStream`, `CudaSlice`, the launch builder), so they match perdix's.
+pub use cudarc;
+
+mod arg;
 mod block;
 mod builder;
 pub(crate) mod clock;
@@ -54,11 +59,13 @@ mod devices;
 mod driver;
 mod faults;
 mod group;
+mod handle;
 mod head;
 mod kernel;
 mod memory;
 pub(crate) mod module;
 mod nvrtc;
+mod params;
 mod presence;
 #[cfg(feature = "testing")]
 pub(crate) mod probe;
@@ -69,14 +76,18 @@ pub(crate) mod stress;
 mod teardown;
 mod words;
 
+pub use arg::{device_address, ArgBytes, KernelArg};
 pub use builder::{GpuProducerBuilder, MIN_CAPACITY};
 pub use context::GpuContext;
 pub use counters::GpuCounters;
 pub use devices::GpuDevices;
 pub use group::ConsumerGroup;
-pub use kernel::{Dim3, GpuKernel, KernelArg};
+pub use handle::ProducerHandle;
+pub use kernel::{Dim3, GpuKernel};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{compile_ptx, PERDIX_CUH};
+#[cfg(feature = "bevy")]
+pub(crate) use params::ArgSplit;
 pub use presence::device_count;
 pub use producer::GpuProducer;
 pub use set::GpuProducerSet;

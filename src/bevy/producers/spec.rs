@@ -19,9 +19,16 @@ pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 ///
 /// The kernel is launched once a frame on its own stream (never more than one launch in
 /// flight: a frame whose previous launch still runs skips its launch) as
-/// `entry(const perdix_producer* p, ...)`, with `A`'s bytes as the parameters after `p`, one
-/// 4-byte scalar each: declare them in `A`'s field order as `float`, `int` or `unsigned`
-/// (`A` is a `#[repr(C)]` struct of 4-byte fields, checked at compile time). The kernel calls
+/// `entry(const perdix_producer* p, ...)`, with `A`'s fields as the parameters after `p`: `A`
+/// is a `#[repr(C)]` struct (`bytemuck::Pod`) whose fields are the kernel's parameters in
+/// order, of any kernel-argument type: `f32` / `i32` / `u32` (`float`, `int`, `unsigned`),
+/// `f64`, `u64` / `i64`, a nested `#[repr(C)]` struct passed by value, or a device buffer the
+/// app owns as its address (a `u64` from
+/// [`cuda::device_address`](crate::cuda::device_address), the kernel's `T*`, read from a
+/// resource by the `args` closure; the app keeps the buffer alive while the producer runs).
+/// When the producer starts, `A`'s size and alignment are checked against the struct the
+/// kernel's parameters make, as its PTX declares them: a mismatch is
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) and no ring is made. The kernel calls
 /// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
 ///
 /// The kernel runs with the ring's host-mapped memory in reach, including slots the CPU lends
@@ -100,23 +107,19 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
     /// 2. touches ring memory (slots, `seq`, head, counters) only through `perdix.cuh`
     ///    (`perdix_emit` and friends): it never writes a slot or forges a `seq` itself;
     /// 3. declares, after `p`, exactly the parameters `A` holds: `A` is `#[repr(C)]` and its
-    ///    4-byte fields, in order, are the kernel's `float`, `int` or `unsigned` parameters
-    ///    after the producer pointer (the size and alignment are checked at compile time; the
-    ///    types and order cannot be);
-    /// 4. writes no host-mapped memory it was not given: no pointer built from an integer in
-    ///    `A`, no address from anywhere else.
+    ///    fields, in order, have the types of the kernel's parameters after the producer pointer
+    ///    (the size and alignment of the whole are checked against the PTX when the producer
+    ///    starts; each field's type cannot be), and every device address among them is valid
+    ///    for what the kernel does with it while kernels run;
+    /// 4. writes no memory it was not given: only device buffers whose addresses `A` carries
+    ///    for that purpose, no other pointer built from an integer, no address from anywhere
+    ///    else.
     ///
     /// A kernel that breaks these can change bytes the CPU holds as `&[u8]` (undefined
     /// behaviour in safe code), not only produce wrong messages.
     #[must_use]
     #[allow(unsafe_code)]
     pub unsafe fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
-        const {
-            assert!(
-                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>().is_multiple_of(4),
-                "GPU producer arguments are passed as 4-byte scalars: use 4-byte fields"
-            );
-        }
         Self {
             name: name.to_owned(),
             source: source.into(),
