@@ -257,3 +257,59 @@ fn arguments_that_disagree_with_the_kernels_parameters_are_refused() {
     let missing = unsafe { GpuKernel::from_source(TYPED_CU, "not_there") };
     refused(missing, "no such entry");
 }
+
+/// A plugin producer's arguments: `A`'s fields are the kernel's parameters after `p`.
+#[cfg(feature = "bevy")]
+#[test]
+fn a_plugin_producers_arguments_are_checked_against_its_kernel() {
+    use perdix_transport::bevy::GpuProducerSpec;
+
+    const SRC: &str = r#"
+#include "perdix.cuh"
+extern "C" __global__ void step(const perdix_producer* p, const float* xs,
+                                unsigned long long n, float dt, unsigned frame) {}
+"#;
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Step {
+        xs: u64, // `cuda::device_address` of the app's buffer
+        n: u64,
+        dt: f32,
+        frame: u32,
+    }
+    /// 4-byte fields only: the right size, aligned to 4 where the kernel's struct is to 8.
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Narrow {
+        xs: [u32; 2],
+        n: [u32; 2],
+        dt: f32,
+        frame: u32,
+    }
+    /// `n` left out: 16 bytes for 24.
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Short {
+        xs: u64,
+        dt: f32,
+        frame: u32,
+    }
+    // SAFETY: never started; only compiled and checked.
+    let spec = unsafe { GpuProducerSpec::<Step>::new("step", SRC, "step") };
+    match spec.check(ARCH) {
+        Err(Error::NoDevice(why)) => return println!("skipped: {why}"),
+        other => other.expect("Step is the kernel's parameters"),
+    }
+    // SAFETY: as above.
+    let narrow = unsafe { GpuProducerSpec::<Narrow>::new("step", SRC, "step") };
+    match narrow.check(ARCH) {
+        Err(Error::InvalidConfig(why)) => println!("refused: {why}"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    // SAFETY: as above.
+    let short = unsafe { GpuProducerSpec::<Short>::new("step", SRC, "step") };
+    match short.check(ARCH) {
+        Err(Error::InvalidConfig(why)) => println!("refused: {why}"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+}

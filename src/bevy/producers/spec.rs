@@ -27,7 +27,9 @@ pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 /// [`cuda::device_address`](crate::cuda::device_address), the kernel's `T*`, read from a
 /// resource by the `args` closure; the app keeps the buffer alive while the producer runs).
 /// When the producer starts, `A`'s size and alignment are checked against the struct the
-/// kernel's parameters make, as its PTX declares them: a mismatch is
+/// kernel's parameters make, as its PTX declares them (a whole-struct check: fields of the same
+/// total size in another order or split differently pass it; see [`check`](Self::check) to
+/// run it without a GPU): a mismatch is
 /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) and no ring is made. The kernel calls
 /// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
 ///
@@ -157,6 +159,27 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
     pub fn cpu_fallback(mut self, fallback: impl FnMut(&A, &mut Emitter) + Send + 'static) -> Self {
         self.fallback = Some(Box::new(fallback));
         self
+    }
+
+    /// Compiles the kernel for `arch` (`sm_90`, say) with NVRTC and checks `A` against its
+    /// parameters, as starting the producer does: the CI check, with no GPU.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Compile`](crate::Error::Compile) with NVRTC's log;
+    /// [`Error::NoDevice`](crate::Error::NoDevice) without libnvrtc;
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `A` is not the `#[repr(C)]`
+    /// struct of the kernel's parameters after the producer pointer.
+    #[cfg(feature = "cuda")]
+    pub fn check(&self, arch: &str) -> Result<(), crate::Error> {
+        let ptx = crate::cuda::compile_ptx(&self.source, &format!("{}.cu", self.name), arch)?;
+        crate::cuda::ArgSplit::new(
+            &ptx,
+            &self.entry,
+            core::mem::size_of::<A>(),
+            core::mem::align_of::<A>(),
+        )
+        .map(drop)
     }
 
     /// The producer's name.
