@@ -200,3 +200,48 @@ fn a_gpu_kernel_takes_a_device_buffer_and_typed_arguments() {
     let counters = producer.finish().expect("kernel ran");
     assert_eq!(counters.emitted, N);
 }
+
+/// A Bevy app's own kernel emits into rings the plugin drains: on a machine without a device
+/// the rings are refused with a typed error (and this test checks that instead).
+#[cfg(feature = "bevy")]
+#[test]
+fn a_bevy_app_launching_its_own_kernel_gets_plugin_rings() {
+    use bevy_app::App;
+    use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
+    use perdix_transport::cuda::GpuDevices;
+
+    let mut app = App::new();
+    app.add_plugins(PerdixPlugin::default().devices(GpuDevices::one(0)));
+    let external = app
+        .world_mut()
+        .resource_mut::<PerdixRings>()
+        .add_external_gpu_producer("sim", 1);
+    let external = match external {
+        Err(Error::InvalidConfig(why)) => return println!("skipped: {why}"),
+        other => other.expect("external producer"),
+    };
+    let producer = &external.producers()[0];
+    let ctx = producer.context().cudarc();
+    let stream = ctx.new_stream().expect("app stream");
+    const N: u64 = 1000; // fits the plugin's ring: nothing waits for a drain
+    let host: Vec<u32> = (0..N).map(value).collect();
+    let values = stream.clone_htod(&host).expect("app buffer");
+    let ptx = compile_ptx(USER_CU, "sample.cu", &producer.context().arch()).expect("NVRTC");
+    let module = ctx.load_module(Ptx::from_src(ptx)).expect("module");
+    let sample = module.load_function("sample").expect("function");
+    let handle = producer.handle();
+    let (n, salt) = (N, 3u32);
+    let mut launch = stream.launch_builder(&sample);
+    launch.arg(&handle).arg(&values).arg(&n).arg(&salt);
+    // SAFETY: as in the first test; the buffer was written on the same stream, before.
+    unsafe { launch.launch(LaunchConfig::for_num_elems(N as u32)) }.expect("launch");
+    producer.track(&stream).expect("track");
+    let counters = external.finish().expect("the kernel ran");
+    assert_eq!(counters[0].emitted, N);
+    for _ in 0..10 {
+        app.update();
+    }
+    let totals = app.world().resource::<PerdixRings>().totals();
+    assert_eq!(totals.messages, N, "the plugin drained every message");
+    assert_eq!(totals.unrouted, N, "kind 5 has no route");
+}

@@ -108,6 +108,8 @@ pub use diagnostics::PerdixDiagnostics;
 pub use event::{PerdixEvent, RingState};
 pub use message::{Envelope, PerdixMessage};
 pub use plugin::{PerdixPlugin, PerdixSystems};
+#[cfg(feature = "cuda")]
+pub use producers::ExternalGpuProducer;
 pub use producers::{Emitter, GpuProducerSpec};
 pub use rings::PerdixRings;
 pub use stats::{DeviceTotals, DrainStats};

@@ -10,6 +10,8 @@
 #![deny(unsafe_code)]
 
 mod emitter;
+#[cfg(feature = "cuda")]
+mod external;
 mod fallback;
 #[cfg(feature = "cuda")]
 pub(crate) mod gpu;
@@ -22,6 +24,8 @@ use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
 pub use emitter::Emitter;
+#[cfg(feature = "cuda")]
+pub use external::ExternalGpuProducer;
 use fallback::Fallback;
 use running::Running;
 pub use spec::GpuProducerSpec;
