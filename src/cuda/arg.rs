@@ -3,9 +3,6 @@
 
 use cudarc::driver::{CudaSlice, CudaView, DevicePtr};
 
-#[cfg(any(feature = "bevy", test))]
-use super::params::Param;
-
 /// One kernel argument after the producer pointer, passed by value as the kernel declares it.
 ///
 /// Scalars come `From` their Rust type (`u32` is `unsigned`, `u64` is `unsigned long long`,
@@ -66,6 +63,16 @@ impl ArgBytes {
         &bytemuck::cast_slice(&self.words)[..self.len]
     }
 
+    /// `len` zero bytes of a type aligned to `align`.
+    #[cfg(any(feature = "bevy", test))]
+    pub(crate) fn zeroed(len: usize, align: usize) -> Self {
+        Self {
+            words: vec![0u64; len.div_ceil(8).max(1)].into_boxed_slice(),
+            len,
+            align,
+        }
+    }
+
     /// The first word, whose address is the argument's for the driver (which reads as many
     /// bytes as the kernel's parameter takes: checked against the PTX, or the kernel author's
     /// promise).
@@ -86,23 +93,6 @@ impl KernelArg {
             len: bytes.len(),
             align: core::mem::align_of::<T>(),
         })
-    }
-
-    /// The argument for one parameter from its bytes: a 4- or 8-byte scalar as `U32` / `U64`
-    /// (their bits are what the kernel reads, whatever its type), anything else as `Value`.
-    #[cfg(any(feature = "bevy", test))]
-    pub(crate) fn from_param_bytes(bytes: &[u8], param: Param) -> Self {
-        let mut arg = match (bytes.len(), param.align) {
-            (4, None) => Self::U32(0),
-            (8, None) => Self::U64(0),
-            (len, align) => Self::Value(ArgBytes {
-                words: vec![0u64; len.div_ceil(8).max(1)].into_boxed_slice(),
-                len,
-                align: align.unwrap_or(len.max(1)),
-            }),
-        };
-        arg.overwrite(bytes);
-        arg
     }
 
     /// Replaces the argument's bits with `bytes` (as long as the argument), keeping its kind.

@@ -11,7 +11,7 @@ use super::params::{self, Param};
 use crate::Error;
 
 /// Entry points of a module and their parameters.
-type Entries = HashMap<String, Vec<Param>>;
+pub(crate) type Entries = HashMap<String, Vec<Param>>;
 
 /// A loaded module and its entry points' parameters.
 type Loaded = (Arc<CudaModule>, Arc<Entries>);
@@ -224,14 +224,14 @@ impl GpuContext {
     }
 
     /// The function `entry` of the module compiled from `ptx` (keyed by `key`), loading the
-    /// module once per context, with the parameters its PTX declares (`None` when the PTX did
-    /// not say).
+    /// module once per context, with the parameters its PTX declares for each entry point (an
+    /// entry point it did not spell readably is absent).
     pub(crate) fn function(
         &self,
         key: u64,
         ptx: impl FnOnce() -> Result<String, Error>,
         entry: &str,
-    ) -> Result<(CudaFunction, Option<Vec<Param>>), Error> {
+    ) -> Result<(CudaFunction, Arc<Entries>), Error> {
         let (module, entries) = {
             let mut modules = self
                 .inner
@@ -254,6 +254,6 @@ impl GpuContext {
             }
         };
         let function = module.load_function(entry).map_err(Error::Driver)?;
-        Ok((function, entries.get(entry).cloned()))
+        Ok((function, entries))
     }
 }

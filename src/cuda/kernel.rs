@@ -48,7 +48,11 @@ impl From<(u32, u32, u32)> for Dim3 {
 ///
 /// The kernel's first parameter is always `const perdix_producer* p`, supplied by
 /// [`GpuProducer::launch`](super::GpuProducer::launch); [`arg`](Self::arg) adds the parameters
-/// after it, in order. The source may `#include "perdix.cuh"` (supplied in memory) and call
+/// after it, in order, each a [`KernelArg`] (scalars, a `#[repr(C)]` struct by value, a device
+/// buffer): every launch checks them against the parameters the kernel's PTX declares (count,
+/// sizes, a struct's alignment) and refuses a mismatch with
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig); [`check_args`](Self::check_args) runs
+/// the same check without a GPU. The source may `#include "perdix.cuh"` (supplied in memory) and call
 /// `perdix_emit(p, kind, &msg, sizeof msg)` from any thread. Entry points are `extern "C"`.
 /// Compiled by NVRTC at first launch and cached (see [`compile_ptx`](super::compile_ptx)).
 ///

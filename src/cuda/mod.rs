@@ -9,6 +9,12 @@
 //!   block in device memory, a stream; [`GpuProducer::launch`] runs a [`GpuKernel`] into them.
 //!   Each ring is read by an ordinary [`Consumer`](crate::Consumer), the same code as for CPU
 //!   producers; [`ConsumerGroup`] reads several rings from one thread.
+//! - [`KernelArg`]: a kernel argument of any kind cudarc passes (scalars, a `#[repr(C)]` struct
+//!   by value, an app's device buffer), checked against the kernel's PTX before each launch.
+//! - Bring your own launch: [`GpuContext::from_cudarc`] uses the app's context; a producer's
+//!   [`ProducerHandle`] is an argument for cudarc's own launch builder on the app's streams,
+//!   and [`GpuProducer::track`] keeps the producer alive for those kernels. The cudarc this
+//!   crate is built with is re-exported ([`cudarc`]), so the types match.
 //! - [`GpuProducerSet`]: one `GpuProducer` per device, launched together; each ring's consumer
 //!   and every [`MessageRef`](crate::MessageRef) says which device it came from.
 //! - The GPU clock mapped onto the CPU's, its calibration and tracker: [`crate::clock`].

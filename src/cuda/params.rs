@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+#[cfg(any(feature = "bevy", test))]
+use super::arg::ArgBytes;
 use super::arg::KernelArg;
 use crate::Error;
 
@@ -201,7 +203,7 @@ impl ArgSplit {
         let zeros = vec![0u8; self.fields.last().map_or(0, |(at, p)| at + p.size)];
         self.fields
             .iter()
-            .map(|&(at, param)| KernelArg::from_param_bytes(&zeros[at..at + param.size], param))
+            .map(|&(at, param)| param_arg(&zeros[at..at + param.size], param))
             .collect()
     }
 
@@ -212,6 +214,19 @@ impl ArgSplit {
             arg.overwrite(&value[at..at + param.size]);
         }
     }
+}
+
+/// The argument for one parameter from its bytes: a 4- or 8-byte scalar as `U32` / `U64`
+/// (their bits are what the kernel reads, whatever its type), anything else as `Value`.
+#[cfg(any(feature = "bevy", test))]
+fn param_arg(bytes: &[u8], param: Param) -> KernelArg {
+    let mut arg = match (bytes.len(), param.align) {
+        (4, None) => KernelArg::U32(0),
+        (8, None) => KernelArg::U64(0),
+        (len, align) => KernelArg::Value(ArgBytes::zeroed(len, align.unwrap_or(len.max(1)))),
+    };
+    arg.overwrite(bytes);
+    arg
 }
 
 #[cfg(test)]

@@ -103,11 +103,11 @@ impl GpuProducer {
     fn function(&self, kernel: &GpuKernel) -> Result<CudaFunction, Error> {
         let arch = self.gpu.arch();
         let key = kernel.module_key(&arch);
-        let (function, params) =
+        let (function, entries) =
             self.gpu
                 .function(key, || kernel.compile(&arch), kernel.entry())?;
-        if let Some(params) = params {
-            params::check(kernel.entry(), &params, kernel.args())?;
+        if let Some(params) = entries.get(kernel.entry()) {
+            params::check(kernel.entry(), params, kernel.args())?;
         }
         Ok(function)
     }
