@@ -9,8 +9,9 @@ use std::ops::Range;
 
 use bevy_ecs::world::World;
 
+use super::launch::Launches;
 use super::running::Running;
-use super::spec::{ArgsFn, GpuProducerSpec};
+use super::spec::GpuProducerSpec;
 use crate::bevy::rings::PerdixRings;
 use crate::cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducerSet};
 use crate::{Backend, Error};
@@ -106,7 +107,7 @@ pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
         rings: written,
         producer,
         kernel,
-        args: spec.args.take(),
+        args: Launches::new(spec.args.take()),
         skipped: 0,
         failed: false,
     }))
@@ -119,7 +120,8 @@ struct Launcher<A> {
     rings: Range<usize>,
     producer: GpuProducerSet,
     kernel: GpuKernel,
-    args: Option<ArgsFn<A>>,
+    /// The `args` closure, called for launches that run (see `launch.rs`).
+    args: Launches<A>,
     skipped: u64,
     failed: bool,
 }
@@ -147,10 +149,8 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
             }
             Err(err) => return self.fail(err),
         }
-        let args = self
-            .args
-            .as_ref()
-            .map_or_else(A::zeroed, |args| args(world));
+        // The launch runs (unless it fails, which stops the producer): it takes a number.
+        let (_launch, args) = self.args.next(world);
         let bytes = bytemuck::bytes_of(&args);
         for (idx, word) in bytes.chunks_exact(4).enumerate() {
             let mut raw = [0u8; 4];
