@@ -92,7 +92,7 @@ pub trait PerdixAppExt {
 
     /// Registers a GPU producer: its kernel is launched every frame on a stream, asynchronously,
     /// with arguments read from the world. Without a CUDA device (or without the `cuda` feature)
-    /// its CPU fallback runs instead, on a worker thread, once per frame.
+    /// its CPU fallback runs instead, on a worker thread, at most once per frame.
     ///
     /// Either way a frame's launch is skipped while the producer is behind (the GPU's previous
     /// launch still runs; the fallback has 2 launches queued), and the spec's `args` closure
