@@ -32,9 +32,11 @@ pub(super) struct Fallback<A> {
     /// Launches the thread took off the queue (it counts them as it takes them).
     taken: Arc<AtomicU64>,
     skipped: u64,
-    /// Never joined: the thread ends when the launches stop (this is dropped) or its ring's
-    /// consumer is gone.
-    thread: JoinHandle<()>,
+    /// Its ring's index in the resource (failed with it if the fallback panics).
+    ring: Range<usize>,
+    /// Joined only once it ended by itself (its ring's consumer is gone, or the fallback
+    /// panicked); else the thread ends when the launches stop (this is dropped).
+    thread: Option<JoinHandle<()>>,
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
@@ -49,6 +51,7 @@ impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
         args: Option<ArgsFn<A>>,
         rings: &mut PerdixRings,
     ) -> Result<Self, Error> {
+        let ring = rings.rings();
         let producer = rings.add_producer(name)?;
         let (launches, queue) = mpsc::sync_channel::<(u64, A)>(FALLBACK_QUEUE);
         let taken = Arc::new(AtomicU64::new(0));
@@ -75,7 +78,8 @@ impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
             sent: 0,
             taken,
             skipped: 0,
-            thread,
+            ring: ring..ring + 1,
+            thread: Some(thread),
         })
     }
 
@@ -103,16 +107,26 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
         &self.name
     }
 
-    /// None: a fallback never fails as a producer (its ring reports its own faults).
+    /// Its ring, which fails with it if the fallback panics.
     fn rings(&self) -> Range<usize> {
-        0..0
+        self.ring.clone()
     }
 
-    /// Never fails: the fallback's ring reports its own faults. The `args` closure is called
-    /// only for a launch the queue has room for, and not once the thread has ended.
+    /// Fails once, with [`Error::Panicked`], if the fallback panicked (its ring reports its
+    /// own faults). The `args` closure is called only for a launch the queue has room for,
+    /// and not once the thread has ended.
     fn launch(&mut self, world: &World) -> Result<(), Error> {
-        if self.thread.is_finished() {
+        let Some(thread) = &self.thread else {
             return Ok(());
+        };
+        if thread.is_finished() {
+            return match self.thread.take().map(JoinHandle::join) {
+                Some(Err(_)) => Err(Error::Panicked(format!(
+                    "the CPU fallback of {}",
+                    self.name
+                ))),
+                _ => Ok(()),
+            };
         }
         if !self.has_room() {
             self.skip();
