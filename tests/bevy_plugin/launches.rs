@@ -99,14 +99,13 @@ fn without_args_the_fallback_still_numbers_its_launches() {
     let mut app = app(PerdixPlugin::default().capacity(64));
     app.add_gpu_producer(spec);
     app.update();
-    if app
-        .world()
-        .resource::<PerdixRings>()
-        .producer_backend()
-        .is_gpu()
-    {
+    let rings = app.world().resource::<PerdixRings>();
+    if rings.producer_backend().is_gpu() {
         return;
     }
+    // Decided from `&self`, and named in the dashboard's snapshot.
+    let snapshot = rings.snapshot();
+    assert_eq!((&*snapshot.backend, &*snapshot.device), ("cpu", "cpu"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while lock(&ran).len() < 10 {
         assert!(Instant::now() < deadline, "fallback did not run");
