@@ -9,8 +9,9 @@ use std::ops::Range;
 
 use bevy_ecs::world::World;
 
+use super::launch::Launches;
 use super::running::Running;
-use super::spec::{ArgsFn, GpuProducerSpec};
+use super::spec::GpuProducerSpec;
 use crate::bevy::rings::PerdixRings;
 use crate::cuda::{ArgSplit, GpuContext, GpuKernel, GpuMemory, GpuProducerSet};
 use crate::{Backend, Error};
@@ -114,7 +115,7 @@ pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
         producer,
         kernel,
         split,
-        args: spec.args.take(),
+        args: Launches::new(spec.args.take()),
         skipped: 0,
         failed: false,
     }))
@@ -129,7 +130,8 @@ struct Launcher<A> {
     kernel: GpuKernel,
     /// How `A`'s bytes become the kernel's arguments (from its PTX).
     split: ArgSplit,
-    args: Option<ArgsFn<A>>,
+    /// The `args` closure, called for launches that run (see `launch.rs`).
+    args: Launches<A>,
     skipped: u64,
     failed: bool,
 }
@@ -157,10 +159,8 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
             }
             Err(err) => return self.fail(err),
         }
-        let args = self
-            .args
-            .as_ref()
-            .map_or_else(A::zeroed, |args| args(world));
+        // The launch runs (unless it fails, which stops the producer): it takes a number.
+        let (_launch, args) = self.args.next(world);
         self.split
             .fill(bytemuck::bytes_of(&args), self.kernel.args_mut());
         self.producer

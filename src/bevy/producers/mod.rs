@@ -1,10 +1,11 @@
 //! Producers the plugin runs: registered GPU kernels ([`GpuProducerSpec`], started on the GPU,
-//! or as their CPU fallbacks with an [`Emitter`]), started at `Startup` and launched once a
-//! frame.
+//! or as their CPU fallbacks with an [`Emitter`]), started at `Startup` and launched at most once
+//! a frame.
 //!
 //! This file holds the registry (a resource) and its two systems; `spec.rs` is what a user
 //! registers, `running.rs` what a started producer is, `gpu.rs` (with `cuda`) and
-//! `fallback.rs` the two ways one runs, `emitter.rs` what a fallback writes with.
+//! `fallback.rs` the two ways one runs, `launch.rs` the rule both follow for `args` (once for
+//! each launch that runs, with its number), `emitter.rs` what a fallback writes with.
 // Two files declare or call one `unsafe` item each (`spec.rs`: `GpuProducerSpec::new`;
 // `gpu.rs`: the kernel built under its contract) and allow exactly that; the others forbid it.
 #![deny(unsafe_code)]
@@ -15,6 +16,7 @@ mod external;
 mod fallback;
 #[cfg(feature = "cuda")]
 pub(crate) mod gpu;
+mod launch;
 mod running;
 mod spec;
 

@@ -9,7 +9,7 @@ use bevy_ecs::world::World;
 
 use super::emitter::Emitter;
 
-pub(crate) type ArgsFn<A> = Box<dyn Fn(&World) -> A + Send + Sync>;
+pub(crate) type ArgsFn<A> = Box<dyn Fn(&World, u64) -> A + Send + Sync>;
 pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 
 /// A GPU producer to register with
@@ -32,6 +32,15 @@ pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 /// run it without a GPU): a mismatch is
 /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) and no ring is made. The kernel calls
 /// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
+///
+/// # Launches and `args`
+///
+/// One rule on the GPU and on the CPU fallback: the [`args`](Self::args) closure is called
+/// exactly once for each launch that runs, just before it, with that launch's number (0, 1,
+/// 2, ... with no gaps), which the fallback sees again as [`Emitter::frame`]. A frame whose
+/// launch is skipped (the GPU's previous launch still runs, or the fallback is
+/// `FALLBACK_QUEUE` = 2 launches behind) neither calls the closure nor takes a number; so
+/// launch numbers count launches, not frames.
 ///
 /// The kernel runs with the ring's host-mapped memory in reach, including slots the CPU lends
 /// out as `&[u8]`; nothing on the CPU can check what it writes, so [`new`](Self::new) is an
@@ -63,7 +72,7 @@ pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 /// let spec = unsafe { GpuProducerSpec::new("particles", STEP_CU, "step") }
 ///     .grid(64)
 ///     .block(256)
-///     .args(|_world| Step { dt: 1.0 / 60.0, count: 1024 })
+///     .args(|_world, _launch| Step { dt: 1.0 / 60.0, count: 1024 })
 ///     .cpu_fallback(|step: &Step, emit| {
 ///         for i in 0..step.count {
 ///             if emit.emit(1, &i).is_err() {
@@ -147,14 +156,17 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
         self
     }
 
-    /// The per-frame arguments, read from the world at launch (default: `A::zeroed()`).
+    /// The arguments of each launch, read from the world with the launch's number (default:
+    /// `A::zeroed()`): called once for each launch that runs, never for a skipped one (see
+    /// [Launches and `args`](Self#launches-and-args)).
     #[must_use]
-    pub fn args(mut self, args: impl Fn(&World) -> A + Send + Sync + 'static) -> Self {
+    pub fn args(mut self, args: impl Fn(&World, u64) -> A + Send + Sync + 'static) -> Self {
         self.args = Some(Box::new(args));
         self
     }
 
-    /// The CPU fallback: called once a frame, on a worker thread, with the frame's arguments.
+    /// The CPU fallback: called on a worker thread once for each launch that runs, with that
+    /// launch's arguments ([`Emitter::frame`] is its launch number).
     #[must_use]
     pub fn cpu_fallback(mut self, fallback: impl FnMut(&A, &mut Emitter) + Send + 'static) -> Self {
         self.fallback = Some(Box::new(fallback));
