@@ -77,16 +77,16 @@ impl GpuContext {
             return Err(Error::NoDevice("no CUDA device with that ordinal"));
         }
         let ctx = CudaContext::new(ordinal).map_err(super::presence::no_device_or)?;
-        // SAFETY: cudarc's conditions for managing streams by hand hold for the one kind of
-        // `CudaSlice` this crate makes (`DeviceWords`): it is synchronized on its stream after it
-        // is allocated and before any other stream uses it (`DeviceWords::zeroed`); kernels get
-        // its raw address, and it is freed only once every stream that used it is idle (a
-        // producer synchronizes its streams first, or leaks it: `teardown.rs`); the streams that
-        // write it at once write aligned 64-bit words of the control-block protocol
-        // (`control.rs`: kernel atomics, head pushes, stop and closed flags), which is the design,
-        // not a race cudarc's events would order. Without tracking, creating a stream never
-        // synchronizes the whole context either. The context is this crate's own (an app's
-        // context, given to `from_cudarc`, keeps the app's setting).
+        // SAFETY: cudarc's conditions for managing streams by hand hold because this crate
+        // makes no `CudaSlice` on its own context: its device memory is `cuMemAlloc`ed
+        // (`DeviceWords`, synchronized on its stream after it is allocated and before any other
+        // stream uses it, and freed only once every stream that used it is idle, or leaked:
+        // `teardown.rs`), its ring memory is mapped pinned or managed memory (`memory.rs`), and
+        // the streams that write the control block at once write aligned 64-bit words of its
+        // protocol (`control.rs`: kernel atomics, head pushes, stop and closed flags), which is
+        // the design, not a race cudarc's events would order. Without tracking, creating a
+        // stream never synchronizes the whole context either. The context is this crate's own
+        // (an app's context, given to `from_cudarc`, keeps the app's setting).
         unsafe { ctx.disable_event_tracking() };
         Self::open(ctx)
     }
