@@ -5,7 +5,7 @@
 //! and run with `PERDIX_PTX_CACHE=off` so NVRTC really compiles.
 #![cfg(feature = "cuda")]
 
-use perdix_transport::cuda::{compile_ptx, GpuKernel, PERDIX_CUH};
+use perdix_transport::cuda::{compile_ptx, GpuKernel, KernelArg, PERDIX_CUH};
 use perdix_transport::testing::gpu::{builtin_kernels, STRESS_CU};
 use perdix_transport::Error;
 
@@ -181,4 +181,135 @@ fn a_slot_layout_that_disagrees_with_rust_does_not_compile() {
 fn the_header_is_the_one_in_kernels() {
     assert!(PERDIX_CUH.contains("perdix_emit"));
     assert!(PERDIX_CUH.contains("static_assert"));
+}
+
+/// A kernel with every kind of argument: 8-byte scalars, a device pointer, a by-value struct.
+const TYPED_CU: &str = r#"
+#include "perdix.cuh"
+struct Span { float lo; double hi; };  // 16 bytes, aligned to 8
+extern "C" __global__ void typed(const perdix_producer* p, unsigned long long n, double dt,
+                                 const unsigned* ids, Span span, unsigned kind) {
+    unsigned long long i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        double v = ids[i] * dt + span.lo + span.hi;
+        perdix_emit(p, kind, &v, sizeof v);
+    }
+}
+"#;
+
+#[derive(Clone, Copy, bytemuck::NoUninit)]
+#[repr(C)]
+struct Span {
+    lo: f32,
+    _pad: u32,
+    hi: f64,
+}
+
+#[test]
+fn arguments_that_disagree_with_the_kernels_parameters_are_refused() {
+    let Some(result) = compile_or_skip(TYPED_CU, "typed.cu") else {
+        return;
+    };
+    let ptx = result.unwrap_or_else(|err| panic!("typed.cu: {err}"));
+    // SAFETY: never launched; only its arguments are checked against its PTX.
+    let kernel = unsafe { GpuKernel::from_source(TYPED_CU, "typed") };
+    let span = Span {
+        lo: 1.0,
+        _pad: 0,
+        hi: 2.0,
+    };
+    let good = kernel
+        .clone()
+        .arg(64u64)
+        .arg(0.5f64)
+        .arg(0x7000_0000u64) // a device address
+        .arg(KernelArg::value(span))
+        .arg(3u32);
+    good.check_args(&ptx).expect("the arguments match");
+
+    let refused = |kernel: GpuKernel, why: &str| match kernel.check_args(&ptx) {
+        Err(Error::InvalidConfig(msg)) => println!("{why}: {msg}"),
+        other => panic!("{why}: expected InvalidConfig, got {other:?}"),
+    };
+    refused(kernel.clone().arg(64u64).arg(0.5f64), "too few");
+    refused(good.clone().arg(1u32), "too many");
+    refused(
+        kernel
+            .clone()
+            .arg(64u32) // 4 bytes for an unsigned long long
+            .arg(0.5f64)
+            .arg(0x7000_0000u64)
+            .arg(KernelArg::value(span))
+            .arg(3u32),
+        "a 4-byte n",
+    );
+    refused(
+        kernel
+            .clone()
+            .arg(64u64)
+            .arg(0.5f64)
+            .arg(0x7000_0000u64)
+            .arg(KernelArg::value([0u32; 4])) // 16 bytes, but aligned to 4
+            .arg(3u32),
+        "a struct aligned to 4",
+    );
+    // SAFETY: never launched.
+    let missing = unsafe { GpuKernel::from_source(TYPED_CU, "not_there") };
+    refused(missing, "no such entry");
+}
+
+/// A plugin producer's arguments: `A`'s fields are the kernel's parameters after `p`.
+#[cfg(feature = "bevy")]
+#[test]
+fn a_plugin_producers_arguments_are_checked_against_its_kernel() {
+    use perdix_transport::bevy::GpuProducerSpec;
+
+    const SRC: &str = r#"
+#include "perdix.cuh"
+extern "C" __global__ void step(const perdix_producer* p, const float* xs,
+                                unsigned long long n, float dt, unsigned frame) {}
+"#;
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Step {
+        xs: u64, // `cuda::device_address` of the app's buffer
+        n: u64,
+        dt: f32,
+        frame: u32,
+    }
+    /// 4-byte fields only: the right size, aligned to 4 where the kernel's struct is to 8.
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Narrow {
+        xs: [u32; 2],
+        n: [u32; 2],
+        dt: f32,
+        frame: u32,
+    }
+    /// `n` left out: 16 bytes for 24.
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct Short {
+        xs: u64,
+        dt: f32,
+        frame: u32,
+    }
+    // SAFETY: never started; only compiled and checked.
+    let spec = unsafe { GpuProducerSpec::<Step>::new("step", SRC, "step") };
+    match spec.check(ARCH) {
+        Err(Error::NoDevice(why)) => return println!("skipped: {why}"),
+        other => other.expect("Step is the kernel's parameters"),
+    }
+    // SAFETY: as above.
+    let narrow = unsafe { GpuProducerSpec::<Narrow>::new("step", SRC, "step") };
+    match narrow.check(ARCH) {
+        Err(Error::InvalidConfig(why)) => println!("refused: {why}"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    // SAFETY: as above.
+    let short = unsafe { GpuProducerSpec::<Short>::new("step", SRC, "step") };
+    match short.check(ARCH) {
+        Err(Error::InvalidConfig(why)) => println!("refused: {why}"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
 }

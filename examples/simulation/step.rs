@@ -100,5 +100,5 @@ pub fn producer(
     unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
         .grid(particles.div_ceil(BLOCK))
         .block(BLOCK)
-        .args(args)
+        .args(move |world, _launch| args(world))
 }

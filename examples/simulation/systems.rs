@@ -147,7 +147,7 @@ pub fn report(
     clock: Res<SimClock>,
     walls: Query<&Wall>,
     bumpers: Query<&Bumper>,
-    mut rings: ResMut<PerdixRings>,
+    rings: ResMut<PerdixRings>,
     mut exit: MessageWriter<AppExit>,
 ) {
     let now = Instant::now();

@@ -92,7 +92,13 @@ pub trait PerdixAppExt {
 
     /// Registers a GPU producer: its kernel is launched every frame on a stream, asynchronously,
     /// with arguments read from the world. Without a CUDA device (or without the `cuda` feature)
-    /// its CPU fallback runs instead, on a worker thread, once per frame.
+    /// its CPU fallback runs instead, on a worker thread, at most once per frame.
+    ///
+    /// Either way a frame's launch is skipped while the producer is behind (the GPU's previous
+    /// launch still runs; the fallback has 2 launches queued), and the spec's `args` closure
+    /// is called exactly once for each launch that runs, with the launch's number (0, 1, 2,
+    /// ... with no gaps; a skipped frame neither calls it nor takes a number), the number a
+    /// fallback sees as [`Emitter::frame`](crate::bevy::Emitter::frame).
     ///
     /// Each producer gets its own ring. Producers start at [`Startup`](bevy_app::Startup).
     ///
@@ -106,9 +112,10 @@ pub trait PerdixAppExt {
     /// // SAFETY: `tick` takes the producer pointer, then one `unsigned` (`A = u32`), and
     /// // touches no memory at all.
     /// let spec = unsafe { GpuProducerSpec::new("ticks", TICK_CU, "tick") }
-    ///     .args(|_world| 0u32)
-    ///     .cpu_fallback(|frame: &u32, emit| {
-    ///         let _ = emit.emit(7, frame);
+    ///     .args(|_world, launch| launch as u32)
+    ///     .cpu_fallback(|launch: &u32, emit| {
+    ///         assert_eq!(u64::from(*launch), emit.frame());
+    ///         let _ = emit.emit(7, launch);
     ///     });
     /// App::new().add_plugins(PerdixPlugin::default()).add_gpu_producer(spec);
     /// ```

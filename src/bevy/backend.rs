@@ -2,6 +2,8 @@
 //! devices opened for them ([`BackendChoice`], which the rings resource keeps).
 #![forbid(unsafe_code)]
 
+use std::sync::OnceLock;
+
 use super::config::RingConfig;
 use crate::Error;
 
@@ -66,60 +68,76 @@ pub(crate) type Device = crate::cuda::GpuContext;
 pub(crate) type Device = ();
 
 /// The backend once chosen, the devices it opened and, for the CPU, why not the GPU.
-#[derive(Debug, Default)]
-pub(crate) struct BackendChoice {
-    /// Where producers run, once decided.
-    backend: Option<ProducerBackend>,
+#[derive(Debug)]
+struct Decided {
+    /// Where producers run.
+    backend: ProducerBackend,
     /// The GPUs producers run on, when they do (one entry per device of the plugin's choice).
     devices: Vec<Device>,
-    /// Why producers do not run on a GPU, once decided so.
+    /// Why producers do not run on a GPU, when so decided.
     no_gpu: Option<Error>,
+}
+
+/// The backend, decided once (on first use, from `&self`: a [`OnceLock`]), with the devices
+/// it opened.
+#[derive(Debug, Default)]
+pub(crate) struct BackendChoice {
+    decided: OnceLock<Decided>,
 }
 
 impl BackendChoice {
     /// The backend, if decided.
     pub(crate) fn get(&self) -> Option<&ProducerBackend> {
-        self.backend.as_ref()
+        self.decided.get().map(|decided| &decided.backend)
     }
 
-    /// Decides and logs the choice: opens the devices of `config` (the GPU) or keeps the
-    /// probe's error (the CPU). Called once, when [`get`](Self::get) has no answer yet.
-    pub(crate) fn decide(&mut self, config: &RingConfig) -> ProducerBackend {
-        let (backend, devices, why) = match probe(config) {
-            Ok((name, devices)) => (ProducerBackend::Gpu { device: name }, devices, None),
-            Err(err) => (
-                ProducerBackend::Cpu {
-                    reason: err.to_string(),
-                },
-                Vec::new(),
-                Some(err),
-            ),
-        };
-        match &backend {
-            ProducerBackend::Gpu { device } => {
-                tracing::info!(%device, "perdix: producers run on the GPU");
-            }
-            ProducerBackend::Cpu { reason } => {
-                tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
-            }
-        }
-        self.devices = devices;
-        self.no_gpu = why;
-        self.backend = Some(backend.clone());
-        backend
+    /// The backend: decided and logged on the first call (opens the devices of `config` for
+    /// the GPU, or keeps the probe's error for the CPU), the same answer after.
+    pub(crate) fn get_or_decide(&self, config: &RingConfig) -> &ProducerBackend {
+        &self.decided.get_or_init(|| decide(config)).backend
     }
 
-    /// The opened devices (empty unless producers run on the GPU).
+    /// The opened devices (empty unless producers run on the GPU, or not decided yet).
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn devices(&self) -> &[Device] {
-        &self.devices
+        self.decided
+            .get()
+            .map_or(&[], |decided| decided.devices.as_slice())
     }
 
     /// Why GPU producers cannot run here (the probe's error).
     pub(crate) fn no_gpu_error(&self) -> Error {
-        self.no_gpu
-            .clone()
+        self.decided
+            .get()
+            .and_then(|decided| decided.no_gpu.clone())
             .unwrap_or(Error::NoDevice("producers run on the CPU"))
+    }
+}
+
+/// Decides and logs the choice.
+fn decide(config: &RingConfig) -> Decided {
+    let (backend, devices, no_gpu) = match probe(config) {
+        Ok((name, devices)) => (ProducerBackend::Gpu { device: name }, devices, None),
+        Err(err) => (
+            ProducerBackend::Cpu {
+                reason: err.to_string(),
+            },
+            Vec::new(),
+            Some(err),
+        ),
+    };
+    match &backend {
+        ProducerBackend::Gpu { device } => {
+            tracing::info!(%device, "perdix: producers run on the GPU");
+        }
+        ProducerBackend::Cpu { reason } => {
+            tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
+        }
+    }
+    Decided {
+        backend,
+        devices,
+        no_gpu,
     }
 }
 

@@ -59,6 +59,9 @@ impl PerdixDiagnostics {
     /// Faults reported so far (failed rings and producers, each also a
     /// [`PerdixEvent`](super::PerdixEvent)); measured every frame.
     pub const ERRORS: DiagnosticPath = DiagnosticPath::const_new("perdix/errors");
+    /// Messages of a registered kind whose size does not match the registered type, dropped
+    /// so far ([`DrainStats::malformed`](super::DrainStats::malformed)); measured every frame.
+    pub const MALFORMED: DiagnosticPath = DiagnosticPath::const_new("perdix/malformed");
 
     /// Messages per second from CUDA device `device`'s rings: `perdix/gpu<N>/msgs_per_sec`
     /// (registered once the device's first ring is drained).
@@ -83,7 +86,7 @@ impl PerdixDiagnostics {
     }
 
     /// Every path with its unit suffix.
-    pub const ALL: [(DiagnosticPath, &'static str); 10] = [
+    pub const ALL: [(DiagnosticPath, &'static str); 11] = [
         (Self::MSGS_PER_SEC, " msg/s"),
         (Self::BYTES_PER_SEC, " B/s"),
         (Self::LATENCY_P50_US, " us"),
@@ -94,6 +97,7 @@ impl PerdixDiagnostics {
         (Self::UNROUTED_PER_SEC, "/s"),
         (Self::DEFERRED, " msgs"),
         (Self::ERRORS, " errors"),
+        (Self::MALFORMED, " msgs"),
     ];
 }
 
@@ -203,12 +207,13 @@ impl PerdixDiagnostics {
 pub(crate) fn register(app: &mut App) {
     for (path, suffix) in PerdixDiagnostics::ALL {
         let diagnostic = Diagnostic::new(path.clone()).with_suffix(suffix);
-        // A count: an average over frames would be nonsensical.
-        let diagnostic = if path == PerdixDiagnostics::ERRORS {
-            diagnostic.with_smoothing_factor(0.0)
-        } else {
-            diagnostic
-        };
+        // Counts: an average over frames would be nonsensical.
+        let diagnostic =
+            if path == PerdixDiagnostics::ERRORS || path == PerdixDiagnostics::MALFORMED {
+                diagnostic.with_smoothing_factor(0.0)
+            } else {
+                diagnostic
+            };
         app.register_diagnostic(diagnostic);
     }
 }
@@ -232,6 +237,8 @@ pub(crate) fn measure(
     // Every frame, not every ~100 ms: a fault shows in the frame that reported it.
     let errors = rings.errors() as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::ERRORS, || errors);
+    let malformed = rings.stats().malformed as f64;
+    diagnostics.add_measurement(&PerdixDiagnostics::MALFORMED, || malformed);
     let now = clock::now_ns();
     let start = *start.get_or_insert(now);
     if *last != 0 && now - *last < SAMPLE_EVERY_NS {

@@ -40,7 +40,7 @@ use crate::Error;
 /// let mut app = App::new();
 /// app.add_plugins(PerdixPlugin::default()).add_gpu_producer(spec);
 /// app.update();
-/// let backend = app.world_mut().resource_mut::<PerdixRings>().producer_backend();
+/// let backend = app.world().resource::<PerdixRings>().producer_backend();
 /// if !backend.is_gpu() {
 ///     let rings = app.world().resource::<PerdixRings>();
 ///     let events = app.world().resource::<Messages<PerdixEvent>>();

@@ -16,8 +16,10 @@
 //!    counted as deferred ([`DrainStats`]).
 //!
 //! With the `cuda` feature, GPU producers run on every device of `PerdixPlugin::devices`
-//! (default all), each with its own rings; [`PerdixRings::ring_device`],
-//! [`PerdixRings::device_totals`] and the `perdix/gpu<N>/*` diagnostics tell the devices apart.
+//! (default device 0 alone; `GpuDevices::All` asks for every device, and each then runs every
+//! registered kernel: one copy of its sequence per device), each with its own rings;
+//! [`PerdixRings::ring_device`], [`PerdixRings::device_totals`] and the `perdix/gpu<N>/*`
+//! diagnostics tell the devices apart.
 //!
 //! Both sets run in [`PreUpdate`](bevy_app::PreUpdate), so `Update` systems read this frame's
 //! messages with an ordinary [`MessageReader`](bevy_ecs::message::MessageReader). Systems that
@@ -108,6 +110,8 @@ pub use diagnostics::PerdixDiagnostics;
 pub use event::{PerdixEvent, RingState};
 pub use message::{Envelope, PerdixMessage};
 pub use plugin::{PerdixPlugin, PerdixSystems};
+#[cfg(feature = "cuda")]
+pub use producers::ExternalGpuProducer;
 pub use producers::{Emitter, GpuProducerSpec};
 pub use rings::PerdixRings;
 pub use stats::{DeviceTotals, DrainStats};

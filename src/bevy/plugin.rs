@@ -69,8 +69,11 @@ pub struct PerdixPlugin {
     /// Whether CPU producers stamp every message with the clock, for latency (default `true`;
     /// a clock read per message, see `docs/PERFORMANCE.md`).
     pub timestamps: bool,
-    /// The CUDA devices GPU producers run on (default every device): each registered GPU
-    /// producer, and the stress producers, get their own ring(s) on each.
+    /// The CUDA devices GPU producers run on (default one: device 0). Each registered GPU
+    /// producer, and the stress producers, get their own ring(s) on each device listed, and a
+    /// registered kernel runs on each: with [`GpuDevices::All`](crate::cuda::GpuDevices::All)
+    /// on an N-GPU host, a kernel's sequence arrives N times, once per device (one ring per
+    /// device, told apart by [`PerdixRings::ring_device`]).
     #[cfg(feature = "cuda")]
     pub devices: crate::cuda::GpuDevices,
 }
@@ -86,7 +89,7 @@ impl Default for PerdixPlugin {
             route: true,
             timestamps: true,
             #[cfg(feature = "cuda")]
-            devices: crate::cuda::GpuDevices::All,
+            devices: crate::cuda::GpuDevices::one(0),
         }
     }
 }
@@ -141,9 +144,15 @@ impl PerdixPlugin {
         self
     }
 
-    /// The CUDA devices GPU producers run on (default all). Messages from every device arrive
-    /// in the same ECS messages; [`PerdixRings::ring_device`] and the `perdix/gpu<N>/*`
-    /// diagnostics tell them apart.
+    /// The CUDA devices GPU producers run on (default [`GpuDevices::one(0)`]; ask for every
+    /// device with [`GpuDevices::All`]). Each device listed runs every registered kernel, so
+    /// each device's rings carry their own copy of its sequence (a per-device sequence: on N
+    /// devices a kernel's messages arrive N times, once from each). They arrive in the same
+    /// ECS messages; [`PerdixRings::ring_device`], [`PerdixMessage::ring`] and the
+    /// `perdix/gpu<N>/*` diagnostics tell them apart.
+    ///
+    /// [`GpuDevices::one(0)`]: crate::cuda::GpuDevices::one
+    /// [`GpuDevices::All`]: crate::cuda::GpuDevices::All
     ///
     /// # Examples
     ///
@@ -151,8 +160,9 @@ impl PerdixPlugin {
     /// use perdix_transport::bevy::PerdixPlugin;
     /// use perdix_transport::cuda::GpuDevices;
     ///
-    /// let plugin = PerdixPlugin::default().devices(GpuDevices::List(vec![0, 1]));
-    /// assert_eq!(plugin.devices.to_string(), "0,1");
+    /// assert_eq!(PerdixPlugin::default().devices, GpuDevices::one(0));
+    /// let plugin = PerdixPlugin::default().devices(GpuDevices::All);
+    /// assert_eq!(plugin.devices.to_string(), "all");
     /// ```
     #[cfg(feature = "cuda")]
     #[must_use]

@@ -285,7 +285,17 @@ impl PerdixRings {
     /// Everything the diagnostics recorded, for a dashboard.
     #[must_use]
     pub fn snapshot(&self) -> TelemetrySnapshot {
-        self.telemetry.snapshot()
+        let mut snapshot = self.telemetry.snapshot();
+        // Named by the backend once decided (it is decided from `&self`, see
+        // `producer_backend`).
+        if let Some(backend) = self.backend.get() {
+            snapshot.backend = backend.name().to_owned();
+            snapshot.device = match backend {
+                ProducerBackend::Gpu { device } => device.clone(),
+                ProducerBackend::Cpu { .. } => "cpu".to_owned(),
+            };
+        }
+        snapshot
     }
 
     /// Latencies (clock at drain minus producer stamp) of sampled messages since the start.
@@ -304,18 +314,10 @@ impl PerdixRings {
         (sample, window)
     }
 
-    /// Where this app's producers run: decided (and logged) on first use.
-    pub fn producer_backend(&mut self) -> ProducerBackend {
-        if let Some(backend) = self.backend.get() {
-            return backend.clone();
-        }
-        let backend = self.backend.decide(&self.config);
-        match &backend {
-            ProducerBackend::Gpu { device } => self.telemetry.set_device(device.as_str()),
-            ProducerBackend::Cpu { .. } => self.telemetry.set_device("cpu"),
-        }
-        self.telemetry.set_backend(backend.name());
-        backend
+    /// Where this app's producers run: decided (and logged) on first use, from any reader of
+    /// the resource (the plugin decides it at `Startup` when it has producers to start).
+    pub fn producer_backend(&self) -> ProducerBackend {
+        self.backend.get_or_decide(&self.config).clone()
     }
 
     /// The backend as decided so far, with the devices it opened.

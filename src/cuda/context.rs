@@ -7,7 +7,14 @@ use cudarc::driver::sys;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 
 use super::driver;
+use super::params::{self, Param};
 use crate::Error;
+
+/// Entry points of a module and their parameters.
+pub(crate) type Entries = HashMap<String, Vec<Param>>;
+
+/// A loaded module and its entry points' parameters.
+type Loaded = (Arc<CudaModule>, Arc<Entries>);
 
 /// An open CUDA device (its primary context), cheap to clone.
 ///
@@ -41,7 +48,8 @@ struct Inner {
     /// CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS: the CPU may touch managed memory while
     /// kernels run.
     concurrent_managed_access: bool,
-    modules: Mutex<HashMap<u64, Arc<CudaModule>>>,
+    /// Loaded modules by key, with the parameters of each entry point their PTX declares.
+    modules: Mutex<HashMap<u64, Loaded>>,
 }
 
 impl core::fmt::Debug for GpuContext {
@@ -69,16 +77,50 @@ impl GpuContext {
             return Err(Error::NoDevice("no CUDA device with that ordinal"));
         }
         let ctx = CudaContext::new(ordinal).map_err(super::presence::no_device_or)?;
-        // SAFETY: cudarc's conditions for managing streams by hand hold for the one kind of
-        // `CudaSlice` this crate makes (`DeviceWords`): it is synchronized on its stream after it
-        // is allocated and before any other stream uses it (`DeviceWords::zeroed`); kernels get
-        // its raw address, and it is freed only once every stream that used it is idle (a
-        // producer synchronizes its streams first, or leaks it: `teardown.rs`); the streams that
-        // write it at once write aligned 64-bit words of the control-block protocol
-        // (`control.rs`: kernel atomics, head pushes, stop and closed flags), which is the design,
-        // not a race cudarc's events would order. Without tracking, creating a stream never
-        // synchronizes the whole context either.
+        // SAFETY: cudarc's conditions for managing streams by hand hold because this crate
+        // makes no `CudaSlice` on its own context: its device memory is `cuMemAlloc`ed
+        // (`DeviceWords`, synchronized on its stream after it is allocated and before any other
+        // stream uses it, and freed only once every stream that used it is idle, or leaked:
+        // `teardown.rs`), its ring memory is mapped pinned or managed memory (`memory.rs`), and
+        // the streams that write the control block at once write aligned 64-bit words of its
+        // protocol (`control.rs`: kernel atomics, head pushes, stop and closed flags), which is
+        // the design, not a race cudarc's events would order. Without tracking, creating a
+        // stream never synchronizes the whole context either. The context is this crate's own
+        // (an app's context, given to `from_cudarc`, keeps the app's setting).
         unsafe { ctx.disable_event_tracking() };
+        Self::open(ctx)
+    }
+
+    /// Uses the app's own cudarc context: producers made on it share the app's device, and the
+    /// app launches its kernels on its own streams of that context with a producer's
+    /// [`handle`](super::GpuProducer::handle) as an argument.
+    ///
+    /// The context is used as it is: its event tracking stays as the app set it (perdix's own
+    /// device memory and ring memory are raw allocations, which tracking never touches).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Driver`] when the device's name or attributes cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use perdix_transport::cuda::{cudarc, GpuContext};
+    /// use perdix_transport::Error;
+    ///
+    /// let ctx = cudarc::driver::CudaContext::new(0).map_err(Error::Driver)?; // the app's
+    /// let gpu = GpuContext::from_cudarc(ctx.clone())?;
+    /// assert!(std::sync::Arc::ptr_eq(gpu.cudarc(), &ctx));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn from_cudarc(ctx: Arc<CudaContext>) -> Result<Self, Error> {
+        ctx.bind_to_thread().map_err(Error::Driver)?;
+        Self::open(ctx)
+    }
+
+    /// Reads the device's name and attributes.
+    fn open(ctx: Arc<CudaContext>) -> Result<Self, Error> {
+        let ordinal = ctx.ordinal();
         let name = ctx.name().map_err(Error::Driver)?;
         let compute_capability = ctx.compute_capability().map_err(Error::Driver)?;
         let multiprocessors = ctx
@@ -111,6 +153,14 @@ impl GpuContext {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The cudarc context perdix uses (the app's, when made with
+    /// [`from_cudarc`](Self::from_cudarc)): streams made from it can launch kernels that emit
+    /// through a producer's [`handle`](super::GpuProducer::handle).
+    #[must_use]
+    pub fn cudarc(&self) -> &Arc<CudaContext> {
+        &self.inner.ctx
     }
 
     /// Device ordinal.
@@ -174,33 +224,36 @@ impl GpuContext {
     }
 
     /// The function `entry` of the module compiled from `ptx` (keyed by `key`), loading the
-    /// module once per context.
+    /// module once per context, with the parameters its PTX declares for each entry point (an
+    /// entry point it did not spell readably is absent).
     pub(crate) fn function(
         &self,
         key: u64,
         ptx: impl FnOnce() -> Result<String, Error>,
         entry: &str,
-    ) -> Result<CudaFunction, Error> {
-        let module = {
+    ) -> Result<(CudaFunction, Arc<Entries>), Error> {
+        let (module, entries) = {
             let mut modules = self
                 .inner
                 .modules
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             match modules.get(&key) {
-                Some(module) => Arc::clone(module),
+                Some((module, entries)) => (Arc::clone(module), Arc::clone(entries)),
                 None => {
                     let ptx = ptx()?;
+                    let entries = Arc::new(params::entries(&ptx));
                     let module = self
                         .inner
                         .ctx
                         .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
                         .map_err(Error::Driver)?;
-                    modules.insert(key, Arc::clone(&module));
-                    module
+                    modules.insert(key, (Arc::clone(&module), Arc::clone(&entries)));
+                    (module, entries)
                 }
             }
         };
-        module.load_function(entry).map_err(Error::Driver)
+        let function = module.load_function(entry).map_err(Error::Driver)?;
+        Ok((function, entries))
     }
 }

@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use super::module;
+use super::arg::KernelArg;
+use super::{module, params};
 use crate::Error;
 
 /// Grid or block dimensions. `From` a `u32`, `(u32, u32)` or `(u32, u32, u32)`.
@@ -43,40 +44,15 @@ impl From<(u32, u32, u32)> for Dim3 {
     }
 }
 
-/// One kernel argument after the producer pointer: a scalar passed by value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub enum KernelArg {
-    /// `unsigned int`.
-    U32(u32),
-    /// `int`.
-    I32(i32),
-    /// `unsigned long long` (also device addresses).
-    U64(u64),
-    /// `long long`.
-    I64(i64),
-    /// `float`.
-    F32(f32),
-    /// `double`.
-    F64(f64),
-}
-
-macro_rules! kernel_arg_from {
-    ($($ty:ty => $variant:ident),*) => {$(
-        impl From<$ty> for KernelArg {
-            fn from(value: $ty) -> Self {
-                Self::$variant(value)
-            }
-        }
-    )*};
-}
-kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64 => F64);
-
 /// A producer kernel: CUDA C source, entry point, grid, block and arguments.
 ///
 /// The kernel's first parameter is always `const perdix_producer* p`, supplied by
 /// [`GpuProducer::launch`](super::GpuProducer::launch); [`arg`](Self::arg) adds the parameters
-/// after it, in order. The source may `#include "perdix.cuh"` (supplied in memory) and call
+/// after it, in order, each a [`KernelArg`] (scalars, a `#[repr(C)]` struct by value, a device
+/// buffer): every launch checks them against the parameters the kernel's PTX declares (count,
+/// sizes, a struct's alignment) and refuses a mismatch with
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig); [`check_args`](Self::check_args) runs
+/// the same check without a GPU. The source may `#include "perdix.cuh"` (supplied in memory) and call
 /// `perdix_emit(p, kind, &msg, sizeof msg)` from any thread. Entry points are `extern "C"`.
 /// Compiled by NVRTC at first launch and cached (see [`compile_ptx`](super::compile_ptx)).
 ///
@@ -264,6 +240,12 @@ impl GpuKernel {
         &self.args
     }
 
+    /// The arguments, replaced in place before a launch (the plugin's per-frame arguments).
+    #[cfg(feature = "bevy")]
+    pub(crate) fn args_mut(&mut self) -> &mut [KernelArg] {
+        &mut self.args
+    }
+
     /// Threads per launch (grid × block).
     #[must_use]
     pub fn threads(&self) -> u64 {
@@ -277,6 +259,41 @@ impl GpuKernel {
     /// As [`compile_ptx`](super::compile_ptx).
     pub fn compile(&self, arch: &str) -> Result<String, Error> {
         module::compile_ptx(&self.source, &self.name, arch)
+    }
+
+    /// Checks the arguments against the parameters `ptx` (this kernel's source compiled, by
+    /// [`compile`](Self::compile) say) declares for the entry point: the check every launch
+    /// makes, without a GPU.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the entry point is not in `ptx`, or its parameters are not
+    /// the producer pointer followed by arguments of these sizes (see [`KernelArg`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use perdix_transport::cuda::GpuKernel;
+    /// const SRC: &str = r#"
+    /// #include "perdix.cuh"
+    /// extern "C" __global__ void k(const perdix_producer* p, double dt) {}
+    /// "#;
+    /// // SAFETY: `k` takes the producer pointer then a `double`, and writes nothing.
+    /// let kernel = unsafe { GpuKernel::from_source(SRC, "k") };
+    /// let ptx = kernel.compile("sm_90")?; // NVRTC only, no GPU
+    /// assert!(kernel.clone().arg(1.0f32).check_args(&ptx).is_err()); // a float for a double
+    /// kernel.arg(1.0f64).check_args(&ptx)?;
+    /// # Ok::<(), perdix_transport::Error>(())
+    /// ```
+    pub fn check_args(&self, ptx: &str) -> Result<(), Error> {
+        let entries = params::entries(ptx);
+        let Some(declared) = entries.get(self.entry()) else {
+            return Err(Error::InvalidConfig(format!(
+                "the PTX declares no entry point `{}` (is it `extern \"C\"`?)",
+                self.entry()
+            )));
+        };
+        params::check(self.entry(), declared, &self.args)
     }
 
     /// The key of this kernel's module for `arch` (source, header, defines).

@@ -9,6 +9,12 @@
 //!   block in device memory, a stream; [`GpuProducer::launch`] runs a [`GpuKernel`] into them.
 //!   Each ring is read by an ordinary [`Consumer`](crate::Consumer), the same code as for CPU
 //!   producers; [`ConsumerGroup`] reads several rings from one thread.
+//! - [`KernelArg`]: a kernel argument of any kind cudarc passes (scalars, a `#[repr(C)]` struct
+//!   by value, an app's device buffer), checked against the kernel's PTX before each launch.
+//! - Bring your own launch: [`GpuContext::from_cudarc`] uses the app's context; a producer's
+//!   [`ProducerHandle`] is an argument for cudarc's own launch builder on the app's streams,
+//!   and [`GpuProducer::track`] keeps the producer alive for those kernels. The cudarc this
+//!   crate is built with is re-exported ([`cudarc`]), so the types match.
 //! - [`GpuProducerSet`]: one `GpuProducer` per device, launched together; each ring's consumer
 //!   and every [`MessageRef`](crate::MessageRef) says which device it came from.
 //! - The GPU clock mapped onto the CPU's, its calibration and tracker: [`crate::clock`].
@@ -44,6 +50,11 @@
 //! - a waiting warp sleeps with `__nanosleep` backoff and polls its ring's closed flag, so
 //!   dropping the consumer ends a blocked kernel.
 
+/// The cudarc this crate is built with: an app that launches its own kernels uses these types
+/// (`CudaContext`, `CudaStream`, `CudaSlice`, the launch builder), so they match perdix's.
+pub use cudarc;
+
+mod arg;
 mod block;
 mod builder;
 pub(crate) mod clock;
@@ -54,11 +65,13 @@ mod devices;
 mod driver;
 mod faults;
 mod group;
+mod handle;
 mod head;
 mod kernel;
 mod memory;
 pub(crate) mod module;
 mod nvrtc;
+mod params;
 mod presence;
 #[cfg(feature = "testing")]
 pub(crate) mod probe;
@@ -69,14 +82,18 @@ pub(crate) mod stress;
 mod teardown;
 mod words;
 
+pub use arg::{device_address, ArgBytes, KernelArg};
 pub use builder::{GpuProducerBuilder, MIN_CAPACITY};
 pub use context::GpuContext;
 pub use counters::GpuCounters;
 pub use devices::GpuDevices;
 pub use group::ConsumerGroup;
-pub use kernel::{Dim3, GpuKernel, KernelArg};
+pub use handle::ProducerHandle;
+pub use kernel::{Dim3, GpuKernel};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{compile_ptx, PERDIX_CUH};
+#[cfg(feature = "bevy")]
+pub(crate) use params::ArgSplit;
 pub use presence::device_count;
 pub use producer::GpuProducer;
 pub use set::GpuProducerSet;

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
+use super::arg::KernelArg;
 use super::block::{ClockSetter, ControlBlock};
 use super::clock::{self, ClockMapping};
 use super::counters::GpuCounters;
-use super::kernel::{GpuKernel, KernelArg};
+use super::kernel::GpuKernel;
 use super::memory::GpuMemory;
-use super::{control, driver, GpuContext};
+use super::{control, driver, params, GpuContext};
 use crate::ring::Ring;
 use crate::sync::Arc as RingArc;
 use crate::{Backend, Error, Policy, RingStats};
@@ -91,16 +92,24 @@ impl GpuProducer {
     /// # Errors
     ///
     /// [`Error::Compile`] with NVRTC's log; [`Error::NoDevice`] without libnvrtc;
-    /// [`Error::Driver`] when the module does not load.
+    /// [`Error::Driver`] when the module does not load;
+    /// [`Error::InvalidConfig`] when the kernel's arguments disagree with the parameters its
+    /// PTX declares (see [`KernelArg`]).
     pub fn prepare(&self, kernel: &GpuKernel) -> Result<(), Error> {
         self.function(kernel).map(drop)
     }
 
+    /// The loaded function, once its arguments are checked against its PTX.
     fn function(&self, kernel: &GpuKernel) -> Result<CudaFunction, Error> {
         let arch = self.gpu.arch();
         let key = kernel.module_key(&arch);
-        self.gpu
-            .function(key, || kernel.compile(&arch), kernel.entry())
+        let (function, entries) =
+            self.gpu
+                .function(key, || kernel.compile(&arch), kernel.entry())?;
+        if let Some(params) = entries.get(kernel.entry()) {
+            params::check(kernel.entry(), params, kernel.args())?;
+        }
+        Ok(function)
     }
 
     /// Queues `kernel` on the producer's stream with the control block as its first argument;
@@ -108,7 +117,8 @@ impl GpuProducer {
     ///
     /// # Errors
     ///
-    /// As [`prepare`](Self::prepare); [`Error::Driver`] for a launch the driver refuses (bad
+    /// As [`prepare`](Self::prepare) (arguments that disagree with the kernel's parameters are
+    /// [`Error::InvalidConfig`], and nothing is launched); [`Error::Driver`] for a launch the driver refuses (bad
     /// grid, too much shared memory); [`Error::KernelFault`] if an earlier kernel faulted.
     pub fn launch(&mut self, kernel: &GpuKernel) -> Result<(), Error> {
         let func = self.function(kernel)?;
@@ -130,12 +140,13 @@ impl GpuProducer {
                 KernelArg::I64(v) => builder.arg(v),
                 KernelArg::F32(v) => builder.arg(v),
                 KernelArg::F64(v) => builder.arg(v),
+                KernelArg::Value(bytes) => builder.arg(bytes.first_word()),
             };
         }
         // SAFETY: every `GpuKernel` was built either by the `unsafe` `GpuKernel::from_source`,
         // whose caller promised its contract, or by `GpuKernel::builtin` for the crate's own
         // kernels, which keep it; so (1) the kernel's first parameter is `const perdix_producer*`
-        // and receives the control block's address, and the scalars after it match its
+        // and receives the control block's address, and the arguments after it match its
         // parameters in count, order and type (contract item 3); (2) it writes ring and control
         // memory only through `perdix.cuh` and no other host-mapped memory (items 2 and 4), so
         // it never writes a slot lent out as `&[u8]`; (3) the control block and ring memory

@@ -70,7 +70,7 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
     // (the trap stops the kernel, it writes nothing).
     let spec = unsafe { GpuProducerSpec::new("trap", TRAP_CU, "emit_then_trap") }
         .block(32)
-        .args(move |world: &World| {
+        .args(move |world: &World, _launch: u64| {
             let frame = world.resource::<Frame>().0;
             if frame >= TRAP_AT {
                 let mut at = stamp.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,7 +1,7 @@
 //! Faults reach the app, on the CPU (headless `App`, no tracing subscriber): a corrupt ring, a
-//! GPU producer that cannot start, and a bad plugin configuration each give a typed value (a
-//! `PerdixEvent`, the ring's `RingState`) and the `perdix/errors` diagnostic, not only a log
-//! line; the other rings keep flowing.
+//! GPU producer that cannot start, a CPU fallback that panics, and a bad plugin configuration
+//! each give a typed value (a `PerdixEvent`, the ring's `RingState`) and the `perdix/errors`
+//! diagnostic, not only a log line; the other rings keep flowing.
 #![cfg(feature = "bevy")]
 
 use core::ptr::NonNull;
@@ -213,6 +213,54 @@ fn gpu_producer_without_fallback_or_gpu_reports_why() {
     );
     assert_eq!(errors_diagnostic(&app), Some(1.0));
     assert_eq!(app.world().resource::<PerdixRings>().rings(), 0);
+}
+
+#[test]
+fn a_panicking_cpu_fallback_reports_its_producer_failed() {
+    const TICK_CU: &str = "extern \"C\" __global__ void tick(const perdix_producer* p) {}";
+    // SAFETY: `tick` takes only the producer pointer (`A = ()`) and touches no memory.
+    let spec = unsafe { GpuProducerSpec::<()>::new("panics", TICK_CU, "tick") }.cpu_fallback(
+        |(), emit| {
+            assert!(
+                emit.frame() < 2,
+                "the fallback's third launch panics (on purpose)"
+            );
+            let _ = emit.emit_bytes(1, b"ok");
+        },
+    );
+    let mut app = app(PerdixPlugin::default());
+    app.add_gpu_producer(spec);
+    app.update();
+    if app
+        .world()
+        .resource::<PerdixRings>()
+        .producer_backend()
+        .is_gpu()
+    {
+        println!("skipped: a CUDA device is present (the kernel runs, not the fallback)");
+        return;
+    }
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while got.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no event");
+        app.update();
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        got = events(&app);
+    }
+    assert!(
+        matches!(
+            &got[..],
+            [PerdixEvent::ProducerFailed { name, error: Error::Panicked(_) }] if name == "panics"
+        ),
+        "{got:?}"
+    );
+    assert_eq!(errors_diagnostic(&app), Some(1.0));
+    // It is not launched again: nothing more is reported.
+    for _ in 0..5 {
+        app.update();
+    }
+    assert_eq!(app.world().resource::<PerdixRings>().errors(), 1);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Exact counts across frames, the budget (respected, shared between rings, deferral counted),
-//! drops and stalls in the diagnostics, and per-device totals.
+//! drops and stalls in the diagnostics, per-device totals, totals after a stream ends, and
+//! the malformed count.
 
 use super::*;
 
@@ -143,4 +144,56 @@ fn rings_of_each_device_are_counted_per_device() {
         [Some(0), Some(1), Some(1), None, None]
     );
     assert_eq!(ring.stats().messages, 600);
+}
+
+#[test]
+fn totals_stay_readable_after_the_stream_ends() {
+    const COUNT: u32 = 500;
+    let mut app = app(PerdixPlugin::default().capacity(1024));
+    app.add_plugins(DiagnosticsPlugin);
+    let mut p = producer(&mut app, "ends");
+    app.update(); // baseline sample
+    for n in 0..COUNT {
+        send_tick(&mut p, 0, n);
+    }
+    drop(p);
+    let rate = sampled(&mut app, &PerdixDiagnostics::MSGS_PER_SEC);
+    assert!(rate > 0.0);
+    assert!(app.world().resource::<PerdixRings>().is_finished());
+    // Frames go on after the end: the rate drops to 0, the totals stay.
+    for _ in 0..3 {
+        sampled(&mut app, &PerdixDiagnostics::MSGS_PER_SEC);
+    }
+    let rings = app.world().resource::<PerdixRings>();
+    let last = rings.snapshot().history.last().map(|s| s.msgs_per_sec);
+    assert_eq!(last, Some(0.0), "no messages in the last window");
+    assert_eq!(rings.stats().messages, u64::from(COUNT));
+    assert_eq!(rings.totals().messages, u64::from(COUNT));
+    assert_eq!(rings.totals().bytes, u64::from(COUNT) * 32);
+    assert!(rings
+        .snapshot()
+        .history
+        .iter()
+        .any(|s| s.msgs_per_sec > 0.0));
+    assert_in_order(&app.world().resource::<Seen>().0, 1, COUNT);
+}
+
+#[test]
+fn malformed_messages_are_a_diagnostic() {
+    let mut app = app(PerdixPlugin::default().capacity(64));
+    app.add_plugins(DiagnosticsPlugin);
+    let mut p = producer(&mut app, "a");
+    assert_eq!(p.try_produce_kind(KIND_HIT, &[1, 2, 3]), Ok(())); // Hit is 4 bytes
+    assert_eq!(p.try_produce_kind(KIND_TICK, &[0; 8]), Ok(())); // Tick is 32
+    app.update();
+    let malformed = |app: &App| {
+        let store = app.world().resource::<DiagnosticsStore>();
+        store
+            .get(&PerdixDiagnostics::MALFORMED)
+            .and_then(bevy_diagnostic::Diagnostic::value)
+    };
+    assert_eq!(malformed(&app), Some(2.0));
+    assert_eq!(app.world().resource::<PerdixRings>().stats().malformed, 2);
+    app.update();
+    assert_eq!(malformed(&app), Some(2.0), "a count, not a rate");
 }

@@ -1,5 +1,6 @@
 //! `PerdixPlugin` on the CPU backend: typed routing, order, exact counts, budget, backpressure
-//! and drops in diagnostics, unrouted and malformed messages, thread drain, CPU fallbacks.
+//! and drops in diagnostics, unrouted and malformed messages, thread drain, CPU fallbacks and
+//! the `args` rule of their launches.
 #![cfg(feature = "bevy")]
 
 use std::time::{Duration, Instant};
@@ -110,6 +111,7 @@ fn sampled(app: &mut App, path: &bevy_diagnostic::DiagnosticPath) -> f64 {
 }
 
 mod counts;
+mod launches;
 mod producers;
 mod routing;
 mod thread_drain;

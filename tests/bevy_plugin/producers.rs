@@ -19,7 +19,7 @@ fn gpu_producer_runs_its_cpu_fallback_without_a_device() {
     // SAFETY: `ticks` takes the producer pointer, then one `unsigned` (`FrameArgs` is
     // `#[repr(C)] { per_frame: u32 }`), and touches no memory at all.
     let spec = unsafe { GpuProducerSpec::new("ticks", TICKS_CU, "ticks") }
-        .args(|world: &World| FrameArgs {
+        .args(|world: &World, _launch: u64| FrameArgs {
             per_frame: world.resource::<PerFrame>().0,
         })
         .cpu_fallback(|args: &FrameArgs, emit| {
@@ -39,7 +39,7 @@ fn gpu_producer_runs_its_cpu_fallback_without_a_device() {
         app.update();
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut ring = app.world_mut().resource_mut::<PerdixRings>();
+    let ring = app.world().resource::<PerdixRings>();
     let backend = ring.producer_backend();
     if !backend.is_gpu() {
         assert_eq!(backend.name(), "cpu");

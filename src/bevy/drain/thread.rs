@@ -229,7 +229,8 @@ impl DrainThread {
         if let Some(handle) = self.handle.take() {
             match handle.join() {
                 Ok(fault) => self.fault = fault,
-                Err(_) => tracing::warn!("perdix: a drain thread panicked"),
+                // Its ring fails with it (an event, `perdix/errors` and the log).
+                Err(_) => self.fault = Some(Error::Panicked("a ring's drain thread".into())),
             }
         }
         self.fault.as_ref()

@@ -23,7 +23,7 @@ use crate::{Error, Producer};
 #[derive(Debug)]
 pub struct Emitter {
     pub(super) producer: Producer,
-    /// Frames launched so far.
+    /// The number of the launch running (launches that ran before it).
     pub(super) frame: u64,
 }
 
@@ -55,7 +55,8 @@ impl Emitter {
         self.producer.produce_kind(kind, bytes)
     }
 
-    /// Frames launched so far (0 in the first frame's launch).
+    /// The number of the launch running: 0 in the first, then 1, 2, ... with no gaps (skipped
+    /// launches take no number), the number its `args` closure was given.
     #[must_use]
     pub fn frame(&self) -> u64 {
         self.frame

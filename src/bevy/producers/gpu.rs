@@ -9,10 +9,11 @@ use std::ops::Range;
 
 use bevy_ecs::world::World;
 
+use super::launch::Launches;
 use super::running::Running;
-use super::spec::{ArgsFn, GpuProducerSpec};
+use super::spec::GpuProducerSpec;
 use crate::bevy::rings::PerdixRings;
-use crate::cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducerSet};
+use crate::cuda::{ArgSplit, GpuContext, GpuKernel, GpuMemory, GpuProducerSet};
 use crate::{Backend, Error};
 
 /// Clock calibration rounds before a producer with timestamps starts.
@@ -77,25 +78,32 @@ pub(crate) fn first_device(rings: &PerdixRings) -> Result<GpuContext, Error> {
 ///
 /// # Errors
 ///
-/// The kernel's compile error, or the device's, before any ring exists; a ring's or the
-/// clock calibration's after.
+/// The kernel's compile error, the device's, or [`Error::InvalidConfig`] when `A` is not the
+/// `#[repr(C)]` struct of the kernel's parameters after the producer pointer, before any ring
+/// exists; a ring's or the clock calibration's after.
 pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
     spec: &mut GpuProducerSpec<A>,
     rings: &mut PerdixRings,
 ) -> Result<Box<dyn Running>, Error> {
-    let words = core::mem::size_of::<A>() / 4;
     #[allow(unsafe_code)]
     // SAFETY: GpuProducerSpec::new's contract (the spec's source was given under it)
     let mut kernel = unsafe { GpuKernel::from_source(spec.source.clone(), spec.entry.clone()) }
         .name(format!("{}.cu", spec.name))
         .grid(spec.grid)
         .block(spec.block);
-    for _ in 0..words {
-        kernel = kernel.arg(0u32);
-    }
-    // Compile before any ring exists, so a compile error leaves nothing behind.
+    // Compile before any ring exists, so a compile error (or arguments that disagree with
+    // the kernel's parameters) leaves nothing behind.
     let gpu = first_device(rings)?;
-    kernel.compile(&gpu.arch())?;
+    let ptx = kernel.compile(&gpu.arch())?;
+    let split = ArgSplit::new(
+        &ptx,
+        &spec.entry,
+        core::mem::size_of::<A>(),
+        core::mem::align_of::<A>(),
+    )?;
+    for arg in split.zeroed() {
+        kernel = kernel.arg(arg);
+    }
     let first = rings.rings();
     let producer = producer(rings, &spec.name, 1)?;
     let written = first..rings.rings();
@@ -106,7 +114,8 @@ pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
         rings: written,
         producer,
         kernel,
-        args: spec.args.take(),
+        split,
+        args: Launches::new(spec.args.take()),
         skipped: 0,
         failed: false,
     }))
@@ -119,7 +128,10 @@ struct Launcher<A> {
     rings: Range<usize>,
     producer: GpuProducerSet,
     kernel: GpuKernel,
-    args: Option<ArgsFn<A>>,
+    /// How `A`'s bytes become the kernel's arguments (from its PTX).
+    split: ArgSplit,
+    /// The `args` closure, called for launches that run (see `launch.rs`).
+    args: Launches<A>,
     skipped: u64,
     failed: bool,
 }
@@ -147,16 +159,10 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
             }
             Err(err) => return self.fail(err),
         }
-        let args = self
-            .args
-            .as_ref()
-            .map_or_else(A::zeroed, |args| args(world));
-        let bytes = bytemuck::bytes_of(&args);
-        for (idx, word) in bytes.chunks_exact(4).enumerate() {
-            let mut raw = [0u8; 4];
-            raw.copy_from_slice(word);
-            self.kernel.set_arg(idx, u32::from_ne_bytes(raw));
-        }
+        // The launch runs (unless it fails, which stops the producer): it takes a number.
+        let (_launch, args) = self.args.next(world);
+        self.split
+            .fill(bytemuck::bytes_of(&args), self.kernel.args_mut());
         self.producer
             .launch(&self.kernel)
             .or_else(|err| self.fail(err))

@@ -1,18 +1,22 @@
 //! Producers the plugin runs: registered GPU kernels ([`GpuProducerSpec`], started on the GPU,
-//! or as their CPU fallbacks with an [`Emitter`]), started at `Startup` and launched once a
-//! frame.
+//! or as their CPU fallbacks with an [`Emitter`]), started at `Startup` and launched at most once
+//! a frame.
 //!
 //! This file holds the registry (a resource) and its two systems; `spec.rs` is what a user
 //! registers, `running.rs` what a started producer is, `gpu.rs` (with `cuda`) and
-//! `fallback.rs` the two ways one runs, `emitter.rs` what a fallback writes with.
+//! `fallback.rs` the two ways one runs, `launch.rs` the rule both follow for `args` (once for
+//! each launch that runs, with its number), `emitter.rs` what a fallback writes with.
 // Two files declare or call one `unsafe` item each (`spec.rs`: `GpuProducerSpec::new`;
 // `gpu.rs`: the kernel built under its contract) and allow exactly that; the others forbid it.
 #![deny(unsafe_code)]
 
 mod emitter;
+#[cfg(feature = "cuda")]
+mod external;
 mod fallback;
 #[cfg(feature = "cuda")]
 pub(crate) mod gpu;
+mod launch;
 mod running;
 mod spec;
 
@@ -22,6 +26,8 @@ use bevy_ecs::resource::Resource;
 use bevy_ecs::world::{Mut, World};
 
 pub use emitter::Emitter;
+#[cfg(feature = "cuda")]
+pub use external::ExternalGpuProducer;
 use fallback::Fallback;
 use running::Running;
 pub use spec::GpuProducerSpec;

@@ -8,7 +8,7 @@ use bevy_ecs::world::World;
 
 use crate::Error;
 
-/// A started producer: launched once a frame.
+/// A started producer: launched once a frame (it may skip the launch while behind).
 pub(crate) trait Running: Send + Sync {
     /// The producer's name.
     fn name(&self) -> &str;

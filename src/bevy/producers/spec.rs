@@ -9,7 +9,7 @@ use bevy_ecs::world::World;
 
 use super::emitter::Emitter;
 
-pub(crate) type ArgsFn<A> = Box<dyn Fn(&World) -> A + Send + Sync>;
+pub(crate) type ArgsFn<A> = Box<dyn Fn(&World, u64) -> A + Send + Sync>;
 pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 
 /// A GPU producer to register with
@@ -19,10 +19,28 @@ pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 ///
 /// The kernel is launched once a frame on its own stream (never more than one launch in
 /// flight: a frame whose previous launch still runs skips its launch) as
-/// `entry(const perdix_producer* p, ...)`, with `A`'s bytes as the parameters after `p`, one
-/// 4-byte scalar each: declare them in `A`'s field order as `float`, `int` or `unsigned`
-/// (`A` is a `#[repr(C)]` struct of 4-byte fields, checked at compile time). The kernel calls
+/// `entry(const perdix_producer* p, ...)`, with `A`'s fields as the parameters after `p`: `A`
+/// is a `#[repr(C)]` struct (`bytemuck::Pod`) whose fields are the kernel's parameters in
+/// order, of any kernel-argument type: `f32` / `i32` / `u32` (`float`, `int`, `unsigned`),
+/// `f64`, `u64` / `i64`, a nested `#[repr(C)]` struct passed by value, or a device buffer the
+/// app owns as its address (a `u64` from
+/// [`cuda::device_address`](crate::cuda::device_address), the kernel's `T*`, read from a
+/// resource by the `args` closure; the app keeps the buffer alive while the producer runs).
+/// When the producer starts, `A`'s size and alignment are checked against the struct the
+/// kernel's parameters make, as its PTX declares them (a whole-struct check: fields of the same
+/// total size in another order or split differently pass it; see [`check`](Self::check) to
+/// run it without a GPU): a mismatch is
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) and no ring is made. The kernel calls
 /// `perdix_emit(p, kind, &msg, sizeof msg)` from `kernels/perdix.cuh`.
+///
+/// # Launches and `args`
+///
+/// One rule on the GPU and on the CPU fallback: the [`args`](Self::args) closure is called
+/// exactly once for each launch that runs, just before it, with that launch's number (0, 1,
+/// 2, ... with no gaps), which the fallback sees again as [`Emitter::frame`]. A frame whose
+/// launch is skipped (the GPU's previous launch still runs, or the fallback is
+/// `FALLBACK_QUEUE` = 2 launches behind) neither calls the closure nor takes a number; so
+/// launch numbers count launches, not frames.
 ///
 /// The kernel runs with the ring's host-mapped memory in reach, including slots the CPU lends
 /// out as `&[u8]`; nothing on the CPU can check what it writes, so [`new`](Self::new) is an
@@ -54,7 +72,7 @@ pub(crate) type FallbackFn<A> = Box<dyn FnMut(&A, &mut Emitter) + Send>;
 /// let spec = unsafe { GpuProducerSpec::new("particles", STEP_CU, "step") }
 ///     .grid(64)
 ///     .block(256)
-///     .args(|_world| Step { dt: 1.0 / 60.0, count: 1024 })
+///     .args(|_world, _launch| Step { dt: 1.0 / 60.0, count: 1024 })
 ///     .cpu_fallback(|step: &Step, emit| {
 ///         for i in 0..step.count {
 ///             if emit.emit(1, &i).is_err() {
@@ -100,23 +118,19 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
     /// 2. touches ring memory (slots, `seq`, head, counters) only through `perdix.cuh`
     ///    (`perdix_emit` and friends): it never writes a slot or forges a `seq` itself;
     /// 3. declares, after `p`, exactly the parameters `A` holds: `A` is `#[repr(C)]` and its
-    ///    4-byte fields, in order, are the kernel's `float`, `int` or `unsigned` parameters
-    ///    after the producer pointer (the size and alignment are checked at compile time; the
-    ///    types and order cannot be);
-    /// 4. writes no host-mapped memory it was not given: no pointer built from an integer in
-    ///    `A`, no address from anywhere else.
+    ///    fields, in order, have the types of the kernel's parameters after the producer pointer
+    ///    (the size and alignment of the whole are checked against the PTX when the producer
+    ///    starts; each field's type cannot be), and every device address among them is valid
+    ///    for what the kernel does with it while kernels run;
+    /// 4. writes no memory it was not given: only device buffers whose addresses `A` carries
+    ///    for that purpose, no other pointer built from an integer, no address from anywhere
+    ///    else.
     ///
     /// A kernel that breaks these can change bytes the CPU holds as `&[u8]` (undefined
     /// behaviour in safe code), not only produce wrong messages.
     #[must_use]
     #[allow(unsafe_code)]
     pub unsafe fn new(name: &str, source: impl Into<Cow<'static, str>>, entry: &str) -> Self {
-        const {
-            assert!(
-                core::mem::align_of::<A>() <= 4 && core::mem::size_of::<A>().is_multiple_of(4),
-                "GPU producer arguments are passed as 4-byte scalars: use 4-byte fields"
-            );
-        }
         Self {
             name: name.to_owned(),
             source: source.into(),
@@ -142,18 +156,42 @@ impl<A: bytemuck::Pod + Send + Sync> GpuProducerSpec<A> {
         self
     }
 
-    /// The per-frame arguments, read from the world at launch (default: `A::zeroed()`).
+    /// The arguments of each launch, read from the world with the launch's number (default:
+    /// `A::zeroed()`): called once for each launch that runs, never for a skipped one (see
+    /// [Launches and `args`](Self#launches-and-args)).
     #[must_use]
-    pub fn args(mut self, args: impl Fn(&World) -> A + Send + Sync + 'static) -> Self {
+    pub fn args(mut self, args: impl Fn(&World, u64) -> A + Send + Sync + 'static) -> Self {
         self.args = Some(Box::new(args));
         self
     }
 
-    /// The CPU fallback: called once a frame, on a worker thread, with the frame's arguments.
+    /// The CPU fallback: called on a worker thread once for each launch that runs, with that
+    /// launch's arguments ([`Emitter::frame`] is its launch number).
     #[must_use]
     pub fn cpu_fallback(mut self, fallback: impl FnMut(&A, &mut Emitter) + Send + 'static) -> Self {
         self.fallback = Some(Box::new(fallback));
         self
+    }
+
+    /// Compiles the kernel for `arch` (`sm_90`, say) with NVRTC and checks `A` against its
+    /// parameters, as starting the producer does: the CI check, with no GPU.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Compile`](crate::Error::Compile) with NVRTC's log;
+    /// [`Error::NoDevice`](crate::Error::NoDevice) without libnvrtc;
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `A` is not the `#[repr(C)]`
+    /// struct of the kernel's parameters after the producer pointer.
+    #[cfg(feature = "cuda")]
+    pub fn check(&self, arch: &str) -> Result<(), crate::Error> {
+        let ptx = crate::cuda::compile_ptx(&self.source, &format!("{}.cu", self.name), arch)?;
+        crate::cuda::ArgSplit::new(
+            &ptx,
+            &self.entry,
+            core::mem::size_of::<A>(),
+            core::mem::align_of::<A>(),
+        )
+        .map(drop)
     }
 
     /// The producer's name.

@@ -26,7 +26,7 @@ impl Prober {
     pub(super) fn new(gpu: &GpuContext) -> Result<Self, Error> {
         let arch = gpu.arch();
         let key = module::cache_key(module::PROBE_CU, &arch);
-        let func = gpu.function(
+        let (func, _params) = gpu.function(
             key,
             || module::compile_ptx(module::PROBE_CU, "probe.cu", &arch),
             "perdix_clock_probe",
