@@ -25,20 +25,26 @@ fn particles_kernel_compiles_for_sm_90() {
         Ok(ptx) => ptx,
     };
     assert!(ptx.contains(".entry particles_step"), "entry point");
-    // The launcher passes the producer pointer, then `StepArgs` as four 4-byte scalars.
+    // The launcher passes the producer pointer, then `StepArgs`: the particles' buffer as its
+    // 8-byte address and four 4-byte scalars.
     let params: Vec<&str> = ptx
         .split(".entry particles_step")
         .nth(1)
         .and_then(|rest| rest.split(')').next())
         .map(|list| list.lines().filter(|l| l.contains(".param")).collect())
         .unwrap_or_default();
-    assert_eq!(params.len(), 5, "params: {params:?}");
+    assert_eq!(params.len(), 6, "params: {params:?}");
     assert!(
         params[0].contains(".u64"),
         "producer pointer: {}",
         params[0]
     );
-    for param in &params[1..] {
+    assert!(
+        params[1].contains(".u64"),
+        "particles pointer: {}",
+        params[1]
+    );
+    for param in &params[2..] {
         assert!(
             param.contains(".f32") || param.contains(".u32"),
             "4-byte scalar: {param}"
@@ -47,11 +53,14 @@ fn particles_kernel_compiles_for_sm_90() {
 }
 
 mod gpu_producer {
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use bevy_app::prelude::*;
     use bevy_ecs::prelude::*;
     use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRings};
+    use perdix_transport::cuda::cudarc::driver::{CudaContext, CudaSlice};
+    use perdix_transport::cuda::device_address;
 
     use super::step::{self, BlockStats, BumperHit, StepArgs, WallHit, BLOCK};
 
@@ -59,6 +68,11 @@ mod gpu_producer {
 
     #[derive(Resource, Default)]
     struct Frame(u32);
+
+    /// The particles' device buffer (four floats each), which the app allocates; the test
+    /// keeps a clone until the app (and the producer, which waits for its kernels) is gone.
+    #[derive(Resource, Clone)]
+    struct Particles(Arc<CudaSlice<f32>>);
 
     #[derive(Resource, Default)]
     struct Seen {
@@ -83,7 +97,18 @@ mod gpu_producer {
     #[test]
     #[ignore = "needs a CUDA device"]
     fn particles_kernel_runs_as_a_gpu_producer() {
+        match perdix_transport::cuda::device_count() {
+            Ok(n) if n > 0 => {}
+            other => return println!("skipped: no CUDA device ({other:?})"),
+        }
+        let stream = CudaContext::new(0).expect("device 0").default_stream();
+        let particles = Particles(Arc::new(
+            stream
+                .alloc_zeros::<f32>(4 * PARTICLES as usize)
+                .expect("the particles' buffer"),
+        ));
         let spec = step::producer(PARTICLES, |world: &World| StepArgs {
+            particles: device_address(&*world.resource::<Particles>().0),
             dt: 1.0 / 240.0,
             frame: world.resource::<Frame>().0,
             count: PARTICLES,
@@ -93,6 +118,7 @@ mod gpu_producer {
         app.add_plugins(PerdixPlugin::default().capacity(65_536));
         step::add_messages(&mut app)
             .add_gpu_producer(spec)
+            .insert_resource(particles.clone())
             .init_resource::<Frame>()
             .init_resource::<Seen>()
             .add_systems(Update, collect)
@@ -130,5 +156,7 @@ mod gpu_producer {
         assert!(seen.hits > 0, "no wall or bumper hits");
         let stats = app.world().resource::<PerdixRings>().stats();
         assert_eq!((stats.unrouted, stats.malformed), (0, 0));
+        drop(app);
+        drop(particles);
     }
 }

@@ -5,7 +5,7 @@ use perdix_transport::bevy::Emitter;
 
 use crate::step::{
     BlockStats, BumperHit, StepArgs, WallHit, BLOCK, BUMPERS, KIND_BLOCK_STATS, KIND_BUMPER_HIT,
-    KIND_WALL_HIT, MAX_PARTICLES,
+    KIND_WALL_HIT,
 };
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -16,7 +16,7 @@ struct Particle {
     vy: f32,
 }
 
-/// The state the kernel keeps in `g_particles`.
+/// The state the kernel keeps in the app's device buffer.
 #[derive(Debug, Default)]
 pub struct CpuParticles {
     particles: Vec<Particle>,
@@ -56,7 +56,7 @@ impl CpuParticles {
 
     /// One frame; stops emitting once the ring's consumer is gone.
     fn step(&mut self, args: &StepArgs, emit: &mut Emitter) {
-        let count = args.count.min(MAX_PARTICLES) as usize;
+        let count = args.count as usize;
         if args.frame == 0 || self.particles.len() != count {
             self.particles = (0..count as u32)
                 .map(|i| particle_init(i, args.half))

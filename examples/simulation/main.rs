@@ -2,13 +2,25 @@
 //! frame and emits typed events (wall hits, bumper hits, per-block statistics) through perdix;
 //! ECS systems consume them to update components and resources and print a summary. Without a
 //! CUDA device the same step, written in Rust (`cpu.rs`), runs as the producer's CPU fallback.
+//! The particles live in a device buffer the app allocates (any count) and passes to the kernel.
+//!
+//! Two launch styles, the same events:
+//! - `--launch plugin` (the default): the plugin launches the kernel each frame from a
+//!   `GpuProducerSpec` whose `args` closure reads the buffer's address from a resource;
+//! - `--launch app`: the app launches it itself each frame on its own cudarc stream
+//!   (`launch_builder(..).arg(&handle)...`, then `track`) into rings from
+//!   `PerdixRings::add_external_gpu_producer`, which the plugin drains.
+//!
+//! Without a GPU both run the CPU fallback.
 //!
 //! ```text
 //! cargo run --release --example simulation
-//! cargo run --release --example simulation -- --particles 65536 --seconds 10
+//! cargo run --release --example simulation -- --launch app
+//! cargo run --release --example simulation -- --particles 1000000 --seconds 10
 //! ```
 //!
 //! - `step.rs`: the kernel's arguments and events, the Rust twins of `particles.cu`'s structs;
+//! - `gpu.rs` (feature `cuda`): the device buffer and the app-launched style;
 //! - `cpu.rs`: the CPU fallback;
 //! - `systems.rs`: the walls, bumpers and the systems that read the events;
 //! - `run.rs`: the command line and the run's outcome.
@@ -22,23 +34,26 @@ use bevy_app::{ScheduleRunnerPlugin, TaskPoolPlugin};
 use bevy_diagnostic::DiagnosticsPlugin;
 use bevy_ecs::prelude::*;
 use clap::Parser;
-use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
+use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin};
+use perdix_transport::Error;
 
 mod cpu;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod run;
 mod step;
 mod systems;
 
 use cpu::CpuParticles;
-use run::{Args, Run};
-use step::{StepArgs, MAX_PARTICLES};
+use run::{Args, Launch, Run};
+use step::StepArgs;
 use systems::{SimClock, SimStats};
 
 fn main() -> ExitCode {
     let args = Args::parse();
     perdix_transport::testing::init_logging("info");
-    if args.particles == 0 || args.particles > MAX_PARTICLES {
-        eprintln!("--particles must be 1..={MAX_PARTICLES}");
+    if args.particles == 0 {
+        eprintln!("--particles must be at least 1");
         return ExitCode::from(2);
     }
     let wait = if args.fps > 0.0 {
@@ -46,19 +61,6 @@ fn main() -> ExitCode {
     } else {
         Duration::ZERO
     };
-    let spec = step::producer(args.particles, |world: &World| {
-        let (frame, args) = (
-            world.resource::<SimClock>().frame,
-            &world.resource::<Run>().args,
-        );
-        StepArgs {
-            dt: args.dt,
-            frame,
-            count: args.particles,
-            half: 1.0,
-        }
-    })
-    .cpu_fallback(CpuParticles::default().into_fallback());
     let outcome = Arc::new(Mutex::new(None));
     let now = Instant::now();
     let mut app = App::new();
@@ -68,9 +70,15 @@ fn main() -> ExitCode {
         DiagnosticsPlugin,
         PerdixPlugin::default().capacity(65_536),
     ));
-    step::add_messages(&mut app)
-        .add_gpu_producer(spec)
-        .init_resource::<SimClock>()
+    step::add_messages(&mut app);
+    let particles = match add_producer(&mut app, &args) {
+        Ok(particles) => particles,
+        Err(err) => {
+            eprintln!("simulation: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    app.init_resource::<SimClock>()
         .init_resource::<SimStats>()
         .insert_resource(Run {
             args,
@@ -91,6 +99,8 @@ fn main() -> ExitCode {
         )
         .add_systems(Last, systems::tick)
         .run();
+    // The app (and with it the plugin's producer, which waits for its kernels) is gone.
+    drop(particles);
     let lines = outcome
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -104,4 +114,54 @@ fn main() -> ExitCode {
         }
         None => ExitCode::FAILURE,
     }
+}
+
+/// The plugin-launched producer, `args` from the clock, the run and the particles' address
+/// (`address`: 0 where there is no buffer), with the CPU fallback.
+fn spec(particles: u32, address: fn(&World) -> u64) -> GpuProducerSpec<StepArgs> {
+    step::producer(particles, move |world: &World| {
+        let frame = world.resource::<SimClock>().frame;
+        world.resource::<Run>().step_args(frame, address(world))
+    })
+    .cpu_fallback(CpuParticles::default().into_fallback())
+}
+
+/// Adds the producer of `args.launch`'s style; what it returns (the plugin-launched style's
+/// particles) must outlive the app.
+#[cfg(feature = "cuda")]
+fn add_producer(app: &mut App, args: &Args) -> Result<Option<gpu::DeviceParticles>, Error> {
+    use perdix_transport::bevy::PerdixRings;
+
+    if args.launch == Launch::App {
+        let mut rings = app.world_mut().resource_mut::<PerdixRings>();
+        match gpu::AppLaunch::new(&mut rings, args.particles) {
+            Ok(launch) => {
+                app.insert_resource(launch)
+                    .add_systems(PreUpdate, gpu::launch);
+                return Ok(None);
+            }
+            Err(Error::InvalidConfig(why)) => {
+                tracing::warn!(%why, "--launch app: no GPU rings, the CPU fallback runs");
+                app.add_gpu_producer(spec(args.particles, |_| 0));
+                return Ok(None);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    let particles = gpu::DeviceParticles::on_device_0(args.particles)?;
+    if let Some(particles) = &particles {
+        app.insert_resource(particles.clone());
+    }
+    app.add_gpu_producer(spec(args.particles, gpu::DeviceParticles::address));
+    Ok(particles)
+}
+
+/// Without CUDA there is only the plugin's producer (its CPU fallback).
+#[cfg(not(feature = "cuda"))]
+fn add_producer(app: &mut App, args: &Args) -> Result<Option<()>, Error> {
+    if args.launch == Launch::App {
+        tracing::warn!("--launch app needs the `cuda` feature: the CPU fallback runs");
+    }
+    app.add_gpu_producer(spec(args.particles, |_| 0));
+    Ok(None)
 }

@@ -3,15 +3,16 @@
 // The GPU producer of the `simulation` example (its CPU fallback, `cpu.rs` beside this file,
 // runs the same step in Rust; keep the two in step). Each frame every particle moves by
 // v * dt, bounces off the walls of the box [-half, half]^2 and off four round bumpers, and
-// emits an event for each bounce; one thread per block emits the block's statistics. The state lives in a device global, so it
-// persists between launches of the loaded module; frame 0 initialises it.
+// emits an event for each bounce; one thread per block emits the block's statistics. The
+// state lives in a device buffer the app allocates (`count` particles, any count memory holds)
+// and passes as `particles`, so it persists between launches; frame 0 initialises it.
 //
-// Launched by `GpuProducer::launch` as
-//   particles_step(p, dt, frame, count, half)
-// with the Rust `StepArgs` fields (`step.rs`) passed as 4-byte scalars in this order.
+// Launched as
+//   particles_step(p, particles, dt, frame, count, half)
+// by the plugin (the Rust `StepArgs` of `step.rs`: the buffer's address as a `u64`, then four
+// 4-byte scalars) or by the app itself (`gpu.rs`, the same arguments through cudarc).
 #include "perdix.cuh"
 
-#define MAX_PARTICLES 65536
 #define BUMPERS 4
 
 #define KIND_WALL_HIT 1
@@ -28,8 +29,6 @@ struct BlockStats { perdix_u32 block, frame, particles; float kinetic, max_speed
 static_assert(sizeof(WallHit) == 16, "WallHit layout");
 static_assert(sizeof(BumperHit) == 16, "BumperHit layout");
 static_assert(sizeof(BlockStats) == 24, "BlockStats layout");
-
-__device__ Particle g_particles[MAX_PARTICLES];
 
 // lowbias32 (Chris Wellons), mapped to [0, 1).
 __device__ __forceinline__ float hash01(perdix_u32 x) {
@@ -56,8 +55,8 @@ __device__ __forceinline__ void bumper(perdix_u32 b, float half, float* bx, floa
     *r = 0.15f * half;
 }
 
-extern "C" __global__ void particles_step(const perdix_producer* p, float dt, perdix_u32 frame,
-                                          perdix_u32 count, float half) {
+extern "C" __global__ void particles_step(const perdix_producer* p, Particle* particles, float dt,
+                                          perdix_u32 frame, perdix_u32 count, float half) {
     __shared__ float s_kinetic;
     __shared__ float s_max_speed;
     __shared__ perdix_u32 s_particles;
@@ -74,8 +73,8 @@ extern "C" __global__ void particles_step(const perdix_producer* p, float dt, pe
     // __syncthreads below.
     bool open = true;
     const perdix_u32 i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < count && i < MAX_PARTICLES) {
-        Particle q = frame == 0 ? particle_init(i, half) : g_particles[i];
+    if (i < count) {
+        Particle q = frame == 0 ? particle_init(i, half) : particles[i];
         q.x += q.vx * dt;
         q.y += q.vy * dt;
         perdix_u32 hits = 0;
@@ -109,7 +108,7 @@ extern "C" __global__ void particles_step(const perdix_producer* p, float dt, pe
                 hits++;
             }
         }
-        g_particles[i] = q;
+        particles[i] = q;
         const float speed2 = q.vx * q.vx + q.vy * q.vy;
         atomicAdd(&s_kinetic, 0.5f * speed2);
         // Non-negative floats order as their bit patterns.

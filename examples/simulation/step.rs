@@ -22,16 +22,18 @@ pub const KIND_BUMPER_HIT: u32 = 2;
 pub const KIND_BLOCK_STATS: u32 = 3;
 /// Particles per block on the GPU, and per statistics message on the CPU.
 pub const BLOCK: u32 = 256;
-/// The kernel's `MAX_PARTICLES`.
-pub const MAX_PARTICLES: u32 = 65_536;
 /// The kernel's `BUMPERS`.
 pub const BUMPERS: u32 = 4;
 
-/// The kernel's per-frame arguments, passed as its scalar parameters after `p`, in order:
-/// `particles_step(p, dt, frame, count, half)`.
+/// The kernel's per-frame arguments, its parameters after `p`, in order:
+/// `particles_step(p, particles, dt, frame, count, half)`.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
 pub struct StepArgs {
+    /// The particles' device buffer (`count` of the kernel's `Particle`, four `f32` each), as
+    /// its address (`perdix_transport::cuda::device_address`); 0 where there
+    /// is none (no GPU: the CPU fallback keeps its own particles).
+    pub particles: u64,
     /// Simulated seconds this frame.
     pub dt: f32,
     /// Frame number (0 initialises the particles).
@@ -76,7 +78,7 @@ pub struct BlockStats {
 
 // The sizes `particles.cu` asserts for its twins.
 const _: () = assert!(size_of::<WallHit>() == 16 && size_of::<BumperHit>() == 16);
-const _: () = assert!(size_of::<BlockStats>() == 24 && size_of::<StepArgs>() == 16);
+const _: () = assert!(size_of::<BlockStats>() == 24 && size_of::<StepArgs>() == 24);
 
 /// Routes the kernel's three kinds into their message types.
 pub fn add_messages(app: &mut App) -> &mut App {
@@ -86,17 +88,19 @@ pub fn add_messages(app: &mut App) -> &mut App {
 }
 
 /// `particles_step` as a plugin producer for `particles` particles, one GPU thread each, with
-/// `args` giving each frame's arguments.
+/// `args` giving each launch's arguments (its `particles` buffer: `count` particles the app
+/// allocated on the plugin's device and keeps alive until the app is dropped).
 pub fn producer(
     particles: u32,
     args: impl Fn(&World) -> StepArgs + Send + Sync + 'static,
 ) -> GpuProducerSpec<StepArgs> {
     // SAFETY: `GpuProducerSpec::new`'s contract, point by point, for `particles_step(const
-    // perdix_producer* p, float dt, unsigned frame, unsigned count, float half)` in
-    // particles.cu: (1) it takes the producer pointer first and passes it only to `perdix_emit`;
-    // (2) it reaches the ring only through `perdix_emit`; (3) `StepArgs` is `#[repr(C)] { f32,
-    // u32, u32, f32 }`, its parameters after `p` in order; (4) it writes only its own device
-    // global `g_particles`, through no pointer it was given.
+    // perdix_producer* p, Particle* particles, float dt, unsigned frame, unsigned count, float
+    // half)` in particles.cu: (1) it takes the producer pointer first and passes it only to
+    // `perdix_emit`; (2) it reaches the ring only through `perdix_emit`; (3) `StepArgs` is
+    // `#[repr(C)] { u64, f32, u32, u32, f32 }`, its parameters after `p` in order (the pointer
+    // as its address); (4) it writes only `particles[0..count]`, the buffer the caller's
+    // `args` names, which the caller allocated for `count` particles and keeps alive.
     unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
         .grid(particles.div_ceil(BLOCK))
         .block(BLOCK)
