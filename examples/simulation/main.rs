@@ -71,7 +71,9 @@ fn main() -> ExitCode {
         PerdixPlugin::default().capacity(65_536),
     ));
     step::add_messages(&mut app);
-    let particles = match add_producer(&mut app, &args) {
+    // Held until `main` returns: `run` drops the app (and the plugin's producer, which waits
+    // for its kernels) before it returns.
+    let _particles = match add_producer(&mut app, &args) {
         Ok(particles) => particles,
         Err(err) => {
             eprintln!("simulation: {err}");
@@ -99,8 +101,6 @@ fn main() -> ExitCode {
         )
         .add_systems(Last, systems::tick)
         .run();
-    // The app (and with it the plugin's producer, which waits for its kernels) is gone.
-    drop(particles);
     let lines = outcome
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
