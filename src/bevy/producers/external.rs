@@ -68,8 +68,9 @@ impl PerdixRings {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when the plugin has no CUDA device (its producers run on the
-    /// CPU; the reason is in the message);
+    /// Why the plugin has no CUDA device when its producers run on the CPU: the device probe's
+    /// error ([`Error::NoDevice`] without a driver or device, [`Error::InvalidConfig`] for an
+    /// empty device list, ...);
     /// the rings' or the clock calibration's errors.
     pub fn add_external_gpu_producer(
         &mut self,
@@ -78,9 +79,8 @@ impl PerdixRings {
     ) -> Result<ExternalGpuProducer, Error> {
         // Opens the plugin's devices if nothing has yet.
         if let ProducerBackend::Cpu { reason } = self.producer_backend() {
-            return Err(Error::InvalidConfig(format!(
-                "no CUDA device for the external GPU producer `{name}`: {reason}"
-            )));
+            tracing::warn!(producer = %name, %reason, "perdix: no CUDA device for an external GPU producer");
+            return Err(self.backend().no_gpu_error());
         }
         let set = gpu::producer(self, name, rings)?;
         tracing::info!(producer = %name, "perdix: external GPU producer started");
