@@ -67,7 +67,8 @@ impl AppLaunch {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when the plugin has no CUDA device; driver and NVRTC errors.
+    /// As `add_external_gpu_producer` (the plugin has no CUDA device, ...); driver and NVRTC
+    /// errors.
     pub fn new(rings: &mut PerdixRings, count: u32) -> Result<Self, Error> {
         let rings = rings.add_external_gpu_producer("particles", 1)?;
         let producer = rings

@@ -134,19 +134,16 @@ fn add_producer(app: &mut App, args: &Args) -> Result<Option<gpu::DeviceParticle
 
     if args.launch == Launch::App {
         let mut rings = app.world_mut().resource_mut::<PerdixRings>();
-        match gpu::AppLaunch::new(&mut rings, args.particles) {
-            Ok(launch) => {
-                app.insert_resource(launch)
-                    .add_systems(PreUpdate, gpu::launch);
-                return Ok(None);
-            }
-            Err(Error::InvalidConfig(why)) => {
-                tracing::warn!(%why, "--launch app: no GPU rings, the CPU fallback runs");
-                app.add_gpu_producer(spec(args.particles, |_| 0));
-                return Ok(None);
-            }
-            Err(err) => return Err(err),
+        let backend = rings.producer_backend();
+        if !backend.is_gpu() {
+            tracing::warn!(%backend, "--launch app: no GPU rings, the CPU fallback runs");
+            app.add_gpu_producer(spec(args.particles, |_| 0));
+            return Ok(None);
         }
+        let launch = gpu::AppLaunch::new(&mut rings, args.particles)?;
+        app.insert_resource(launch)
+            .add_systems(PreUpdate, gpu::launch);
+        return Ok(None);
     }
     let particles = gpu::DeviceParticles::on_device_0(args.particles)?;
     if let Some(particles) = &particles {
