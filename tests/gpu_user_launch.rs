@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use perdix_transport::cuda::cudarc::driver::{CudaContext, LaunchConfig, PushKernelArg};
+use perdix_transport::cuda::cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+};
 use perdix_transport::cuda::cudarc::nvrtc::Ptx;
 use perdix_transport::cuda::{compile_ptx, GpuContext, GpuKernel, GpuProducer, KernelArg};
 use perdix_transport::{Consumer, Error};
@@ -82,6 +84,36 @@ fn drain_samples(consumer: &mut Consumer, expected: u64, salt: u32) {
     }
 }
 
+/// Compiles `sample` for the producer's device, launches it on the app's `stream` over `n`
+/// elements of `values` with `salt`, and tracks the launch. Returns the function, which keeps its
+/// module loaded: hold it until the kernel has ended.
+fn launch_sample(
+    producer: &GpuProducer,
+    stream: &Arc<CudaStream>,
+    values: &CudaSlice<u32>,
+    n: u64,
+    salt: u32,
+) -> CudaFunction {
+    let gpu = producer.context();
+    let ptx = compile_ptx(USER_CU, "sample.cu", &gpu.arch()).expect("NVRTC");
+    let module = gpu
+        .cudarc()
+        .load_module(Ptx::from_src(ptx))
+        .expect("module");
+    let sample = module.load_function("sample").expect("function");
+    let handle = producer.handle();
+    let mut launch = stream.launch_builder(&sample);
+    launch.arg(&handle).arg(values).arg(&n).arg(&salt);
+    // SAFETY: `sample` takes the producer pointer, a `const unsigned*` (`values`: at least `n`
+    // elements, written before on `stream` and alive until the kernel ends: every caller holds
+    // it to the end of the test), an `unsigned long long` and an `unsigned`; it emits only
+    // through `perdix_emit`, returns on PERDIX_CLOSED and writes nothing else; `track` below
+    // makes the producer wait for it before its memory can go.
+    unsafe { launch.launch(LaunchConfig::for_num_elems(n as u32)) }.expect("launch");
+    producer.track(stream).expect("track");
+    sample
+}
+
 #[test]
 #[ignore = "needs a CUDA device"]
 fn an_app_kernel_on_its_own_context_and_stream_emits_every_message() {
@@ -103,19 +135,8 @@ fn an_app_kernel_on_its_own_context_and_stream_emits_every_message() {
         .build()
         .expect("producer");
 
-    let ptx = compile_ptx(USER_CU, "sample.cu", &gpu.arch()).expect("NVRTC");
-    let module = ctx.load_module(Ptx::from_src(ptx)).expect("module");
-    let sample = module.load_function("sample").expect("function");
-    let handle = producer.handle();
-    let (n, salt) = (N, 0xabcd_u32);
-    let mut launch = stream.launch_builder(&sample);
-    launch.arg(&handle).arg(&values).arg(&n).arg(&salt);
-    // SAFETY: `sample` takes the producer pointer, `const unsigned*` (`values`: N elements,
-    // alive until the end of the test), an `unsigned long long` and an `unsigned`; it emits
-    // only through `perdix_emit` and writes nothing else; `track` below makes the producer
-    // wait for it before its memory can go.
-    unsafe { launch.launch(LaunchConfig::for_num_elems(N as u32)) }.expect("launch");
-    producer.track(&stream).expect("track");
+    let salt = 0xabcd_u32;
+    let _sample = launch_sample(&producer, &stream, &values, N, salt);
     assert!(
         !producer.is_idle().expect("query"),
         "the producer counts the app's kernel as running (it waits for room)"
@@ -144,17 +165,8 @@ fn dropping_a_producer_waits_for_the_app_kernels_it_tracks() {
         .capacity(1024)
         .build()
         .expect("producer");
-    let ptx = compile_ptx(USER_CU, "sample.cu", &gpu.arch()).expect("NVRTC");
-    let module = ctx.load_module(Ptx::from_src(ptx)).expect("module");
-    let sample = module.load_function("sample").expect("function");
-    let handle = producer.handle();
-    let (n, salt) = (100_000u64, 1u32);
-    let mut launch = stream.launch_builder(&sample);
-    launch.arg(&handle).arg(&values).arg(&n).arg(&salt);
-    // SAFETY: as in the test above; the kernel returns on PERDIX_CLOSED, which dropping the
-    // producer sends.
-    unsafe { launch.launch(LaunchConfig::for_num_elems(n as u32)) }.expect("launch");
-    producer.track(&stream).expect("track");
+    // The kernel returns on PERDIX_CLOSED, which dropping the producer sends.
+    let _sample = launch_sample(&producer, &stream, &values, 100_000, 1);
     // Nobody drains: the kernel blocks on a full ring until the drop closes it.
     let started = Instant::now();
     drop(producer);
@@ -226,16 +238,7 @@ fn a_bevy_app_launching_its_own_kernel_gets_plugin_rings() {
     const N: u64 = 1000; // fits the plugin's ring: nothing waits for a drain
     let host: Vec<u32> = (0..N).map(value).collect();
     let values = stream.clone_htod(&host).expect("app buffer");
-    let ptx = compile_ptx(USER_CU, "sample.cu", &producer.context().arch()).expect("NVRTC");
-    let module = ctx.load_module(Ptx::from_src(ptx)).expect("module");
-    let sample = module.load_function("sample").expect("function");
-    let handle = producer.handle();
-    let (n, salt) = (N, 3u32);
-    let mut launch = stream.launch_builder(&sample);
-    launch.arg(&handle).arg(&values).arg(&n).arg(&salt);
-    // SAFETY: as in the first test; the buffer was written on the same stream, before.
-    unsafe { launch.launch(LaunchConfig::for_num_elems(N as u32)) }.expect("launch");
-    producer.track(&stream).expect("track");
+    let _sample = launch_sample(producer, &stream, &values, N, 3);
     let counters = external.finish().expect("the kernel ran");
     assert_eq!(counters[0].emitted, N);
     for _ in 0..10 {
