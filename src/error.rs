@@ -113,6 +113,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// A message of `len` bytes above a ring's largest, `max`.
+    #[allow(dead_code)]
+    pub(crate) fn too_large_for(len: usize, max: usize) -> Self {
+        Self::MessageTooLarge { len, max }
+    }
+
     pub(crate) fn too_large(len: usize) -> Self {
         Self::MessageTooLarge {
             len,

@@ -36,8 +36,51 @@ pub const OFFSET_FLAGS: usize = 20;
 pub const OFFSET_STAMP_NS: usize = 24;
 /// Offset of the payload; also the size of the header.
 pub const OFFSET_PAYLOAD: usize = 32;
-/// The largest payload a slot carries.
-pub const PAYLOAD_MAX: usize = SLOT_SIZE - OFFSET_PAYLOAD;
+/// Payload bytes of a one-slot message (the header takes the rest of the slot). Larger messages
+/// span several slots (see [`slots_for`]).
+pub const SLOT_PAYLOAD: usize = SLOT_SIZE - OFFSET_PAYLOAD;
+/// The payload of a one-slot message (old name of [`SLOT_PAYLOAD`]; removed by issue 13).
+pub const PAYLOAD_MAX: usize = SLOT_PAYLOAD;
+/// `flags` bit of a pad record: it fills the rest of a lap so the next message is contiguous; a
+/// consumer skips it and never delivers it.
+pub const FLAG_PAD: u32 = 1;
+
+/// Slots a message of `len` payload bytes spans: its header and payload, rounded up to whole
+/// slots (at least one).
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::layout::slots_for;
+/// assert_eq!((slots_for(0), slots_for(224), slots_for(225), slots_for(4096)), (1, 1, 2, 17));
+/// ```
+#[must_use]
+pub const fn slots_for(len: usize) -> usize {
+    let bytes = OFFSET_PAYLOAD.saturating_add(len);
+    bytes.div_ceil(SLOT_SIZE)
+}
+
+/// The largest message a ring of `capacity` slots carries: half the ring, less one header (and
+/// at most `u32::MAX`, the header's length field). A message and the pad before it then always
+/// fit in the ring together.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::layout::max_message;
+/// assert_eq!((max_message(2), max_message(4), max_message(4096)), (224, 480, 524_256));
+/// ```
+#[must_use]
+pub const fn max_message(capacity: usize) -> usize {
+    let bytes = (capacity / 2)
+        .saturating_mul(SLOT_SIZE)
+        .saturating_sub(OFFSET_PAYLOAD);
+    if bytes > u32::MAX as usize {
+        u32::MAX as usize
+    } else {
+        bytes
+    }
+}
 /// Cache-line size the GPU writes and the CPU reads in units of (a message touches
 /// `ceil((OFFSET_PAYLOAD + len) / CACHE_LINE)` lines).
 pub const CACHE_LINE: usize = 64;
@@ -139,7 +182,7 @@ const _: () = {
 /// assert!(defines.contains(&("PERDIX_SLOT_SIZE", 256)));
 /// ```
 #[must_use]
-pub fn cuda_defines() -> [(&'static str, usize); 11] {
+pub fn cuda_defines() -> [(&'static str, usize); 13] {
     [
         ("PERDIX_SLOT_SIZE", SLOT_SIZE),
         ("PERDIX_SLOT_ALIGN", SLOT_ALIGN),
@@ -151,6 +194,8 @@ pub fn cuda_defines() -> [(&'static str, usize); 11] {
         ("PERDIX_OFFSET_STAMP_NS", OFFSET_STAMP_NS),
         ("PERDIX_OFFSET_PAYLOAD", OFFSET_PAYLOAD),
         ("PERDIX_PAYLOAD_MAX", PAYLOAD_MAX),
+        ("PERDIX_SLOT_PAYLOAD", SLOT_PAYLOAD),
+        ("PERDIX_FLAG_PAD", FLAG_PAD as usize),
         ("PERDIX_CACHE_LINE", CACHE_LINE),
     ]
 }
