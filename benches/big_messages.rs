@@ -6,18 +6,20 @@
 //! cargo bench --bench big_messages
 //! ```
 //!
-//! Both rings hold the same bytes, 1 MiB: perdix 4096 slots of 256 bytes (a 4 KiB message takes
-//! 17 slots, its 32-byte header and the payload; 240 messages and a 16-slot pad record a lap),
-//! rtrb a `RingBuffer<u8>` of 1 MiB (256 chunks of 4 KiB). Peers, in group `bytes/<size>`
-//! (criterion's `Throughput::Bytes`, payload bytes):
+//! Each run has two ring sizes, 1 MiB (it fits one core's L2 cache on many CPUs) and 4 MiB
+//! (it does not), and perdix and rtrb hold the same bytes: perdix `ring / 256` slots (a 4 KiB
+//! message takes 17 slots, its 32-byte header and the payload: a 1 MiB ring holds 240 of them
+//! and a 16-slot pad record a lap), rtrb a `RingBuffer<u8>` of `ring` bytes (256 chunks of 4 KiB
+//! in 1 MiB). Peers, in groups `bytes/<size>KiB_ring_<ring>MiB` (criterion's
+//! `Throughput::Bytes`, payload bytes):
 //!
 //! - `perdix copy`: `try_produce(&msg)`, a copy from one source buffer into the ring;
 //! - `perdix claim`: `try_claim(len)`, the message written in place (zero copy: the producer
 //!   stores each 8-byte word of the message, computed, into the ring), then `commit`;
 //! - `rtrb copy`: `write_chunk_uninit(len)`, the same copy from the same source, `commit_all`;
-//! - `one core memcpy`: one thread copies the source into a 1 MiB destination (4 KiB-chunk after
-//!   chunk, cycling, so the working set is a ring's, not one hot buffer, and each chunk 64-byte
-//!   aligned, memcpy's best case), then does the consumer's work on that chunk;
+//! - `one core memcpy`: one thread copies the source into a destination of the ring's size
+//!   (chunk after chunk, cycling, so the working set is a ring's, not one hot buffer; each chunk
+//!   64-byte aligned, memcpy's best case), then does the consumer's work on that chunk;
 //! - `one core fill`: the same with `perdix claim`'s in-place write instead of the copy.
 //!
 //! The consumer's work is the same for every peer, [`touch`]: it reads one `u64` from every
@@ -36,8 +38,9 @@ use crossbeam_utils::Backoff;
 use perdix_transport::layout::SLOT_SIZE;
 use perdix_transport::{Buffer, Consumer, Producer};
 
-/// Bytes in each ring (and in the single-core baseline's destination).
-const RING_BYTES: usize = 1 << 20;
+/// Bytes in each ring (and in the single-core baseline's destination): 1 MiB fits one core's
+/// L2 cache on many CPUs, 4 MiB does not.
+const RINGS: [usize; 2] = [1 << 20, 4 << 20];
 /// Message sizes, in payload bytes.
 const SIZES: [usize; 2] = [4 << 10, 64 << 10];
 /// The source message of the timed copies.
@@ -75,8 +78,8 @@ trait Queue {
     const NAME: &'static str;
     type Tx: Send + 'static;
     type Rx: Send + 'static;
-    /// A queue of [`RING_BYTES`].
-    fn pair() -> (Self::Tx, Self::Rx);
+    /// A queue of `ring` bytes.
+    fn pair(ring: usize) -> (Self::Tx, Self::Rx);
     /// Tries once to send message `seed`, whose bytes are `src` (copied, or written in place by
     /// [`fill`], which makes the same bytes); false when full.
     fn try_send(tx: &mut Self::Tx, src: &[u8], seed: u64) -> bool;
@@ -84,8 +87,8 @@ trait Queue {
     fn try_recv(rx: &mut Self::Rx, len: usize, f: impl FnOnce(&[u8])) -> bool;
 }
 
-fn perdix_pair() -> (Producer, Consumer) {
-    Buffer::new(RING_BYTES / SLOT_SIZE).unwrap().into_split()
+fn perdix_pair(ring: usize) -> (Producer, Consumer) {
+    Buffer::new(ring / SLOT_SIZE).unwrap().into_split()
 }
 
 #[inline(always)]
@@ -98,8 +101,8 @@ impl Queue for PerdixCopy {
     const NAME: &'static str = "perdix copy";
     type Tx = Producer;
     type Rx = Consumer;
-    fn pair() -> (Producer, Consumer) {
-        perdix_pair()
+    fn pair(ring: usize) -> (Producer, Consumer) {
+        perdix_pair(ring)
     }
     #[inline(always)]
     fn try_send(tx: &mut Producer, src: &[u8], _seed: u64) -> bool {
@@ -116,8 +119,8 @@ impl Queue for PerdixClaim {
     const NAME: &'static str = "perdix claim";
     type Tx = Producer;
     type Rx = Consumer;
-    fn pair() -> (Producer, Consumer) {
-        perdix_pair()
+    fn pair(ring: usize) -> (Producer, Consumer) {
+        perdix_pair(ring)
     }
     #[inline(always)]
     fn try_send(tx: &mut Producer, src: &[u8], seed: u64) -> bool {
@@ -139,8 +142,8 @@ impl Queue for RtrbCopy {
     const NAME: &'static str = "rtrb copy";
     type Tx = rtrb::Producer<u8>;
     type Rx = rtrb::Consumer<u8>;
-    fn pair() -> (Self::Tx, Self::Rx) {
-        rtrb::RingBuffer::new(RING_BYTES)
+    fn pair(ring: usize) -> (Self::Tx, Self::Rx) {
+        rtrb::RingBuffer::new(ring)
     }
     #[inline(always)]
     fn try_send(tx: &mut Self::Tx, src: &[u8], _seed: u64) -> bool {
@@ -162,7 +165,7 @@ impl Queue for RtrbCopy {
         };
         match chunk.as_slices() {
             (all, []) => f(all),
-            // Never with 4 KiB multiples in a 1 MiB ring; kept correct anyway (a copy).
+            // Never with 4 KiB multiples in a ring of MiBs; kept correct anyway (a copy).
             (a, b) => f(&[a, b].concat()),
         }
         chunk.commit_all();
@@ -193,9 +196,9 @@ fn recv<Q: Queue>(rx: &mut Q::Rx, len: usize) -> u64 {
 
 /// Sends numbered messages over many laps of the ring and checks each one arrives, in order,
 /// whole.
-fn check<Q: Queue>(len: usize) {
-    let (mut tx, mut rx) = Q::pair();
-    let n = (20 * RING_BYTES / len) as u64;
+fn check<Q: Queue>(ring: usize, len: usize) {
+    let (mut tx, mut rx) = Q::pair(ring);
+    let n = (20 * ring / len) as u64;
     let sender = thread::spawn(move || {
         for i in 0..n {
             send::<Q>(&mut tx, &message(len, i), i);
@@ -213,10 +216,11 @@ fn check<Q: Queue>(len: usize) {
     sender.join().unwrap();
 }
 
-/// `iters` messages of `len` bytes from a producer thread to this thread; the time from both
-/// threads' start (a barrier) to the last message received and touched.
-fn throughput<Q: Queue>(len: usize, iters: u64) -> Duration {
-    let (mut tx, mut rx) = Q::pair();
+/// `iters` messages of `len` bytes from a producer thread to this thread through a queue of
+/// `ring` bytes; the time from both threads' start (a barrier) to the last message received and
+/// touched.
+fn throughput<Q: Queue>(ring: usize, len: usize, iters: u64) -> Duration {
+    let (mut tx, mut rx) = Q::pair(ring);
     let src = message(len, SEED);
     let go = Arc::new(Barrier::new(2));
     let sender = thread::spawn({
@@ -249,14 +253,14 @@ enum Write {
     Fill,
 }
 
-/// One core: `iters` messages of `len` bytes written into a [`RING_BYTES`] destination, chunk
+/// One core: `iters` messages of `len` bytes written into a destination of `ring` bytes, chunk
 /// after chunk (each 64-byte aligned), each then [`touch`]ed.
-fn one_core(write: Write, len: usize, iters: u64) -> Duration {
+fn one_core(write: Write, ring: usize, len: usize, iters: u64) -> Duration {
     let src = message(len, SEED);
-    let mut region = vec![1u8; RING_BYTES + 64];
+    let mut region = vec![1u8; ring + 64];
     let at = region.as_ptr().align_offset(64);
-    let dst = &mut region[at..at + RING_BYTES];
-    let chunks = (RING_BYTES / len) as u64;
+    let dst = &mut region[at..at + ring];
+    let chunks = (ring / len) as u64;
     let start = Instant::now();
     let mut acc = 0u64;
     for i in 0..iters {
@@ -275,21 +279,26 @@ fn one_core(write: Write, len: usize, iters: u64) -> Duration {
     elapsed
 }
 
-fn bench_queue<Q: Queue>(c: &mut Criterion, len: usize) {
-    check::<Q>(len);
-    let mut g = c.benchmark_group(format!("bytes/{}KiB", len >> 10));
+/// The group of `len`-byte messages through rings of `ring` bytes.
+fn group(ring: usize, len: usize) -> String {
+    format!("bytes/{}KiB_ring_{}MiB", len >> 10, ring >> 20)
+}
+
+fn bench_queue<Q: Queue>(c: &mut Criterion, ring: usize, len: usize) {
+    check::<Q>(ring, len);
+    let mut g = c.benchmark_group(group(ring, len));
     g.throughput(Throughput::Bytes(len as u64));
     g.bench_function(BenchmarkId::from_parameter(Q::NAME), |b| {
-        b.iter_custom(|iters| throughput::<Q>(len, iters))
+        b.iter_custom(|iters| throughput::<Q>(ring, len, iters))
     });
     g.finish();
 }
 
-fn bench_one_core(c: &mut Criterion, name: &str, write: Write, len: usize) {
-    let mut g = c.benchmark_group(format!("bytes/{}KiB", len >> 10));
+fn bench_one_core(c: &mut Criterion, name: &str, write: Write, ring: usize, len: usize) {
+    let mut g = c.benchmark_group(group(ring, len));
     g.throughput(Throughput::Bytes(len as u64));
     g.bench_function(BenchmarkId::from_parameter(name), |b| {
-        b.iter_custom(|iters| one_core(write, len, iters))
+        b.iter_custom(|iters| one_core(write, ring, len, iters))
     });
     g.finish();
 }
@@ -298,59 +307,71 @@ fn bench_one_core(c: &mut Criterion, name: &str, write: Write, len: usize) {
 /// peers alike; each run is short (a few milliseconds), so the best run of each is one the
 /// scheduler left alone.
 const RUNS: usize = 30;
-/// Payload bytes of one run of the ratio line (64 laps of the ring).
-const RUN_BYTES: usize = 64 * RING_BYTES;
+/// Payload bytes of one run of the ratio line.
+const RUN_BYTES: usize = 64 << 20;
 
-/// Payload bytes per second of each `peers(len, iters)`: runs of [`RUN_BYTES`] each, the peers
-/// in turn, [`RUNS`] times; the best run of each.
-fn rates<const N: usize>(len: usize, peers: [fn(usize, u64) -> Duration; N]) -> [f64; N] {
+/// A peer of the ratio line: `(ring, len, iters)` to the time taken.
+type Peer = fn(usize, usize, u64) -> Duration;
+
+/// Payload bytes per second of each peer: runs of [`RUN_BYTES`] each, the peers in turn,
+/// [`RUNS`] times; the best run of each.
+fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [f64; N] {
     let iters = (RUN_BYTES / len) as u64;
     let mut best = [Duration::MAX; N];
     for _ in 0..RUNS {
         for (peer, best) in peers.iter().zip(&mut best) {
-            *best = (*best).min(peer(len, iters));
+            *best = (*best).min(peer(ring, len, iters));
         }
     }
     best.map(|t| (iters * len as u64) as f64 / t.as_secs_f64())
 }
 
-/// The ratio line: perdix / memcpy and perdix / rtrb, for each size, measured here and now.
+/// The ratio lines: perdix / memcpy and perdix / rtrb, for each ring and size, measured here
+/// and now.
 fn print_ratios() {
-    for len in SIZES {
-        let [memcpy, copy, claim, rtrb] = rates(
-            len,
-            [
-                |len, n| one_core(Write::Copy, len, n),
-                throughput::<PerdixCopy>,
-                throughput::<PerdixClaim>,
-                throughput::<RtrbCopy>,
-            ],
-        );
-        let gb = |r: f64| r / 1e9;
-        println!(
-            "ratio {} KiB: perdix copy / memcpy {:.2} (goal >= 0.8), perdix claim / memcpy {:.2}, \
-             perdix copy / rtrb copy {:.2}, perdix claim / rtrb copy {:.2} \
-             [GB/s: memcpy {:.2}, perdix copy {:.2}, perdix claim {:.2}, rtrb copy {:.2}; best of {RUNS}]",
-            len >> 10,
-            copy / memcpy,
-            claim / memcpy,
-            copy / rtrb,
-            claim / rtrb,
-            gb(memcpy),
-            gb(copy),
-            gb(claim),
-            gb(rtrb),
-        );
+    for ring in RINGS {
+        for len in SIZES {
+            let [memcpy, copy, claim, rtrb] = rates(
+                ring,
+                len,
+                [
+                    |ring, len, n| one_core(Write::Copy, ring, len, n),
+                    throughput::<PerdixCopy>,
+                    throughput::<PerdixClaim>,
+                    throughput::<RtrbCopy>,
+                ],
+            );
+            let gb = |r: f64| r / 1e9;
+            println!(
+                "ratio {} KiB, ring {} MiB: perdix copy / memcpy {:.2} (goal >= 0.8), perdix claim \
+                 / memcpy {:.2}, perdix copy / rtrb {:.2}, perdix claim / rtrb {:.2} [GB/s: \
+                 memcpy {:.1}, perdix copy {:.1}, perdix claim {:.1}, rtrb copy {:.1}; best of \
+                 {RUNS} runs of {} MiB]",
+                len >> 10,
+                ring >> 20,
+                copy / memcpy,
+                claim / memcpy,
+                copy / rtrb,
+                claim / rtrb,
+                gb(memcpy),
+                gb(copy),
+                gb(claim),
+                gb(rtrb),
+                RUN_BYTES >> 20,
+            );
+        }
     }
 }
 
 fn benches(c: &mut Criterion) {
-    for len in SIZES {
-        bench_queue::<PerdixCopy>(c, len);
-        bench_queue::<PerdixClaim>(c, len);
-        bench_queue::<RtrbCopy>(c, len);
-        bench_one_core(c, "one core memcpy", Write::Copy, len);
-        bench_one_core(c, "one core fill", Write::Fill, len);
+    for ring in RINGS {
+        for len in SIZES {
+            bench_queue::<PerdixCopy>(c, ring, len);
+            bench_queue::<PerdixClaim>(c, ring, len);
+            bench_queue::<RtrbCopy>(c, ring, len);
+            bench_one_core(c, "one core memcpy", Write::Copy, ring, len);
+            bench_one_core(c, "one core fill", Write::Fill, ring, len);
+        }
     }
     print_ratios();
 }
