@@ -1,8 +1,9 @@
 //! perdix vs rtrb vs crossbeam's `ArrayQueue` vs std's `sync_channel`, one producer thread and one
 //! consumer thread, in one run. Every queue is checked for order and content before it is timed.
 //!
-//! perdix carries each message with its length (32 B or 224 B of a slot); the peers carry a
-//! fixed 256-byte array element (length in its first byte), the nearest equivalent.
+//! perdix carries each message with its length (32 B, or the 224 B of one slot's payload,
+//! `SLOT_PAYLOAD`); the peers carry a fixed 256-byte array element (`SLOT_SIZE`, length in its
+//! first byte), the nearest equivalent. Messages above one slot: `benches/big_messages.rs`.
 //!
 //! ```text
 //! cargo bench --bench spsc
@@ -19,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use crossbeam_queue::ArrayQueue;
+use perdix_transport::layout::{SLOT_PAYLOAD, SLOT_SIZE};
 use perdix_transport::{Buffer, Consumer, Producer};
 
-/// A 256-byte element for the peers: byte 0 is the length, the payload follows.
-type Element = [u8; 256];
+/// A slot-sized element for the peers: byte 0 is the length, the payload follows.
+type Element = [u8; SLOT_SIZE];
 
 fn element(msg: &[u8]) -> Element {
-    let mut e = [0u8; 256];
+    let mut e = [0u8; SLOT_SIZE];
     e[0] = msg.len() as u8;
     e[1..=msg.len()].copy_from_slice(msg);
     e
@@ -133,8 +135,8 @@ fn recv<Q: Queue>(rx: &mut Q::Rx) -> u64 {
     out
 }
 
-fn payload(size: usize, i: u64) -> [u8; 224] {
-    let mut buf = [0u8; 224];
+fn payload(size: usize, i: u64) -> [u8; SLOT_PAYLOAD] {
+    let mut buf = [0u8; SLOT_PAYLOAD];
     buf[..8].copy_from_slice(&i.to_le_bytes());
     buf[size - 1] = i as u8;
     buf
@@ -229,7 +231,7 @@ fn bench_round_trip<Q: Queue>(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
-    for size in [32, 224] {
+    for size in [32, SLOT_PAYLOAD] {
         for_each_queue!(bench_throughput, c, "throughput", 4096, size);
     }
     for_each_queue!(bench_throughput, c, "contended_capacity_2", 2, 32);
