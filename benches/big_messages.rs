@@ -24,9 +24,13 @@
 //!
 //! The consumer's work is the same for every peer, [`touch`]: it reads one `u64` from every
 //! 64 bytes of the message and its last `u64`, and sums them (every cache line of the message is
-//! loaded, none copied out). After the groups one line gives the ratios perdix / memcpy and
-//! perdix / rtrb from a short explicit timing loop (best of several runs), measured in the same
-//! process; criterion's figures are the record. Figures: docs/PERFORMANCE.md.
+//! loaded, none copied out). Every wait (a full or an empty queue) spins, then yields, alike for
+//! every peer. After the groups one line per ring and size gives the ratios perdix / memcpy and
+//! perdix / rtrb from a short explicit timing loop (the best of 30 interleaved runs of each),
+//! measured in the same process, with the CPUs the two threads kept busy in those runs (from
+//! Linux's schedstat): the figures are the ring's only near 2.00, with two idle cores; near
+//! 1.00 the threads took turns on one core. Criterion's figures are the record. Figures:
+//! docs/PERFORMANCE.md.
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -216,10 +220,31 @@ fn check<Q: Queue>(ring: usize, len: usize) {
     sender.join().unwrap();
 }
 
+/// One timed run: its wall time, and the CPU time its threads had meanwhile (where the OS
+/// tells it).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
+/// This thread's time on a CPU so far: the first field of Linux's
+/// `/proc/thread-self/schedstat` (`None` elsewhere).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// The CPU time since `from` (a [`cpu_time`]).
+fn cpu_since(from: Option<Duration>) -> Option<Duration> {
+    Some(cpu_time()?.saturating_sub(from?))
+}
+
 /// `iters` messages of `len` bytes from a producer thread to this thread through a queue of
 /// `ring` bytes; the time from both threads' start (a barrier) to the last message received and
-/// touched.
-fn throughput<Q: Queue>(ring: usize, len: usize, iters: u64) -> Duration {
+/// touched, and both threads' CPU time.
+fn two_threads<Q: Queue>(ring: usize, len: usize, iters: u64) -> Run {
     let (mut tx, mut rx) = Q::pair(ring);
     let src = message(len, SEED);
     let go = Arc::new(Barrier::new(2));
@@ -227,21 +252,33 @@ fn throughput<Q: Queue>(ring: usize, len: usize, iters: u64) -> Duration {
         let go = Arc::clone(&go);
         move || {
             go.wait();
+            let cpu = cpu_time();
             for _ in 0..iters {
                 send::<Q>(&mut tx, &src, SEED);
             }
+            cpu_since(cpu)
         }
     });
     go.wait();
+    let cpu = cpu_time();
     let start = Instant::now();
     let mut acc = 0u64;
     for _ in 0..iters {
         acc = acc.wrapping_add(recv::<Q>(&mut rx, len));
     }
-    let elapsed = start.elapsed();
+    let wall = start.elapsed();
+    let cpu = cpu_since(cpu);
     black_box(acc);
-    sender.join().unwrap();
-    elapsed
+    let sender_cpu = sender.join().unwrap();
+    Run {
+        wall,
+        cpu: cpu.zip(sender_cpu).map(|(a, b)| a + b),
+    }
+}
+
+/// [`two_threads`]' wall time.
+fn throughput<Q: Queue>(ring: usize, len: usize, iters: u64) -> Duration {
+    two_threads::<Q>(ring, len, iters).wall
 }
 
 /// What the single-core baseline writes into each chunk of its destination.
@@ -310,43 +347,59 @@ const RUNS: usize = 30;
 /// Payload bytes of one run of the ratio line.
 const RUN_BYTES: usize = 64 << 20;
 
-/// A peer of the ratio line: `(ring, len, iters)` to the time taken.
-type Peer = fn(usize, usize, u64) -> Duration;
+/// A peer of the ratio line: `(ring, len, iters)` to a run.
+type Peer = fn(usize, usize, u64) -> Run;
 
-/// Payload bytes per second of each peer: runs of [`RUN_BYTES`] each, the peers in turn,
-/// [`RUNS`] times; the best run of each.
-fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [f64; N] {
+/// Each peer's best run, as payload bytes per second and the CPUs its threads kept busy (CPU
+/// time over wall time: 2 when both threads ran throughout, 1 when they took turns on one
+/// core; NaN where unknown): runs of [`RUN_BYTES`] each, the peers in turn, [`RUNS`] times.
+fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [(f64, f64); N] {
     let iters = (RUN_BYTES / len) as u64;
-    let mut best = [Duration::MAX; N];
+    let mut best = [Run {
+        wall: Duration::MAX,
+        cpu: None,
+    }; N];
     for _ in 0..RUNS {
         for (peer, best) in peers.iter().zip(&mut best) {
-            *best = (*best).min(peer(ring, len, iters));
+            let run = peer(ring, len, iters);
+            if run.wall < best.wall {
+                *best = run;
+            }
         }
     }
-    best.map(|t| (iters * len as u64) as f64 / t.as_secs_f64())
+    best.map(|run| {
+        let secs = run.wall.as_secs_f64();
+        let cpus = run.cpu.map_or(f64::NAN, |cpu| cpu.as_secs_f64() / secs);
+        ((iters * len as u64) as f64 / secs, cpus)
+    })
 }
 
 /// The ratio lines: perdix / memcpy and perdix / rtrb, for each ring and size, measured here
-/// and now.
+/// and now, with the CPUs each two-thread peer kept busy in its best run (below 2, the threads
+/// did not have two cores to themselves and the figures are not the ring's).
 fn print_ratios() {
     for ring in RINGS {
         for len in SIZES {
-            let [memcpy, copy, claim, rtrb] = rates(
+            let [(memcpy, _), (copy, copy_cpus), (claim, claim_cpus), (rtrb, rtrb_cpus)] = rates(
                 ring,
                 len,
                 [
-                    |ring, len, n| one_core(Write::Copy, ring, len, n),
-                    throughput::<PerdixCopy>,
-                    throughput::<PerdixClaim>,
-                    throughput::<RtrbCopy>,
+                    |ring, len, n| Run {
+                        wall: one_core(Write::Copy, ring, len, n),
+                        cpu: None,
+                    },
+                    two_threads::<PerdixCopy>,
+                    two_threads::<PerdixClaim>,
+                    two_threads::<RtrbCopy>,
                 ],
             );
             let gb = |r: f64| r / 1e9;
             println!(
                 "ratio {} KiB, ring {} MiB: perdix copy / memcpy {:.2} (goal >= 0.8), perdix claim \
                  / memcpy {:.2}, perdix copy / rtrb {:.2}, perdix claim / rtrb {:.2} [GB/s: \
-                 memcpy {:.1}, perdix copy {:.1}, perdix claim {:.1}, rtrb copy {:.1}; best of \
-                 {RUNS} runs of {} MiB]",
+                 memcpy {:.1}, perdix copy {:.1}, perdix claim {:.1}, rtrb copy {:.1}; CPUs busy: \
+                 {copy_cpus:.2}, {claim_cpus:.2}, {rtrb_cpus:.2} of 2; best of {RUNS} runs of {} \
+                 MiB]",
                 len >> 10,
                 ring >> 20,
                 copy / memcpy,
