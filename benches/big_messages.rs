@@ -27,11 +27,12 @@
 //! loaded, none copied out). Every wait (a full or an empty queue) spins, then yields, alike for
 //! every peer. After the groups one line per ring and size gives the ratios perdix / memcpy and
 //! perdix / rtrb from a short explicit timing loop (the best of 30 interleaved runs of each),
-//! measured in the same process, with the CPUs the two threads kept busy in those runs (from
-//! Linux's schedstat): the figures are the ring's only near 2.00, with two idle cores; near
-//! 1.00 the threads took turns on one core. Criterion's figures are the record. Figures:
-//! docs/PERFORMANCE.md.
+//! measured in the same process, with how busy the two threads were in those runs (their time
+//! not waiting for each other, over the wall time): the figures are the ring's only near 2.00,
+//! each thread on its own idle core; near 1.00 the threads took turns on one core (a machine
+//! busy with other work). Criterion's figures are the record. Figures: docs/PERFORMANCE.md.
 
+use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -181,20 +182,39 @@ impl Queue for RtrbCopy {
 /// (crossbeam's `Backoff::snooze`), the same for every peer: on a machine with fewer free cores
 /// than threads, the side that waits lets the other run instead of spinning out its time slice.
 fn send<Q: Queue>(tx: &mut Q::Tx, src: &[u8], seed: u64) {
+    wait_until(|| Q::try_send(tx, src, seed));
+}
+
+thread_local! {
+    /// This thread's time in [`wait_until`] (a full or an empty queue).
+    static WAITED: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+}
+
+/// This thread's time spent waiting so far.
+fn waited() -> Duration {
+    WAITED.with(Cell::get)
+}
+
+/// Retries `done` until it returns true: spins, then yields; the wait's time goes into
+/// [`waited`] (only once a first try has failed, so a queue that never waits pays nothing).
+#[inline(always)]
+fn wait_until(mut done: impl FnMut() -> bool) {
+    if done() {
+        return;
+    }
+    let start = Instant::now();
     let backoff = Backoff::new();
-    while !Q::try_send(tx, src, seed) {
+    while !done() {
         backoff.snooze();
     }
+    WAITED.with(|w| w.set(w.get() + start.elapsed()));
 }
 
 /// Receives one message of `len` bytes and returns [`touch`] of it, waiting as [`send`] does.
 #[inline(always)]
 fn recv<Q: Queue>(rx: &mut Q::Rx, len: usize) -> u64 {
     let mut out = 0;
-    let backoff = Backoff::new();
-    while !Q::try_recv(rx, len, |m| out = touch(m)) {
-        backoff.snooze();
-    }
+    wait_until(|| Q::try_recv(rx, len, |m| out = touch(m)));
     out
 }
 
@@ -220,30 +240,17 @@ fn check<Q: Queue>(ring: usize, len: usize) {
     sender.join().unwrap();
 }
 
-/// One timed run: its wall time, and the CPU time its threads had meanwhile (where the OS
-/// tells it).
+/// One timed run: its wall time, and how long its threads were busy (not waiting for each other)
+/// in all: twice the wall time when both worked throughout.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     wall: Duration,
-    cpu: Option<Duration>,
-}
-
-/// This thread's time on a CPU so far: the first field of Linux's
-/// `/proc/thread-self/schedstat` (`None` elsewhere).
-fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns = stat.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
-}
-
-/// The CPU time since `from` (a [`cpu_time`]).
-fn cpu_since(from: Option<Duration>) -> Option<Duration> {
-    Some(cpu_time()?.saturating_sub(from?))
+    busy: Duration,
 }
 
 /// `iters` messages of `len` bytes from a producer thread to this thread through a queue of
 /// `ring` bytes; the time from both threads' start (a barrier) to the last message received and
-/// touched, and both threads' CPU time.
+/// touched, and how long the threads were busy.
 fn two_threads<Q: Queue>(ring: usize, len: usize, iters: u64) -> Run {
     let (mut tx, mut rx) = Q::pair(ring);
     let src = message(len, SEED);
@@ -252,27 +259,26 @@ fn two_threads<Q: Queue>(ring: usize, len: usize, iters: u64) -> Run {
         let go = Arc::clone(&go);
         move || {
             go.wait();
-            let cpu = cpu_time();
+            let start = (Instant::now(), waited());
             for _ in 0..iters {
                 send::<Q>(&mut tx, &src, SEED);
             }
-            cpu_since(cpu)
+            start.0.elapsed().saturating_sub(waited() - start.1)
         }
     });
     go.wait();
-    let cpu = cpu_time();
+    let idle = waited();
     let start = Instant::now();
     let mut acc = 0u64;
     for _ in 0..iters {
         acc = acc.wrapping_add(recv::<Q>(&mut rx, len));
     }
     let wall = start.elapsed();
-    let cpu = cpu_since(cpu);
+    let busy = wall.saturating_sub(waited() - idle);
     black_box(acc);
-    let sender_cpu = sender.join().unwrap();
     Run {
         wall,
-        cpu: cpu.zip(sender_cpu).map(|(a, b)| a + b),
+        busy: busy + sender.join().unwrap(),
     }
 }
 
@@ -350,14 +356,14 @@ const RUN_BYTES: usize = 64 << 20;
 /// A peer of the ratio line: `(ring, len, iters)` to a run.
 type Peer = fn(usize, usize, u64) -> Run;
 
-/// Each peer's best run, as payload bytes per second and the CPUs its threads kept busy (CPU
-/// time over wall time: 2 when both threads ran throughout, 1 when they took turns on one
-/// core; NaN where unknown): runs of [`RUN_BYTES`] each, the peers in turn, [`RUNS`] times.
+/// Each peer's best run, as payload bytes per second and its threads' busy time over its wall
+/// time (2 when both worked throughout, 1 when they took turns): runs of [`RUN_BYTES`] each,
+/// the peers in turn, [`RUNS`] times.
 fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [(f64, f64); N] {
     let iters = (RUN_BYTES / len) as u64;
     let mut best = [Run {
         wall: Duration::MAX,
-        cpu: None,
+        busy: Duration::ZERO,
     }; N];
     for _ in 0..RUNS {
         for (peer, best) in peers.iter().zip(&mut best) {
@@ -369,24 +375,26 @@ fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [(f64, f6
     }
     best.map(|run| {
         let secs = run.wall.as_secs_f64();
-        let cpus = run.cpu.map_or(f64::NAN, |cpu| cpu.as_secs_f64() / secs);
-        ((iters * len as u64) as f64 / secs, cpus)
+        (
+            (iters * len as u64) as f64 / secs,
+            run.busy.as_secs_f64() / secs,
+        )
     })
 }
 
 /// The ratio lines: perdix / memcpy and perdix / rtrb, for each ring and size, measured here
-/// and now, with the CPUs each two-thread peer kept busy in its best run (below 2, the threads
-/// did not have two cores to themselves and the figures are not the ring's).
+/// and now, with how busy each two-thread peer's threads were in its best run (near 1, they took
+/// turns on one core and the figures are not the ring's).
 fn print_ratios() {
     for ring in RINGS {
         for len in SIZES {
-            let [(memcpy, _), (copy, copy_cpus), (claim, claim_cpus), (rtrb, rtrb_cpus)] = rates(
+            let [(memcpy, _), (copy, copy_busy), (claim, claim_busy), (rtrb, rtrb_busy)] = rates(
                 ring,
                 len,
                 [
-                    |ring, len, n| Run {
-                        wall: one_core(Write::Copy, ring, len, n),
-                        cpu: None,
+                    |ring, len, n| {
+                        let wall = one_core(Write::Copy, ring, len, n);
+                        Run { wall, busy: wall }
                     },
                     two_threads::<PerdixCopy>,
                     two_threads::<PerdixClaim>,
@@ -397,8 +405,8 @@ fn print_ratios() {
             println!(
                 "ratio {} KiB, ring {} MiB: perdix copy / memcpy {:.2} (goal >= 0.8), perdix claim \
                  / memcpy {:.2}, perdix copy / rtrb {:.2}, perdix claim / rtrb {:.2} [GB/s: \
-                 memcpy {:.1}, perdix copy {:.1}, perdix claim {:.1}, rtrb copy {:.1}; CPUs busy: \
-                 {copy_cpus:.2}, {claim_cpus:.2}, {rtrb_cpus:.2} of 2; best of {RUNS} runs of {} \
+                 memcpy {:.1}, perdix copy {:.1}, perdix claim {:.1}, rtrb copy {:.1}; threads busy: \
+                 {copy_busy:.2}, {claim_busy:.2}, {rtrb_busy:.2} of 2; best of {RUNS} runs of {} \
                  MiB]",
                 len >> 10,
                 ring >> 20,
