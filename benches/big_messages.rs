@@ -27,10 +27,11 @@
 //! loaded, none copied out). Every wait (a full or an empty queue) spins, then yields, alike for
 //! every peer. After the groups one line per ring and size gives the ratios perdix / memcpy and
 //! perdix / rtrb from a short explicit timing loop (the best of 30 interleaved runs of each),
-//! measured in the same process, with how busy the two threads were in those runs (their time
-//! not waiting for each other, over the wall time): the figures are the ring's only near 2.00,
-//! each thread on its own idle core; near 1.00 the threads took turns on one core (a machine
-//! busy with other work). Criterion's figures are the record. Figures: docs/PERFORMANCE.md.
+//! measured in the same process, with how busy each thread was in those runs (its time not
+//! waiting for the other, over the wall time, `producer/consumer`): one side near 1.00 is the
+//! side that limits, on its own core; two figures that add up to about 1 (or less) mean the
+//! threads took turns on one core (a machine busy with other work), and those figures are not
+//! the ring's. Criterion's figures are the record. Figures: docs/PERFORMANCE.md.
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -240,17 +241,17 @@ fn check<Q: Queue>(ring: usize, len: usize) {
     sender.join().unwrap();
 }
 
-/// One timed run: its wall time, and how long its threads were busy (not waiting for each other)
-/// in all: twice the wall time when both worked throughout.
+/// One timed run: its wall time, and how long each thread was busy (not waiting for the other).
 #[derive(Debug, Clone, Copy)]
 struct Run {
     wall: Duration,
-    busy: Duration,
+    producer: Duration,
+    consumer: Duration,
 }
 
 /// `iters` messages of `len` bytes from a producer thread to this thread through a queue of
 /// `ring` bytes; the time from both threads' start (a barrier) to the last message received and
-/// touched, and how long the threads were busy.
+/// touched, and how long each thread was busy.
 fn two_threads<Q: Queue>(ring: usize, len: usize, iters: u64) -> Run {
     let (mut tx, mut rx) = Q::pair(ring);
     let src = message(len, SEED);
@@ -274,11 +275,12 @@ fn two_threads<Q: Queue>(ring: usize, len: usize, iters: u64) -> Run {
         acc = acc.wrapping_add(recv::<Q>(&mut rx, len));
     }
     let wall = start.elapsed();
-    let busy = wall.saturating_sub(waited() - idle);
+    let consumer = wall.saturating_sub(waited() - idle);
     black_box(acc);
     Run {
         wall,
-        busy: busy + sender.join().unwrap(),
+        producer: sender.join().unwrap(),
+        consumer,
     }
 }
 
@@ -356,14 +358,14 @@ const RUN_BYTES: usize = 64 << 20;
 /// A peer of the ratio line: `(ring, len, iters)` to a run.
 type Peer = fn(usize, usize, u64) -> Run;
 
-/// Each peer's best run, as payload bytes per second and its threads' busy time over its wall
-/// time (2 when both worked throughout, 1 when they took turns): runs of [`RUN_BYTES`] each,
-/// the peers in turn, [`RUNS`] times.
-fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [(f64, f64); N] {
+/// Each peer's best run, as payload bytes per second and `producer/consumer` busy time over
+/// its wall time: runs of [`RUN_BYTES`] each, the peers in turn, [`RUNS`] times.
+fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [(f64, String); N] {
     let iters = (RUN_BYTES / len) as u64;
     let mut best = [Run {
         wall: Duration::MAX,
-        busy: Duration::ZERO,
+        producer: Duration::ZERO,
+        consumer: Duration::ZERO,
     }; N];
     for _ in 0..RUNS {
         for (peer, best) in peers.iter().zip(&mut best) {
@@ -375,16 +377,17 @@ fn rates<const N: usize>(ring: usize, len: usize, peers: [Peer; N]) -> [(f64, f6
     }
     best.map(|run| {
         let secs = run.wall.as_secs_f64();
+        let busy = |d: Duration| d.as_secs_f64() / secs;
         (
             (iters * len as u64) as f64 / secs,
-            run.busy.as_secs_f64() / secs,
+            format!("{:.2}/{:.2}", busy(run.producer), busy(run.consumer)),
         )
     })
 }
 
 /// The ratio lines: perdix / memcpy and perdix / rtrb, for each ring and size, measured here
-/// and now, with how busy each two-thread peer's threads were in its best run (near 1, they took
-/// turns on one core and the figures are not the ring's).
+/// and now, with how busy each two-thread peer's threads were in its best run (see the module
+/// doc).
 fn print_ratios() {
     for ring in RINGS {
         for len in SIZES {
@@ -394,7 +397,11 @@ fn print_ratios() {
                 [
                     |ring, len, n| {
                         let wall = one_core(Write::Copy, ring, len, n);
-                        Run { wall, busy: wall }
+                        Run {
+                            wall,
+                            producer: wall,
+                            consumer: wall,
+                        }
                     },
                     two_threads::<PerdixCopy>,
                     two_threads::<PerdixClaim>,
@@ -405,8 +412,8 @@ fn print_ratios() {
             println!(
                 "ratio {} KiB, ring {} MiB: perdix copy / memcpy {:.2} (goal >= 0.8), perdix claim \
                  / memcpy {:.2}, perdix copy / rtrb {:.2}, perdix claim / rtrb {:.2} [GB/s: \
-                 memcpy {:.1}, perdix copy {:.1}, perdix claim {:.1}, rtrb copy {:.1}; threads busy: \
-                 {copy_busy:.2}, {claim_busy:.2}, {rtrb_busy:.2} of 2; best of {RUNS} runs of {} \
+                 memcpy {:.1}, perdix copy {:.1}, perdix claim {:.1}, rtrb copy {:.1}; busy \
+                 producer/consumer {copy_busy}, {claim_busy}, {rtrb_busy}; best of {RUNS} runs of {} \
                  MiB]",
                 len >> 10,
                 ring >> 20,
