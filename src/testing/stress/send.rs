@@ -8,6 +8,7 @@
 use crossbeam_utils::Backoff;
 
 use super::{check_size, fill};
+use crate::layout::SLOT_PAYLOAD;
 use crate::{Error, Producer};
 
 /// One producer's stress stream: its producer id, kind, message size and next sequence.
@@ -50,6 +51,8 @@ pub struct StressSender {
     seq: u64,
     dropped: u64,
     backoff: Backoff,
+    /// The message being sent, for sizes above one slot (one-slot messages are written in place).
+    scratch: Vec<u8>,
 }
 
 impl StressSender {
@@ -58,7 +61,8 @@ impl StressSender {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size).
+    /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size) (a size
+    /// the ring does not carry is its [`Error::MessageTooLarge`] at the first send).
     pub fn new(producer_id: u32, kind: u32, size: usize) -> Result<Self, Error> {
         let mut sender = Self {
             producer_id,
@@ -67,6 +71,7 @@ impl StressSender {
             seq: 0,
             dropped: 0,
             backoff: Backoff::new(),
+            scratch: Vec::new(),
         };
         sender.set_size(size)?;
         Ok(sender)
@@ -78,7 +83,7 @@ impl StressSender {
     ///
     /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size) (the size is unchanged).
     pub fn set_size(&mut self, size: usize) -> Result<(), Error> {
-        check_size(size)?;
+        check_size(size, u32::MAX as usize)?;
         self.size = size;
         Ok(())
     }
@@ -108,7 +113,14 @@ impl StressSender {
         let before = self.seq;
         for _ in 0..attempts {
             let seq = self.seq;
-            match producer.produce_with(self.kind, |buf| fill(&mut buf[..size], id, seq)) {
+            let sent = if size <= SLOT_PAYLOAD {
+                producer.produce_with(self.kind, |buf| fill(&mut buf[..size], id, seq))
+            } else {
+                self.scratch.resize(size, 0);
+                fill(&mut self.scratch, id, seq);
+                producer.produce_kind(self.kind, &self.scratch)
+            };
+            match sent {
                 Ok(()) => {
                     self.seq += 1;
                     self.backoff.reset();
