@@ -602,8 +602,9 @@ __device__ __forceinline__ void perdix_claim_publish(perdix_u32 mask, const perd
 
 // Every calling lane's message in turn, the lanes of `mask` writing each one together (the
 // general emit's path when some lane's message needs more than one slot).
-__device__ __noinline__ int perdix_emit_each(perdix_ring* r, const perdix_clock& clock, perdix_u32 mask,
+__device__ __noinline__ int perdix_emit_each(const perdix_producer* p, perdix_ring* r, perdix_u32 mask,
                                              perdix_u32 kind, const void* data, perdix_u32 len, int policy) {
+    const perdix_clock clock = perdix_clock_load(p);
     const perdix_u32 n = __popc(mask);
     const perdix_u32 rank = __popc(mask & perdix_lanemask_lt());
     const int local = __isLocal(data) ? 1 : 0;
@@ -697,7 +698,7 @@ __device__ __noinline__ int perdix_emit_policy(const perdix_producer* p, perdix_
     const perdix_clock clock = perdix_clock_load(p);
     // The warp vote: any calling lane's message more than one slot, and every message goes in turn.
     if (__ballot_sync(mask, len > PERDIX_SLOT_PAYLOAD) != 0)
-        return perdix_emit_each(r, clock, mask, kind, data, len, policy);
+        return perdix_emit_each(p, r, mask, kind, data, len, policy);
     perdix_batch b = perdix_warp_reserve(r, mask, n, policy);
     if (b.status != PERDIX_OK) return b.status;
     const perdix_u32 producer = perdix_thread_linear();
