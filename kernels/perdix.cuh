@@ -423,8 +423,17 @@ struct perdix_claim {
 // on `tail`, since the pad depends on where the message lands. Block: reserve, then wait for the
 // pushed head (the stall counted once, as for a batch). DropNewest: reserve only if pad + k fit
 // (the head refreshed once when they look not to), else count one drop.
-__device__ __noinline__ int perdix_reserve_span(perdix_ring* r, perdix_u64 k, int policy, perdix_u64* pos_out,
-                                                perdix_u32* pad_out) {
+struct perdix_span {
+    perdix_u64 pos;  // the message's first slot
+    perdix_u32 pad;  // slots of the pad record before it
+    int status;      // PERDIX_OK, PERDIX_DROPPED or PERDIX_CLOSED
+};
+
+__device__ __noinline__ perdix_span perdix_reserve_span(perdix_ring* r, perdix_u64 k, int policy) {
+    perdix_span span;
+    span.pos = 0;
+    span.pad = 0;
+    span.status = PERDIX_OK;
     const perdix_u64 cap = PERDIX_RING_CAPACITY(r);
     const perdix_u64 ring_mask = PERDIX_RING_MASK(r);
     perdix_u64 head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
@@ -446,14 +455,15 @@ __device__ __noinline__ int perdix_reserve_span(perdix_ring* r, perdix_u64 k, in
                     continue;
                 }
                 atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_DROPPED), 1ull);
-                return perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0 ? PERDIX_CLOSED
-                                                                                      : PERDIX_DROPPED;
+                const bool closed = perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0;
+                span.status = closed ? PERDIX_CLOSED : PERDIX_DROPPED;
+                return span;
             }
         }
         const perdix_u64 seen = atomicCAS(&PERDIX_W(r, PERDIX_CTRL_RING_TAIL), tail, tail + need);
         if (seen == tail) {
-            *pos_out = tail + pad;
-            *pad_out = (perdix_u32)pad;
+            span.pos = tail + pad;
+            span.pad = (perdix_u32)pad;
             break;
         }
         tail = seen;
@@ -463,13 +473,16 @@ __device__ __noinline__ int perdix_reserve_span(perdix_ring* r, perdix_u64 k, in
         atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_STALLS), 1ull);
         perdix_u32 ns = PERDIX_BACKOFF_MIN_NS;
         while (last >= head + cap) {
-            if (perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0) return PERDIX_CLOSED;
+            if (perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0) {
+                span.status = PERDIX_CLOSED;
+                break;
+            }
             __nanosleep(ns);
             ns = ns < PERDIX_BACKOFF_MAX_NS ? ns * 2 : PERDIX_BACKOFF_MAX_NS;
             head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
         }
     }
-    return PERDIX_OK;
+    return span;
 }
 
 // Reserves one message of `len` bytes for the lanes in `mask` (all of them call this with the
@@ -477,20 +490,21 @@ __device__ __noinline__ int perdix_reserve_span(perdix_ring* r, perdix_u64 k, in
 __device__ __forceinline__ perdix_claim perdix_claim_in(perdix_ring* r, perdix_u32 mask, perdix_u32 len,
                                                         int policy) {
     const perdix_u32 leader = __ffs(mask) - 1;
-    perdix_u64 pos = 0;
-    perdix_u32 pad = 0;
-    int status = PERDIX_OK;
+    perdix_span span;
+    span.pos = 0;
+    span.pad = 0;
+    span.status = PERDIX_OK;
     if ((perdix_u64)len > perdix_max_message(r)) {
-        status = PERDIX_TOO_LARGE;
+        span.status = PERDIX_TOO_LARGE;
     } else if (perdix_lane() == leader) {
-        status = perdix_reserve_span(r, perdix_slots_for(len), policy, &pos, &pad);
+        span = perdix_reserve_span(r, perdix_slots_for(len), policy);
     }
     perdix_claim c;
     c.ring = r;
     c.len = len;
-    c.status = __shfl_sync(mask, status, leader);
-    c.pos = __shfl_sync(mask, pos, leader);
-    c.pad = __shfl_sync(mask, pad, leader);
+    c.status = __shfl_sync(mask, span.status, leader);
+    c.pos = __shfl_sync(mask, span.pos, leader);
+    c.pad = __shfl_sync(mask, span.pad, leader);
     c.producer = __shfl_sync(mask, perdix_thread_linear(), leader);
     c.payload = (unsigned char*)&PERDIX_RING_SLOTS(r)[c.pos & PERDIX_RING_MASK(r)] + PERDIX_OFFSET_PAYLOAD;
     return c;
