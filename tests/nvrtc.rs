@@ -5,7 +5,7 @@
 //! and run with `PERDIX_PTX_CACHE=off` so NVRTC really compiles.
 #![cfg(feature = "cuda")]
 
-use perdix_transport::cuda::{compile_ptx, GpuKernel, KernelArg, PERDIX_CUH};
+use perdix_transport::cuda::{compile_ptx, GpuKernel, KernelArg, PERDIX_CUH, PERDIX_SPAN_CUH};
 use perdix_transport::testing::gpu::{builtin_kernels, STRESS_CU};
 use perdix_transport::Error;
 
@@ -218,16 +218,24 @@ extern "C" __global__ void big(const perdix_producer* p, const unsigned char* da
         Err(err) => panic!("{err}"),
         Ok(ptx) => ptx,
     };
-    assert!(ptx.contains("atom.global.cas.b64"), "pad + k reserved with a CAS on tail");
+    assert!(
+        ptx.contains("atom.global.cas.b64"),
+        "pad + k reserved with a CAS on tail"
+    );
     assert!(ptx.contains("st.global.v2.u64"), "16-byte body stores");
     assert!(ptx.contains("fence.acq_rel.sys") || ptx.contains("fence.sc.sys"));
-    assert!(ptx.contains("st.relaxed.sys.global.u64"), "seq published last");
+    assert!(
+        ptx.contains("st.relaxed.sys.global.u64"),
+        "seq published last"
+    );
 }
 
 #[test]
 fn the_header_is_the_one_in_kernels() {
     assert!(PERDIX_CUH.contains("perdix_emit"));
     assert!(PERDIX_CUH.contains("static_assert"));
+    assert!(PERDIX_CUH.contains("#include \"perdix_span.cuh\""));
+    assert!(PERDIX_SPAN_CUH.contains("perdix_warp_claim"));
 }
 
 /// A kernel with every kind of argument: 8-byte scalars, a device pointer, a by-value struct.

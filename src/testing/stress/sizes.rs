@@ -96,7 +96,7 @@ mod tests {
         let mut seen = [false; 7];
         for seq in 0..1000 {
             let size = sizes.size_of(1, seq);
-            assert!(size % 8 == 0 && (16..=64).contains(&size));
+            assert!(size.is_multiple_of(8) && (16..=64).contains(&size));
             seen[(size - 16) / 8] = true;
         }
         assert!(seen.iter().all(|&s| s));
