@@ -1,7 +1,6 @@
 //! Kernels from source: NVRTC (`nvrtc.rs`) at first use, with `perdix.cuh` (and the
-//! `perdix_span.cuh` it includes) supplied in memory
-//! and the layout passed as `-D` defines; PTX cached on disk keyed by a hash of everything that
-//! went in.
+//! `perdix_span.cuh` it includes) supplied in memory and the layout passed as `-D` defines; PTX
+//! cached on disk keyed by a hash of everything that went in.
 
 use std::path::PathBuf;
 
