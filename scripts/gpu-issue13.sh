@@ -40,7 +40,7 @@ nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width
   --format=csv >"$logs/gpu.txt" 2>&1
 
 # The tests (each with its own budget; --test-threads=1: one GPU).
-for spec in gpu:120 gpu_sizes:120 gpu_faults:90 gpu_user_launch:45; do
+for spec in gpu:130 gpu_sizes:120 gpu_faults:75 gpu_user_launch:35; do
   t=${spec%%:*}
   limit=${spec##*:}
   timeout "$limit" "$bin/$t" --ignored --test-threads=1 >"$logs/test-$t.log" 2>&1
@@ -55,11 +55,11 @@ bench() {
   timeout "$limit" "$bin/benchmark" "$@" >"$logs/bench-$name.log" 2>&1
   echo "benchmark $name ($*) rc=$?" >>"$summary"
 }
-bench small 60 --sizes 224,32 --consumers 8 --seconds 5
-bench big-8 45 --sizes 4096,65536 --consumers 8 --seconds 5 --latency-seconds 0
-bench 4096-2 30 --sizes 4096 --consumers 2 --seconds 5 --latency-seconds 0
+bench small 55 --sizes 224,32 --consumers 8 --seconds 5
+bench big-8 40 --sizes 4096,65536 --consumers 8 --seconds 5 --latency-seconds 0
+bench 4096-2 25 --sizes 4096 --consumers 2 --seconds 5 --latency-seconds 0
 
-timeout 40 "$bin/headless_stress" --seconds 5 >"$logs/headless_stress.log" 2>&1
+timeout 30 "$bin/headless_stress" --seconds 5 >"$logs/headless_stress.log" 2>&1
 echo "headless_stress rc=$? $(grep -E 'RESULT' "$logs/headless_stress.log" | tail -1)" >>"$summary"
 
 cat "$logs/gpu.txt"
