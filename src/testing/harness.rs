@@ -182,7 +182,7 @@ const ROUND_TRIP_CAPACITY: usize = 64;
 pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHistogram, Error> {
     let max = crate::layout::max_message(ROUND_TRIP_CAPACITY);
     if size > max {
-        return Err(Error::MessageTooLarge { len: size, max });
+        return Err(Error::too_large_for(size, max));
     }
     if size < 8 {
         return Err(Error::InvalidConfig(format!(
