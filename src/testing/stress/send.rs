@@ -23,7 +23,7 @@ use crate::{Error, Producer};
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::testing::stress::{StressSender, Verifier};
+/// use perdix_transport::testing::stress::{Sizes, StressSender, Verifier};
 /// use perdix_transport::{Buffer, Policy};
 ///
 /// let (mut producer, mut consumer) = Buffer::builder(4).policy(Policy::DropNewest).build()?.into_split();
@@ -40,6 +40,13 @@ use crate::{Error, Producer};
 /// assert!(verifier.finish(&[sender.sent()]).is_clean());
 /// // Errors are values: a size that is not a stress size.
 /// assert!(StressSender::new(0, 0, 20).is_err());
+/// // Big messages go through a claim, written in place: 17 slots each.
+/// let (mut producer, mut consumer) = Buffer::new(64)?.into_split();
+/// let mut big = StressSender::new(0, 0, 4096)?;
+/// assert_eq!(big.send(&mut producer, 3)?, 3);
+/// let mut verifier = Verifier::with_sizes(true, Sizes::fixed(4096));
+/// consumer.drain(3, |msg| verifier.check(msg.producer(), msg.payload()));
+/// assert!(verifier.finish(&[3]).is_clean());
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(Debug)]
@@ -51,8 +58,6 @@ pub struct StressSender {
     seq: u64,
     dropped: u64,
     backoff: Backoff,
-    /// The message being sent, for sizes above one slot (one-slot messages are written in place).
-    scratch: Vec<u8>,
 }
 
 impl StressSender {
@@ -71,7 +76,6 @@ impl StressSender {
             seq: 0,
             dropped: 0,
             backoff: Backoff::new(),
-            scratch: Vec::new(),
         };
         sender.set_size(size)?;
         Ok(sender)
@@ -113,12 +117,15 @@ impl StressSender {
         let before = self.seq;
         for _ in 0..attempts {
             let seq = self.seq;
+            // One slot: the one-slot buffer; more: a claim, written in place (both zero copy).
             let sent = if size <= SLOT_PAYLOAD {
                 producer.produce_with(self.kind, |buf| fill(&mut buf[..size], id, seq))
             } else {
-                self.scratch.resize(size, 0);
-                fill(&mut self.scratch, id, seq);
-                producer.produce_kind(self.kind, &self.scratch)
+                producer.claim(size).map(|mut claim| {
+                    fill(&mut claim, id, seq);
+                    claim.set_kind(self.kind);
+                    claim.commit();
+                })
             };
             match sent {
                 Ok(()) => {
