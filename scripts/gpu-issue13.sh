@@ -17,7 +17,7 @@ if [ "${1:-}" = "stage" ]; then
   export PERDIX_FEATURES=${PERDIX_FEATURES:-cuda,bevy}  # headless_stress needs bevy
   tmp=$(mktemp -d)
   # pack.sh starts .device/ afresh each call: tests first, kept aside, then bins and examples.
-  bash "$pack" --tests --test gpu --test gpu_sizes --test gpu_faults --test gpu_user_launch
+  bash "$pack" --test gpu --test gpu_sizes --test gpu_faults --test gpu_user_launch
   for f in "$root"/.device/bin/*; do
     # Test executables are named <test>-<hash>: stage them as <test>.
     cp "$f" "$tmp/$(basename "$f" | sed -E 's/-[0-9a-f]{16}$//')"
