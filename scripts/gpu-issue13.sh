@@ -22,10 +22,11 @@ if [ "${1:-}" = "stage" ]; then
     # Test executables are named <test>-<hash>: stage them as <test>.
     cp "$f" "$tmp/$(basename "$f" | sed -E 's/-[0-9a-f]{16}$//')"
   done
-  bash "$pack" --bin benchmark --bin transport_test --example headless_stress --example 02_gpu_producer
+  bash "$pack" --bin benchmark --example headless_stress
   cp "$tmp"/* "$root/.device/bin/"
   rm -rf "$tmp"
   ls -la "$root/.device/bin"
+  du -sh "$root/.device"
   exit 0
 fi
 
