@@ -2,10 +2,10 @@
 // layout, the control block and the helpers this file uses; supplied in memory beside it).
 //
 // A message of `len` bytes spans k = perdix_slots_for(len) slots; it is one reservation of pad + k
-// positions (a CAS on `tail`: the pad depends on where the message lands), a payload written in
-// place, and one publication: the header (and the pad record's) by the leader, a `__syncwarp`, one
-// system fence, then the pad's `seq` and the message's (docs/DESIGN-NOTES.md, "Issue 13, the GPU
-// side").
+// positions (a CAS on `tail`: the pad depends on where the message lands), the pad published by
+// the leader as soon as its first slot is free, a payload written in place, and one publication:
+// the header by the leader, a `__syncwarp`, one system fence, then the `seq`
+// (docs/DESIGN-NOTES.md, "Issue 13, the GPU side").
 //
 // A whole warp sending one big message (every active lane calls, converged, with the same
 // arguments; `data` in global or shared memory, read with 16-byte loads where 16-byte aligned):
@@ -47,18 +47,56 @@ struct perdix_claim {
     perdix_ring* ring;       // the ring the positions are on
     perdix_u64 pos;          // position of the message's first slot
     perdix_u32 len;          // payload bytes
-    perdix_u32 pad;          // slots of the pad record at pos - pad (0: none)
+    perdix_u32 pad;          // slots of the pad record at pos - pad (0: none; published already)
     perdix_u32 producer;     // the header's producer id (may be changed before the commit)
     int status;              // PERDIX_OK, PERDIX_DROPPED, PERDIX_CLOSED or PERDIX_TOO_LARGE
 };
 
+// Publishes the pad record of `pad` slots at `pos` (the leader alone: its header words, a system
+// fence, its `seq`), counting its slots in `extra`. Only its first slot is written (a pad's
+// payload bytes never are), so only that slot needs to be free; the consumer skips the rest.
+__device__ __noinline__ void perdix_publish_pad(perdix_ring* r, perdix_u64 pos, perdix_u64 pad) {
+    perdix_u64* slot = (perdix_u64*)&PERDIX_RING_SLOTS(r)[pos & PERDIX_RING_MASK(r)];
+    perdix_store_word(slot + PERDIX_OFFSET_LEN / 8, pad * PERDIX_SLOT_SIZE - PERDIX_OFFSET_PAYLOAD);  // kind 0
+    perdix_store_word(slot + PERDIX_OFFSET_PRODUCER / 8,
+                      (perdix_u64)perdix_thread_linear() | ((perdix_u64)PERDIX_FLAG_PAD << 32));
+    perdix_store_word(slot + PERDIX_OFFSET_STAMP_NS / 8, 0);
+    perdix_publish_fence();
+    perdix_store_seq(slot, pos + 1);
+    atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_EXTRA), pad);
+}
+
+// Waits (Block) until position `last` is inside the window of the pushed head: `head` is the
+// head last seen, refreshed here. Returns PERDIX_CLOSED if the consumer leaves meanwhile.
+__device__ __forceinline__ int perdix_wait_room(perdix_ring* r, perdix_u64 last, perdix_u64* head, bool* stalled) {
+    const perdix_u64 cap = PERDIX_RING_CAPACITY(r);
+    if (last < *head + cap) return PERDIX_OK;
+    if (!*stalled) {
+        atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_STALLS), 1ull);  // once per message
+        *stalled = true;
+    }
+    perdix_u32 ns = PERDIX_BACKOFF_MIN_NS;
+    while (last >= *head + cap) {
+        if (perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0) return PERDIX_CLOSED;
+        __nanosleep(ns);
+        ns = ns < PERDIX_BACKOFF_MAX_NS ? ns * 2 : PERDIX_BACKOFF_MAX_NS;
+        *head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
+    }
+    return PERDIX_OK;
+}
+
 // The leader's reservation of one message of `k` slots, with the pad its position needs: a CAS
-// on `tail`, since the pad depends on where the message lands. Block: reserve, then wait for the
-// pushed head (the stall counted once, as for a batch). DropNewest: reserve only if pad + k fit
-// (the head refreshed once when they look not to), else count one drop.
+// on `tail`, since the pad depends on where the message lands. The pad is published as soon as
+// its first slot is free, before the message's slots are waited for: the consumer then skips it
+// and pushes its head on the way (its push on an empty ring waits for a few slots of progress, so
+// a pad and a message of nearly a whole ring, waited for together, could wait for a push that
+// never comes). Block: reserve, publish the pad, wait for the message's slots (the stall
+// counted once, as for a batch). DropNewest: reserve pad + k only if they fit (the head
+// refreshed once when they look not to); else, if the pad alone fits, publish it alone (the
+// retry starts at the next lap); count one drop.
 struct perdix_span {
     perdix_u64 pos;  // the message's first slot
-    perdix_u32 pad;  // slots of the pad record before it
+    perdix_u32 pad;  // slots of the pad record before it (published already)
     int status;      // PERDIX_OK, PERDIX_DROPPED or PERDIX_CLOSED
 };
 
@@ -72,49 +110,54 @@ __device__ __noinline__ perdix_span perdix_reserve_span(perdix_ring* r, perdix_u
     perdix_u64 head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
     perdix_u64 tail = perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_TAIL));
     bool refreshed = false;
-    perdix_u64 need;
+    perdix_u64 pad;
     for (;;) {
         const perdix_u64 idx = tail & ring_mask;
-        const perdix_u64 pad = idx + k > cap ? cap - idx : 0;
-        need = pad + k;
+        pad = idx + k > cap ? cap - idx : 0;
+        perdix_u64 take = pad + k;
+        bool drop = false;
         if (policy != PERDIX_POLICY_BLOCK) {
             const perdix_u64 limit = head + cap;
             const perdix_u64 room = limit > tail ? limit - tail : 0;
-            if (room < need) {
+            if (room < take) {
                 if (!refreshed) {
                     // The pushed head may be stale by up to capacity/8: look once more.
                     head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
                     refreshed = true;
                     continue;
                 }
-                atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_DROPPED), 1ull);
-                const bool closed = perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0;
-                span.status = closed ? PERDIX_CLOSED : PERDIX_DROPPED;
-                return span;
+                if (pad == 0 || room < pad) {
+                    atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_DROPPED), 1ull);
+                    const bool closed = perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0;
+                    span.status = closed ? PERDIX_CLOSED : PERDIX_DROPPED;
+                    return span;
+                }
+                take = pad;  // the pad alone fits: publish it, drop the message
+                drop = true;
             }
         }
-        const perdix_u64 seen = atomicCAS(&PERDIX_W(r, PERDIX_CTRL_RING_TAIL), tail, tail + need);
-        if (seen == tail) {
-            span.pos = tail + pad;
-            span.pad = (perdix_u32)pad;
-            break;
+        const perdix_u64 seen = atomicCAS(&PERDIX_W(r, PERDIX_CTRL_RING_TAIL), tail, tail + take);
+        if (seen != tail) {
+            tail = seen;
+            continue;
         }
-        tail = seen;
-    }
-    const perdix_u64 last = tail + need - 1;
-    if (last >= head + cap) {
-        atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_STALLS), 1ull);
-        perdix_u32 ns = PERDIX_BACKOFF_MIN_NS;
-        while (last >= head + cap) {
-            if (perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_CLOSED)) != 0) {
-                span.status = PERDIX_CLOSED;
-                break;
-            }
-            __nanosleep(ns);
-            ns = ns < PERDIX_BACKOFF_MAX_NS ? ns * 2 : PERDIX_BACKOFF_MAX_NS;
-            head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
+        if (drop) {
+            perdix_publish_pad(r, tail, pad);
+            atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_DROPPED), 1ull);
+            span.status = PERDIX_DROPPED;
+            return span;
         }
+        break;
     }
+    bool stalled = false;
+    if (pad) {
+        span.status = perdix_wait_room(r, tail, &head, &stalled);  // the pad's first slot
+        if (span.status != PERDIX_OK) return span;
+        perdix_publish_pad(r, tail, pad);
+    }
+    span.pos = tail + pad;
+    span.pad = (perdix_u32)pad;
+    span.status = perdix_wait_room(r, span.pos + k - 1, &head, &stalled);
     return span;
 }
 
@@ -212,37 +255,26 @@ __device__ __noinline__ void perdix_copy_body_local(unsigned char* dst, const un
 }
 
 // Publishes a claim whose payload is written (every lane of `mask` calls this after its payload
-// stores): the leader writes the header (and the pad record's), the `__syncwarp` orders the
-// lanes' payload stores before its system fence, then the pad's `seq` and the message's `seq`.
-// `emitted` grows by one message, `extra` by the slots beyond one (pad included), so
-// emitted + extra stays the positions published.
+// stores): the leader writes the header, the `__syncwarp` orders the lanes' payload stores
+// before its system fence, then the `seq`. `emitted` grows by one message and `extra` by the
+// message's slots beyond one (its pad counted them when it was published), so emitted + extra
+// stays the positions published.
 __device__ __forceinline__ void perdix_claim_publish(perdix_u32 mask, const perdix_claim& c, perdix_u32 kind,
                                                      perdix_u64 stamp) {
     perdix_ring* r = c.ring;
     const bool leader = perdix_lane() == (perdix_u32)(__ffs(mask) - 1);
-    perdix_slot* slots = PERDIX_RING_SLOTS(r);
-    const perdix_u64 ring_mask = PERDIX_RING_MASK(r);
-    perdix_u64* first = (perdix_u64*)&slots[c.pos & ring_mask];
-    perdix_u64* pad = (perdix_u64*)&slots[(c.pos - c.pad) & ring_mask];
+    perdix_u64* first = (perdix_u64*)&PERDIX_RING_SLOTS(r)[c.pos & PERDIX_RING_MASK(r)];
     if (leader) {
         perdix_store_word(first + PERDIX_OFFSET_LEN / 8, (perdix_u64)c.len | ((perdix_u64)kind << 32));
         perdix_store_word(first + PERDIX_OFFSET_PRODUCER / 8, (perdix_u64)c.producer);  // flags 0
         perdix_store_word(first + PERDIX_OFFSET_STAMP_NS / 8, stamp);
-        if (c.pad) {
-            const perdix_u64 pad_len = (perdix_u64)c.pad * PERDIX_SLOT_SIZE - PERDIX_OFFSET_PAYLOAD;
-            perdix_store_word(pad + PERDIX_OFFSET_LEN / 8, pad_len);  // kind 0
-            perdix_store_word(pad + PERDIX_OFFSET_PRODUCER / 8,
-                              (perdix_u64)c.producer | ((perdix_u64)PERDIX_FLAG_PAD << 32));
-            perdix_store_word(pad + PERDIX_OFFSET_STAMP_NS / 8, stamp);
-        }
     }
     __syncwarp(mask);
     if (leader) {
         perdix_publish_fence();
-        if (c.pad) perdix_store_seq(pad, c.pos - c.pad + 1);
         perdix_store_seq(first, c.pos + 1);
         atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_EMITTED), 1ull);
-        const perdix_u64 extra = perdix_slots_for(c.len) - 1 + c.pad;
+        const perdix_u64 extra = perdix_slots_for(c.len) - 1;
         if (extra) atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_EXTRA), extra);
     }
 }
