@@ -4,8 +4,10 @@
 //
 // One-slot sizes: the warp writes each slot with one 8-byte store per lane, computing the words
 // itself (no staging): lane k of the warp stores word k of message j for every j in the batch.
-// Multi-slot or mixed sizes: the warp sends its lanes' messages in turn, each claimed in the ring
-// (perdix.cuh's claim) and written in place with 16-byte stores, so every thread stays one stream.
+// One multi-slot size: the warp reserves its lanes' messages as one run (one CAS) and writes them
+// in turn in place with 16-byte stores; mixed sizes: each lane's message claimed in turn (one
+// CAS each; PERDIX_STRESS_EACH sends one size that way too). Either way every thread stays one
+// stream.
 #include "perdix.cuh"
 
 // The generic kernel's stack buffer (bigger messages come from the host's scratch buffer).
@@ -38,6 +40,97 @@ __device__ __forceinline__ perdix_u32 stress_size(perdix_u64 tag, perdix_u32 lo,
 // Whether lo..=hi is a run of stress sizes the ring `r` carries.
 __device__ __forceinline__ bool stress_sizes_ok(const perdix_ring* r, perdix_u32 lo, perdix_u32 hi) {
     return lo >= 16 && lo % 8 == 0 && hi % 8 == 0 && lo <= hi && (perdix_u64)hi <= perdix_max_message(r);
+}
+
+// perdix_stress for one multi-slot size: each round the warp reserves a run of its lanes' next
+// messages with one CAS (perdix_reserve_run), then writes and publishes them one after the
+// other in place (16-byte stores, as stress_each), each with its sending lane's producer id.
+// Under Block the leader waits for each message's slots before the warp writes it. The counting
+// and the DropNewest retry rule are perdix_stress's.
+__device__ __noinline__ void stress_run(const perdix_producer* p, perdix_u64 per_producer, perdix_u32 size,
+                                        perdix_u32 kind, perdix_u64 interval_ns, perdix_u64* sent,
+                                        perdix_u64* attempts) {
+    const perdix_u32 id = perdix_thread_linear();
+    perdix_ring* r = perdix_ring_of_block(p);
+    const int policy = perdix_policy(p);
+    const perdix_u32 entry = __activemask();
+    const perdix_u32 lane = perdix_lane();
+    const perdix_u64 k = perdix_slots_for(size);
+    const perdix_u32 most = perdix_run_max(r, k);
+    const perdix_u32 words = size / 8;
+    perdix_u64 seq = 0;
+    perdix_u64 tries = 0;
+    bool live = stress_sizes_ok(r, size, size);
+    perdix_u64 next = interval_ns ? perdix_globaltimer() : 0;
+    bool skipped = false;  // left out of the last round's run: goes first in the next
+    for (;;) {
+        bool want = live && seq < per_producer;
+        if (want && perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_STOP)) != 0) {
+            live = false;
+            want = false;
+        }
+        const perdix_u32 mask = __ballot_sync(entry, want);
+        if (mask == 0) break;
+        if (!want) continue;
+        if (interval_ns) {
+            while (perdix_globaltimer() < next) __nanosleep(interval_ns > 1000 ? 1000 : (perdix_u32)interval_ns);
+            next += interval_ns;
+        }
+        const perdix_u32 n = __popc(mask);
+        const perdix_u32 rank = __popc(mask & perdix_lanemask_lt());
+        // At most `most` lanes send this round (a run holds at most half the ring), those left
+        // out last round first; the others help write and send later.
+        const perdix_u32 senders = n < most ? n : most;
+        const perdix_u32 first = __ballot_sync(mask, skipped);
+        const perdix_u32 sel = perdix_pick_lanes(first, mask & ~first, senders);
+        const bool sending = (sel >> lane) & 1u;
+        const perdix_u32 mine = __popc(sel & perdix_lanemask_lt());  // this lane's message in the run
+        skipped = !sending;
+        const perdix_clock clock = perdix_clock_load(p);
+        const perdix_u64 tag = stress_tag(id, seq);
+        bool stalled = false;
+        const perdix_run run = perdix_run_in(r, mask, senders, k, policy, &stalled);
+        const perdix_u32 leader = __ffs(mask) - 1;
+        perdix_u64 head = lane == leader ? perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD)) : 0;
+        perdix_u32 done = 0;  // messages of the run published
+        int status = run.status;
+        perdix_u32 src_mask = sel;
+        for (perdix_u32 j = 0; j < run.count && status == PERDIX_OK; j++) {
+            const perdix_u32 src = __ffs(src_mask) - 1;
+            src_mask &= src_mask - 1;
+            const perdix_claim c =
+                perdix_run_claim(r, mask, run, k, j, size, __shfl_sync(mask, id, src), policy, &head, &stalled);
+            status = c.status;
+            if (status != PERDIX_OK) break;
+            const perdix_u64 seq_j = __shfl_sync(mask, seq, src);
+            const perdix_u64 tag_j = __shfl_sync(mask, tag, src);
+            const perdix_u64 stamp = perdix_stamp_with(clock);
+            for (perdix_u32 w = 2 * rank; w < words; w += 2 * n) {
+                const perdix_u64 a = stress_word(seq_j, tag_j, w, words);
+                if (w + 1 < words) {
+                    perdix_store_pair(c.payload + 8 * w, a, stress_word(seq_j, tag_j, w + 1, words));
+                } else {
+                    perdix_store_word((perdix_u64*)(c.payload + 8 * w), a);
+                }
+            }
+            perdix_claim_publish(mask, c, kind, stamp);
+            done = j + 1;
+        }
+        if (status == PERDIX_CLOSED) live = false;
+        // This lane's place among the senders: published (the sequence advances), dropped (the
+        // run had no room for it: retried next round), or not sending this round.
+        if (sending) {
+            if (mine < done) {
+                tries++;
+                seq++;
+            } else if (mine >= run.count && status != PERDIX_CLOSED) {
+                tries++;
+                __nanosleep(256);  // dropped: let the consumer catch up before retrying
+            }
+        }
+    }
+    if (sent) sent[id] = seq;
+    if (attempts) atomicAdd(attempts, tries);
 }
 
 // perdix_stress for multi-slot or mixed sizes: each round the warp sends its lanes' next messages
@@ -129,6 +222,12 @@ __device__ __noinline__ void stress_each(const perdix_producer* p, perdix_u64 pe
 extern "C" __global__ void perdix_stress(const perdix_producer* p, perdix_u64 per_producer, perdix_u32 size,
                                          perdix_u32 size_max, perdix_u32 kind, perdix_u64 interval_ns,
                                          perdix_u64* sent, perdix_u64* attempts) {
+#ifndef PERDIX_STRESS_EACH
+    if (size_max == size && size > PERDIX_SLOT_PAYLOAD) {
+        stress_run(p, per_producer, size, kind, interval_ns, sent, attempts);
+        return;
+    }
+#endif
     if (size_max != size || size > PERDIX_SLOT_PAYLOAD) {
         stress_each(p, per_producer, size, size_max, kind, interval_ns, sent, attempts);
         return;

@@ -5,9 +5,10 @@
 #   bash scripts/gpu-issue13.sh         # on the GPU machine, from the repo root
 #
 # The run: the GPU tests with --ignored, then `benchmark --sizes 224,32 --consumers 8
-# --seconds 5`, `--sizes 4096,65536 --consumers 8`, `--sizes 4096 --consumers 2`, then
-# headless_stress --seconds 5. Logs under $OUT in one tarball (the device returns few files), a
-# short table printed last. Every step has a timeout; the whole run stays under 9 minutes.
+# --seconds 5`, `--sizes 4096,65536 --consumers 8`, `--sizes 4096 --consumers 2` (and 4 KiB with
+# one CAS per message, for comparison), then headless_stress --seconds 5. Logs under $OUT in one
+# tarball (the device returns few files), a short table printed last. Every step has a timeout;
+# the whole run stays under 9 minutes.
 set -uo pipefail
 
 if [ "${1:-}" = "stage" ]; then
@@ -41,7 +42,7 @@ nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width
   --format=csv >"$logs/gpu.txt" 2>&1
 
 # The tests (each with its own budget; --test-threads=1: one GPU).
-for spec in gpu:130 gpu_sizes:120 gpu_faults:75 gpu_user_launch:35; do
+for spec in gpu:125 gpu_sizes:115 gpu_faults:70 gpu_user_launch:35; do
   t=${spec%%:*}
   limit=${spec##*:}
   timeout "$limit" "$bin/$t" --ignored --test-threads=1 >"$logs/test-$t.log" 2>&1
@@ -59,6 +60,10 @@ bench() {
 bench small 55 --sizes 224,32 --consumers 8 --seconds 5
 bench big-8 40 --sizes 4096,65536 --consumers 8 --seconds 5 --latency-seconds 0
 bench 4096-2 25 --sizes 4096 --consumers 2 --seconds 5 --latency-seconds 0
+# The same 4 KiB run with one CAS per message instead of one per warp run (the kernel's
+# PERDIX_STRESS_EACH): what the run reservation buys.
+(export PERDIX_NVRTC_DEFINES=PERDIX_STRESS_EACH
+  bench 4096-each 25 --sizes 4096 --consumers 8 --seconds 3 --latency-seconds 0)
 
 timeout 30 "$bin/headless_stress" --seconds 5 >"$logs/headless_stress.log" 2>&1
 echo "headless_stress rc=$? $(grep -E 'RESULT' "$logs/headless_stress.log" | tail -1)" >>"$summary"
@@ -66,5 +71,8 @@ echo "headless_stress rc=$? $(grep -E 'RESULT' "$logs/headless_stress.log" | tai
 cat "$logs/gpu.txt"
 cat "$summary"
 echo "== throughput (run size grid slots rings cons memory messages M-msg/s GB/s dropped stalls ok)"
-grep -hE '^msg[0-9]+ ' "$logs"/bench-*.log
+for f in "$logs"/bench-*.log; do
+  echo "-- $(basename "$f" .log)"
+  grep -E '^msg[0-9]+ ' "$f"
+done
 tar -czf "$out/gpu-issue13-logs.tgz" -C "$logs" . && rm -rf "$logs"

@@ -129,6 +129,23 @@ fn pad_records_at_the_wrap_of_a_small_ring() {
         assert_clean(&report);
         assert!(report.counters.positions > report.counters.emitted);
     }
+    // One size of 5 slots (16 is no multiple of 5): runs of messages with a pad inside.
+    let config = GpuStress {
+        grid: 2,
+        block: 64,
+        rings: 1,
+        consumers: 1,
+        mixed_max: None,
+        messages_per_producer: Some(200),
+        ..mixed(StressKernel::Warp, 16, 1000, 1000)
+    };
+    let report = stress::run(&gpu, &config).expect("run");
+    assert_clean(&report);
+    let messages = report.counters.emitted;
+    assert!(
+        report.counters.positions > messages * 5,
+        "pads were published"
+    );
 }
 
 #[test]
@@ -151,6 +168,21 @@ fn drop_newest_drops_whole_big_messages_exactly() {
             report.counters.emitted + report.counters.dropped
         );
     }
+    // One size: the warp's messages reserved as runs, partly dropped.
+    let config = GpuStress {
+        rings: 1,
+        consumers: 1,
+        policy: Policy::DropNewest,
+        mixed_max: None,
+        messages_per_producer: Some(30),
+        ..mixed(StressKernel::Warp, 256, 4096, 4096)
+    };
+    let report = stress::run(&gpu, &config).expect("run");
+    assert_clean(&report);
+    assert_eq!(
+        report.attempts,
+        report.counters.emitted + report.counters.dropped
+    );
 }
 
 #[test]
