@@ -5,7 +5,9 @@
 //! and run with `PERDIX_PTX_CACHE=off` so NVRTC really compiles.
 #![cfg(feature = "cuda")]
 
-use perdix_transport::cuda::{compile_ptx, GpuKernel, KernelArg, PERDIX_CUH, PERDIX_SPAN_CUH};
+use perdix_transport::cuda::{
+    compile_ptx, GpuKernel, KernelArg, PERDIX_CUH, PERDIX_RUN_CUH, PERDIX_SPAN_CUH,
+};
 use perdix_transport::testing::gpu::{builtin_kernels, STRESS_CU};
 use perdix_transport::Error;
 
@@ -236,6 +238,8 @@ fn the_header_is_the_one_in_kernels() {
     assert!(PERDIX_CUH.contains("static_assert"));
     assert!(PERDIX_CUH.contains("#include \"perdix_span.cuh\""));
     assert!(PERDIX_SPAN_CUH.contains("perdix_warp_claim"));
+    assert!(PERDIX_SPAN_CUH.contains("#include \"perdix_run.cuh\""));
+    assert!(PERDIX_RUN_CUH.contains("perdix_reserve_run"));
 }
 
 /// A kernel with every kind of argument: 8-byte scalars, a device pointer, a by-value struct.

@@ -53,7 +53,8 @@
 //!   the ring) is one CAS reservation of its slots and the pad record before it, a payload
 //!   written with 16-byte stores and one publication (`kernels/perdix_span.cuh`, which also has
 //!   the whole-warp `perdix_warp_emit` and the zero-copy `perdix_warp_claim` /
-//!   `perdix_warp_commit`); lanes whose messages fit one slot keep the batched path.
+//!   `perdix_warp_commit`); lanes sending one length reserve their messages as one run
+//!   (`kernels/perdix_run.cuh`); lanes whose messages fit one slot keep the batched path.
 
 /// The cudarc this crate is built with: an app that launches its own kernels uses these types
 /// (`CudaContext`, `CudaStream`, `CudaSlice`, the launch builder), so they match perdix's.
@@ -96,7 +97,7 @@ pub use group::ConsumerGroup;
 pub use handle::ProducerHandle;
 pub use kernel::{Dim3, GpuKernel};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
-pub use module::{compile_ptx, PERDIX_CUH, PERDIX_SPAN_CUH};
+pub use module::{compile_ptx, PERDIX_CUH, PERDIX_RUN_CUH, PERDIX_SPAN_CUH};
 #[cfg(feature = "bevy")]
 pub(crate) use params::ArgSplit;
 pub use presence::device_count;

@@ -1,6 +1,6 @@
 //! Kernels from source: NVRTC (`nvrtc.rs`) at first use, with `perdix.cuh` (and the
-//! `perdix_span.cuh` it includes) supplied in memory and the layout passed as `-D` defines; PTX
-//! cached on disk keyed by a hash of everything that went in.
+//! `perdix_span.cuh` and `perdix_run.cuh` it includes) supplied in memory and the layout passed
+//! as `-D` defines; PTX cached on disk keyed by a hash of everything that went in.
 
 use std::path::PathBuf;
 
@@ -12,11 +12,15 @@ pub const PERDIX_CUH: &str = include_str!("../../kernels/perdix.cuh");
 /// Multi-slot messages and the whole-warp API (`kernels/perdix_span.cuh`), included by
 /// `perdix.cuh`.
 pub const PERDIX_SPAN_CUH: &str = include_str!("../../kernels/perdix_span.cuh");
+/// Runs of multi-slot messages of one size, one reservation each (`kernels/perdix_run.cuh`),
+/// included by `perdix_span.cuh`.
+pub const PERDIX_RUN_CUH: &str = include_str!("../../kernels/perdix_run.cuh");
 
 /// The headers every kernel compiles with, supplied in memory: `(include name, text)`.
-const HEADERS: [(&str, &str); 2] = [
+const HEADERS: [(&str, &str); 3] = [
     ("perdix.cuh", PERDIX_CUH),
     ("perdix_span.cuh", PERDIX_SPAN_CUH),
+    ("perdix_run.cuh", PERDIX_RUN_CUH),
 ];
 /// The stress producer kernels (`kernels/stress.cu`).
 #[cfg(feature = "testing")]
@@ -76,6 +80,7 @@ pub(crate) fn cache_key(source: &str, arch: &str) -> u64 {
     fnv1a(&[
         PERDIX_CUH.as_bytes(),
         PERDIX_SPAN_CUH.as_bytes(),
+        PERDIX_RUN_CUH.as_bytes(),
         source.as_bytes(),
         opts.as_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
