@@ -7,7 +7,7 @@ use bevy_ecs::message::Message;
 use super::message::{Envelope, PerdixMessage};
 use super::producers::{GpuProducerSpec, ProducerRegistry};
 use super::route::Routes;
-use crate::layout::PAYLOAD_MAX;
+use crate::layout::SLOT_PAYLOAD;
 
 /// Registers perdix message types and producers on an [`App`].
 pub trait PerdixAppExt {
@@ -128,7 +128,7 @@ impl PerdixAppExt for App {
     fn add_perdix_message<T: Message + bytemuck::Pod>(&mut self, kind: u32) -> &mut Self {
         const {
             assert!(
-                core::mem::size_of::<T>() <= PAYLOAD_MAX,
+                core::mem::size_of::<T>() <= SLOT_PAYLOAD,
                 "a perdix message type must fit a slot's 224-byte payload"
             );
         }
@@ -145,7 +145,7 @@ impl PerdixAppExt for App {
     {
         const {
             assert!(
-                core::mem::size_of::<T>() <= PAYLOAD_MAX,
+                core::mem::size_of::<T>() <= SLOT_PAYLOAD,
                 "a perdix message type must fit a slot's 224-byte payload"
             );
         }

@@ -5,7 +5,7 @@
 
 use bevy_ecs::message::Message as BevyMessage;
 
-use crate::layout::{SlotHeader, PAYLOAD_MAX};
+use crate::layout::{SlotHeader, SLOT_PAYLOAD};
 use crate::Message;
 
 /// A message of a kind with no typed route, copied out of its slot.
@@ -52,13 +52,13 @@ pub struct PerdixMessage {
     ring: u16,
     len: u16,
     flags: u32,
-    payload: [u8; PAYLOAD_MAX],
+    payload: [u8; SLOT_PAYLOAD],
 }
 
 impl PerdixMessage {
     pub(crate) fn new(ring: usize, msg: &Message<'_>) -> Self {
-        let mut payload = [0u8; PAYLOAD_MAX];
-        let len = msg.len().min(PAYLOAD_MAX);
+        let mut payload = [0u8; SLOT_PAYLOAD];
+        let len = msg.len().min(SLOT_PAYLOAD);
         payload[..len].copy_from_slice(&msg.payload()[..len]);
         Self {
             kind: msg.kind(),
