@@ -156,6 +156,26 @@ impl PerdixRings {
             .push(DrainedRing::new(name, monitor, source, device));
     }
 
+    /// The largest message (payload bytes) a ring of the plugin's capacity carries:
+    /// [`max_message`](crate::layout::max_message) of it. A producer refuses anything larger
+    /// ([`Error::MessageTooLarge`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bevy_app::prelude::*;
+    /// use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
+    /// use perdix_transport::layout::max_message;
+    ///
+    /// let mut app = App::new();
+    /// app.add_plugins(PerdixPlugin::default().capacity(64));
+    /// assert_eq!(app.world().resource::<PerdixRings>().max_message(), max_message(64));
+    /// ```
+    #[must_use]
+    pub fn max_message(&self) -> usize {
+        crate::layout::max_message(self.config.capacity)
+    }
+
     /// Rings drained by this resource.
     #[must_use]
     pub fn rings(&self) -> usize {
@@ -305,13 +325,13 @@ impl PerdixRings {
     }
 
     /// Takes totals now, folding the window's latencies into the run's; returns the rates and
-    /// the window's latency histogram (then cleared).
-    pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram) {
+    /// the window's latency histogram and largest payload (then cleared).
+    pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram, u64) {
         let totals = self.totals();
         let sample = self.telemetry.update(t_s, totals);
-        let window = self.counts.take_window();
+        let (window, largest) = self.counts.take_window();
         self.telemetry.latency_mut().merge(&window);
-        (sample, window)
+        (sample, window, largest)
     }
 
     /// Where this app's producers run: decided (and logged) on first use, from any reader of
