@@ -62,3 +62,51 @@ pub(crate) fn slice<T: bytemuck::Pod + Send + Sync>(
         stamp_ns: msg.stamp_ns(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::SlotHeader;
+
+    fn message(kind: u32, payload: &[u8]) -> Message<'_> {
+        let header = SlotHeader {
+            len: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+            kind,
+            producer: 3,
+            flags: 0,
+            stamp_ns: 9,
+        };
+        Message::new(header, 17, payload)
+    }
+
+    #[test]
+    fn slices_of_whole_values_of_any_length() {
+        let values: Vec<u64> = (0..1_280).map(|i| i * 0x0101_0101).collect();
+        let bytes: &[u8] = bytemuck::cast_slice(&values);
+        for n in [0, 1, 28, 29, 512, 1_280] {
+            let got = slice::<u64>(4, &message(5, &bytes[..n * 8]));
+            let got = got.unwrap_or_else(|| panic!("{n} values"));
+            assert_eq!(got.values, &values[..n]);
+            assert_eq!((got.kind, got.producer, got.ring, got.seq), (5, 3, 4, 17));
+            assert_eq!(got.stamp_ns, 9);
+        }
+        // Unaligned bytes read the same.
+        let mut shifted = vec![0u8; 1];
+        shifted.extend_from_slice(&bytes[..80]);
+        let got = slice::<u64>(0, &message(5, &shifted[1..])).map(|s| s.values);
+        assert_eq!(got.as_deref(), Some(&values[..10]));
+    }
+
+    #[test]
+    fn partial_values_are_malformed() {
+        let bytes = [0u8; 4_099];
+        for len in [1, 7, 9, 4_095, 4_099] {
+            assert!(
+                slice::<u64>(0, &message(5, &bytes[..len])).is_none(),
+                "{len}"
+            );
+        }
+        assert!(plain::<[u8; 4_096]>(0, &message(5, &bytes[..4_095])).is_none());
+        assert!(plain::<[u8; 4_096]>(0, &message(5, &bytes[..4_096])).is_some());
+    }
+}

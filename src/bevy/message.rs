@@ -74,18 +74,6 @@ const _: () = assert!(SLOT_PAYLOAD <= u8::MAX as usize);
 
 impl Payload {
     #[inline]
-    fn new(payload: &[u8]) -> Self {
-        match u8::try_from(payload.len()) {
-            Ok(len) if payload.len() <= SLOT_PAYLOAD => {
-                let mut bytes = [0u8; SLOT_PAYLOAD];
-                bytes[..payload.len()].copy_from_slice(payload);
-                Self::Inline { len, bytes }
-            }
-            _ => Self::Heap(payload.into()),
-        }
-    }
-
-    #[inline]
     fn as_slice(&self) -> &[u8] {
         match self {
             Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
@@ -95,15 +83,38 @@ impl Payload {
 }
 
 impl PerdixMessage {
-    pub(crate) fn new(ring: usize, msg: &Message<'_>) -> Self {
-        Self {
+    /// Copies `msg` of ring `ring` onto the end of `out`. A one-slot payload is written in
+    /// place, into the pushed message (building it first and moving it in costs a copy of the
+    /// whole message, measured by `benches/bevy_drain.rs`); a larger one is copied to the heap
+    /// once.
+    #[inline]
+    pub(crate) fn push(out: &mut Vec<Self>, ring: usize, msg: &Message<'_>) {
+        let src = msg.payload();
+        let inline = u8::try_from(src.len())
+            .ok()
+            .filter(|len| usize::from(*len) <= SLOT_PAYLOAD);
+        out.push(Self {
             kind: msg.kind(),
             producer: msg.producer(),
             seq: msg.seq(),
             stamp_ns: msg.stamp_ns(),
             ring: u16::try_from(ring).unwrap_or(u16::MAX),
             flags: msg.flags(),
-            payload: Payload::new(msg.payload()),
+            payload: match inline {
+                Some(len) => Payload::Inline {
+                    len,
+                    bytes: [0; SLOT_PAYLOAD],
+                },
+                None => Payload::Heap(src.into()),
+            },
+        });
+        if let Some(Self {
+            payload: Payload::Inline { len, bytes },
+            ..
+        }) = out.last_mut()
+        {
+            let len = usize::from(*len);
+            bytes[..len].copy_from_slice(&src[..len]);
         }
     }
 
@@ -199,22 +210,38 @@ const _: () = assert!(core::mem::size_of::<PerdixMessage>() <= crate::layout::SL
 
 #[cfg(test)]
 mod tests {
-    use super::Payload;
-    use crate::layout::SLOT_PAYLOAD;
+    use super::{Payload, PerdixMessage};
+    use crate::layout::{SlotHeader, SLOT_PAYLOAD};
+    use crate::Message;
+
+    fn pushed(bytes: &[u8]) -> PerdixMessage {
+        let header = SlotHeader {
+            len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+            kind: 4,
+            ..SlotHeader::default()
+        };
+        let mut out = Vec::new();
+        PerdixMessage::push(&mut out, 2, &Message::new(header, 9, bytes));
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
 
     #[test]
     fn inline_up_to_one_slot_heap_above() {
         for len in [0, 1, SLOT_PAYLOAD - 1, SLOT_PAYLOAD] {
             let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
-            let payload = Payload::new(&bytes);
-            assert!(matches!(payload, Payload::Inline { .. }), "{len} bytes");
-            assert_eq!(payload.as_slice(), &bytes[..]);
+            let msg = pushed(&bytes);
+            assert!(matches!(msg.payload, Payload::Inline { .. }), "{len} bytes");
+            assert_eq!(msg.payload(), &bytes[..]);
+            assert_eq!(msg.view().payload(), &bytes[..]);
         }
         for len in [SLOT_PAYLOAD + 1, 4096, 10_240] {
             let bytes: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
-            let payload = Payload::new(&bytes);
-            assert!(matches!(payload, Payload::Heap(_)), "{len} bytes");
-            assert_eq!(payload.as_slice(), &bytes[..]);
+            let msg = pushed(&bytes);
+            assert!(matches!(msg.payload, Payload::Heap(_)), "{len} bytes");
+            assert_eq!((msg.payload(), msg.len()), (&bytes[..], len));
+            assert_eq!((msg.kind(), msg.ring(), msg.seq()), (4, 2, 9));
+            assert_eq!(msg.view().payload(), &bytes[..]);
         }
     }
 }

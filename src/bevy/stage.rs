@@ -196,7 +196,7 @@ impl Stage {
                 if route == Route::Unrouted {
                     self.unrouted += 1;
                 }
-                self.raw.push(PerdixMessage::new(ring, msg));
+                PerdixMessage::push(&mut self.raw, ring, msg);
             }
         }
     }

@@ -68,7 +68,7 @@ impl Batch {
         sampler.sample(msg.stamp_ns(), &mut self.latencies);
         match table {
             Some(table) => self.stage.route(table, ring, msg),
-            None => self.stage.raw.push(PerdixMessage::new(ring, msg)),
+            None => PerdixMessage::push(&mut self.stage.raw, ring, msg),
         }
     }
 }
