@@ -20,9 +20,8 @@ use bevy_app::{ScheduleRunnerPlugin, TaskPoolPlugin};
 use bevy_diagnostic::{DiagnosticsPlugin, DiagnosticsStore};
 use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
-use perdix_transport::bevy::{
-    PerdixAppExt, PerdixDiagnostics, PerdixPlugin, PerdixRings, PerdixSlice,
-};
+use perdix_transport::bevy::{PerdixAppExt, PerdixDiagnostics, PerdixPlugin};
+use perdix_transport::bevy::{PerdixRings, PerdixSlice};
 
 /// One sensor reading, as it travels in a slot: `#[repr(C)]` and `Pod`, so its bytes are the
 /// message. A `Message` too, so Bevy can deliver it.
@@ -36,8 +35,7 @@ struct Reading {
 /// The message kinds of `Reading`s and of histograms (a slice of `u32` bins).
 const KIND_READING: u32 = 1;
 const KIND_HISTOGRAM: u32 = 2;
-/// How long the app runs.
-const RUN_FOR: Duration = Duration::from_secs(2);
+const RUN_FOR: Duration = Duration::from_secs(2); // how long the app runs
 
 /// What the readers have seen.
 #[derive(Resource, Debug, Default)]
@@ -71,7 +69,6 @@ fn start_sensor(mut rings: ResMut<PerdixRings>) -> Result {
     thread::Builder::new()
         .name("sensor".into())
         .spawn(move || {
-            let mut bins = Vec::new();
             for n in 0u32.. {
                 let reading = Reading {
                     sensor: n % 4,
@@ -81,13 +78,13 @@ fn start_sensor(mut rings: ResMut<PerdixRings>) -> Result {
                 let mut sent = producer.produce_kind(KIND_READING, bytemuck::bytes_of(&reading));
                 if n % 100 == 99 {
                     // The last 100 values (0..1000) in 16 to 128 bins.
-                    bins.clear();
-                    bins.resize(16 + (n / 100 % 113) as usize, 0u32);
+                    let count = 16 + (n / 100 % 113) as usize;
+                    let mut bins = vec![0u32; count];
                     for v in n - 99..=n {
-                        bins[(v % 1000) as usize * bins.len() / 1000] += 1;
+                        bins[(v % 1000) as usize * count / 1000] += 1;
                     }
-                    sent = sent
-                        .and(producer.produce_kind(KIND_HISTOGRAM, bytemuck::cast_slice(&bins)));
+                    let histogram = bytemuck::cast_slice(&bins);
+                    sent = sent.and(producer.produce_kind(KIND_HISTOGRAM, histogram));
                     thread::sleep(Duration::from_millis(1));
                 }
                 if sent.is_err() {

@@ -63,7 +63,8 @@ pub trait PerdixAppExt {
     /// small.add_plugins(PerdixPlugin::default().capacity(2)).add_perdix_message::<Page>(1);
     /// small.update();
     /// let events = small.world().resource::<Messages<PerdixEvent>>();
-    /// let got: Vec<&PerdixEvent> = events.get_cursor().read(events).collect();
+    /// let mut cursor = events.get_cursor();
+    /// let got: Vec<&PerdixEvent> = cursor.read(events).collect();
     /// assert!(matches!(
     ///     got[..],
     ///     [PerdixEvent::RouteTooLarge { kind: 1, error: Error::MessageTooLarge { len: 4096, max: 224 }, .. }]

@@ -89,7 +89,8 @@ pub struct Envelope<T: Send + Sync + 'static> {
 /// producer.try_produce_kind(HISTOGRAM, &[1, 2, 3])?; // 3 bytes: not whole u32s
 /// app.update();
 /// let got = app.world().resource::<Messages<PerdixSlice<u32>>>();
-/// let bins: Vec<&[u32]> = got.get_cursor().read(got).map(|h| &h.values[..]).collect();
+/// let mut cursor = got.get_cursor();
+/// let bins: Vec<&[u32]> = cursor.read(got).map(|h| &h.values[..]).collect();
 /// assert_eq!(bins, [&[4, 0, 9][..], &[]]);
 /// assert_eq!(app.world().resource::<PerdixRings>().stats().malformed, 1);
 /// # Ok::<(), perdix_transport::Error>(())

@@ -61,6 +61,9 @@ pub struct PerdixMessage {
 }
 
 /// The payload bytes: inline up to one slot's payload, on the heap above.
+// The inline variant is the large one on purpose: boxing it would allocate for every
+// one-slot message, the common case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Payload {
     /// `len <= SLOT_PAYLOAD` bytes at the start of `bytes`.

@@ -156,21 +156,9 @@ impl PerdixRings {
             .push(DrainedRing::new(name, monitor, source, device));
     }
 
-    /// The largest message (payload bytes) a ring of the plugin's capacity carries:
-    /// [`max_message`](crate::layout::max_message) of it. A producer refuses anything larger
-    /// ([`Error::MessageTooLarge`]).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bevy_app::prelude::*;
-    /// use perdix_transport::bevy::{PerdixPlugin, PerdixRings};
-    /// use perdix_transport::layout::max_message;
-    ///
-    /// let mut app = App::new();
-    /// app.add_plugins(PerdixPlugin::default().capacity(64));
-    /// assert_eq!(app.world().resource::<PerdixRings>().max_message(), max_message(64));
-    /// ```
+    /// The largest message (payload bytes) the rings carry, as
+    /// [`PerdixPlugin::max_message`](super::PerdixPlugin::max_message) (which has an example);
+    /// producers refuse anything larger ([`Error::MessageTooLarge`]).
     #[must_use]
     pub fn max_message(&self) -> usize {
         crate::layout::max_message(self.config.capacity)
