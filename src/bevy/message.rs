@@ -89,35 +89,54 @@ impl PerdixMessage {
     /// Copies `msg` of ring `ring` onto the end of `out`. A one-slot payload is written in
     /// place, into the pushed message (building it first and moving it in costs a copy of the
     /// whole message, measured by `benches/bevy_drain.rs`); a larger one is copied to the heap
-    /// once.
+    /// once ([`push_heap`](Self::push_heap), kept out of line so this stays small enough to
+    /// inline into the drain's loop).
     #[inline]
     pub(crate) fn push(out: &mut Vec<Self>, ring: usize, msg: &Message<'_>) {
         let src = msg.payload();
-        let inline = u8::try_from(src.len())
-            .ok()
-            .filter(|len| usize::from(*len) <= SLOT_PAYLOAD);
-        out.push(Self {
+        if src.len() > SLOT_PAYLOAD {
+            Self::push_heap(out, ring, msg);
+            return;
+        }
+        out.push(Self::with_payload(
+            ring,
+            msg,
+            Payload::Inline {
+                // At most SLOT_PAYLOAD (checked above), which fits a u8 (asserted below).
+                len: src.len() as u8,
+                bytes: [0; SLOT_PAYLOAD],
+            },
+        ));
+        if let Some(Self {
+            payload: Payload::Inline { bytes, .. },
+            ..
+        }) = out.last_mut()
+        {
+            bytes[..src.len()].copy_from_slice(src);
+        }
+    }
+
+    /// [`push`](Self::push) of a multi-slot payload: one heap copy at its exact length.
+    #[inline(never)]
+    fn push_heap(out: &mut Vec<Self>, ring: usize, msg: &Message<'_>) {
+        out.push(Self::with_payload(
+            ring,
+            msg,
+            Payload::Heap(msg.payload().into()),
+        ));
+    }
+
+    /// `msg`'s header fields with `payload`.
+    #[inline]
+    fn with_payload(ring: usize, msg: &Message<'_>, payload: Payload) -> Self {
+        Self {
             kind: msg.kind(),
             producer: msg.producer(),
             seq: msg.seq(),
             stamp_ns: msg.stamp_ns(),
             ring: u16::try_from(ring).unwrap_or(u16::MAX),
             flags: msg.flags(),
-            payload: match inline {
-                Some(len) => Payload::Inline {
-                    len,
-                    bytes: [0; SLOT_PAYLOAD],
-                },
-                None => Payload::Heap(src.into()),
-            },
-        });
-        if let Some(Self {
-            payload: Payload::Inline { len, bytes },
-            ..
-        }) = out.last_mut()
-        {
-            let len = usize::from(*len);
-            bytes[..len].copy_from_slice(&src[..len]);
+            payload,
         }
     }
 
