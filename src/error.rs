@@ -1,7 +1,5 @@
 //! The crate's one error type.
 
-use crate::layout::PAYLOAD_MAX;
-
 /// Everything that can go wrong in perdix-transport.
 ///
 /// `Display` texts are lowercase and pinned by `tests/bad_input.rs`.
@@ -14,8 +12,8 @@ use crate::layout::PAYLOAD_MAX;
 /// assert_eq!(Buffer::new(1000).unwrap_err(), Error::InvalidCapacity(1000));
 /// let mut buffer = Buffer::new(4)?;
 /// let (mut producer, _consumer) = buffer.split_mut();
-/// let err = producer.try_produce(&[0u8; 225]).unwrap_err();
-/// assert_eq!(err.to_string(), "message of 225 bytes exceeds the 224-byte slot payload");
+/// let err = producer.try_produce(&[0u8; 481]).unwrap_err(); // a 4-slot ring carries 480
+/// assert_eq!(err.to_string(), "message of 481 bytes exceeds the 480-byte maximum");
 /// # Ok::<(), Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,12 +41,15 @@ pub enum Error {
         /// Bytes needed.
         needed: usize,
     },
-    /// The message does not fit in a slot's payload; nothing was sent.
-    #[error("message of {len} bytes exceeds the {max}-byte slot payload")]
+    /// The message is longer than the ring carries; nothing was sent.
+    #[error("message of {len} bytes exceeds the {max}-byte maximum")]
     MessageTooLarge {
         /// Length offered.
         len: usize,
-        /// [`PAYLOAD_MAX`].
+        /// The largest length allowed: the ring's
+        /// [`max_message`](crate::layout::max_message) (for a one-slot buffer such as
+        /// [`Producer::try_produce_with`](crate::Producer::try_produce_with)'s,
+        /// [`SLOT_PAYLOAD`](crate::layout::SLOT_PAYLOAD)).
         max: usize,
     },
     /// The ring is full; nothing was taken and the caller still holds the message.
@@ -57,8 +58,10 @@ pub enum Error {
     /// The other half is gone (for a consumer: and every message has been read).
     #[error("the other side of the ring is gone")]
     Disconnected,
-    /// A slot's header breaks the protocol (a `seq` that is neither the expected one nor the
-    /// previous lap's, or `len` above the payload size). Sticky: the consumer stops at this
+    /// A slot's header breaks the protocol: a `seq` that is neither the expected one nor the
+    /// previous lap's, a `len` above the ring's
+    /// [`max_message`](crate::layout::max_message), a message that would run past the ring's
+    /// end, or a pad record that does not end exactly there. Sticky: the consumer stops at this
     /// position, the ring is closed (its producers see it, GPU kernels get `PERDIX_CLOSED`), and
     /// every later call reports it.
     #[error("corrupt slot at position {pos}: seq {seq}, len {len}")]
@@ -67,8 +70,9 @@ pub enum Error {
         pos: u64,
         /// `seq` found in the slot.
         seq: u64,
-        /// `len` found in the slot when its `seq` said ready (the length was the fault); 0 when
-        /// the `seq` itself was the fault (the rest of the slot was not read).
+        /// `len` found in the slot when its `seq` said ready (the header was the fault: its
+        /// length, or where its slots end); 0 when the `seq` itself was the fault (the rest of
+        /// the slot was not read).
         len: u32,
     },
     /// The consumer could not push its head (or the news that it is gone) to the device its
@@ -113,16 +117,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// A message of `len` bytes above a ring's largest, `max`.
-    #[allow(dead_code)]
+    /// A message of `len` bytes above the largest allowed, `max`.
     pub(crate) fn too_large_for(len: usize, max: usize) -> Self {
         Self::MessageTooLarge { len, max }
-    }
-
-    pub(crate) fn too_large(len: usize) -> Self {
-        Self::MessageTooLarge {
-            len,
-            max: PAYLOAD_MAX,
-        }
     }
 }

@@ -1,8 +1,9 @@
 //! Lock-free GPU→CPU message transport.
 //!
 //! A ring of 256-byte, 256-aligned slots (see [`layout`]) in host, pinned or managed memory. Each
-//! slot carries its own publication word (`seq`), so the consumer learns a message is ready from
-//! the slot itself and never reads a producer's index. Producers are a CPU thread
+//! message carries its own publication word (`seq`, in its first slot), so the consumer learns a
+//! message is ready from the slot itself and never reads a producer's index. A message larger
+//! than one slot spans several contiguous slots and is handed out as one `&[u8]`, in place. Producers are a CPU thread
 //! ([`Producer`]) or, with the `cuda` feature, GPU kernels writing into the same slots.
 //!
 //! Guarantees and limits:
@@ -11,7 +12,10 @@
 //! - every one of the `capacity` slots is usable; messages arrive in order, none lost, and a full
 //!   ring is reported ([`Error::Full`]) or waited on ([`Policy::Block`]) or counted as a drop
 //!   ([`Policy::DropNewest`]), never overwritten;
-//! - payloads of up to [`layout::PAYLOAD_MAX`] (224) bytes;
+//! - payloads of any length up to the ring's largest, [`layout::max_message`] of its capacity
+//!   (half the ring less a 32-byte header: 524,256 bytes for 4096 slots); one that fits
+//!   [`layout::SLOT_PAYLOAD`] (224) bytes takes one slot; written by copy
+//!   ([`Producer::try_produce`]) or in place ([`Producer::try_claim`]);
 //! - nothing here blocks unless its name says so (`try_*` never does).
 //!
 //! # Examples
@@ -25,10 +29,14 @@
 //! if let Some(message) = consumer.try_consume() {
 //!     println!("Received: {:?}", message);
 //! }
-//! // Errors are values: a message larger than a slot is refused, not truncated.
+//! // Messages span slots: 300 bytes take two.
+//! producer.try_produce(&[7u8; 300])?;
+//! assert_eq!(consumer.try_consume().unwrap().len(), 300);
+//! // Errors are values: a message larger than the ring carries is refused, not truncated.
+//! let too_big = vec![0u8; producer.max_message() + 1];
 //! assert!(matches!(
-//!     producer.try_produce(&[0u8; 300]),
-//!     Err(Error::MessageTooLarge { len: 300, max: 224 })
+//!     producer.try_produce(&too_big),
+//!     Err(Error::MessageTooLarge { len: 524_257, max: 524_256 })
 //! ));
 //! # Ok::<(), Error>(())
 //! ```
@@ -66,6 +74,6 @@ pub use error::Error;
 pub use ring::device_model as loom_device;
 pub use ring::layout;
 pub use ring::{
-    Backend, Buffer, BufferBuilder, Consumer, ConsumerMut, Host, Message, MessageRef, Monitor,
-    Policy, Producer, ProducerMut, RingMemory, RingStats, MAX_CAPACITY,
+    Backend, Buffer, BufferBuilder, Claim, Consumer, ConsumerMut, Host, Message, MessageRef,
+    Monitor, Policy, Producer, ProducerMut, RingMemory, RingStats, MAX_CAPACITY,
 };

@@ -39,41 +39,7 @@ impl<T> UnsafeCell<T> {
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }
-
-    /// A pointer for reading that stays valid while the returned value lives (loom tracks the
-    /// read access for exactly that long: a guard holds it for its life).
-    #[inline(always)]
-    pub(crate) fn get(&self) -> ConstPtr<T> {
-        ConstPtr(self.0.get())
-    }
-}
-
-/// `loom::cell::ConstPtr` without the tracking: a read pointer into an [`UnsafeCell`].
-#[cfg(not(perdix_loom))]
-#[derive(Debug)]
-pub(crate) struct ConstPtr<T>(*const T);
-
-// SAFETY: a `ConstPtr` only ever reads `T` (as a `&T` would), so sending or sharing it across
-// threads is sound whenever sharing `&T` is, i.e. `T: Sync`.
-#[cfg(not(perdix_loom))]
-unsafe impl<T: Sync> Send for ConstPtr<T> {}
-// SAFETY: as for `Send`.
-#[cfg(not(perdix_loom))]
-unsafe impl<T: Sync> Sync for ConstPtr<T> {}
-
-#[cfg(not(perdix_loom))]
-impl<T> ConstPtr<T> {
-    /// The value.
-    ///
-    /// # Safety
-    ///
-    /// 1. As dereferencing a `*const T`: the cell is alive and nobody writes it meanwhile.
-    #[inline(always)]
-    pub(crate) unsafe fn deref(&self) -> &T {
-        // SAFETY: rule 1, passed on to the caller.
-        unsafe { &*self.0 }
-    }
 }
 
 #[cfg(perdix_loom)]
-pub(crate) use loom::cell::{ConstPtr, UnsafeCell};
+pub(crate) use loom::cell::UnsafeCell;

@@ -120,6 +120,52 @@ fn drop_newest_counts_exactly() {
     assert_eq!(consumer.stats().consumed, delivered);
 }
 
+/// DropNewest with messages of 1 to 4 slots on a 16-slot ring: a message that does not fit
+/// (with its pad) is dropped whole and counted once; everything delivered is intact, in order.
+#[test]
+fn drop_newest_counts_big_messages_exactly() {
+    let (mut producer, mut consumer) = Buffer::builder(16)
+        .policy(Policy::DropNewest)
+        .build()
+        .unwrap()
+        .into_split();
+    let lens = [8usize, 300, 700, 992, 224, 225, 481];
+    let body = |n: u64, len: usize| -> Vec<u8> {
+        let mut bytes = vec![(n as u8) ^ (len as u8); len];
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+        bytes
+    };
+    let (mut delivered, mut dropped) = (0u64, 0u64);
+    let mut read = Vec::new();
+    let take = |consumer: &mut perdix_transport::Consumer, read: &mut Vec<u64>| {
+        if let Some(msg) = consumer.try_consume() {
+            let n = u64::from_le_bytes(msg[..8].try_into().unwrap());
+            assert_eq!(&*msg, &body(n, msg.len())[..], "message {n}");
+            read.push(n);
+        }
+    };
+    for n in 0..5000u64 {
+        match producer.produce(&body(n, lens[n as usize % lens.len()])) {
+            Ok(()) => delivered += 1,
+            Err(Error::Full) => dropped += 1,
+            Err(err) => panic!("{err}"),
+        }
+        if n % 3 == 0 {
+            take(&mut consumer, &mut read);
+        }
+    }
+    while consumer.stats().occupancy() > 0 {
+        take(&mut consumer, &mut read);
+    }
+    let stats = consumer.stats();
+    assert_eq!(delivered + dropped, 5000);
+    assert_eq!(stats.drops, dropped);
+    assert!(dropped > 0 && delivered > 0);
+    assert_eq!(read.len() as u64, delivered);
+    assert!(read.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!((stats.corrupt, stats.produced), (0, stats.consumed));
+}
+
 #[test]
 fn try_produce_never_blocks_whatever_the_policy() {
     for policy in [Policy::Block, Policy::DropNewest] {

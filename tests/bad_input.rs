@@ -1,6 +1,6 @@
 //! Bad input gives typed errors, never panics, and the `Display` texts are pinned.
 
-use perdix_transport::layout::PAYLOAD_MAX;
+use perdix_transport::layout::{max_message, SLOT_PAYLOAD};
 use perdix_transport::{Buffer, Error, Host, MAX_CAPACITY};
 
 #[test]
@@ -34,31 +34,59 @@ fn valid_capacities() {
     }
 }
 
+/// Issue 13 changed this: the limit is the ring's `max_message` (half the ring less a header),
+/// not one slot's payload, so a 225-byte message now travels in a 4-slot ring and the refusal
+/// starts at `max_message(4) + 1` = 481 bytes.
 #[test]
 fn oversized_message_is_refused_and_not_sent() {
     let mut buffer = Buffer::new(4).unwrap();
     let (mut producer, mut consumer) = buffer.split_mut();
-    let big = [7u8; PAYLOAD_MAX + 1];
+    let max = max_message(4);
     assert_eq!(
-        producer.try_produce(&big),
-        Err(Error::MessageTooLarge { len: 225, max: 224 })
+        (max, producer.max_message(), consumer.max_message()),
+        (480, 480, 480)
     );
+    let big = vec![7u8; max + 1];
+    let refused = Err(Error::MessageTooLarge { len: 481, max: 480 });
+    assert_eq!(producer.try_produce(&big), refused);
+    assert_eq!(producer.produce(&big), refused);
+    assert_eq!(producer.try_claim(max + 1).map(drop), refused);
+    assert_eq!(producer.claim(max + 1).map(drop), refused);
+    // A one-slot writer that claims too many bytes publishes nothing (its buffer is one slot).
     assert_eq!(
-        producer.produce(&big),
-        Err(Error::MessageTooLarge { len: 225, max: 224 })
-    );
-    // A writer that claims too many bytes publishes nothing.
-    assert_eq!(
-        producer.try_produce_with(1, |_| PAYLOAD_MAX + 1),
+        producer.try_produce_with(1, |_| SLOT_PAYLOAD + 1),
         Err(Error::MessageTooLarge { len: 225, max: 224 })
     );
     assert!(consumer.try_consume().is_none());
-    // Exactly the payload size is fine.
-    producer.try_produce(&[1u8; PAYLOAD_MAX]).unwrap();
-    assert_eq!(consumer.try_consume().unwrap().len(), PAYLOAD_MAX);
+    assert_eq!(producer.stats().produced, 0);
+    // Exactly the largest is fine, and so is one slot's payload and one byte more.
+    for len in [max, SLOT_PAYLOAD, SLOT_PAYLOAD + 1] {
+        producer.try_produce(&vec![1u8; len]).unwrap();
+        assert_eq!(consumer.try_consume().unwrap().len(), len);
+    }
     // Empty messages are fine too.
     producer.try_produce(b"").unwrap();
     assert!(consumer.try_consume().unwrap().is_empty());
+}
+
+/// `max_message(capacity) + 1` is refused for every capacity, with nothing sent.
+#[test]
+fn one_byte_above_max_message_is_refused_for_every_capacity() {
+    for shift in 1..=10 {
+        let capacity = 1usize << shift;
+        let (mut producer, mut consumer) = Buffer::new(capacity).unwrap().into_split();
+        let max = max_message(capacity);
+        let big = vec![0u8; max + 1];
+        assert_eq!(
+            producer.try_produce(&big),
+            Err(Error::MessageTooLarge { len: max + 1, max }),
+            "capacity {capacity}"
+        );
+        assert!(consumer.try_consume().is_none());
+        assert_eq!(producer.stats().produced, 0);
+        producer.try_produce(&vec![3u8; max]).unwrap();
+        assert_eq!(consumer.try_consume().unwrap().len(), max);
+    }
 }
 
 #[test]
@@ -97,8 +125,8 @@ fn display_texts() {
         "invalid capacity 3: must be a power of two from 2 to 2^31 slots"
     );
     assert_eq!(
-        Error::MessageTooLarge { len: 225, max: 224 }.to_string(),
-        "message of 225 bytes exceeds the 224-byte slot payload"
+        Error::MessageTooLarge { len: 481, max: 480 }.to_string(),
+        "message of 481 bytes exceeds the 480-byte maximum"
     );
     assert_eq!(Error::Full.to_string(), "ring is full");
     assert_eq!(

@@ -1,9 +1,12 @@
 //! The CPU consumer half.
 
-use super::layout::{SlotHeader, CACHE_LINE, OFFSET_PAYLOAD, PAYLOAD_MAX};
+use super::layout::{
+    slots_for_len, SlotHeader, CACHE_LINE, FLAG_PAD, OFFSET_PAYLOAD, SLOT_PAYLOAD,
+};
 use super::message::Message;
 use super::shared::{Ring, RingStats};
-use crate::sync::{fence, Arc, ConstPtr, Ordering};
+use super::slots::ReadBuf;
+use crate::sync::{fence, Arc, Ordering};
 use crate::Error;
 
 /// What a guard holds: a ready message's checked header, its position, and the read access to
@@ -12,7 +15,7 @@ use crate::Error;
 pub(super) struct Held {
     pub(super) header: SlotHeader,
     pub(super) pos: u64,
-    pub(super) access: ConstPtr<[u8; PAYLOAD_MAX]>,
+    pub(super) access: ReadBuf,
 }
 
 /// How far ahead a consumer of a GPU ring prefetches, in slots: enough messages at full rate
@@ -22,11 +25,14 @@ const PREFETCH_SLOTS: u64 = 16;
 /// The reading half of a ring.
 ///
 /// Owns `head`. The slot for `head` is ready when its `seq` is `head + 1` (acquire), so the
-/// consumer never reads a producer's index: one cache line moves per small message. After a
-/// message is read the consumer publishes `head` (release) for producers.
+/// consumer never reads a producer's index: one cache line moves per small message. A message
+/// of `k` slots is handed out as one `&[u8]` in place (no copy); once it is read the consumer
+/// stamps its continuation slots (each slot `q` gets `q + 1` in its first word, as a one-slot
+/// message leaves it), skips pad records, and publishes `head` (release) for producers.
 ///
 /// A slot that breaks the protocol ([`Error::Corrupt`]: a `seq` that can never become ready, a
-/// length above [`PAYLOAD_MAX`](crate::layout::PAYLOAD_MAX)) or a head that cannot reach the
+/// length above [`max_message`](Self::max_message), a message that would wrap, a pad that does
+/// not end the lap) or a head that cannot reach the
 /// device ([`Error::HeadPush`]) is the ring's *fault*: the consumer stops there, the ring is
 /// closed for its producers (GPU kernels waiting for room return `PERDIX_CLOSED`), and every
 /// later call returns the same error ([`fault`](Self::fault) tells it without a call).
@@ -62,6 +68,8 @@ pub struct Consumer {
     sink: bool,
     /// Last head pushed to the sink (`<= published`).
     pushed: u64,
+    /// `len` of the message a guard holds (what [`release_one`](Self::release_one) frees).
+    held_len: u32,
     /// An empty ring pushes the head once it is this far past `pushed` (publish_every / 8).
     push_on_empty: u64,
 
@@ -80,6 +88,7 @@ impl Consumer {
             publish_every,
             sink,
             pushed: 0,
+            held_len: 0,
             push_on_empty: (publish_every / 8).max(1),
             fault: None,
         }
@@ -125,9 +134,9 @@ impl Consumer {
                 }
             }
             self.with_message(header, &mut f);
-            // Only now, after `f` returned and its view of the slot is gone, may the slot be
+            // Only now, after `f` returned and its view of the slots is gone, may they be
             // released (loom checks this: publishing first races the producer's rewrite).
-            self.head += 1;
+            self.advance(header.len);
             count += 1;
             if self.head - self.published >= self.publish_every {
                 self.publish();
@@ -153,8 +162,9 @@ impl Consumer {
         #[cfg(target_arch = "x86_64")]
         {
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let slot = self.ring.slot(pos).cast::<i8>();
-            let last_line = (OFFSET_PAYLOAD + (len as usize).max(1) - 1) & !(CACHE_LINE - 1);
+            let slot = self.ring.slots().slot_ptr(pos).cast::<i8>().cast_const();
+            let len = (len as usize).clamp(1, SLOT_PAYLOAD);
+            let last_line = (OFFSET_PAYLOAD + len - 1) & !(CACHE_LINE - 1);
             // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; it is a hint that
             // never faults or reads program-visible memory, and `slot` (wrapped by `slot(..)`)
             // is inside the ring anyway.
@@ -175,31 +185,91 @@ impl Consumer {
         }
     }
 
-    /// Checks the slot at `head`: its header when ready.
+    /// Checks the slot at `head`: its header when a message is ready (pad records are skipped).
     #[inline]
     fn poll(&mut self) -> Result<Option<SlotHeader>, Error> {
-        if let Some(err) = &self.fault {
-            return Err(err.clone());
-        }
-        let pos = self.head;
-        // `pos` counts messages read: it does not reach `u64::MAX` (584 years at 1 G msgs/s).
-        let ready = pos + 1;
-        // Acquire: pairs with the producer's release store of `pos + 1` (CPU), or the GPU's
-        // system-scope fence before its `seq` store, so the reads below see the message.
-        let seq = self.ring.seq(pos).load(Ordering::Acquire);
-        if seq == ready {
+        loop {
+            if let Some(err) = &self.fault {
+                return Err(err.clone());
+            }
+            let pos = self.head;
+            // `pos` counts slots read: it does not reach `u64::MAX` (584 years at 1 G slots/s).
+            let ready = pos + 1;
+            // Acquire: pairs with the producer's release store of `pos + 1` (CPU), or the GPU's
+            // system-scope fence before its `seq` store, so the reads below see the message.
+            let seq = self.ring.seq(pos).load(Ordering::Acquire);
+            if seq != ready {
+                return self.poll_not_ready(pos, seq);
+            }
             // Each header word is loaded once, into this local; only the local is checked and
             // used, so a faulty writer changing the slot meanwhile cannot widen the payload.
             let header = self.ring.header(pos);
-            if header.len as usize > PAYLOAD_MAX {
+            if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
+                // One slot: within every ring's `max_message`, and it never wraps.
+                return Ok(Some(header));
+            }
+            if !self.check_span(pos, header) {
                 return Err(self.fail(Error::Corrupt {
                     pos,
                     seq,
                     len: header.len,
                 }));
             }
-            return Ok(Some(header));
+            if header.flags & FLAG_PAD == 0 {
+                return Ok(Some(header));
+            }
+            // A pad: the rest of the lap, never delivered. Release it now (its producer is
+            // already writing the message after it, or waits for these slots).
+            self.advance(header.len);
+            self.publish();
         }
+    }
+
+    /// Whether a ready header's slots fit the ring (all in `u64`, from the `u32` length, so
+    /// nothing overflows): `len` at most [`max_message`](Self::max_message); a message that does
+    /// not run past the ring's end; a pad that ends exactly there.
+    #[inline]
+    fn check_span(&self, pos: u64, header: SlotHeader) -> bool {
+        let capacity = self.ring.capacity();
+        let idx = pos & (capacity - 1);
+        let k = slots_for_len(header.len);
+        if u64::from(header.len) > self.ring.max_message() {
+            false
+        } else if header.flags & FLAG_PAD != 0 {
+            k == capacity - idx
+        } else {
+            idx + k <= capacity
+        }
+    }
+
+    /// Releases the message (or pad) of `len` bytes at `head`: stamps its continuation slots,
+    /// then moves `head` past it (published by the caller).
+    #[inline(always)]
+    fn advance(&mut self, len: u32) {
+        let k = slots_for_len(len);
+        if k > 1 {
+            self.stamp(k);
+        }
+        self.head += k;
+    }
+
+    /// Stamps the continuation slots `q` of the `k`-slot message at `head` with `q + 1` in
+    /// their first word, so every slot behind the head reads as a one-slot message leaves it and
+    /// the not-ready check in `poll` stays strict (a stale payload word could otherwise equal a
+    /// later lap's `head + 1`). Relaxed: the head publish after it is a release (and the sink
+    /// push is preceded by a release fence), so a producer that reuses the slots sees the
+    /// stamps first.
+    #[inline(never)]
+    fn stamp(&self, k: u64) {
+        for q in self.head + 1..self.head + k {
+            self.ring.seq(q).store(q + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// `poll` for a slot whose `seq` is not `pos + 1`.
+    #[inline]
+    fn poll_not_ready(&mut self, pos: u64, seq: u64) -> Result<Option<SlotHeader>, Error> {
+        let ready = pos + 1;
         // Not ready: the slot must hold the previous lap's message (`ready - capacity`), or
         // nothing yet on the first lap (0). Any other `seq` can never become `ready` (a
         // producer writes this slot only for `pos`): the ring is corrupt. No arithmetic here
@@ -259,41 +329,44 @@ impl Consumer {
         first
     }
 
-    /// Runs `f` on the ready message at `head` (header checked by `poll`), inside the payload
-    /// cell's read access, so the view cannot outlive it (`f` is higher-ranked over the view's
+    /// Runs `f` on the ready message at `head` (header checked by `poll`), inside the payload's
+    /// read access, so the view cannot outlive it (`f` is higher-ranked over the view's
     /// lifetime).
     #[inline(always)]
     fn with_message<R>(&self, header: SlotHeader, f: impl FnOnce(Message<'_>) -> R) -> R {
         let pos = self.head;
-        self.ring.payload(pos).with(|data| {
-            // SAFETY: `poll` acquired `seq == pos + 1`, so the payload is complete, and no
-            // producer writes this slot until this consumer publishes a head above `pos`, which
-            // happens only after `f` returns; `len <= PAYLOAD_MAX` (checked by `poll`, on the
-            // local `header`), so the view stays inside the slot's initialised payload.
-            let payload =
-                unsafe { core::slice::from_raw_parts(data.cast::<u8>(), header.len as usize) };
-            f(Message::new(header, pos, payload))
-        })
+        // SAFETY: `poll` acquired `seq == pos + 1`, so the payload is complete, and no producer
+        // writes its slots until this consumer publishes a head past them, which happens only
+        // after `f` returns; `poll` checked on the local `header` that its slots do not wrap.
+        let access = unsafe { self.ring.slots().read(pos, header.len as usize) };
+        // SAFETY: as above: the slots stay held while `access` lives, past `f`.
+        let payload = unsafe { access.get() };
+        f(Message::new(header, pos, payload))
     }
 
     /// The ready message at `head`, if any, as a guard's parts: its checked header, its
     /// position and the read access to its payload (released by [`release_one`](Self::release_one)).
     #[inline]
     pub(super) fn hold(&mut self) -> Result<Option<Held>, Error> {
-        Ok(self.poll()?.map(|header| {
-            let pos = self.head;
-            Held {
-                header,
-                pos,
-                access: self.ring.payload(pos).get(),
-            }
+        let Some(header) = self.poll()? else {
+            return Ok(None);
+        };
+        let pos = self.head;
+        self.held_len = header.len;
+        // SAFETY: `poll` acquired `seq == pos + 1` and checked the header's span; the slots are
+        // released only by `release_one`, which the guard calls after its access ends.
+        let access = unsafe { self.ring.slots().read(pos, header.len as usize) };
+        Ok(Some(Held {
+            header,
+            pos,
+            access,
         }))
     }
 
-    /// Called when a `MessageRef` drops (after its payload access ended): frees its slot.
+    /// Called when a `MessageRef` drops (after its payload access ended): frees its slots.
     #[inline]
     pub(crate) fn release_one(&mut self) {
-        self.head += 1;
+        self.advance(self.held_len);
         self.publish();
     }
 
@@ -347,7 +420,16 @@ impl Consumer {
         self.ring.capacity() as usize
     }
 
-    /// Position of the next message to read (= messages consumed so far).
+    /// The longest message this ring carries:
+    /// [`max_message`](crate::layout::max_message) of its capacity (a longer header is
+    /// [`Error::Corrupt`]).
+    #[must_use]
+    pub fn max_message(&self) -> usize {
+        usize::try_from(self.ring.max_message()).unwrap_or(usize::MAX)
+    }
+
+    /// Position of the next message to read, in slots (= slots consumed so far, pads included;
+    /// messages consumed while every message fits one slot).
     #[must_use]
     pub fn position(&self) -> u64 {
         self.head

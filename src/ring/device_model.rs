@@ -87,7 +87,7 @@ pub fn device_ring(capacity: usize, policy: Policy) -> Result<(DeviceProducer, C
 }
 
 impl DeviceProducer {
-    /// One lane's `perdix_send(p, kind, payload, len)` (`payload.len() <= PAYLOAD_MAX`).
+    /// One lane's `perdix_send(p, kind, payload, len)` (`payload.len() <= SLOT_PAYLOAD`).
     pub fn emit(&self, kind: u32, payload: &[u8]) -> Emit {
         let Some(pos) = self.reserve() else {
             return if self.control.closed.load(Ordering::Relaxed) {
@@ -96,13 +96,13 @@ impl DeviceProducer {
                 Emit::Dropped
             };
         };
-        self.ring.payload(pos).with_mut(|slot| {
-            // SAFETY: `pos` was reserved by this lane alone and is below `head + capacity`, so
-            // the consumer has released the slot's previous lap (acquired through the pushed
-            // head) and does not read it until `seq` says `pos + 1`.
-            let slot = unsafe { &mut *slot };
-            slot[..payload.len()].copy_from_slice(payload);
-        });
+        // SAFETY: `pos` was reserved by this lane alone and is below `head + capacity`, so
+        // the consumer has released the slot's previous lap (acquired through the pushed head)
+        // and does not read it until `seq` says `pos + 1`; one slot never wraps.
+        let mut buf = unsafe { self.ring.slots().write(pos, payload.len()) };
+        // SAFETY: as above.
+        unsafe { buf.get_mut() }.copy_from_slice(payload);
+        self.ring.slots().finish_write(pos, buf, payload.len());
         let header = SlotHeader {
             len: payload.len() as u32,
             kind,

@@ -7,10 +7,10 @@ use core::time::Duration;
 use std::time::Instant;
 
 use super::consumer::{Consumer, Held};
-use super::layout::{SlotHeader, PAYLOAD_MAX};
+use super::layout::SlotHeader;
 use super::message::Message;
+use super::slots::ReadBuf;
 use super::wait::Wait;
-use crate::sync::ConstPtr;
 use crate::Error;
 
 impl Consumer {
@@ -73,9 +73,10 @@ impl Consumer {
     }
 }
 
-/// A zero-copy read guard: the oldest message, held in its slot until the guard drops.
+/// A zero-copy read guard: the oldest message, held in its slots until the guard drops.
 ///
-/// Derefs to the payload. Dropping it frees the slot for producers. It borrows the consumer
+/// Derefs to the payload (one contiguous `&[u8]` in the ring, whatever its length). Dropping it
+/// frees the message's slots for producers. It borrows the consumer
 /// mutably, so the next message can be read only once it is gone:
 ///
 /// ```compile_fail,E0499
@@ -120,17 +121,17 @@ impl Consumer {
 pub struct MessageRef<'a> {
     header: SlotHeader,
     pos: u64,
-    /// The read access to the slot's payload; `None` only while the guard drops (the access
-    /// ends before the slot is released).
-    access: Option<ConstPtr<[u8; PAYLOAD_MAX]>>,
+    /// The read access to the message's payload; `None` only while the guard drops (the
+    /// access ends before the slots are released).
+    access: Option<ReadBuf>,
     consumer: &'a mut Consumer,
 }
 
 impl<'a> MessageRef<'a> {
     /// A guard over the ready message `held` describes.
     ///
-    /// `held.header` was checked (`len <= PAYLOAD_MAX`) and `held.access` is the payload of the
-    /// slot `consumer` holds for `held.pos`: it frees it only through this guard's drop.
+    /// `held.header` was checked (its slots fit the ring) and `held.access` is the payload of
+    /// the slots `consumer` holds from `held.pos`: it frees them only through this guard's drop.
     fn new(held: Held, consumer: &'a mut Consumer) -> Self {
         Self {
             header: held.header,
@@ -147,10 +148,9 @@ impl<'a> MessageRef<'a> {
             return &[];
         };
         // SAFETY: the consumer acquired `seq == pos + 1` before making this guard and releases
-        // the slot only in `drop`, after the access ends, so no producer writes it while the
-        // returned borrow of `self` lives; `len <= PAYLOAD_MAX` was checked (`new`'s contract).
-        let bytes = unsafe { access.deref() };
-        &bytes[..self.header.len as usize]
+        // the slots only in `drop`, after the access ends, so no producer writes them while the
+        // returned borrow of `self` lives (`new`'s contract).
+        unsafe { access.get() }
     }
 
     /// The message as a plain view (its fields, and the payload), borrowed from this guard: it

@@ -5,17 +5,26 @@
 //! | offset | field | meaning |
 //! |---|---|---|
 //! | 0 | `seq: u64` | publication word: `pos + 1` once the slot for position `pos` is complete; written last, with release ordering |
-//! | 8 | `len: u32` | payload length, `0..=PAYLOAD_MAX` |
+//! | 8 | `len: u32` | payload length, `0..=max_message(capacity)` |
 //! | 12 | `kind: u32` | message type id (typed channels route on it) |
 //! | 16 | `producer: u32` | producer id (GPU block or lane, CPU thread) |
-//! | 20 | `flags: u32` | reserved bits |
+//! | 20 | `flags: u32` | [`FLAG_PAD`]; the other bits are reserved |
 //! | 24 | `stamp_ns: u64` | producer clock at publish, for latency |
 //! | 32 | `payload` | message bytes |
+//!
+//! A message of `len` bytes spans [`slots_for`]`(len)` contiguous slots: its payload is the one
+//! byte range from offset 32 of its first slot on, through the following slots' *whole* 256
+//! bytes (their `seq` and header words carry payload bytes). A message never wraps: where it
+//! would not fit before the ring's end, a pad record ([`FLAG_PAD`]) fills the rest of the lap
+//! and the message starts at the next lap's slot 0. The consumer stamps each continuation slot's
+//! first word with its own `pos + 1` before it releases it, so every slot it has passed reads as
+//! a one-slot message's would (docs/DESIGN-NOTES.md, "Multi-slot messages").
 //!
 //! `kernels/perdix.cuh` declares the same struct. It receives these constants as `-D` defines
 //! (see [`cuda_defines`]) and `static_assert`s its own sizes against them, so the two sides cannot
 //! drift apart; `Slot`'s offsets are checked here at compile time with `offset_of!`.
 
+#[cfg(perdix_loom)]
 use crate::sync::{AtomicU64, UnsafeCell};
 
 /// Bytes in one slot (header and payload): four 64-byte cache lines.
@@ -81,26 +90,62 @@ pub const fn max_message(capacity: usize) -> usize {
         bytes
     }
 }
+/// [`slots_for`] of a header's `len`, in `u64` (no overflow for any `u32`): what the consumer
+/// checks a ready header with.
+#[inline]
+#[must_use]
+pub(crate) const fn slots_for_len(len: u32) -> u64 {
+    (OFFSET_PAYLOAD as u64 + len as u64).div_ceil(SLOT_SIZE as u64)
+}
+
 /// Cache-line size the GPU writes and the CPU reads in units of (a message touches
 /// `ceil((OFFSET_PAYLOAD + len) / CACHE_LINE)` lines).
 pub const CACHE_LINE: usize = 64;
 
-/// One slot of the ring.
+/// One slot of the ring: the layout the table above describes.
 ///
-/// Never borrowed as `&Slot` across threads: the ring holds `*mut Slot`, `seq` and the header
-/// words are reached only as atomics, and the payload only through its cell while the protocol
-/// says this side owns it.
+/// The real build never makes one: the ring is raw bytes (`super::slots`), whose `seq` and
+/// header words are reached as atomics at these offsets and whose payload is a byte range that
+/// runs on through the next slots for a multi-slot message; this struct is what the offsets and
+/// sizes are checked against at compile time.
+#[cfg(not(perdix_loom))]
 #[repr(C, align(256))]
+#[allow(
+    dead_code,
+    reason = "a layout checked by `offset_of!`; the ring is raw bytes"
+)]
 pub(crate) struct Slot {
     /// `pos + 1` once the message at `pos` is complete; `0` before the first lap.
+    seq: u64,
+    /// `len | kind << 32`, `producer | flags << 32`, `stamp_ns` (see [`SlotHeader::to_words`]).
+    header: [u64; HEADER_WORDS],
+    /// The first [`SLOT_PAYLOAD`] payload bytes.
+    payload: [u8; SLOT_PAYLOAD],
+}
+
+/// One slot as loom models it: the four header words as loom atomics and the body as a loom
+/// cell. A multi-slot payload's bytes that fall on a continuation slot's `seq` and header words
+/// are stored there as relaxed atomics (`super::slots`, loom build).
+#[cfg(perdix_loom)]
+pub(crate) struct Slot {
+    /// As the real slot's `seq`.
     pub(crate) seq: AtomicU64,
-    /// The header fields after `seq` as three little-endian 64-bit words (see
-    /// [`SlotHeader::to_words`]). Atomics, so a consumer loads each exactly once into a local
-    /// after its `seq` acquire, whatever a faulty writer does meanwhile: a length checked is the
-    /// length used.
+    /// As the real slot's header words.
     pub(crate) header: [AtomicU64; HEADER_WORDS],
-    /// The payload bytes.
-    pub(crate) payload: UnsafeCell<[u8; PAYLOAD_MAX]>,
+    /// The body after the header.
+    pub(crate) body: UnsafeCell<[u8; SLOT_PAYLOAD]>,
+}
+
+#[cfg(perdix_loom)]
+impl Slot {
+    /// An empty slot: `seq` 0 (never written), zeroed header and body.
+    pub(crate) fn new() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            header: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            body: UnsafeCell::new([0; SLOT_PAYLOAD]),
+        }
+    }
 }
 
 /// 64-bit header words after `seq`: `len | kind << 32`, `producer | flags << 32`, `stamp_ns`.
@@ -144,17 +189,6 @@ impl SlotHeader {
     }
 }
 
-impl Slot {
-    /// An empty slot: `seq` 0 (never written), zeroed header and payload.
-    pub(crate) fn new() -> Self {
-        Self {
-            seq: AtomicU64::new(0),
-            header: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-            payload: UnsafeCell::new([0; PAYLOAD_MAX]),
-        }
-    }
-}
-
 // Loom's atomics and cells are larger than core's, so the layout is checked only on the real
 // build; the constants above are what every other side uses.
 #[cfg(not(perdix_loom))]
@@ -171,6 +205,9 @@ const _: () = {
     assert!(OFFSET_LEN + HEADER_WORDS * 8 == OFFSET_PAYLOAD);
     assert!(offset_of!(Slot, payload) == OFFSET_PAYLOAD);
     assert!(SLOT_SIZE.is_multiple_of(CACHE_LINE) && SLOT_ALIGN.is_multiple_of(CACHE_LINE));
+    // A one-slot message is exactly what fits after the header; the smallest ring carries one.
+    assert!(slots_for(SLOT_PAYLOAD) == 1 && slots_for(SLOT_PAYLOAD + 1) == 2);
+    assert!(max_message(2) == SLOT_PAYLOAD);
 };
 
 /// The layout as `-D` defines for the CUDA side (`kernels/perdix.cuh` asserts against them).
@@ -193,7 +230,7 @@ pub fn cuda_defines() -> [(&'static str, usize); 13] {
         ("PERDIX_OFFSET_FLAGS", OFFSET_FLAGS),
         ("PERDIX_OFFSET_STAMP_NS", OFFSET_STAMP_NS),
         ("PERDIX_OFFSET_PAYLOAD", OFFSET_PAYLOAD),
-        ("PERDIX_PAYLOAD_MAX", PAYLOAD_MAX),
+        ("PERDIX_PAYLOAD_MAX", SLOT_PAYLOAD),
         ("PERDIX_SLOT_PAYLOAD", SLOT_PAYLOAD),
         ("PERDIX_FLAG_PAD", FLAG_PAD as usize),
         ("PERDIX_CACHE_LINE", CACHE_LINE),
@@ -203,7 +240,7 @@ pub fn cuda_defines() -> [(&'static str, usize); 13] {
 /// Bytes of ring memory for `capacity` slots, or `None` on overflow.
 ///
 /// `size_of::<Slot>()` is [`SLOT_SIZE`] (asserted above); only under loom, whose atomics are
-/// larger, does it differ, and then the ring must still fit its slots.
+/// larger, does it differ, and then the ring must still fit its modelled slots.
 #[must_use]
 pub(crate) fn ring_bytes(capacity: usize) -> Option<usize> {
     capacity.checked_mul(core::mem::size_of::<Slot>())

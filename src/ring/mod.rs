@@ -1,6 +1,7 @@
 //! The ring: slot layout, memory backends, and the two halves.
 
 mod buffer;
+mod claim;
 mod consumer;
 #[cfg(perdix_loom)]
 pub mod device_model;
@@ -10,9 +11,15 @@ mod memory;
 mod message;
 mod producer;
 mod shared;
+#[cfg(not(perdix_loom))]
+mod slots;
+#[cfg(perdix_loom)]
+#[path = "slots_loom.rs"]
+mod slots;
 mod wait;
 
 pub use buffer::{Buffer, BufferBuilder, ConsumerMut, ProducerMut};
+pub use claim::Claim;
 pub use consumer::Consumer;
 pub use guard::MessageRef;
 pub use memory::{Backend, Host, RingMemory};

@@ -1,7 +1,8 @@
 //! The CPU producer half.
 
-use super::layout::{SlotHeader, PAYLOAD_MAX};
+use super::layout::{slots_for, SlotHeader, FLAG_PAD, OFFSET_PAYLOAD, SLOT_PAYLOAD, SLOT_SIZE};
 use super::shared::{Ring, RingStats};
+use super::slots::WriteBuf;
 use super::wait::Wait;
 use super::Policy;
 use crate::sync::{Arc, Ordering};
@@ -9,8 +10,11 @@ use crate::{clock, Error};
 
 /// The writing half of a ring.
 ///
-/// Owns `tail`; writes a slot only when `tail - head < capacity`, reading the consumer's shared
-/// head only when its cached copy says the ring is full (rtrb's `next_tail`).
+/// Owns `tail`; writes a message of `k` slots only when `tail + k - head <= capacity` (a pad
+/// record before it included), reading the consumer's shared head only when its cached copy
+/// says the ring is full (rtrb's `next_tail`). A message of up to
+/// [`max_message`](Self::max_message) bytes spans [`slots_for`] slots; one that would not fit
+/// before the ring's end is preceded by a pad record filling the rest of the lap.
 ///
 /// # Examples
 ///
@@ -34,6 +38,8 @@ pub struct Producer {
     tail: u64,
     /// A copy of the consumer's head; can be stale (never ahead of the real one).
     cached_head: u64,
+    /// The ring's [`max_message`](crate::layout::max_message), cached.
+    max: usize,
     policy: Policy,
     id: u32,
     timestamps: bool,
@@ -41,10 +47,12 @@ pub struct Producer {
 
 impl Producer {
     pub(crate) fn new(ring: Arc<Ring>, policy: Policy, id: u32, timestamps: bool) -> Self {
+        let max = usize::try_from(ring.max_message()).unwrap_or(usize::MAX);
         Self {
             ring,
             tail: 0,
             cached_head: 0,
+            max,
             policy,
             id,
             timestamps,
@@ -55,9 +63,10 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// [`Error::MessageTooLarge`] above [`PAYLOAD_MAX`] bytes; [`Error::Disconnected`] once the
-    /// consumer is gone; [`Error::Full`] when every slot holds an unread message. In every error
-    /// case nothing was sent.
+    /// [`Error::MessageTooLarge`] above [`max_message`](Self::max_message) bytes;
+    /// [`Error::Disconnected`] once the consumer is gone; [`Error::Full`] when the slots the
+    /// message needs (and a pad before it) are not all free. In every error case nothing was
+    /// sent.
     #[inline]
     pub fn try_produce(&mut self, msg: &[u8]) -> Result<(), Error> {
         self.try_produce_kind(0, msg)
@@ -70,23 +79,23 @@ impl Producer {
     /// As [`try_produce`](Self::try_produce).
     #[inline]
     pub fn try_produce_kind(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
-        if msg.len() > PAYLOAD_MAX {
-            return Err(Error::too_large(msg.len()));
-        }
-        self.try_produce_with(kind, |buf| {
-            buf[..msg.len()].copy_from_slice(msg);
-            msg.len()
-        })
+        let (pos, pad, mut buf) = self.try_reserve(msg.len())?;
+        // SAFETY: the bytes were just reserved and are unpublished.
+        unsafe { buf.get_mut() }.copy_from_slice(msg);
+        self.publish(pos, pad, kind, buf, msg.len());
+        Ok(())
     }
 
-    /// Writes a message in place: `write` gets the slot's whole payload buffer and returns how
-    /// many bytes it filled. Never blocks.
+    /// Writes a one-slot message in place: `write` gets the slot's whole payload buffer
+    /// ([`SLOT_PAYLOAD`] bytes) and returns how many bytes it filled. Never blocks. (For larger
+    /// messages written in place, see
+    /// [`try_claim`](Self::try_claim).)
     ///
     /// # Errors
     ///
     /// As [`try_produce`](Self::try_produce), checked before `write` runs; and
-    /// [`Error::MessageTooLarge`] if `write` returns more than [`PAYLOAD_MAX`] (then nothing is
-    /// published).
+    /// [`Error::MessageTooLarge`] if `write` returns more than [`SLOT_PAYLOAD`] (then nothing
+    /// is published).
     #[inline]
     pub fn try_produce_with<F>(&mut self, kind: u32, write: F) -> Result<(), Error>
     where
@@ -95,7 +104,7 @@ impl Producer {
         if self.ring.consumer_closed() {
             return Err(self.ring.closed_error());
         }
-        if !self.has_room() {
+        if !self.has_room(1) {
             self.ring.count_full();
             return Err(Error::Full);
         }
@@ -121,13 +130,11 @@ impl Producer {
     ///
     /// As [`produce`](Self::produce).
     pub fn produce_kind(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
-        if msg.len() > PAYLOAD_MAX {
-            return Err(Error::too_large(msg.len()));
-        }
-        self.produce_with(kind, |buf| {
-            buf[..msg.len()].copy_from_slice(msg);
-            msg.len()
-        })
+        let (pos, pad, mut buf) = self.reserve(msg.len())?;
+        // SAFETY: the bytes were just reserved and are unpublished.
+        unsafe { buf.get_mut() }.copy_from_slice(msg);
+        self.publish(pos, pad, kind, buf, msg.len());
+        Ok(())
     }
 
     /// Blocking twin of [`try_produce_with`](Self::try_produce_with), under the producer's
@@ -140,58 +147,136 @@ impl Producer {
     where
         F: FnOnce(&mut [u8]) -> usize,
     {
+        self.wait_for_room(1)?;
+        self.write_slot(kind, write)
+    }
+
+    /// Reserves room for a message of `len` bytes (after a pad, where one is needed), never
+    /// blocking: its position, the pad's slots, and its payload bytes. Nothing is published.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_produce`](Self::try_produce).
+    #[inline]
+    pub(super) fn try_reserve(&mut self, len: usize) -> Result<(u64, u64, WriteBuf), Error> {
+        let (pad, k) = self.span(len)?;
         if self.ring.consumer_closed() {
             return Err(self.ring.closed_error());
         }
-        if !self.has_room() {
+        if !self.has_room(pad + k) {
+            self.ring.count_full();
+            return Err(Error::Full);
+        }
+        Ok(self.reserve_at(pad, len))
+    }
+
+    /// [`try_reserve`](Self::try_reserve), waiting under the producer's policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`produce`](Self::produce).
+    #[inline]
+    pub(super) fn reserve(&mut self, len: usize) -> Result<(u64, u64, WriteBuf), Error> {
+        let (pad, k) = self.span(len)?;
+        self.wait_for_room(pad + k)?;
+        Ok(self.reserve_at(pad, len))
+    }
+
+    /// The longest message this ring carries:
+    /// [`max_message`](crate::layout::max_message) of its capacity.
+    #[must_use]
+    pub fn max_message(&self) -> usize {
+        self.max
+    }
+
+    /// The pad (slots to the lap's end, or 0) and the slots a message of `len` bytes at `tail`
+    /// needs.
+    #[inline]
+    fn span(&self, len: usize) -> Result<(u64, u64), Error> {
+        if len > self.max {
+            return Err(Error::too_large_for(len, self.max));
+        }
+        let capacity = self.ring.capacity();
+        // `len <= max_message`, so `k <= capacity / 2`: no overflow, and the pad (fewer slots
+        // than `k`, or the message would fit) and the message fit in the ring together.
+        let k = slots_for(len) as u64;
+        let idx = self.tail & (capacity - 1);
+        let pad = if idx + k > capacity {
+            capacity - idx
+        } else {
+            0
+        };
+        Ok((pad, k))
+    }
+
+    /// Waits until `need` slots from `tail` are free, under the policy (see
+    /// [`produce`](Self::produce)).
+    #[inline]
+    fn wait_for_room(&mut self, need: u64) -> Result<(), Error> {
+        if self.ring.consumer_closed() {
+            return Err(self.ring.closed_error());
+        }
+        if !self.has_room(need) {
             if self.policy == Policy::DropNewest {
                 self.ring.count_drop();
                 return Err(Error::Full);
             }
             self.ring.count_full();
             let mut backoff = Wait::new();
-            while !self.has_room() {
+            while !self.has_room(need) {
                 if self.ring.consumer_closed() {
                     return Err(self.ring.closed_error());
                 }
                 backoff.snooze();
             }
         }
-        self.write_slot(kind, write)
+        Ok(())
     }
 
-    /// Whether the slot at `tail` is free, refreshing the cached head only when it says full.
+    /// Whether the `need` slots from `tail` are free, refreshing the cached head only when it
+    /// says they are not.
     #[inline]
-    fn has_room(&mut self) -> bool {
+    fn has_room(&mut self, need: u64) -> bool {
         let capacity = self.ring.capacity();
-        if self.tail - self.cached_head < capacity {
+        if self.tail + need - self.cached_head <= capacity {
             return true;
         }
         self.cached_head = self.ring.load_head();
         debug_assert!(self.tail - self.cached_head <= capacity);
-        self.tail - self.cached_head < capacity
+        self.tail + need - self.cached_head <= capacity
     }
 
-    /// Fills and publishes the slot at `tail`. The caller checked `has_room()`.
+    /// The room for `len` bytes after a pad of `pad` slots at `tail`. The caller checked
+    /// `has_room(pad + slots_for(len))`.
     #[inline]
-    fn write_slot<F>(&mut self, kind: u32, write: F) -> Result<(), Error>
-    where
-        F: FnOnce(&mut [u8]) -> usize,
-    {
-        let pos = self.tail;
-        let stamp_ns = if self.timestamps { clock::now_ns() } else { 0 };
-        let len = self.ring.payload(pos).with_mut(|payload| {
-            // SAFETY: `pos - head < capacity` (the caller checked `has_room`, and the acquire
-            // in `load_head` ordered the consumer's last reads of this slot before us), and the
-            // slot's `seq` still holds the previous lap's value, so the consumer does not read
-            // the payload: this producer owns it exclusively until the release store of `seq`.
-            let buf = unsafe { &mut *payload };
-            write(&mut buf[..])
-        });
-        if len > PAYLOAD_MAX {
-            return Err(Error::too_large(len));
+    fn reserve_at(&mut self, pad: u64, len: usize) -> (u64, u64, WriteBuf) {
+        let pos = self.tail + pad;
+        // SAFETY: `tail .. pos + slots_for(len)` is below the acquired head plus the capacity
+        // (the caller's `has_room`; `load_head`'s acquire ordered the consumer's last reads and
+        // stamps of those slots before us), no `seq` for them is published until `commit`,
+        // and the message does not wrap (`span` put a pad before it where it would).
+        let buf = unsafe { self.ring.slots().write(pos, len) };
+        (pos, pad, buf)
+    }
+
+    /// Publishes the claimed message at `pos` (after the pad of `pad` slots before it, if any):
+    /// the first `len` bytes of `buf`, with `kind`. The caller reserved them.
+    #[inline]
+    pub(super) fn publish(&mut self, pos: u64, pad: u64, kind: u32, buf: WriteBuf, len: usize) {
+        debug_assert_eq!(pos, self.tail + pad);
+        if pad != 0 {
+            self.write_pad(self.tail, pad);
         }
+        self.ring.slots().finish_write(pos, buf, len);
+        self.publish_at(pos, kind, len);
+    }
+
+    /// Writes the header of the message at `pos` (its payload is written) and publishes it.
+    #[inline(always)]
+    fn publish_at(&mut self, pos: u64, kind: u32, len: usize) {
+        let stamp_ns = if self.timestamps { clock::now_ns() } else { 0 };
         let header = SlotHeader {
+            // `len <= max_message <= u32::MAX`.
             len: len as u32,
             kind,
             producer: self.id,
@@ -202,8 +287,47 @@ impl Producer {
         // Release: the payload and header writes above happen before a consumer's acquire load
         // sees `pos + 1`.
         self.ring.seq(pos).store(pos + 1, Ordering::Release);
-        self.tail = pos + 1;
+        self.tail = pos + slots_for(len) as u64;
         self.ring.record_tail(self.tail);
+    }
+
+    /// Publishes a pad record of `pad` slots at `at`: the rest of the lap, which the consumer
+    /// skips. Its payload bytes are never written.
+    #[cold]
+    fn write_pad(&mut self, at: u64, pad: u64) {
+        let header = SlotHeader {
+            // `pad < k <= slots_for(u32::MAX)`, so this is below the message's `len`.
+            len: (pad as usize * SLOT_SIZE - OFFSET_PAYLOAD) as u32,
+            kind: 0,
+            producer: self.id,
+            flags: FLAG_PAD,
+            stamp_ns: 0,
+        };
+        self.ring.write_header(at, header);
+        // Release: as the message's `seq` store (the consumer checks the pad's header).
+        self.ring.seq(at).store(at + 1, Ordering::Release);
+    }
+
+    /// Fills and publishes a one-slot message at `tail`. The caller checked `has_room(1)`.
+    #[inline]
+    fn write_slot<F>(&mut self, kind: u32, write: F) -> Result<(), Error>
+    where
+        F: FnOnce(&mut [u8]) -> usize,
+    {
+        let pos = self.tail;
+        // SAFETY: `pos - head < capacity` (the caller checked `has_room(1)`, and the acquire
+        // in `load_head` ordered the consumer's last reads of this slot before us), and the
+        // slot's `seq` still holds the previous lap's value, so the consumer does not read
+        // the payload: this producer owns it until the release store of `seq`. One slot never
+        // wraps.
+        let mut buf = unsafe { self.ring.slots().write(pos, SLOT_PAYLOAD) };
+        // SAFETY: as above: the slot is reserved and unpublished.
+        let len = write(unsafe { buf.get_mut() });
+        if len > SLOT_PAYLOAD {
+            return Err(Error::too_large_for(len, SLOT_PAYLOAD));
+        }
+        self.ring.slots().finish_write(pos, buf, len);
+        self.publish_at(pos, kind, len);
         Ok(())
     }
 
@@ -213,7 +337,8 @@ impl Producer {
         self.ring.capacity() as usize
     }
 
-    /// Free slots, as far as this producer knows (refreshes the head once).
+    /// Free slots, as far as this producer knows (refreshes the head once). A message of `len`
+    /// bytes needs [`slots_for`]`(len)` of them (and a pad, at the lap's end).
     #[must_use]
     pub fn slots(&mut self) -> usize {
         self.cached_head = self.ring.load_head();

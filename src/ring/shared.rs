@@ -1,11 +1,10 @@
 //! The state both halves share: slots, the consumer's published head, closed flags, counters.
 
-use core::ptr::NonNull;
-
 use crossbeam_utils::CachePadded;
 
-use super::layout::{ring_bytes, Slot, SlotHeader, PAYLOAD_MAX, SLOT_ALIGN};
+use super::layout::{max_message, ring_bytes, SlotHeader, SLOT_ALIGN};
 use super::memory::{Backend, RingMemory};
+use super::slots::Slots;
 use super::wait::Wait;
 use crate::sync::{AtomicBool, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::Error;
@@ -52,11 +51,14 @@ mod state {
 /// The ring itself. Halves and monitors hold it in an `Arc`.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    /// First slot; `capacity` slots follow. Points into `memory`.
-    slots: NonNull<Slot>,
+    /// The `capacity` slots, in `memory`.
+    slots: Slots,
     /// Number of slots, a power of two in `2..=MAX_CAPACITY`.
     capacity: u64,
-    /// Next position the consumer will read; every position below it is free for producers.
+    /// [`max_message`] of the capacity: the longest payload a header may claim.
+    max_message: u64,
+    /// Next position the consumer will read (a message's first slot); every position below it
+    /// is free for producers.
     /// Written only by the consumer (release, after it is done with the slot); producers read it
     /// (acquire) only when their cached copy says the ring is full.
     head: CachePadded<AtomicU64>,
@@ -96,16 +98,17 @@ unsafe impl Sync for Ring {}
 
 /// Counters of a ring, read at one moment from any thread.
 ///
-/// `produced` and `consumed` are positions, so a ring that has carried `n` messages reports `n`;
-/// `occupancy` is `produced - consumed`.
+/// `produced` and `consumed` are positions, counted in slots (pad records included), so a ring
+/// that has carried `n` one-slot messages reports `n`; `occupancy` is `produced - consumed`, in
+/// slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RingStats {
     /// Slots in the ring.
     pub capacity: u64,
-    /// Messages published: by the CPU producer, or (GPU rings) by the kernels, from the ring's
-    /// device counter.
+    /// Positions (slots) published: by the CPU producer, or (GPU rings) by the kernels, from
+    /// the ring's device counter. A message of `k` slots counts `k`, a pad its slots.
     pub produced: u64,
-    /// Messages the consumer has released.
+    /// Positions (slots) the consumer has released.
     pub consumed: u64,
     /// Times a producer found the ring full: each `try_produce` that returned `Full`, and each
     /// blocking `produce` that had to wait (once per call).
@@ -117,7 +120,7 @@ pub struct RingStats {
 }
 
 impl RingStats {
-    /// Messages published and not yet consumed.
+    /// Slots published and not yet consumed (a message of `k` slots counts `k`).
     #[must_use]
     pub fn occupancy(&self) -> u64 {
         self.produced.saturating_sub(self.consumed)
@@ -155,15 +158,13 @@ impl Ring {
                 needed,
             });
         }
-        let slots = memory.as_ptr().cast::<Slot>();
-        for idx in 0..capacity {
-            // SAFETY: `idx < capacity` and the memory holds `capacity` aligned slots (checked
-            // above); nobody else has the pointer yet, so writing a fresh slot races nothing.
-            unsafe { slots.as_ptr().add(idx).write(Slot::new()) };
-        }
+        // SAFETY: the memory holds `capacity` slots at `SLOT_ALIGN` (checked above) and stays
+        // put until `memory` drops, after `Drop for Ring`; nobody else has the address yet.
+        let slots = unsafe { Slots::init(memory.as_ptr(), capacity) };
         Ok(Self {
             slots,
             capacity: capacity as u64,
+            max_message: max_message(capacity) as u64,
             head: CachePadded::new(AtomicU64::new(0)),
             tail: CachePadded::new(AtomicU64::new(0)),
             producer_closed: AtomicBool::new(false),
@@ -180,51 +181,34 @@ impl Ring {
         self.capacity
     }
 
-    /// The slot for position `pos` (`pos % capacity`).
+    /// The longest payload a message may have: [`max_message`] of the capacity.
     #[inline]
-    pub(crate) fn slot(&self, pos: u64) -> *mut Slot {
-        let idx = (pos & (self.capacity - 1)) as usize;
-        // SAFETY: `idx < capacity`, so the result stays inside the slot array.
-        unsafe { self.slots.as_ptr().add(idx) }
+    pub(crate) fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// The slot memory.
+    #[inline]
+    pub(crate) fn slots(&self) -> &Slots {
+        &self.slots
     }
 
     /// The `seq` word of the slot for `pos`.
     #[inline]
     pub(crate) fn seq(&self, pos: u64) -> &AtomicU64 {
-        // SAFETY: the slot pointer is valid and aligned for the ring's life; `seq` is only ever
-        // accessed atomically (by CPU halves as `AtomicU64`, by GPU kernels with atomic-width
-        // stores after a system fence), so a shared reference to the atomic is sound.
-        unsafe { &(*self.slot(pos)).seq }
+        self.slots.seq(pos)
     }
 
-    /// The header of the slot for `pos`: each word loaded once (relaxed; the caller's acquire of
-    /// `seq` orders them after the producer's writes).
+    /// The header of the slot for `pos`, each word loaded once (see [`Slots::header`]).
     #[inline]
     pub(crate) fn header(&self, pos: u64) -> SlotHeader {
-        // SAFETY: as in `seq`: the slot is valid for the ring's life and its header words are
-        // only ever accessed atomically.
-        let words = unsafe { &(*self.slot(pos)).header };
-        SlotHeader::from_words(words.each_ref().map(|word| word.load(Ordering::Relaxed)))
+        self.slots.header(pos)
     }
 
-    /// Producer: stores the header words of the slot for `pos` (relaxed; the release store of
-    /// `seq` that follows publishes them).
+    /// Producer: stores the header words of the slot for `pos` (see [`Slots::write_header`]).
     #[inline]
     pub(crate) fn write_header(&self, pos: u64, header: SlotHeader) {
-        // SAFETY: as in `header`.
-        let words = unsafe { &(*self.slot(pos)).header };
-        for (word, value) in words.iter().zip(header.to_words()) {
-            word.store(value, Ordering::Relaxed);
-        }
-    }
-
-    /// The payload cell of the slot for `pos`; reached only as the protocol allows (the
-    /// producer that reserved the position writes it, the consumer reads it after `seq`).
-    #[inline]
-    pub(crate) fn payload(&self, pos: u64) -> &UnsafeCell<[u8; PAYLOAD_MAX]> {
-        // SAFETY: the slot is valid for the ring's life; a shared reference to a cell asserts
-        // nothing about its contents, which are touched only through the cell's pointers.
-        unsafe { &(*self.slot(pos)).payload }
+        self.slots.write_header(pos, header);
     }
 
     /// Consumer: everything below `head` is free. Pairs with the producer's acquire in
@@ -426,10 +410,8 @@ impl Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        for pos in 0..self.capacity {
-            // SAFETY: every slot was written in `new` and both halves are gone (we hold the last
-            // `Arc`), so dropping each slot in place races nothing; `memory` is freed after this.
-            unsafe { core::ptr::drop_in_place(self.slot(pos)) };
-        }
+        // SAFETY: both halves are gone (we hold the last `Arc`), so nothing touches the slots;
+        // `memory` is freed after this.
+        unsafe { self.slots.drop_slots() };
     }
 }

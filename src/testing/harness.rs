@@ -178,7 +178,7 @@ impl SpscRun {
 /// ```
 pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHistogram, Error> {
     if size > crate::layout::PAYLOAD_MAX {
-        return Err(Error::too_large(size));
+        return Err(Error::too_large_for(size, crate::layout::PAYLOAD_MAX));
     }
     if size < 8 {
         return Err(Error::InvalidConfig(format!(

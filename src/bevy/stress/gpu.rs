@@ -24,7 +24,8 @@ impl StressRun {
         let gpu = first_device(rings)?;
         let grid = gpu.multiprocessors().max(1);
         let block = 256u32;
-        let size32 = u32::try_from(size).map_err(|_| Error::too_large(size))?;
+        let size32 =
+            u32::try_from(size).map_err(|_| Error::too_large_for(size, u32::MAX as usize))?;
         let kernel = crate::cuda::stress::free_running_kernel(size32, super::StressProducers::KIND)
             .grid(grid)
             .block(block);
