@@ -76,7 +76,8 @@ fn events(app: &App) -> Vec<PerdixEvent> {
 
 #[test]
 fn a_4_kib_pod_type_arrives_whole() {
-    let mut app = sizes_app(PerdixPlugin::default().capacity(256));
+    // 20 pages of 17 slots and 20 ticks: 360 slots.
+    let mut app = sizes_app(PerdixPlugin::default().capacity(512));
     let mut p = producer(&mut app, "a");
     for n in 0..20 {
         let page = Page::new(n);
@@ -161,16 +162,20 @@ fn varying_length_slices_arrive_in_order_through_drain_threads() {
     slices_in_order(DrainMode::Thread);
 }
 
-#[test]
-fn a_10_kib_raw_message_arrives_intact() {
-    let mut app = sizes_app(PerdixPlugin::default().capacity(128));
+/// Raw messages of one slot, 10 KiB (41 slots) and none, drained by `drain`.
+fn raw_10_kib_intact(drain: DrainMode) {
+    let mut app = sizes_app(PerdixPlugin::default().capacity(128).drain(drain));
     let mut p = producer(&mut app, "a");
     let big: Vec<u8> = (0..10_240u32).map(|i| (i * 31 % 251) as u8).collect();
     let small = [7u8; SLOT_PAYLOAD];
     assert_eq!(p.try_produce_kind(99, &small), Ok(()));
     assert_eq!(p.try_produce_kind(99, &big), Ok(()));
     assert_eq!(p.try_produce_kind(99, b""), Ok(()));
-    app.update();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.world().resource::<PerdixRings>().stats().messages < 3 {
+        app.update();
+        assert!(Instant::now() < deadline, "not delivered");
+    }
     let raw = app.world().resource::<Messages<PerdixMessage>>();
     let got: Vec<PerdixMessage> = raw.get_cursor().read(raw).cloned().collect();
     let payloads: Vec<&[u8]> = got.iter().map(PerdixMessage::payload).collect();
@@ -181,6 +186,16 @@ fn a_10_kib_raw_message_arrives_intact() {
     assert_eq!(seqs, [0, 1, 42]);
     let stats = app.world().resource::<PerdixRings>().stats();
     assert_eq!((stats.messages, stats.unrouted), (3, 3));
+}
+
+#[test]
+fn a_10_kib_raw_message_arrives_intact() {
+    raw_10_kib_intact(DrainMode::System);
+}
+
+#[test]
+fn a_10_kib_raw_message_arrives_intact_through_a_drain_thread() {
+    raw_10_kib_intact(DrainMode::Thread);
 }
 
 #[test]
