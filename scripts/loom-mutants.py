@@ -3,6 +3,7 @@
 releases a slot before its read ends); the loom tests must fail on every one.
 
     python3 scripts/loom-mutants.py            # all mutants; exit 1 if any survives
+    python3 scripts/loom-mutants.py pad stamp  # only those whose name contains a word given
 
 Each mutant is applied to a copy of the tracked files (one copy, restored between mutants) and
 built into one shared target dir, so only the crate itself recompiles per mutant.
@@ -48,6 +49,20 @@ MUTANTS = [
     ("guard releases its slot before its read ends", "src/ring/guard.rs",
      "        let access = self.access.take();\n",
      "        self.consumer.release_one();\n        let access = self.access.take();\n"),
+    # Issue 13: multi-slot messages.
+    ("pad seq store Release->Relaxed", "src/ring/producer.rs",
+     "self.ring.seq(at).store(at + 1, Ordering::Release);",
+     "self.ring.seq(at).store(at + 1, Ordering::Relaxed);"),
+    ("device pad seq store Release->Relaxed", "src/ring/device_model.rs",
+     "self.ring.seq(at).store(at + 1, Ordering::Release);",
+     "self.ring.seq(at).store(at + 1, Ordering::Relaxed);"),
+    ("continuation slots not stamped", "src/ring/consumer.rs",
+     "        self.stamp(k);\n",
+     "        let _ = k;\n"),
+    ("stamping after the head publish", "src/ring/consumer.rs",
+     "        self.stamp(k);\n        self.head += k;\n",
+     "        let from = self.head;\n        self.head += k;\n        self.ring.publish_head(self.head);\n"
+     "        for q in from + 1..from + k {\n            self.ring.seq(q).store(q + 1, Ordering::Relaxed);\n        }\n"),
 ]
 
 LOOM_ENV = {"RUSTFLAGS": "--cfg perdix_loom", "LOOM_MAX_PREEMPTIONS": "2", "CARGO_TERM_COLOR": "never"}
@@ -69,8 +84,10 @@ def main():
     if base.returncode != 0:
         print(base.stdout[-3000:], base.stderr[-3000:])
         sys.exit("loom-mutants: the unmutated loom tests fail")
+    words = sys.argv[1:]
+    chosen = [m for m in MUTANTS if not words or any(w in m[0] for w in words)]
     survived = []
-    for name, path, text, replacement in MUTANTS:
+    for name, path, text, replacement in chosen:
         full = os.path.join(work, path)
         pristine = open(full).read()
         if pristine.count(text) != 1:
@@ -94,7 +111,7 @@ def main():
         if not killed:
             survived.append(name)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"loom mutants: {len(MUTANTS) - len(survived)} killed of {len(MUTANTS)}")
+    print(f"loom mutants: {len(chosen) - len(survived)} killed of {len(chosen)}")
     if survived:
         sys.exit("loom-mutants: surviving mutants: " + "; ".join(survived))
 

@@ -1,7 +1,8 @@
 //! Loom models of the ring protocol: publish/consume (`seq` release/acquire, head publish,
 //! closed flags) through wraparound on 2- and 4-slot rings, blocking produce/consume with close,
-//! DropNewest, and (`device`) the GPU lanes' reservation on a shared tail against the head the
-//! consumer pushes, and a producer-side fault. Payload reads happen inside the cells' tracked
+//! DropNewest, two-slot messages through a wrap with a pad record (the consumer's stamping of
+//! continuation slots), and (`device`) the GPU lanes' reservation on a shared tail against the
+//! head the consumer pushes, multi-slot reservation with a pad, and a producer-side fault. Payload reads happen inside the cells' tracked
 //! accesses (the drain callback, a guard's life), so releasing a slot before they end fails a
 //! model; `scripts/loom-mutants.py` checks that each weakened ordering fails one.
 //!
@@ -205,6 +206,53 @@ fn drop_newest_counts_exactly() {
     });
 }
 
+/// The bytes of a multi-slot test message: `tag`, and on its second slot's first word (payload
+/// bytes 224..232) the `seq` slot 2 would hold when ready a lap later (`6 + 1`): a stale payload
+/// the consumer must not take for a ready message (its stamp overwrites it).
+fn two_slot(tag: u8) -> Vec<u8> {
+    let mut bytes = vec![tag; 300];
+    bytes[224..232].copy_from_slice(&7u64.to_le_bytes());
+    bytes
+}
+
+/// A 4-slot ring: one slot (pos 0), two slots (1..3), two slots that need a pad (pad at 3, the
+/// message at 4..6), one slot (6, on the first two-slot message's continuation slot). Every
+/// message arrives intact and in order, the pad is never delivered, and the counters count
+/// slots. Weakening the pad's `seq` store, or stamping after the head publish, fails it.
+#[test]
+fn two_slot_messages_through_a_wrap_with_a_pad() {
+    loom::model(|| {
+        let (mut producer, mut consumer) = Buffer::new(4).unwrap().into_split();
+        let messages = [vec![1u8; 8], two_slot(2), two_slot(3), vec![4u8; 8]];
+        let sent = messages.clone();
+        let sender = thread::spawn(move || {
+            for msg in &sent {
+                loop {
+                    match producer.try_produce(msg) {
+                        Ok(()) => break,
+                        Err(Error::Full) => thread::yield_now(),
+                        Err(err) => panic!("{err}"),
+                    }
+                }
+            }
+        });
+        let mut got = Vec::new();
+        loop {
+            match consumer.try_consume_checked() {
+                Ok(Some(msg)) => got.push((msg.seq(), msg.to_vec())),
+                Ok(None) => thread::yield_now(),
+                Err(Error::Disconnected) => break,
+                Err(err) => panic!("{err}"),
+            }
+        }
+        sender.join().unwrap();
+        let seqs: Vec<u64> = got.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [0, 1, 4, 6]);
+        assert!(got.iter().map(|(_, m)| m).eq(messages.iter()));
+        assert_eq!(consumer.stats().consumed, 7);
+    });
+}
+
 mod device {
     //! The GPU reservation protocol (`perdix.cuh`, modelled in `perdix_transport::loom_device`):
     //! lanes share one `tail` and wait on the head the consumer pushes into their memory.
@@ -257,6 +305,92 @@ mod device {
                 consumer.try_consume_checked().unwrap_err(),
                 Error::Disconnected
             );
+        });
+    }
+
+    /// Two lanes, one with a two-slot message and one with a one-slot then a two-slot message,
+    /// on a 4-slot ring: whatever the order, the last reservation needs a pad (one CAS for the
+    /// pad and the message), and every message arrives intact, each lane's in order.
+    #[test]
+    fn multi_slot_lanes_reserve_a_pad_and_the_message_at_once() {
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(1);
+        model.check(|| {
+            let (device, mut consumer) = device_ring(4, Policy::Block).unwrap();
+            let plan: [&[usize]; 2] = [&[300], &[8, 300]];
+            let lanes: Vec<_> = plan
+                .iter()
+                .enumerate()
+                .map(|(lane, lens)| {
+                    let (device, lens) = (device.clone(), lens.to_vec());
+                    thread::spawn(move || {
+                        for (i, len) in lens.into_iter().enumerate() {
+                            let msg = vec![(lane * 16 + i) as u8; len];
+                            assert_eq!(device.emit(lane as u32, &msg), Emit::Sent);
+                        }
+                    })
+                })
+                .collect();
+            let mut next = [0usize; 2];
+            let mut got = 0;
+            while got < 3 {
+                let read = consumer.drain(4, |msg| {
+                    let lane = msg.kind() as usize;
+                    let i = next[lane];
+                    assert_eq!(&*msg, &vec![(lane * 16 + i) as u8; plan[lane][i]][..]);
+                    next[lane] += 1;
+                });
+                got += read;
+                if read == 0 {
+                    thread::yield_now();
+                }
+            }
+            for lane in lanes {
+                lane.join().unwrap();
+            }
+            device.finish();
+            assert_eq!(
+                consumer.try_consume_checked().unwrap_err(),
+                Error::Disconnected
+            );
+            // 1 + 2 + 2 slots and the pad of 1: positions, from the device counter.
+            assert_eq!(consumer.stats().produced, 6);
+        });
+    }
+
+    /// One lane's one-slot, two-slot and two-slot messages through a 4-slot ring (the last needs
+    /// a pad): the pad is published like a message (weakening its `seq` store fails this), never
+    /// delivered, and counted in the device's positions.
+    #[test]
+    fn a_lane_pads_the_lap_before_a_multi_slot_message() {
+        loom::model(|| {
+            let (device, mut consumer) = device_ring(4, Policy::Block).unwrap();
+            let lens = [8usize, 300, 300];
+            let lane = {
+                let device = device.clone();
+                thread::spawn(move || {
+                    for (i, len) in lens.into_iter().enumerate() {
+                        assert_eq!(device.emit(i as u32, &vec![i as u8; len]), Emit::Sent);
+                    }
+                    device.finish();
+                })
+            };
+            let mut got = Vec::new();
+            loop {
+                match consumer.try_consume_checked() {
+                    Ok(Some(msg)) => {
+                        let i = msg.kind() as usize;
+                        assert_eq!(&*msg, &vec![i as u8; lens[i]][..]);
+                        got.push((msg.seq(), i));
+                    }
+                    Ok(None) => thread::yield_now(),
+                    Err(Error::Disconnected) => break,
+                    Err(err) => panic!("{err}"),
+                }
+            }
+            lane.join().unwrap();
+            assert_eq!(got, [(0, 0), (1, 1), (4, 2)]);
+            assert_eq!(consumer.stats().produced, 6);
         });
     }
 

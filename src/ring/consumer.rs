@@ -96,8 +96,8 @@ impl Consumer {
 
     /// Reads up to `max` ready messages, calling `f` on each in order; returns how many.
     ///
-    /// Slots are released in batches (every capacity / 8 messages and at the end), which costs
-    /// producers less than one release per message. Stops early at an empty ring, a gone producer
+    /// Slots are released in batches (every capacity / 8 slots and at the end), which costs
+    /// producers less than one release per message. Pad records are skipped, never delivered. Stops early at an empty ring, a gone producer
     /// or a corrupt slot (see [`drain_checked`](Self::drain_checked)).
     pub fn drain<F>(&mut self, max: usize, f: F) -> usize
     where
@@ -188,54 +188,60 @@ impl Consumer {
     /// Checks the slot at `head`: its header when a message is ready (pad records are skipped).
     #[inline]
     fn poll(&mut self) -> Result<Option<SlotHeader>, Error> {
-        loop {
-            if let Some(err) = &self.fault {
-                return Err(err.clone());
-            }
-            let pos = self.head;
-            // `pos` counts slots read: it does not reach `u64::MAX` (584 years at 1 G slots/s).
-            let ready = pos + 1;
-            // Acquire: pairs with the producer's release store of `pos + 1` (CPU), or the GPU's
-            // system-scope fence before its `seq` store, so the reads below see the message.
-            let seq = self.ring.seq(pos).load(Ordering::Acquire);
-            if seq != ready {
-                return self.poll_not_ready(pos, seq);
-            }
-            // Each header word is loaded once, into this local; only the local is checked and
-            // used, so a faulty writer changing the slot meanwhile cannot widen the payload.
-            let header = self.ring.header(pos);
-            if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
-                // One slot: within every ring's `max_message`, and it never wraps.
-                return Ok(Some(header));
-            }
-            if !self.check_span(pos, header) {
-                return Err(self.fail(Error::Corrupt {
-                    pos,
-                    seq,
-                    len: header.len,
-                }));
-            }
-            if header.flags & FLAG_PAD == 0 {
-                return Ok(Some(header));
-            }
-            // A pad: the rest of the lap, never delivered. Release it now (its producer is
-            // already writing the message after it, or waits for these slots).
-            self.advance(header.len);
-            self.publish();
+        if let Some(err) = &self.fault {
+            return Err(err.clone());
         }
+        let pos = self.head;
+        // `pos` counts slots read: it does not reach `u64::MAX` (584 years at 1 G slots/s).
+        let ready = pos + 1;
+        // Acquire: pairs with the producer's release store of `pos + 1` (CPU), or the GPU's
+        // system-scope fence before its `seq` store, so the reads below see the message.
+        let seq = self.ring.seq(pos).load(Ordering::Acquire);
+        if seq != ready {
+            return self.poll_not_ready(pos, seq);
+        }
+        // Each header word is loaded once, into this local; only the local is checked and
+        // used, so a faulty writer changing the slot meanwhile cannot widen the payload.
+        let header = self.ring.header(pos);
+        if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
+            // One slot: within every ring's `max_message`, and it never wraps.
+            return Ok(Some(header));
+        }
+        if self.skip_pad(pos, seq, header.len, header.flags)? {
+            return self.poll();
+        }
+        Ok(Some(header))
+    }
+
+    /// `poll` for a ready header of more than one slot, or a pad: checks its span (`Corrupt` if
+    /// it does not fit), and releases a pad (true: poll again, at the next lap's slot 0). Out of
+    /// line and given the header's fields by value, so the one-slot path stays small.
+    #[inline(never)]
+    fn skip_pad(&mut self, pos: u64, seq: u64, len: u32, flags: u32) -> Result<bool, Error> {
+        if !self.check_span(pos, len, flags) {
+            return Err(self.fail(Error::Corrupt { pos, seq, len }));
+        }
+        if flags & FLAG_PAD == 0 {
+            return Ok(false);
+        }
+        // A pad: the rest of the lap, never delivered. Release it now (its producer is already
+        // writing the message after it, or waits for these slots).
+        self.advance(len);
+        self.publish();
+        Ok(true)
     }
 
     /// Whether a ready header's slots fit the ring (all in `u64`, from the `u32` length, so
     /// nothing overflows): `len` at most [`max_message`](Self::max_message); a message that does
     /// not run past the ring's end; a pad that ends exactly there.
     #[inline]
-    fn check_span(&self, pos: u64, header: SlotHeader) -> bool {
+    fn check_span(&self, pos: u64, len: u32, flags: u32) -> bool {
         let capacity = self.ring.capacity();
         let idx = pos & (capacity - 1);
-        let k = slots_for_len(header.len);
-        if u64::from(header.len) > self.ring.max_message() {
+        let k = slots_for_len(len);
+        if u64::from(len) > self.ring.max_message() {
             false
-        } else if header.flags & FLAG_PAD != 0 {
+        } else if flags & FLAG_PAD != 0 {
             k == capacity - idx
         } else {
             idx + k <= capacity
@@ -246,10 +252,13 @@ impl Consumer {
     /// then moves `head` past it (published by the caller).
     #[inline(always)]
     fn advance(&mut self, len: u32) {
-        let k = slots_for_len(len);
-        if k > 1 {
-            self.stamp(k);
+        if len as usize <= SLOT_PAYLOAD {
+            // One slot (a message, or a one-slot pad): nothing to stamp.
+            self.head += 1;
+            return;
         }
+        let k = slots_for_len(len);
+        self.stamp(k);
         self.head += k;
     }
 

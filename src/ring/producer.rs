@@ -79,6 +79,32 @@ impl Producer {
     /// As [`try_produce`](Self::try_produce).
     #[inline]
     pub fn try_produce_kind(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
+        if msg.len() <= SLOT_PAYLOAD {
+            // One slot (every ring carries it, and it never needs a pad): today's fast path.
+            if self.ring.consumer_closed() {
+                return Err(self.ring.closed_error());
+            }
+            if !self.has_room(1) {
+                self.ring.count_full();
+                return Err(Error::Full);
+            }
+            let pos = self.tail;
+            // SAFETY: `pos - head < capacity` (`has_room(1)`; `load_head`'s acquire ordered the
+            // consumer's last reads and stamps of the slot before us) and its `seq` is not
+            // published yet; one slot never wraps.
+            let mut buf = unsafe { self.ring.slots().write(pos, msg.len()) };
+            // SAFETY: as above.
+            unsafe { buf.get_mut() }.copy_from_slice(msg);
+            self.ring.slots().finish_write(pos, buf, msg.len());
+            self.publish_at(pos, kind, msg.len(), 1);
+            return Ok(());
+        }
+        self.try_produce_slots(kind, msg)
+    }
+
+    /// [`try_produce_kind`](Self::try_produce_kind) of a message of more than one slot.
+    #[inline(never)]
+    fn try_produce_slots(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
         let (pos, pad, mut buf) = self.try_reserve(msg.len())?;
         // SAFETY: the bytes were just reserved and are unpublished.
         unsafe { buf.get_mut() }.copy_from_slice(msg);
@@ -268,12 +294,13 @@ impl Producer {
             self.write_pad(self.tail, pad);
         }
         self.ring.slots().finish_write(pos, buf, len);
-        self.publish_at(pos, kind, len);
+        self.publish_at(pos, kind, len, slots_for(len) as u64);
     }
 
-    /// Writes the header of the message at `pos` (its payload is written) and publishes it.
+    /// Writes the header of the message of `k` slots at `pos` (its payload is written) and
+    /// publishes it.
     #[inline(always)]
-    fn publish_at(&mut self, pos: u64, kind: u32, len: usize) {
+    fn publish_at(&mut self, pos: u64, kind: u32, len: usize, k: u64) {
         let stamp_ns = if self.timestamps { clock::now_ns() } else { 0 };
         let header = SlotHeader {
             // `len <= max_message <= u32::MAX`.
@@ -287,7 +314,7 @@ impl Producer {
         // Release: the payload and header writes above happen before a consumer's acquire load
         // sees `pos + 1`.
         self.ring.seq(pos).store(pos + 1, Ordering::Release);
-        self.tail = pos + slots_for(len) as u64;
+        self.tail = pos + k;
         self.ring.record_tail(self.tail);
     }
 
@@ -327,7 +354,7 @@ impl Producer {
             return Err(Error::too_large_for(len, SLOT_PAYLOAD));
         }
         self.ring.slots().finish_write(pos, buf, len);
-        self.publish_at(pos, kind, len);
+        self.publish_at(pos, kind, len, 1);
         Ok(())
     }
 

@@ -29,8 +29,9 @@ pub(crate) trait HeadSink: Send + Sync + core::fmt::Debug {
     ///
     /// The driver's error: producers waiting for room were not told.
     fn close(&self) -> Result<(), Error>;
-    /// Messages the producers behind the sink have published into the ring, when the sink can
-    /// tell (GPU rings: the ring's device counter); [`RingStats::produced`] for such rings.
+    /// Positions (slots, pads included) the producers behind the sink have published into the
+    /// ring, when the sink can tell (GPU rings: the ring's device counter);
+    /// [`RingStats::produced`] for such rings.
     fn produced(&self) -> Option<u64> {
         None
     }
