@@ -105,6 +105,9 @@ fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
             assert!(Instant::now() < deadline, "drain thread stalled");
             std::thread::yield_now();
         }
+        // The thread counts a batch as handed over just before it sends it: give the send
+        // time to land (untimed), or the frame may miss the last batch.
+        std::thread::sleep(Duration::from_millis(1));
     }
     let before = app.world().resource::<PerdixRings>().stats().messages;
     let start = Instant::now();
