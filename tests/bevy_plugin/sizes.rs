@@ -296,3 +296,37 @@ fn message_size_diagnostics() {
     assert_eq!(value(&PerdixDiagnostics::MESSAGE_BYTES_MAX), Some(4_096.0));
     assert!(PerdixDiagnostics::overlay_paths().contains(&PerdixDiagnostics::MESSAGE_BYTES));
 }
+
+#[test]
+fn a_slice_of_the_largest_message_arrives_over_many_laps() {
+    // 16 slots carry 2,016 bytes at most: 252 u64s, 8 slots, each after a pad or not.
+    let mut app = App::new();
+    app.add_plugins(PerdixPlugin::default().capacity(16))
+        .add_perdix_slice::<u64>(KIND_BINS);
+    let mut p = producer(&mut app, "a");
+    let max = max_message(16) / 8;
+    for lap in 0..40u64 {
+        // A small message first shifts where the big one starts (a pad when it would wrap).
+        let small: Vec<u64> = (0..lap % 5).collect();
+        let big: Vec<u64> = (0..max as u64).map(|i| i ^ lap << 32).collect();
+        for values in [&small, &big] {
+            assert_eq!(
+                p.try_produce_kind(KIND_BINS, bytemuck::cast_slice(values)),
+                Ok(())
+            );
+            app.update();
+            let got = app.world().resource::<Messages<PerdixSlice<u64>>>();
+            let last = got.get_cursor().read(got).last().map(|s| s.values.clone());
+            assert_eq!(last.as_ref(), Some(values), "lap {lap}");
+        }
+    }
+    assert_eq!(
+        p.try_produce_kind(KIND_BINS, &vec![0; max * 8 + 1]),
+        Err(Error::MessageTooLarge {
+            len: max * 8 + 1,
+            max: max * 8
+        })
+    );
+    let stats = app.world().resource::<PerdixRings>().stats();
+    assert_eq!((stats.messages, stats.malformed), (80, 0));
+}
