@@ -5,7 +5,9 @@
 //!
 //! Each iteration fills the ring with `FRAME` messages (untimed; in thread mode it also waits,
 //! untimed, until the drain thread has copied them all out), then times the frame. Throughput is
-//! messages per second of frame time. `cargo bench --bench bevy_drain`.
+//! messages per second of frame time. `bevy_drain_big` does the same with 4 KiB multi-slot
+//! messages (raw, and as a `PerdixSlice<u64>` of 512 values), in payload bytes per second.
+//! `cargo bench --bench bevy_drain`.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,7 @@ use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use perdix_transport::bevy::{
-    DrainMode, Envelope, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRings,
+    DrainMode, Envelope, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRings, PerdixSlice,
 };
 use perdix_transport::{Buffer, Producer};
 
@@ -103,6 +105,9 @@ fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
             assert!(Instant::now() < deadline, "drain thread stalled");
             std::thread::yield_now();
         }
+        // The thread counts a batch as handed over just before it sends it: give the send
+        // time to land (untimed), or the frame may miss the last batch.
+        std::thread::sleep(Duration::from_millis(1));
     }
     let before = app.world().resource::<PerdixRings>().stats().messages;
     let start = Instant::now();
@@ -156,6 +161,65 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     bench_envelopes(c);
+    bench_big(c);
+}
+
+/// 4 KiB messages a frame of `bevy_drain_big` (17 slots each: 4,352 of the ring's 16,384).
+const BIG_FRAME: usize = 256;
+const BIG: usize = 4096;
+const KIND_SLICE: u32 = 4;
+
+fn read_slices(mut reader: MessageReader<PerdixSlice<u64>>, mut seen: ResMut<Seen>) {
+    for slice in reader.read() {
+        seen.0 += slice.values.len() as u64;
+    }
+}
+
+/// One frame of `BIG_FRAME` 4 KiB messages, raw or as slices, in each drain mode.
+fn bench_big(c: &mut Criterion) {
+    let mut group = c.benchmark_group("bevy_drain_big");
+    group.throughput(Throughput::Bytes((BIG_FRAME * BIG) as u64));
+    let payload = vec![0x5Au8; BIG];
+    for drain in [DrainMode::System, DrainMode::Thread] {
+        for (what, kind) in [("raw4k", KIND_RAW), ("slice4k", KIND_SLICE)] {
+            let mut app = App::new();
+            app.add_plugins(
+                PerdixPlugin::default()
+                    .capacity(16_384)
+                    .budget(BIG_FRAME)
+                    .drain(drain)
+                    .timestamps(false),
+            )
+            .add_perdix_raw(KIND_RAW)
+            .add_perdix_slice::<u64>(KIND_SLICE)
+            .init_resource::<Seen>()
+            .add_systems(bevy_app::Update, (read_raw, read_slices));
+            let mut producer = match app
+                .world_mut()
+                .resource_mut::<PerdixRings>()
+                .add_producer("bench")
+            {
+                Ok(producer) => producer,
+                Err(err) => panic!("add_producer: {err}"),
+            };
+            app.update(); // startup
+            group.bench_function(format!("{drain}/{what}"), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        for _ in 0..BIG_FRAME {
+                            if let Err(err) = producer.try_produce_kind(kind, &payload) {
+                                panic!("fill: {err}");
+                            }
+                        }
+                        total += timed_frame(&mut app, drain, BIG_FRAME as u64);
+                    }
+                    total
+                });
+            });
+        }
+    }
+    group.finish();
 }
 
 /// Rings and messages per ring of the envelope case: 4 × 16,384 = 65,536 a frame, enough for

@@ -3,7 +3,7 @@
 // perdix.cuh would, to prove the host turns it into a typed error and never hangs.
 #include "perdix.cuh"
 
-#define PERDIX_FAULT_LEN 0        // len 1000 (above PERDIX_PAYLOAD_MAX)
+#define PERDIX_FAULT_LEN 0        // len one byte above the ring's largest message
 #define PERDIX_FAULT_LAP_AHEAD 1  // seq = pos + 1 + capacity (a lap ahead of the consumer)
 #define PERDIX_FAULT_SEQ_MAX 2    // seq = u64::MAX
 
@@ -23,7 +23,7 @@ extern "C" __global__ void perdix_fault_header(const perdix_producer* p, perdix_
     perdix_slot* s = &PERDIX_RING_SLOTS(r)[pos & PERDIX_RING_MASK(r)];
     perdix_u64 seq = pos + 1;
     perdix_u32 len = 4;
-    if (mode == PERDIX_FAULT_LEN) len = 1000;
+    if (mode == PERDIX_FAULT_LEN) len = (perdix_u32)(perdix_max_message(r) + 1);
     if (mode == PERDIX_FAULT_LAP_AHEAD) seq = pos + 1 + PERDIX_RING_CAPACITY(r);
     if (mode == PERDIX_FAULT_SEQ_MAX) seq = ~0ull;
     perdix_store_word((perdix_u64*)s + PERDIX_OFFSET_LEN / 8, (perdix_u64)len | (7ull << 32));

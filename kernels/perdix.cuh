@@ -5,23 +5,39 @@
 // passed as `-D` defines; the static asserts below stop a build whose structs disagree with them.
 //
 // The protocol (docs/ARCHITECTURE.md, "The slot protocol"; decisions in docs/DESIGN-NOTES.md):
-// - a ring is `capacity` slots of PERDIX_SLOT_SIZE bytes; the slot for position `pos` is complete
-//   when its `seq` word holds `pos + 1`, written last, after a system-scope release fence;
-// - positions are reserved per warp with one atomic on the ring's `tail`, in device memory;
+// - a ring is `capacity` slots of PERDIX_SLOT_SIZE bytes; positions count slots. A message of
+//   `len` bytes spans k = perdix_slots_for(len) slots from its position `pos`: a 32-byte header in
+//   the first, the payload from byte 32 of that slot on through the next slots' full bytes (one
+//   contiguous range, never wrapping: at the ring's end a pad record, flags PERDIX_FLAG_PAD,
+//   fills the rest of the lap first). The message is complete when the first slot's `seq` holds
+//   `pos + 1`, written last, after a system-scope release fence;
+// - positions are reserved per warp on the ring's `tail`, in device memory: one atomicAdd for a
+//   batch of one-slot messages, a CAS loop for a multi-slot message (pad + k at once);
 // - the consumer's head lives in device memory too (the host pushes it with
 //   cuStreamWriteValue64), so no GPU thread reads host memory for backpressure; a warp whose
 //   positions are a lap ahead of that head waits with `__nanosleep` backoff, polling the head and
 //   the ring's `closed` word (set when the consumer is dropped);
-// - the warp writes each slot cooperatively (lane k stores 8-byte word k: one slot per store
-//   instruction), and only the cache lines the message uses.
+// - the warp writes each message cooperatively (one-slot: lane k stores 8-byte word k, one slot
+//   per store instruction; multi-slot: 16-byte stores, 512 bytes per store instruction), and only
+//   the cache lines the message uses.
 //
 // Kernel authors call, from any thread of any block (divergent calls are fine):
 //   int perdix_emit(p, kind, data, len);      // waits for room (Block)
 //   int perdix_try_emit(p, kind, data, len);  // drops when full, counted (DropNewest)
 //   int perdix_send(p, kind, data, len);      // the policy the host chose for the producer
 //   bool perdix_should_stop(p);               // the host asked the kernel to stop, or the consumer left
+// `len` is anything up to perdix_max_message(ring) = (capacity / 2) * PERDIX_SLOT_SIZE - 32 bytes.
+// Lanes whose messages all fit one slot (len <= PERDIX_SLOT_PAYLOAD) are batched: one atomic, one
+// store instruction per slot. Otherwise each calling lane's message goes in turn, the whole group
+// of calling lanes writing it; `data` in local memory (a stack array) is read by its own lane and
+// shuffled to the others, `data` in global or shared memory is loaded by every lane directly.
+//
+// A whole warp sending one big message (perdix_warp_emit, perdix_warp_try_emit,
+// perdix_warp_send) and the zero-copy perdix_warp_claim / perdix_warp_commit: perdix_span.cuh.
+//
 // Each returns PERDIX_OK, PERDIX_DROPPED, PERDIX_CLOSED (the consumer is gone: stop producing) or
-// PERDIX_TOO_LARGE. `p` is the kernel's first parameter, `const perdix_producer*`.
+// PERDIX_TOO_LARGE (nothing sent, nothing counted). `p` is the kernel's first parameter,
+// `const perdix_producer*`.
 #pragma once
 
 #ifndef PERDIX_SLOT_SIZE
@@ -43,9 +59,9 @@ struct __align__(PERDIX_SLOT_ALIGN) perdix_slot {
     perdix_u32 len;        // payload bytes
     perdix_u32 kind;       // message type
     perdix_u32 producer;   // producer id
-    perdix_u32 flags;      // reserved
+    perdix_u32 flags;      // PERDIX_FLAG_PAD on a pad record, otherwise 0 (the rest reserved)
     perdix_u64 stamp_ns;   // producer clock, mapped onto the CPU clock
-    unsigned char payload[PERDIX_PAYLOAD_MAX];
+    unsigned char payload[PERDIX_SLOT_PAYLOAD];  // a multi-slot message runs on into the next slots
 };
 
 // NVRTC has no `offsetof` (nor `__builtin_offsetof`). Each offset is checked instead as the size
@@ -69,7 +85,9 @@ static_assert(sizeof(perdix_prefix_stamp) == PERDIX_OFFSET_STAMP_NS && PERDIX_OF
 static_assert(sizeof(perdix_prefix_payload) == PERDIX_OFFSET_PAYLOAD, "slot: payload offset");
 static_assert(sizeof(perdix_slot) == PERDIX_SLOT_SIZE, "slot size");
 static_assert(alignof(perdix_slot) == PERDIX_SLOT_ALIGN, "slot alignment");
-static_assert(PERDIX_OFFSET_PAYLOAD + PERDIX_PAYLOAD_MAX == PERDIX_SLOT_SIZE, "payload fills the slot");
+static_assert(PERDIX_OFFSET_PAYLOAD + PERDIX_SLOT_PAYLOAD == PERDIX_SLOT_SIZE, "payload fills the slot");
+static_assert(PERDIX_OFFSET_PAYLOAD % 16 == 0 && PERDIX_SLOT_ALIGN % 16 == 0, "the payload starts 16-byte aligned");
+static_assert(PERDIX_FLAG_PAD == 1, "pad records carry flags bit 0");
 static_assert(PERDIX_SLOT_SIZE == 32 * 8, "a warp writes one slot with one 8-byte store per lane");
 static_assert(PERDIX_OFFSET_PAYLOAD % 8 == 0, "header is whole 8-byte words");
 
@@ -86,7 +104,9 @@ static_assert(PERDIX_OFFSET_PAYLOAD % 8 == 0, "header is whole 8-byte words");
 // Ring record: line 0 (read-only on the device): slots (device address of slot 0), mask
 // (capacity - 1), capacity, index; line 1: tail (the reservation counter); line 2: head (the
 // consumer's, pushed by the host) and closed (the consumer is gone); line 3: the exact counters
-// emitted, dropped (DropNewest) and stalls (times a warp found the ring full and waited).
+// emitted (messages), dropped (messages, DropNewest), stalls (times a warp found the ring full and
+// waited) and extra (slots published beyond one per message: continuation and pad slots, so
+// emitted + extra is the positions published).
 // Header: nrings | policy << 32, flags, stop, then the clock mapping
 // cpu_ns = g + offset + (((g - g0) * slope) >> 32).
 
@@ -108,7 +128,8 @@ static_assert(PERDIX_CTRL_RING_SLOTS + 8 <= PERDIX_CTRL_RING_TAIL && PERDIX_CTRL
                   PERDIX_CTRL_RING_CAPACITY + 8 <= PERDIX_CTRL_RING_TAIL && PERDIX_CTRL_RING_INDEX + 8 <= PERDIX_CTRL_RING_TAIL,
               "ring: line 0 words");
 static_assert(PERDIX_CTRL_RING_TAIL + 8 <= PERDIX_CTRL_RING_HEAD && PERDIX_CTRL_RING_CLOSED + 8 <= PERDIX_CTRL_RING_EMITTED &&
-                  PERDIX_CTRL_RING_STALLS + 8 <= PERDIX_CTRL_RING_SIZE && PERDIX_CTRL_RING_DROPPED + 8 <= PERDIX_CTRL_RING_SIZE,
+                  PERDIX_CTRL_RING_STALLS + 8 <= PERDIX_CTRL_RING_SIZE && PERDIX_CTRL_RING_DROPPED + 8 <= PERDIX_CTRL_RING_SIZE &&
+                  PERDIX_CTRL_RING_EXTRA + 8 <= PERDIX_CTRL_RING_SIZE,
               "ring: every word inside the record");
 static_assert(PERDIX_CTRL_HDR_CLOCK_SLOPE + 8 <= PERDIX_CTRL_HEADER_SIZE && PERDIX_CTRL_HDR_CLOCK_G0 + 8 <= PERDIX_CTRL_HEADER_SIZE &&
                   PERDIX_CTRL_HDR_CLOCK_OFFSET + 8 <= PERDIX_CTRL_HEADER_SIZE && PERDIX_CTRL_HDR_STOP + 8 <= PERDIX_CTRL_HEADER_SIZE,
@@ -357,17 +378,27 @@ __device__ __forceinline__ perdix_u32 perdix_words_for(perdix_u32 len) {
     return PERDIX_HEADER_WORDS + (len + 7) / 8;
 }
 
+// Multi-slot messages and the whole-warp API (perdix_span.cuh, supplied in memory beside this
+// file): perdix_emit_each below sends the messages a one-slot batch cannot carry.
+#include "perdix_span.cuh"
+
 // The general emit: any thread, any address space for `data` (local arrays included). Lanes
-// calling together are batched: one reservation, then the warp writes each slot cooperatively
-// (the owner lane reads its words and shuffles them to the lanes that store them).
+// calling together whose messages all fit one slot are batched: one reservation, then the warp
+// writes each slot cooperatively (the owner lane reads its words and shuffles them to the lanes
+// that store them). If any calling lane's message needs more slots, perdix_emit_each sends them
+// one at a time.
 __device__ __noinline__ int perdix_emit_policy(const perdix_producer* p, perdix_u32 kind, const void* data,
                                                perdix_u32 len, int policy) {
-    if (len > PERDIX_PAYLOAD_MAX) return PERDIX_TOO_LARGE;
+    if (len > PERDIX_SLOT_PAYLOAD && (perdix_u64)len > perdix_max_message(perdix_ring_of_block(p)))
+        return PERDIX_TOO_LARGE;
     const perdix_u32 mask = __activemask();
     const perdix_u32 n = __popc(mask);
     const perdix_u32 rank = __popc(mask & perdix_lanemask_lt());
     perdix_ring* r = perdix_ring_of_block(p);
     const perdix_clock clock = perdix_clock_load(p);
+    // The warp vote: any calling lane's message more than one slot, and every message goes in turn.
+    if (__ballot_sync(mask, len > PERDIX_SLOT_PAYLOAD) != 0)
+        return perdix_emit_each(p, r, mask, kind, data, len, policy);
     perdix_batch b = perdix_warp_reserve(r, mask, n, policy);
     if (b.status != PERDIX_OK) return b.status;
     const perdix_u32 producer = perdix_thread_linear();

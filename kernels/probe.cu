@@ -2,8 +2,8 @@
 #include "perdix.cuh"
 
 // Writes the device compiler's view of every slot offset into `out` (address differences on a
-// real slot pointer), and reads back control words the host wrote, so the host can check both
-// against `layout` and `cuda::control`.
+// real slot pointer), reads back control words the host wrote, and the multi-slot sizes as
+// perdix.cuh computes them, so the host can check all of it against `layout` and `cuda::control`.
 extern "C" __global__ void perdix_layout_probe(const perdix_producer* p, perdix_u64* out) {
     perdix_ring* r = (perdix_ring*)((char*)p + PERDIX_CTRL_HEADER_SIZE);
     perdix_slot* s = PERDIX_RING_SLOTS(r);
@@ -23,6 +23,11 @@ extern "C" __global__ void perdix_layout_probe(const perdix_producer* p, perdix_
     out[12] = (perdix_u64)perdix_policy(p);
     out[13] = PERDIX_W(p, PERDIX_CTRL_HDR_FLAGS);
     out[14] = PERDIX_W(r, PERDIX_CTRL_RING_INDEX);
+    // Multi-slot messages: a slot's payload, the ring's largest message, the slots of 4 KiB, the pad flag.
+    out[15] = sizeof(s->payload);
+    out[16] = perdix_max_message(r);
+    out[17] = perdix_slots_for(4096);
+    out[18] = PERDIX_FLAG_PAD;
 }
 
 // Clock probe and ping-pong: for round i = 1..rounds, waits until the host writes i into

@@ -1,5 +1,6 @@
 //! `PerdixPanel` laid out headlessly (no window, no GPU) over synthetic snapshots: empty, normal
-//! and extreme (zero throughput, 100 % occupancy, huge and non-finite values).
+//! and extreme (zero throughput, 100 % occupancy, huge and non-finite values), and the message
+//! sizes it shows.
 #![cfg(feature = "dashboard")]
 
 use perdix_transport::dashboard::egui::{self, Context, RawInput, Rect};
@@ -221,6 +222,57 @@ fn two_panels_side_by_side() {
     });
     assert!(!output.shapes.is_empty());
     output.drop_without_applying_deltas();
+}
+
+/// Every text the panel over `snapshot` drew in one frame.
+fn texts(snapshot: &TelemetrySnapshot) -> Vec<String> {
+    fn walk(shape: &egui::Shape, out: &mut Vec<String>) {
+        match shape {
+            egui::Shape::Text(text) => out.push(text.galley.text().to_owned()),
+            egui::Shape::Vec(shapes) => shapes.iter().for_each(|s| walk(s, out)),
+            _ => {}
+        }
+    }
+    let ctx = Context::default();
+    let output = ctx.run_ui(RawInput::default(), |ui| {
+        ui.add(PerdixPanel::new(snapshot));
+    });
+    let mut out = Vec::new();
+    for clipped in &output.shapes {
+        walk(&clipped.shape, &mut out);
+    }
+    output.drop_without_applying_deltas();
+    out
+}
+
+#[test]
+fn message_sizes_shown() {
+    // 10 Hz samples of 1,000 messages: 4 KiB each, then one sample of 64-byte ones.
+    let mut telemetry = Telemetry::new("host", 600);
+    let mut totals = Totals::default();
+    for i in 0..=10u64 {
+        totals.messages += 1_000;
+        totals.bytes += 1_000 * 4_096;
+        telemetry.update(i as f64 * 0.1, totals);
+    }
+    let big = texts(&telemetry.snapshot());
+    assert!(big.iter().any(|t| t == "message size"), "{big:?}");
+    assert!(big.iter().any(|t| t == "mean size"), "{big:?}");
+    // The latest sample's mean and the run's mean, both 4,096 B.
+    assert_eq!(big.iter().filter(|t| *t == "4.10 kB").count(), 2, "{big:?}");
+    assert!(big.iter().any(|t| t == "40.96 MB/s"), "bandwidth: {big:?}");
+
+    totals.messages += 1_000;
+    totals.bytes += 1_000 * 64;
+    telemetry.update(1.1, totals);
+    let mixed = texts(&telemetry.snapshot());
+    assert!(mixed.iter().any(|t| t == "64 B"), "latest: {mixed:?}");
+    // (11,000 * 4,096 + 1,000 * 64) / 12,000 messages.
+    assert!(mixed.iter().any(|t| t == "3.76 kB"), "run: {mixed:?}");
+
+    // No messages: no size.
+    let empty = texts(&TelemetrySnapshot::default());
+    assert!(empty.iter().filter(|t| *t == "-").count() >= 2, "{empty:?}");
 }
 
 /// The overlay plugin in a headless app (no window, no renderer): it registers, F1 flips its

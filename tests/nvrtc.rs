@@ -5,7 +5,9 @@
 //! and run with `PERDIX_PTX_CACHE=off` so NVRTC really compiles.
 #![cfg(feature = "cuda")]
 
-use perdix_transport::cuda::{compile_ptx, GpuKernel, KernelArg, PERDIX_CUH};
+use perdix_transport::cuda::{
+    compile_ptx, GpuKernel, KernelArg, PERDIX_CUH, PERDIX_RUN_CUH, PERDIX_SPAN_CUH,
+};
 use perdix_transport::testing::gpu::{builtin_kernels, STRESS_CU};
 use perdix_transport::Error;
 
@@ -178,9 +180,66 @@ fn a_slot_layout_that_disagrees_with_rust_does_not_compile() {
 }
 
 #[test]
+fn a_slot_payload_or_pad_flag_that_disagrees_does_not_compile() {
+    for (name, value, expect) in [
+        ("PERDIX_SLOT_PAYLOAD", 232, "payload fills the slot"),
+        ("PERDIX_FLAG_PAD", 2, "pad records carry flags bit 0"),
+    ] {
+        let src = format!(
+            "#undef {name}\n#define {name} {value}\n#include \"perdix.cuh\"\n\
+             extern \"C\" __global__ void k(const perdix_producer* p) {{}}\n"
+        );
+        let Some(result) = compile_or_skip(&src, "drifted_multi.cu") else {
+            return;
+        };
+        match result {
+            Err(Error::Compile { log }) => assert!(log.contains(expect), "{name}: {log}"),
+            other => panic!("{name}: expected a static_assert to fail, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn multi_slot_messages_reserve_with_a_cas_and_write_16_byte_stores() {
+    const SRC: &str = r#"
+#include "perdix.cuh"
+extern "C" __global__ void big(const perdix_producer* p, const unsigned char* data, unsigned len) {
+    perdix_warp_emit(p, 1, data, len);
+    perdix_claim c = perdix_warp_try_claim(p, len);
+    if (c.status == PERDIX_OK) {
+        for (unsigned i = perdix_lane(); i < len; i += 32) c.payload[i] = (unsigned char)i;
+        perdix_warp_commit(p, c, 2);
+    }
+    perdix_emit(p, 3, data, len);
+}
+"#;
+    // SAFETY: only compiled here, never launched.
+    let kernel = unsafe { GpuKernel::from_source(SRC, "big") };
+    let ptx = match kernel.compile(ARCH) {
+        Err(Error::NoDevice(why)) => return println!("skipped: {why}"),
+        Err(err) => panic!("{err}"),
+        Ok(ptx) => ptx,
+    };
+    assert!(
+        ptx.contains("atom.global.cas.b64"),
+        "pad + k reserved with a CAS on tail"
+    );
+    assert!(ptx.contains("st.global.v2.u64"), "16-byte body stores");
+    assert!(ptx.contains("fence.acq_rel.sys") || ptx.contains("fence.sc.sys"));
+    assert!(
+        ptx.contains("st.relaxed.sys.global.u64"),
+        "seq published last"
+    );
+}
+
+#[test]
 fn the_header_is_the_one_in_kernels() {
     assert!(PERDIX_CUH.contains("perdix_emit"));
     assert!(PERDIX_CUH.contains("static_assert"));
+    assert!(PERDIX_CUH.contains("#include \"perdix_span.cuh\""));
+    assert!(PERDIX_SPAN_CUH.contains("perdix_warp_claim"));
+    assert!(PERDIX_SPAN_CUH.contains("#include \"perdix_run.cuh\""));
+    assert!(PERDIX_RUN_CUH.contains("perdix_reserve_run"));
 }
 
 /// A kernel with every kind of argument: 8-byte scalars, a device pointer, a by-value struct.

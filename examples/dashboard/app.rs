@@ -90,7 +90,7 @@ impl DashboardApp {
         ui.add(
             egui::Slider::new(
                 &mut self.size,
-                stress::MIN_SIZE..=perdix_transport::layout::PAYLOAD_MAX,
+                stress::MIN_SIZE..=perdix_transport::layout::SLOT_PAYLOAD,
             )
             .step_by(8.0)
             .text("bytes/msg"),

@@ -42,7 +42,8 @@ fn main() -> ExitCode {
         DrainMode::System
     });
     perdix_transport::testing::init_logging("info");
-    if !stress::valid_size(args.size) {
+    // The typed deliveries here carry one-slot messages (`Envelope<[u64; size / 8]>`).
+    if !stress::valid_size(args.size) || args.size > perdix_transport::layout::SLOT_PAYLOAD {
         eprintln!(
             "--size must be a multiple of 8 from 16 to 224, not {}",
             args.size

@@ -4,10 +4,17 @@
 use bevy_app::App;
 use bevy_ecs::message::Message;
 
-use super::message::{Envelope, PerdixMessage};
+use super::envelope::{Envelope, PerdixSlice};
+use super::limits::{self, RouteSize};
+use super::message::PerdixMessage;
 use super::producers::{GpuProducerSpec, ProducerRegistry};
 use super::route::Routes;
-use crate::layout::PAYLOAD_MAX;
+
+/// The compile-time bound of a routed type: a message's length is the header's `u32`.
+const fn fits_header<T>() -> bool {
+    // Lossless on every target with a usize of at least 32 bits.
+    core::mem::size_of::<T>() as u64 <= u32::MAX as u64
+}
 
 /// Registers perdix message types and producers on an [`App`].
 pub trait PerdixAppExt {
@@ -15,21 +22,19 @@ pub trait PerdixAppExt {
     /// that message type). A message of `kind` whose length is not `size_of::<T>()` is counted
     /// as malformed and dropped.
     ///
-    /// A type larger than a slot's payload (224 bytes) does not compile:
+    /// `T` may be as large as the largest message of the plugin's rings
+    /// ([`PerdixPlugin::max_message`](super::PerdixPlugin::max_message): half a ring); a
+    /// larger one is reported as [`PerdixEvent::RouteTooLarge`](super::PerdixEvent) (a value
+    /// in `Messages<PerdixEvent>` and `perdix/errors`, checked when the route is registered,
+    /// or when the plugin is built for a route registered before it). A type whose size does
+    /// not fit the header's `u32` length does not compile:
     ///
     /// ```compile_fail,E0080
     /// use bevy_app::App;
-    /// use bevy_ecs::message::Message;
     /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
     ///
-    /// #[derive(Message, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-    /// #[repr(C)]
-    /// struct TooBig {
-    ///     words: [u64; 28], // 224 bytes: fits alone
-    ///     more: [u32; 2],   // 232 bytes in all: does not
-    /// }
-    ///
-    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_message::<TooBig>(1);
+    /// type Huge = [[[[u8; 4096]; 4096]; 256]; 2]; // 8 GiB
+    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_envelope::<Huge>(1);
     /// ```
     ///
     /// # Panics
@@ -39,23 +44,38 @@ pub trait PerdixAppExt {
     /// # Examples
     ///
     /// ```
-    /// use bevy_app::App;
-    /// use bevy_ecs::message::Message;
-    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
+    /// use bevy_app::prelude::*;
+    /// use bevy_ecs::prelude::*;
+    /// use perdix_transport::bevy::{PerdixAppExt, PerdixEvent, PerdixPlugin, PerdixRings};
+    /// use perdix_transport::Error;
     ///
     /// #[derive(Message, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
     /// #[repr(C)]
-    /// struct Fits([u64; 28]); // 224 bytes
+    /// struct Page([u64; 512]); // 4 KiB: 17 slots
     ///
-    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_message::<Fits>(1);
+    /// let mut app = App::new();
+    /// app.add_plugins(PerdixPlugin::default().capacity(64)) // 8,160-byte messages at most
+    ///     .add_perdix_message::<Page>(1);
+    /// assert_eq!(app.world().resource::<PerdixRings>().errors(), 0);
+    ///
+    /// // A 4 KiB type on rings of 2 slots (224-byte messages) can never arrive: an error.
+    /// let mut small = App::new();
+    /// small.add_plugins(PerdixPlugin::default().capacity(2)).add_perdix_message::<Page>(1);
+    /// small.update();
+    /// let events = small.world().resource::<Messages<PerdixEvent>>();
+    /// let mut cursor = events.get_cursor();
+    /// let got: Vec<&PerdixEvent> = cursor.read(events).collect();
+    /// assert!(matches!(
+    ///     got[..],
+    ///     [PerdixEvent::RouteTooLarge { kind: 1, error: Error::MessageTooLarge { len: 4096, max: 224 }, .. }]
+    /// ));
     /// ```
     fn add_perdix_message<T: Message + bytemuck::Pod>(&mut self, kind: u32) -> &mut Self;
 
     /// Routes messages of `kind` into [`Messages<Envelope<T>>`](bevy_ecs::message::Messages):
     /// the payload read as `T` together with its producer, ring, position and stamp (see
-    /// [`Envelope`]). Lengths are checked as for
-    /// [`add_perdix_message`](Self::add_perdix_message), and a type larger than 224 bytes does
-    /// not compile either.
+    /// [`Envelope`]). Lengths and sizes are checked as for
+    /// [`add_perdix_message`](Self::add_perdix_message).
     ///
     /// # Panics
     ///
@@ -73,8 +93,64 @@ pub trait PerdixAppExt {
     where
         T: bytemuck::Pod + Send + Sync;
 
+    /// Routes messages of `kind` into
+    /// [`Messages<PerdixSlice<T>>`](bevy_ecs::message::Messages): a payload of any number of
+    /// `T`s (a histogram of N bins, a list of hits), as a `Vec<T>` with the message's header
+    /// (see [`PerdixSlice`]). A length that is not a multiple of `size_of::<T>()` is counted
+    /// as malformed and dropped; an empty payload is zero values.
+    ///
+    /// A `T` larger than the plugin's largest message is reported as for
+    /// [`add_perdix_message`](Self::add_perdix_message); a zero-sized `T` does not compile:
+    ///
+    /// ```compile_fail,E0080
+    /// use bevy_app::App;
+    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin};
+    ///
+    /// App::new().add_plugins(PerdixPlugin::default()).add_perdix_slice::<()>(1);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `kind` is already routed to another type.
+    ///
+    /// # Examples
+    ///
+    /// A system reading histograms of any number of bins:
+    ///
+    /// ```
+    /// use bevy_app::prelude::*;
+    /// use bevy_ecs::prelude::*;
+    /// use perdix_transport::bevy::{PerdixAppExt, PerdixPlugin, PerdixRings, PerdixSlice};
+    ///
+    /// const HISTOGRAM: u32 = 7;
+    ///
+    /// #[derive(Resource, Default)]
+    /// struct Total(u64);
+    ///
+    /// fn count(mut histograms: MessageReader<PerdixSlice<u64>>, mut total: ResMut<Total>) {
+    ///     for h in histograms.read() {
+    ///         total.0 += h.values.iter().sum::<u64>();
+    ///     }
+    /// }
+    ///
+    /// let mut app = App::new();
+    /// app.add_plugins(PerdixPlugin::default())
+    ///     .add_perdix_slice::<u64>(HISTOGRAM)
+    ///     .init_resource::<Total>()
+    ///     .add_systems(Update, count);
+    /// let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
+    /// producer.try_produce_kind(HISTOGRAM, bytemuck::cast_slice(&[1u64, 2, 3]))?;
+    /// producer.try_produce_kind(HISTOGRAM, bytemuck::cast_slice(&[10u64; 20]))?;
+    /// app.update();
+    /// assert_eq!(app.world().resource::<Total>().0, 206);
+    /// # Ok::<(), perdix_transport::Error>(())
+    /// ```
+    fn add_perdix_slice<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync;
+
     /// Routes messages of `kind` into the raw [`PerdixMessage`] without counting them as
-    /// unrouted (for variable-length payloads).
+    /// unrouted (any payload, of any length).
     ///
     /// # Panics
     ///
@@ -124,18 +200,30 @@ pub trait PerdixAppExt {
         A: bytemuck::Pod + Send + Sync;
 }
 
+/// Checks the route of `kind` to `M` (whose one message needs `need` bytes) against the
+/// plugin's rings.
+fn check_size<M>(app: &mut App, kind: u32, need: usize) {
+    let route = RouteSize {
+        kind,
+        type_name: core::any::type_name::<M>(),
+        need,
+    };
+    limits::check(app.world_mut(), route);
+}
+
 impl PerdixAppExt for App {
     fn add_perdix_message<T: Message + bytemuck::Pod>(&mut self, kind: u32) -> &mut Self {
         const {
             assert!(
-                core::mem::size_of::<T>() <= PAYLOAD_MAX,
-                "a perdix message type must fit a slot's 224-byte payload"
+                fits_header::<T>(),
+                "a perdix message type must fit the header's u32 length"
             );
         }
         self.add_message::<T>();
         self.world_mut()
             .get_resource_or_init::<Routes>()
             .register_typed::<T>(kind);
+        check_size::<T>(self, kind, core::mem::size_of::<T>());
         self
     }
 
@@ -145,14 +233,37 @@ impl PerdixAppExt for App {
     {
         const {
             assert!(
-                core::mem::size_of::<T>() <= PAYLOAD_MAX,
-                "a perdix message type must fit a slot's 224-byte payload"
+                fits_header::<T>(),
+                "a perdix message type must fit the header's u32 length"
             );
         }
         self.add_message::<Envelope<T>>();
         self.world_mut()
             .get_resource_or_init::<Routes>()
             .register_envelope::<T>(kind);
+        check_size::<Envelope<T>>(self, kind, core::mem::size_of::<T>());
+        self
+    }
+
+    fn add_perdix_slice<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync,
+    {
+        const {
+            assert!(
+                core::mem::size_of::<T>() > 0,
+                "a perdix slice element must not be zero-sized"
+            );
+            assert!(
+                fits_header::<T>(),
+                "a perdix slice element must fit the header's u32 length"
+            );
+        }
+        self.add_message::<PerdixSlice<T>>();
+        self.world_mut()
+            .get_resource_or_init::<Routes>()
+            .register_slice::<T>(kind);
+        check_size::<PerdixSlice<T>>(self, kind, core::mem::size_of::<T>());
         self
     }
 

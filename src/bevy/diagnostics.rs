@@ -41,6 +41,13 @@ impl PerdixDiagnostics {
     pub const MSGS_PER_SEC: DiagnosticPath = DiagnosticPath::const_new("perdix/msgs_per_sec");
     /// Payload bytes taken out of the rings per second.
     pub const BYTES_PER_SEC: DiagnosticPath = DiagnosticPath::const_new("perdix/bytes_per_sec");
+    /// Mean payload bytes per message over the window (bytes taken over messages taken; not
+    /// measured in a window that took none).
+    pub const MESSAGE_BYTES: DiagnosticPath = DiagnosticPath::const_new("perdix/message_bytes");
+    /// The largest payload taken in the window, bytes (not measured in a window that took
+    /// none).
+    pub const MESSAGE_BYTES_MAX: DiagnosticPath =
+        DiagnosticPath::const_new("perdix/message_bytes_max");
     /// Median one-way latency (producer stamp to drain), µs.
     pub const LATENCY_P50_US: DiagnosticPath = DiagnosticPath::const_new("perdix/latency_p50_us");
     /// 99th-percentile one-way latency, µs.
@@ -86,9 +93,11 @@ impl PerdixDiagnostics {
     }
 
     /// Every path with its unit suffix.
-    pub const ALL: [(DiagnosticPath, &'static str); 11] = [
+    pub const ALL: [(DiagnosticPath, &'static str); 13] = [
         (Self::MSGS_PER_SEC, " msg/s"),
         (Self::BYTES_PER_SEC, " B/s"),
+        (Self::MESSAGE_BYTES, " B"),
+        (Self::MESSAGE_BYTES_MAX, " B"),
         (Self::LATENCY_P50_US, " us"),
         (Self::LATENCY_P99_US, " us"),
         (Self::OCCUPANCY, "%"),
@@ -104,7 +113,7 @@ impl PerdixDiagnostics {
 /// The preset for Bevy's diagnostics overlay (`DiagnosticsOverlay` of bevy_dev_tools).
 impl PerdixDiagnostics {
     /// The paths an overlay of the transport shows, in display order: throughput (messages
-    /// and bytes), latency percentiles, occupancy, drops, stalls and errors. Every one is
+    /// and bytes), the mean message size, latency percentiles, occupancy, drops, stalls and errors. Every one is
     /// registered by [`PerdixPlugin`](super::PerdixPlugin) (with a
     /// [`DiagnosticsPlugin`](bevy_diagnostic::DiagnosticsPlugin) in the app), so an overlay
     /// built from them never shows a path as missing.
@@ -129,10 +138,11 @@ impl PerdixDiagnostics {
     /// }
     /// ```
     #[must_use]
-    pub fn overlay_paths() -> [DiagnosticPath; 8] {
+    pub fn overlay_paths() -> [DiagnosticPath; 9] {
         [
             Self::MSGS_PER_SEC,
             Self::BYTES_PER_SEC,
+            Self::MESSAGE_BYTES,
             Self::LATENCY_P50_US,
             Self::LATENCY_P99_US,
             Self::OCCUPANCY,
@@ -207,13 +217,17 @@ impl PerdixDiagnostics {
 pub(crate) fn register(app: &mut App) {
     for (path, suffix) in PerdixDiagnostics::ALL {
         let diagnostic = Diagnostic::new(path.clone()).with_suffix(suffix);
-        // Counts: an average over frames would be nonsensical.
-        let diagnostic =
-            if path == PerdixDiagnostics::ERRORS || path == PerdixDiagnostics::MALFORMED {
-                diagnostic.with_smoothing_factor(0.0)
-            } else {
-                diagnostic
-            };
+        // Counts and maxima: an average over frames would be nonsensical.
+        let unsmoothed = [
+            PerdixDiagnostics::ERRORS,
+            PerdixDiagnostics::MALFORMED,
+            PerdixDiagnostics::MESSAGE_BYTES_MAX,
+        ];
+        let diagnostic = if unsmoothed.contains(&path) {
+            diagnostic.with_smoothing_factor(0.0)
+        } else {
+            diagnostic
+        };
         app.register_diagnostic(diagnostic);
     }
 }
@@ -247,7 +261,7 @@ pub(crate) fn measure(
     let first = *last == 0;
     let dt_s = (now - *last) as f64 * 1e-9;
     *last = now;
-    let (sample, window) = rings.sample((now - start) as f64 * 1e-9);
+    let (sample, window, largest) = rings.sample((now - start) as f64 * 1e-9);
     measure_devices(
         &mut diagnostics,
         &rings,
@@ -260,6 +274,13 @@ pub(crate) fn measure(
     let deferred = rings.stats().deferred as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::MSGS_PER_SEC, || sample.msgs_per_sec);
     diagnostics.add_measurement(&PerdixDiagnostics::BYTES_PER_SEC, || sample.bytes_per_sec);
+    if sample.msgs_per_sec > 0.0 {
+        // Both rates are over the same window: their ratio is its bytes over its messages.
+        diagnostics.add_measurement(&PerdixDiagnostics::MESSAGE_BYTES, || {
+            sample.bytes_per_sec / sample.msgs_per_sec
+        });
+        diagnostics.add_measurement(&PerdixDiagnostics::MESSAGE_BYTES_MAX, || largest as f64);
+    }
     if !window.is_empty() {
         diagnostics.add_measurement(&PerdixDiagnostics::LATENCY_P50_US, || {
             window.quantile_ns(0.50) as f64 / 1e3

@@ -83,6 +83,23 @@ pub enum PerdixEvent {
         /// Why.
         error: Error,
     },
+    /// A typed route ([`add_perdix_message`](super::PerdixAppExt::add_perdix_message),
+    /// [`add_perdix_envelope`](super::PerdixAppExt::add_perdix_envelope), or
+    /// [`add_perdix_slice`](super::PerdixAppExt::add_perdix_slice) for one element) whose type
+    /// is larger than the largest message the plugin's rings carry
+    /// ([`PerdixPlugin::max_message`](super::PerdixPlugin::max_message)):
+    /// [`Error::MessageTooLarge`], with the type's size as `len`. The route stays registered,
+    /// but no message of the kind can arrive whole: any that arrives counts as malformed.
+    /// Reported when the route is registered (or, for one registered before the plugin, when
+    /// the plugin is built), in the first frame's drain.
+    RouteTooLarge {
+        /// The kind routed.
+        kind: u32,
+        /// The type it was routed to.
+        type_name: &'static str,
+        /// [`Error::MessageTooLarge`].
+        error: Error,
+    },
 }
 
 impl PerdixEvent {
@@ -90,7 +107,9 @@ impl PerdixEvent {
     #[must_use]
     pub fn error(&self) -> &Error {
         match self {
-            Self::RingFailed { error, .. } | Self::ProducerFailed { error, .. } => error,
+            Self::RingFailed { error, .. }
+            | Self::ProducerFailed { error, .. }
+            | Self::RouteTooLarge { error, .. } => error,
         }
     }
 }
@@ -147,6 +166,13 @@ impl Faults {
             }
             PerdixEvent::ProducerFailed { name, error } => {
                 tracing::error!(producer = %name, %error, "perdix: producer failed");
+            }
+            PerdixEvent::RouteTooLarge {
+                kind,
+                type_name,
+                error,
+            } => {
+                tracing::error!(kind, type_name, %error, "perdix: routed type too large");
             }
         }
         self.count += 1;

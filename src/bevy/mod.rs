@@ -10,7 +10,9 @@
 //! 2. [`PerdixSystems::Drain`] moves at most [`PerdixPlugin::budget`] ready messages out of the
 //!    rings into Bevy messages: [`Messages<T>`](bevy_ecs::message::Messages) for every type
 //!    registered with [`PerdixAppExt::add_perdix_message`], [`Envelope<T>`] (the payload with its
-//!    header) for [`PerdixAppExt::add_perdix_envelope`], and the raw [`PerdixMessage`] for
+//!    header) for [`PerdixAppExt::add_perdix_envelope`], [`PerdixSlice<T>`] (a payload of any
+//!    number of `T`s, with its header) for [`PerdixAppExt::add_perdix_slice`], and the raw
+//!    [`PerdixMessage`] (a payload of any length) for
 //!    every other kind (counted as unrouted unless registered with
 //!    [`PerdixAppExt::add_perdix_raw`]). What the budget leaves behind stays in the rings and is
 //!    counted as deferred ([`DrainStats`]).
@@ -72,7 +74,9 @@
 
 // The files, each using only files listed above it (no cycle):
 //   config.rs       DrainMode, and the settings the rings resource keeps (RingConfig)
-//   message.rs      what arrives in Bevy: PerdixMessage, Envelope<T>
+//   message.rs      what arrives in Bevy untyped: PerdixMessage (inline payload, heap above)
+//   envelope.rs     what arrives typed with its header: Envelope<T>, PerdixSlice<T>
+//   decode.rs       a payload into T, Envelope<T> or PerdixSlice<T> (None: malformed)
 //   event.rs        PerdixEvent, RingState, and the faults not yet written (Faults)
 //   stage.rs        the route table (kind -> destination) and the per-kind stages
 //   backend.rs      ProducerBackend, and the devices opened for it (BackendChoice)
@@ -80,6 +84,7 @@
 //                   drain threads (thread.rs, batch.rs), counts and latency samples (taken.rs)
 //   stats.rs        DrainStats, DeviceTotals, the totals the telemetry samples
 //   rings.rs        the PerdixRings resource
+//   limits.rs       typed routes against the rings' largest message (RouteTooLarge)
 //   producers/      GpuProducerSpec, Emitter, CPU fallbacks, GPU launchers, the registry
 //   route.rs        the Drain set's systems: routing into Messages<T>, writing PerdixEvents
 //   diagnostics.rs  PerdixDiagnostics and its systems
@@ -90,9 +95,12 @@
 mod app;
 mod backend;
 mod config;
+mod decode;
 mod diagnostics;
 mod drain;
+mod envelope;
 mod event;
+mod limits;
 mod message;
 mod plugin;
 mod producers;
@@ -107,8 +115,9 @@ pub use app::PerdixAppExt;
 pub use backend::ProducerBackend;
 pub use config::DrainMode;
 pub use diagnostics::PerdixDiagnostics;
+pub use envelope::{Envelope, PerdixSlice};
 pub use event::{PerdixEvent, RingState};
-pub use message::{Envelope, PerdixMessage};
+pub use message::PerdixMessage;
 pub use plugin::{PerdixPlugin, PerdixSystems};
 #[cfg(feature = "cuda")]
 pub use producers::ExternalGpuProducer;

@@ -8,6 +8,7 @@ use bevy_ecs::schedule::{IntoScheduleConfigs, SystemSet};
 use super::config::{DrainMode, RingConfig};
 use super::diagnostics;
 use super::event::PerdixEvent;
+use super::limits;
 use super::message::PerdixMessage;
 use super::producers::{self, ProducerRegistry};
 use super::rings::PerdixRings;
@@ -171,6 +172,24 @@ impl PerdixPlugin {
         self
     }
 
+    /// The largest message (payload bytes) the plugin's rings carry:
+    /// [`max_message`](crate::layout::max_message) of [`capacity`](Self::capacity) (half the
+    /// ring, less a header). A typed route whose type is larger is reported as
+    /// [`PerdixEvent::RouteTooLarge`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::bevy::PerdixPlugin;
+    ///
+    /// assert_eq!(PerdixPlugin::default().capacity(2).max_message(), 224);
+    /// assert_eq!(PerdixPlugin::default().capacity(4096).max_message(), 524_256);
+    /// ```
+    #[must_use]
+    pub fn max_message(&self) -> usize {
+        crate::layout::max_message(self.capacity)
+    }
+
     /// Checks the settings before anything runs: what [`build`](Plugin::build) calls.
     ///
     /// # Errors
@@ -243,8 +262,10 @@ impl Plugin for PerdixPlugin {
         let routes = config
             .route
             .then(|| app.world_mut().get_resource_or_init::<Routes>().share());
-        app.insert_resource(PerdixRings::new(config, routes))
-            .init_resource::<Routes>()
+        app.insert_resource(PerdixRings::new(config, routes));
+        // Typed routes registered before the plugin, against its rings' largest message.
+        limits::check_pending(app.world_mut());
+        app.init_resource::<Routes>()
             .init_resource::<ProducerRegistry>()
             .add_message::<PerdixMessage>()
             .add_message::<PerdixEvent>()

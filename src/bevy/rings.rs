@@ -156,6 +156,14 @@ impl PerdixRings {
             .push(DrainedRing::new(name, monitor, source, device));
     }
 
+    /// The largest message (payload bytes) the rings carry, as
+    /// [`PerdixPlugin::max_message`](super::PerdixPlugin::max_message) (which has an example);
+    /// producers refuse anything larger ([`Error::MessageTooLarge`]).
+    #[must_use]
+    pub fn max_message(&self) -> usize {
+        crate::layout::max_message(self.config.capacity)
+    }
+
     /// Rings drained by this resource.
     #[must_use]
     pub fn rings(&self) -> usize {
@@ -305,13 +313,13 @@ impl PerdixRings {
     }
 
     /// Takes totals now, folding the window's latencies into the run's; returns the rates and
-    /// the window's latency histogram (then cleared).
-    pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram) {
+    /// the window's latency histogram and largest payload (then cleared).
+    pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram, u64) {
         let totals = self.totals();
         let sample = self.telemetry.update(t_s, totals);
-        let window = self.counts.take_window();
+        let (window, largest) = self.counts.take_window();
         self.telemetry.latency_mut().merge(&window);
-        (sample, window)
+        (sample, window, largest)
     }
 
     /// Where this app's producers run: decided (and logged) on first use, from any reader of

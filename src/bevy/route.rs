@@ -68,6 +68,16 @@ impl Routes {
         self.share.publish(self.table.clone());
     }
 
+    /// Routes `kind` into `Messages<PerdixSlice<T>>`.
+    ///
+    /// # Panics
+    ///
+    /// If `kind` is already routed to another destination.
+    pub(crate) fn register_slice<T: bytemuck::Pod + Send + Sync>(&mut self, kind: u32) {
+        self.table.register_slice::<T>(kind);
+        self.share.publish(self.table.clone());
+    }
+
     /// Routes `kind` into the raw `Messages<PerdixMessage>`.
     ///
     /// # Panics

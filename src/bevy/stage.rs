@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bevy_ecs::message::{Message as BevyMessage, Messages};
 use bevy_ecs::world::World;
 
-use super::message::{Envelope, PerdixMessage};
+use super::decode;
+use super::envelope::{Envelope, PerdixSlice};
+use super::message::PerdixMessage;
 use crate::Message;
 
 /// Raw kinds below this are looked up in a table, the rest in a map.
@@ -64,7 +66,8 @@ trait TypedRoute: Send + Sync {
     fn clear(&mut self);
 }
 
-/// The staging buffer of one type on one ring, with the function that turns a slot into `M`.
+/// The staging buffer of one type on one ring, with the function that turns a message into `M`
+/// (`decode.rs`).
 struct Staged<M> {
     buf: Vec<M>,
     decode: fn(usize, &Message<'_>) -> Option<M>,
@@ -99,29 +102,6 @@ impl<M: BevyMessage> TypedRoute for Staged<M> {
     }
 }
 
-/// The payload as a `T`, if it is exactly `T`'s size.
-#[inline]
-fn decode_plain<T: bytemuck::Pod>(_ring: usize, msg: &Message<'_>) -> Option<T> {
-    let payload = msg.payload();
-    (payload.len() == core::mem::size_of::<T>()).then(|| bytemuck::pod_read_unaligned(payload))
-}
-
-/// The payload as a `T` with the slot's header, if it is exactly `T`'s size.
-#[inline]
-fn decode_envelope<T: bytemuck::Pod + Send + Sync>(
-    ring: usize,
-    msg: &Message<'_>,
-) -> Option<Envelope<T>> {
-    decode_plain::<T>(ring, msg).map(|value| Envelope {
-        value,
-        kind: msg.kind(),
-        producer: msg.producer(),
-        ring: u32::try_from(ring).unwrap_or(u32::MAX),
-        seq: msg.seq(),
-        stamp_ns: msg.stamp_ns(),
-    })
-}
-
 /// A registered message type: its name and how to make an empty staging buffer for it.
 #[derive(Clone)]
 struct TypedKind {
@@ -132,14 +112,21 @@ struct TypedKind {
 fn make_plain<T: BevyMessage + bytemuck::Pod>() -> Box<dyn TypedRoute> {
     Box::new(Staged::<T> {
         buf: Vec::new(),
-        decode: decode_plain::<T>,
+        decode: decode::plain::<T>,
     })
 }
 
 fn make_envelope<T: bytemuck::Pod + Send + Sync>() -> Box<dyn TypedRoute> {
     Box::new(Staged::<Envelope<T>> {
         buf: Vec::new(),
-        decode: decode_envelope::<T>,
+        decode: decode::envelope::<T>,
+    })
+}
+
+fn make_slice<T: bytemuck::Pod + Send + Sync>() -> Box<dyn TypedRoute> {
+    Box::new(Staged::<PerdixSlice<T>> {
+        buf: Vec::new(),
+        decode: decode::slice::<T>,
     })
 }
 
@@ -209,7 +196,7 @@ impl Stage {
                 if route == Route::Unrouted {
                     self.unrouted += 1;
                 }
-                self.raw.push(PerdixMessage::new(ring, msg));
+                PerdixMessage::push(&mut self.raw, ring, msg);
             }
         }
     }
@@ -289,6 +276,15 @@ impl RouteTable {
             kind,
             core::any::type_name::<Envelope<T>>(),
             make_envelope::<T>,
+        );
+    }
+
+    /// Routes `kind` into `Messages<PerdixSlice<T>>`.
+    pub(crate) fn register_slice<T: bytemuck::Pod + Send + Sync>(&mut self, kind: u32) {
+        self.register(
+            kind,
+            core::any::type_name::<PerdixSlice<T>>(),
+            make_slice::<T>,
         );
     }
 

@@ -52,6 +52,8 @@ pub(crate) struct Counts {
     frame_messages: u64,
     /// Latencies since the last diagnostics sample.
     window: LatencyHistogram,
+    /// The largest payload taken since the last diagnostics sample, in bytes.
+    window_largest: u64,
 }
 
 impl Counts {
@@ -60,6 +62,7 @@ impl Counts {
             stats: DrainStats::default(),
             frame_messages: 0,
             window: LatencyHistogram::new(),
+            window_largest: 0,
         }
     }
 
@@ -79,6 +82,7 @@ impl Counts {
             self.window.record(*ns);
         }
         self.frame_messages += taken.count as u64;
+        self.window_largest = self.window_largest.max(taken.largest);
         if full {
             let left = backlog();
             self.stats.deferred = left;
@@ -103,9 +107,12 @@ impl Counts {
         self.frame_messages = 0;
     }
 
-    /// The latencies since the last call (the window starts anew).
-    pub(crate) fn take_window(&mut self) -> LatencyHistogram {
-        core::mem::take(&mut self.window)
+    /// The latencies and the largest payload since the last call (the window starts anew).
+    pub(crate) fn take_window(&mut self) -> (LatencyHistogram, u64) {
+        (
+            core::mem::take(&mut self.window),
+            core::mem::take(&mut self.window_largest),
+        )
     }
 }
 

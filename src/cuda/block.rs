@@ -62,7 +62,8 @@ impl ControlBlock {
     }
 
     pub(super) fn counters(&self, ring: usize) -> Result<GpuCounters, Error> {
-        let mut words = [0u64; 3];
+        // emitted, dropped, stalls, extra: one copy (`control` asserts they are adjacent).
+        let mut words = [0u64; 4];
         self.read_words(
             control::ring_offset(ring) + control::RING_EMITTED,
             &mut words,
@@ -71,6 +72,7 @@ impl ControlBlock {
             emitted: words[0],
             dropped: words[1],
             stalls: words[2],
+            positions: words[0] + words[3],
         })
     }
 }

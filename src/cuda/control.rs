@@ -50,13 +50,20 @@ pub(crate) const RING_EMITTED: usize = 3 * LINE;
 pub(crate) const RING_DROPPED: usize = 3 * LINE + 8;
 /// Ring: times a warp found the ring full and waited.
 pub(crate) const RING_STALLS: usize = 3 * LINE + 16;
+/// Ring: slots published beyond one per message (a multi-slot message's continuation slots and
+/// pad records), so `emitted + extra` is the positions published. One-slot batches never touch
+/// it: their path keeps its one counter atomic.
+pub(crate) const RING_EXTRA: usize = 3 * LINE + 24;
 
 /// `flags` bit: stamp messages with `%globaltimer` mapped onto the CPU clock.
 pub(crate) const FLAG_TIMESTAMPS: u64 = 1;
 
 const _: () = {
     assert!(HDR_CLOCK_SLOPE + 8 <= HEADER_SIZE);
-    assert!(RING_STALLS + 8 <= RING_SIZE);
+    assert!(RING_STALLS + 8 <= RING_SIZE && RING_EXTRA + 8 <= RING_SIZE);
+    // `ControlBlock::counters` reads the four counters as one copy.
+    assert!(RING_DROPPED == RING_EMITTED + 8 && RING_STALLS == RING_EMITTED + 16);
+    assert!(RING_EXTRA == RING_EMITTED + 24);
     assert!(RING_INDEX + 8 <= RING_TAIL);
     assert!(
         HDR_NRINGS.is_multiple_of(8) && HDR_FLAGS.is_multiple_of(8) && HDR_STOP.is_multiple_of(8)
@@ -75,7 +82,7 @@ pub(crate) fn ring_offset(ring: usize) -> usize {
 }
 
 /// The control-block layout as `-D` defines for `perdix.cuh`.
-pub(crate) fn cuda_defines() -> [(&'static str, usize); 21] {
+pub(crate) fn cuda_defines() -> [(&'static str, usize); 22] {
     [
         ("PERDIX_CTRL_LINE", LINE),
         ("PERDIX_CTRL_HEADER_SIZE", HEADER_SIZE),
@@ -97,6 +104,7 @@ pub(crate) fn cuda_defines() -> [(&'static str, usize); 21] {
         ("PERDIX_CTRL_RING_EMITTED", RING_EMITTED),
         ("PERDIX_CTRL_RING_DROPPED", RING_DROPPED),
         ("PERDIX_CTRL_RING_STALLS", RING_STALLS),
+        ("PERDIX_CTRL_RING_EXTRA", RING_EXTRA),
         ("PERDIX_FLAG_TIMESTAMPS_BIT", FLAG_TIMESTAMPS as usize),
     ]
 }

@@ -12,6 +12,9 @@ pub struct GpuCounters {
     pub dropped: u64,
     /// Times a warp found its ring full and waited (`Block`), once per wait.
     pub stalls: u64,
+    /// Positions (slots) published, pad records included: what the ring's `produced` counts.
+    /// Equal to `emitted` while every message fits one slot.
+    pub positions: u64,
 }
 
 impl GpuCounters {
@@ -35,5 +38,6 @@ impl GpuCounters {
         self.emitted += other.emitted;
         self.dropped += other.dropped;
         self.stalls += other.stalls;
+        self.positions += other.positions;
     }
 }

@@ -49,14 +49,13 @@ impl HeadSink for DeviceHead {
         self.write(control::RING_CLOSED, 1)
     }
 
-    /// The ring's `emitted` device counter (a copy on the side stream, which does not wait for
-    /// the kernels). `None` when the copy fails (a faulted context).
+    /// The positions the ring's kernels published: its `emitted` and `extra` device counters (a
+    /// copy on the side stream, which does not wait for the kernels). `None` when the copy
+    /// fails (a faulted context).
     fn produced(&self) -> Option<u64> {
-        let mut word = [0u64; 1];
-        let offset = control::ring_offset(self.ring) + control::RING_EMITTED;
         self.block
-            .read_words(offset, &mut word)
+            .counters(self.ring)
             .ok()
-            .map(|()| word[0])
+            .map(|counters| counters.positions)
     }
 }

@@ -25,7 +25,7 @@
 //!
 //! As in cudarc: `cudarc::driver::sys` is the only FFI; `driver.rs` holds the few driver calls
 //! cudarc's safe API lacks (mapped pinned memory, managed memory with advice, stream memory
-//! ops, stream query) and `nvrtc.rs` the NVRTC program with an in-memory header; everything else
+//! ops, stream query) and `nvrtc.rs` the NVRTC program with in-memory headers; everything else
 //! (streams, device memory, copies, synchronization, modules, launches) is cudarc's safe API.
 //! Device memory is allocated in one place (`words.rs`); ring memory in `memory.rs`.
 //!
@@ -48,7 +48,13 @@
 //! - `DropNewest` warps decide against that pushed head, so a busy consumer can have up to
 //!   capacity / 8 - 1 slots free while they drop (see [`GpuProducerBuilder::policy`]);
 //! - a waiting warp sleeps with `__nanosleep` backoff and polls its ring's closed flag, so
-//!   dropping the consumer ends a blocked kernel.
+//!   dropping the consumer ends a blocked kernel;
+//! - a message longer than a slot (up to [`layout::max_message`](crate::layout::max_message) of
+//!   the ring) is one CAS reservation of its slots and the pad record before it, a payload
+//!   written with 16-byte stores and one publication (`kernels/perdix_span.cuh`, which also has
+//!   the whole-warp `perdix_warp_emit` and the zero-copy `perdix_warp_claim` /
+//!   `perdix_warp_commit`); lanes sending one length reserve their messages as one run
+//!   (`kernels/perdix_run.cuh`); lanes whose messages fit one slot keep the batched path.
 
 /// The cudarc this crate is built with: an app that launches its own kernels uses these types
 /// (`CudaContext`, `CudaStream`, `CudaSlice`, the launch builder), so they match perdix's.
@@ -91,7 +97,7 @@ pub use group::ConsumerGroup;
 pub use handle::ProducerHandle;
 pub use kernel::{Dim3, GpuKernel};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
-pub use module::{compile_ptx, PERDIX_CUH};
+pub use module::{compile_ptx, PERDIX_CUH, PERDIX_RUN_CUH, PERDIX_SPAN_CUH};
 #[cfg(feature = "bevy")]
 pub(crate) use params::ArgSplit;
 pub use presence::device_count;

@@ -1,6 +1,6 @@
-//! Kernels from source: NVRTC (`nvrtc.rs`) at first use, with `perdix.cuh` supplied in memory
-//! and the layout passed as `-D` defines; PTX cached on disk keyed by a hash of everything that
-//! went in.
+//! Kernels from source: NVRTC (`nvrtc.rs`) at first use, with `perdix.cuh` (and the
+//! `perdix_span.cuh` and `perdix_run.cuh` it includes) supplied in memory and the layout passed
+//! as `-D` defines; PTX cached on disk keyed by a hash of everything that went in.
 
 use std::path::PathBuf;
 
@@ -9,6 +9,19 @@ use crate::{layout, Error};
 
 /// The device side of the protocol (`kernels/perdix.cuh`), included by every kernel.
 pub const PERDIX_CUH: &str = include_str!("../../kernels/perdix.cuh");
+/// Multi-slot messages and the whole-warp API (`kernels/perdix_span.cuh`), included by
+/// `perdix.cuh`.
+pub const PERDIX_SPAN_CUH: &str = include_str!("../../kernels/perdix_span.cuh");
+/// Runs of multi-slot messages of one size, one reservation each (`kernels/perdix_run.cuh`),
+/// included by `perdix_span.cuh`.
+pub const PERDIX_RUN_CUH: &str = include_str!("../../kernels/perdix_run.cuh");
+
+/// The headers every kernel compiles with, supplied in memory: `(include name, text)`.
+const HEADERS: [(&str, &str); 3] = [
+    ("perdix.cuh", PERDIX_CUH),
+    ("perdix_span.cuh", PERDIX_SPAN_CUH),
+    ("perdix_run.cuh", PERDIX_RUN_CUH),
+];
 /// The stress producer kernels (`kernels/stress.cu`).
 #[cfg(feature = "testing")]
 pub const STRESS_CU: &str = include_str!("../../kernels/stress.cu");
@@ -66,6 +79,8 @@ pub(crate) fn cache_key(source: &str, arch: &str) -> u64 {
     let opts = options(arch).join(" ");
     fnv1a(&[
         PERDIX_CUH.as_bytes(),
+        PERDIX_SPAN_CUH.as_bytes(),
+        PERDIX_RUN_CUH.as_bytes(),
         source.as_bytes(),
         opts.as_bytes(),
         env!("CARGO_PKG_VERSION").as_bytes(),
@@ -128,7 +143,7 @@ pub fn compile_ptx(source: &str, name: &str, arch: &str) -> Result<String, Error
         return Ok(ptx);
     }
     let started = std::time::Instant::now();
-    let ptx = nvrtc::compile(source, name, &options(arch), ("perdix.cuh", PERDIX_CUH))?;
+    let ptx = nvrtc::compile(source, name, &options(arch), &HEADERS)?;
     tracing::debug!(
         name,
         arch,

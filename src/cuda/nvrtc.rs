@@ -1,4 +1,4 @@
-//! NVRTC: a kernel's source to PTX, with a header supplied in memory.
+//! NVRTC: a kernel's source to PTX, with headers supplied in memory.
 //!
 //! cudarc's NVRTC layers create programs without headers, so creating and compiling the program
 //! go to `cudarc::nvrtc::sys` here; reading the log and the PTX and destroying the program use
@@ -46,8 +46,8 @@ fn text(raw: &[c_char]) -> Vec<u8> {
         .collect()
 }
 
-/// Compiles `source` (named `name` in NVRTC's messages) with `opts`; `#include "<header.0>"`
-/// finds `header.1` in memory.
+/// Compiles `source` (named `name` in NVRTC's messages) with `opts`; `#include "<name>"` finds
+/// each `(name, text)` of `headers` in memory.
 ///
 /// # Errors
 ///
@@ -56,27 +56,37 @@ pub(super) fn compile(
     source: &str,
     name: &str,
     opts: &[String],
-    header: (&str, &str),
+    headers: &[(&str, &str)],
 ) -> Result<String, Error> {
     if !nvrtc_present() {
         return Err(Error::NoDevice("libnvrtc not found (CUDA 13 NVRTC)"));
     }
     let src = cstring(source, name)?;
     let prog_name = cstring(name, "kernel name")?;
-    let header_name = cstring(header.0, "header name")?;
-    let header = cstring(header.1, header.0)?;
-    let headers = [header.as_ptr()];
-    let include_names = [header_name.as_ptr()];
+    let names = headers
+        .iter()
+        .map(|(name, _)| cstring(name, "header name"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts = headers
+        .iter()
+        .map(|(name, text)| cstring(text, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let header_ptrs: Vec<*const c_char> = texts.iter().map(|t| t.as_ptr()).collect();
+    let include_names: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let count = i32::try_from(headers.len()).map_err(|_| Error::Compile {
+        log: format!("{name}: too many headers"),
+    })?;
     let mut raw = core::ptr::null_mut();
-    // SAFETY: every pointer is a live NUL-terminated string for the call; one header and one
-    // include name, as the count says; `raw` is a valid out-pointer.
+    // SAFETY: every pointer is a live NUL-terminated string for the call (`texts` and `names`
+    // outlive it); `count` headers and as many include names, as the count says; `raw` is a
+    // valid out-pointer.
     let created = unsafe {
         sys::nvrtcCreateProgram(
             &mut raw,
             src.as_ptr(),
             prog_name.as_ptr(),
-            1,
-            headers.as_ptr(),
+            count,
+            header_ptrs.as_ptr(),
             include_names.as_ptr(),
         )
     };

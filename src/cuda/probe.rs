@@ -13,10 +13,12 @@ use crate::{layout, Error, RingMemory};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayoutProbe {
     /// Offsets of `seq`, `len`, `kind`, `producer`, `flags`, `stamp_ns`, `payload`, measured on
-    /// the device (address differences), then the slot size and alignment.
-    pub device: [u64; 9],
-    /// The same nine numbers from [`layout`].
-    pub host: [u64; 9],
+    /// the device (address differences), then the slot size and alignment, then the multi-slot
+    /// numbers as `perdix.cuh` computes them: a slot's payload bytes, the largest message of the
+    /// probe's 1,024-slot ring, the slots of a 4 KiB message and the pad flag.
+    pub device: [u64; 13],
+    /// The same thirteen numbers from [`layout`].
+    pub host: [u64; 13],
     /// Control words the device read back: capacity, mask, rings, policy, flags, ring index.
     pub control: [u64; 6],
 }
@@ -57,9 +59,10 @@ pub fn layout_probe(gpu: &GpuContext) -> Result<LayoutProbe, Error> {
         // after the stream synchronization.
         unsafe { AtomicU64::from_ptr(base.add(idx)) }.load(Ordering::Acquire)
     };
-    let mut device = [0u64; 9];
+    let mut device = [0u64; 13];
     for (idx, word) in device.iter_mut().enumerate() {
-        *word = read(idx);
+        // Words 0..9: the slot; 9..15: the control words; 15..19: the multi-slot numbers.
+        *word = read(if idx < 9 { idx } else { idx + 6 });
     }
     let mut control = [0u64; 6];
     for (idx, word) in control.iter_mut().enumerate() {
@@ -75,6 +78,10 @@ pub fn layout_probe(gpu: &GpuContext) -> Result<LayoutProbe, Error> {
         layout::OFFSET_PAYLOAD,
         layout::SLOT_SIZE,
         layout::SLOT_ALIGN,
+        layout::SLOT_PAYLOAD,
+        layout::max_message(1024),
+        layout::slots_for(4096),
+        layout::FLAG_PAD as usize,
     ]
     .map(|v| v as u64);
     Ok(LayoutProbe {

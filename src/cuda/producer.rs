@@ -272,8 +272,9 @@ impl GpuProducer {
         self.observe(self.block.counters(ring))
     }
 
-    /// Counters of ring `ring`: `produced` is the ring's `emitted` device counter (read with a
-    /// copy), the rest are the consumer's (consumed, corrupt).
+    /// Counters of ring `ring`: `produced` is the positions its kernels published (the device
+    /// counters `emitted + extra`, read with a copy), the rest are the consumer's (consumed,
+    /// corrupt).
     ///
     /// # Panics
     ///

@@ -46,6 +46,17 @@ pub(super) fn si(v: f64, unit: &str) -> String {
     }
 }
 
+/// Mean payload bytes per message (`bytes` over `messages`) as `4.10 kB`-style text, or `-`
+/// with no messages.
+pub(super) fn message_size(bytes: f64, messages: f64) -> String {
+    let (bytes, messages) = (finite(bytes), finite(messages));
+    if messages > 0.0 {
+        si(bytes / messages, "B")
+    } else {
+        "-".to_owned()
+    }
+}
+
 /// A count with thin separators every three digits.
 pub(super) fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -94,5 +105,9 @@ mod tests {
         assert_eq!(ns(1_210.0), "1.21 µs");
         assert_eq!(ns(5_300_000.0), "5.30 ms");
         assert_eq!(ns(f64::INFINITY), "0 ns");
+        assert_eq!(message_size(4_096_000.0, 1_000.0), "4.10 kB");
+        assert_eq!(message_size(64.0, 1.0), "64 B");
+        assert_eq!(message_size(0.0, 0.0), "-");
+        assert_eq!(message_size(f64::NAN, f64::INFINITY), "-");
     }
 }

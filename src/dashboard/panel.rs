@@ -2,16 +2,17 @@
 
 use egui::{Color32, Id, ProgressBar, Response, RichText, Ui, Widget};
 
-use super::format::{count, ns, or_dash, si};
+use super::format::{count, message_size, ns, or_dash, si};
 use super::health::Health;
 use super::palette::{alarm, occupancy_color, AMBER, RED};
 use super::plots::{latency_plot, time_plots};
 use super::series::{finite, sanitize};
 use crate::telemetry::{Sample, TelemetrySnapshot};
 
-/// A live view of one transport: throughput and bandwidth over the last minute, ring
-/// occupancy, stalls and drops per second, a latency histogram with p50/p99/p99.9 marked, and
-/// the backend and device, colored green / amber / red by [`Health`].
+/// A live view of one transport: throughput, bandwidth and the mean message size (in the latest
+/// sample and over the run), plots of the last minute, ring occupancy, stalls and drops per
+/// second, a latency histogram with p50/p99/p99.9 marked, and the backend and device, colored
+/// green / amber / red by [`Health`].
 ///
 /// It only reads a [`TelemetrySnapshot`], so the same widget serves the `dashboard` example
 /// (eframe), the Bevy overlay (bevy_egui) and headless tests. It keeps no state of its own; egui
@@ -123,6 +124,15 @@ impl<'a> PerdixPanel<'a> {
                 ui.label(RichText::new(si(latest.msgs_per_sec, " msg/s")).strong());
                 ui.label("bandwidth");
                 ui.label(RichText::new(si(latest.bytes_per_sec, "B/s")).strong());
+                ui.end_row();
+
+                // Both rates are over the same sample: their ratio is its mean message size.
+                ui.label("message size");
+                ui.label(
+                    RichText::new(message_size(latest.bytes_per_sec, latest.msgs_per_sec)).strong(),
+                );
+                ui.label("mean size");
+                ui.label(message_size(totals.bytes as f64, totals.messages as f64));
                 ui.end_row();
 
                 ui.label("stalls");

@@ -48,8 +48,6 @@ pub const OFFSET_PAYLOAD: usize = 32;
 /// Payload bytes of a one-slot message (the header takes the rest of the slot). Larger messages
 /// span several slots (see [`slots_for`]).
 pub const SLOT_PAYLOAD: usize = SLOT_SIZE - OFFSET_PAYLOAD;
-/// The payload of a one-slot message (old name of [`SLOT_PAYLOAD`]; removed by issue 13).
-pub const PAYLOAD_MAX: usize = SLOT_PAYLOAD;
 /// `flags` bit of a pad record: it fills the rest of a lap so the next message is contiguous; a
 /// consumer skips it and never delivers it.
 pub const FLAG_PAD: u32 = 1;
@@ -219,7 +217,7 @@ const _: () = {
 /// assert!(defines.contains(&("PERDIX_SLOT_SIZE", 256)));
 /// ```
 #[must_use]
-pub fn cuda_defines() -> [(&'static str, usize); 13] {
+pub fn cuda_defines() -> [(&'static str, usize); 12] {
     [
         ("PERDIX_SLOT_SIZE", SLOT_SIZE),
         ("PERDIX_SLOT_ALIGN", SLOT_ALIGN),
@@ -230,7 +228,6 @@ pub fn cuda_defines() -> [(&'static str, usize); 13] {
         ("PERDIX_OFFSET_FLAGS", OFFSET_FLAGS),
         ("PERDIX_OFFSET_STAMP_NS", OFFSET_STAMP_NS),
         ("PERDIX_OFFSET_PAYLOAD", OFFSET_PAYLOAD),
-        ("PERDIX_PAYLOAD_MAX", SLOT_PAYLOAD),
         ("PERDIX_SLOT_PAYLOAD", SLOT_PAYLOAD),
         ("PERDIX_FLAG_PAD", FLAG_PAD as usize),
         ("PERDIX_CACHE_LINE", CACHE_LINE),

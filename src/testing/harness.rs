@@ -89,7 +89,7 @@ impl SpscRun {
     /// # Ok::<(), perdix_transport::Error>(())
     /// ```
     pub fn run(&self, mut progress: impl FnMut(&SpscReport)) -> Result<SpscReport, Error> {
-        stress::check_size(self.size)?;
+        stress::check_size_for(self.size, self.capacity)?;
         let (mut producer, mut consumer) = Buffer::builder(self.capacity)
             .policy(self.policy)
             .timestamps(self.latency)
@@ -158,6 +158,9 @@ impl SpscRun {
     }
 }
 
+/// Slots of each of the round trip's two rings.
+const ROUND_TRIP_CAPACITY: usize = 64;
+
 /// Round trips through two rings and an echo thread: `samples` timed, after `warmup` untimed.
 ///
 /// Each message carries its send time; the echo thread sends it straight back; the time is
@@ -165,7 +168,7 @@ impl SpscRun {
 ///
 /// # Errors
 ///
-/// As [`Buffer::new`]; [`Error::MessageTooLarge`] above the payload size,
+/// As [`Buffer::new`]; [`Error::MessageTooLarge`] above the largest message of its 64-slot rings,
 /// [`Error::InvalidConfig`] below 8 bytes (the send time); [`Error::Spawn`] or
 /// [`Error::Panicked`] for the echo thread.
 ///
@@ -177,16 +180,17 @@ impl SpscRun {
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHistogram, Error> {
-    if size > crate::layout::PAYLOAD_MAX {
-        return Err(Error::too_large_for(size, crate::layout::PAYLOAD_MAX));
+    let max = crate::layout::max_message(ROUND_TRIP_CAPACITY);
+    if size > max {
+        return Err(Error::too_large_for(size, max));
     }
     if size < 8 {
         return Err(Error::InvalidConfig(format!(
             "round-trip size {size}: at least 8 bytes (the send time)"
         )));
     }
-    let (mut ping_tx, mut ping_rx) = Buffer::new(64)?.into_split();
-    let (mut pong_tx, mut pong_rx) = Buffer::new(64)?.into_split();
+    let (mut ping_tx, mut ping_rx) = Buffer::new(ROUND_TRIP_CAPACITY)?.into_split();
+    let (mut pong_tx, mut pong_rx) = Buffer::new(ROUND_TRIP_CAPACITY)?.into_split();
     let echo = spawn("perdix-echo", move || -> Result<(), Error> {
         loop {
             let msg = match ping_rx.consume() {
@@ -198,7 +202,7 @@ pub fn round_trip(samples: u64, warmup: u64, size: usize) -> Result<LatencyHisto
         }
     })?;
     let mut hist = LatencyHistogram::new();
-    let mut buf = [0u8; crate::layout::PAYLOAD_MAX];
+    let mut buf = vec![0u8; size];
     for i in 0..warmup + samples {
         let t0 = clock::now_ns();
         buf[..8].copy_from_slice(&t0.to_le_bytes());

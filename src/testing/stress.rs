@@ -2,7 +2,8 @@
 //! plugin's CPU fallback and the GPU stress kernel (`kernels/stress.cu` writes the same words).
 //!
 //! A stress message from producer `p` with per-producer sequence `s` is `size` bytes (a multiple
-//! of 8 in `16..=224`), read as little-endian 64-bit words:
+//! of 8, at least 16, at most the ring's [`max_message`](crate::layout::max_message)), read as
+//! little-endian 64-bit words:
 //!
 //! | word | value |
 //! |---|---|
@@ -11,36 +12,48 @@
 //! | 2 .. n-2 | `tag ^ (w * 0x9E37_79B9_7F4A_7C15)` |
 //! | n-2, n-1 (when n ≥ 4) | `tag`, `!s` |
 //!
-//! The quick check reads the first and last 16 bytes; the full check reads every word. Each
-//! producer's sequence runs 0, 1, 2, ... so a gap is a loss, a repeat a duplicate, and a step back
-//! a reorder.
+//! A run sends one size, or mixed sizes ([`Sizes`]): each message's size a function of
+//! `(p, s)`, so the verifier knows every message's expected length. The quick check reads the
+//! first and last 16 bytes; the full check reads every word. Each producer's sequence runs 0, 1,
+//! 2, ... so a gap is a loss, a repeat a duplicate, and a step back a reorder.
 
-use crate::layout::PAYLOAD_MAX;
+use crate::layout::max_message;
 use crate::Error;
 
 mod send;
+mod sizes;
 
 pub use send::StressSender;
+pub use sizes::Sizes;
 
 /// Smallest stress message: sequence and tag.
 pub const MIN_SIZE: usize = 16;
 
-/// Whether `size` is a valid stress-message size (a multiple of 8 in `16..=224`).
+/// Whether `size` is a valid stress-message size: a multiple of 8, at least [`MIN_SIZE`], and
+/// no more than a header's length field holds. Whether a ring carries it is
+/// [`max_message`](crate::layout::max_message)'s to say ([`check_size`]).
 #[must_use]
 pub const fn valid_size(size: usize) -> bool {
-    size >= MIN_SIZE && size <= PAYLOAD_MAX && size.is_multiple_of(8)
+    size >= MIN_SIZE && size <= u32::MAX as usize && size.is_multiple_of(8)
 }
 
-/// `Ok` for a [`valid_size`]; otherwise [`Error::InvalidConfig`] saying what a stress size
-/// must be (a size of 20 fits a slot, so it is a bad configuration, not a message too large).
-pub(crate) fn check_size(size: usize) -> Result<(), Error> {
-    if valid_size(size) {
+/// `Ok` for a [`valid_size`] of at most `max` bytes (a ring's
+/// [`max_message`](crate::layout::max_message)); otherwise [`Error::InvalidConfig`] saying what a
+/// stress size must be (a size of 20 fits a slot, so it is a bad configuration, not a message too
+/// large).
+pub(crate) fn check_size(size: usize, max: usize) -> Result<(), Error> {
+    if valid_size(size) && size <= max {
         Ok(())
     } else {
         Err(Error::InvalidConfig(format!(
-            "stress size {size}: must be a multiple of 8 from {MIN_SIZE} to {PAYLOAD_MAX}"
+            "stress size {size}: must be a multiple of 8 from {MIN_SIZE} to {max}"
         )))
     }
+}
+
+/// [`check_size`] against the largest message of a `capacity`-slot ring.
+pub(crate) fn check_size_for(size: usize, capacity: usize) -> Result<(), Error> {
+    check_size(size, max_message(capacity))
 }
 
 /// The 64-bit tag of message `seq` from `producer` (splitmix64's finaliser).
@@ -228,6 +241,8 @@ pub struct Verifier {
     /// Next expected sequence of each producer id.
     next: Vec<u64>,
     full: bool,
+    /// The run's sizes, when known: every message's length is checked against them.
+    sizes: Option<Sizes>,
     report: VerifyReport,
 }
 
@@ -238,7 +253,35 @@ impl Verifier {
         Self {
             next: Vec::new(),
             full,
+            sizes: None,
             report: VerifyReport::default(),
+        }
+    }
+
+    /// A verifier for a run of `sizes`: a message whose length is not the one its producer and
+    /// sequence give is corrupt. ([`new`](Self::new) accepts any valid size.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::testing::stress::{fill, Sizes, Verifier};
+    ///
+    /// let sizes = Sizes::mixed(16, 4096);
+    /// let mut verifier = Verifier::with_sizes(true, sizes);
+    /// let mut buf = vec![0u8; sizes.size_of(5, 0)];
+    /// fill(&mut buf, 5, 0);
+    /// verifier.check(5, &buf);
+    /// // Message 1 of producer 5 at message 0's length: the wrong length (unless they agree).
+    /// fill(&mut buf, 5, 1);
+    /// verifier.check(5, &buf);
+    /// let wrong = u64::from(sizes.size_of(5, 1) != buf.len());
+    /// assert_eq!(verifier.report().corrupt, wrong);
+    /// ```
+    #[must_use]
+    pub fn with_sizes(full: bool, sizes: Sizes) -> Self {
+        Self {
+            sizes: Some(sizes),
+            ..Self::new(full)
         }
     }
 
@@ -280,6 +323,12 @@ impl Verifier {
             u64::from_le_bytes(bytes)
         };
         let seq = read(0);
+        if let Some(sizes) = self.sizes {
+            if sizes.size_of(producer, seq) != payload.len() {
+                self.report.corrupt += 1;
+                return;
+            }
+        }
         let t = tag(producer, seq);
         let intact = if self.full {
             (1..n).all(|w| read(w) == word_with_tag(t, seq, w, n))

@@ -51,7 +51,8 @@ mod host_ring;
 
 use host_ring::ring_with_memory;
 
-/// Writes a header no producer could: `len` 1000 (above the 224-byte payload), published as
+/// Writes a header no producer could: `len` 1000 (above the 992 bytes an 8-slot ring carries:
+/// `layout::max_message(8)`), published as
 /// ready at position `pos` (`seq = pos + 1`), as a buggy GPU writer would.
 fn forge_corrupt_slot(base: NonNull<u8>, pos: usize) {
     let slot = base.as_ptr().wrapping_add(pos * SLOT_SIZE);

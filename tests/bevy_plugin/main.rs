@@ -114,4 +114,5 @@ mod counts;
 mod launches;
 mod producers;
 mod routing;
+mod sizes;
 mod thread_drain;

@@ -88,13 +88,16 @@ fn one_kind_cannot_route_to_two_types() {
 
 #[test]
 fn oversized_payloads_are_refused_by_the_producer() {
-    // Types over 224 bytes do not compile (`add_perdix_message`'s compile_fail doc test); at
-    // run time a producer refuses an oversized payload and nothing is sent.
+    // A payload over the ring's largest message (half the ring, less a header: 8,160 bytes at
+    // 64 slots) is refused by the producer and nothing is sent (issue 13: 225 bytes and up
+    // are multi-slot messages now, no longer too large).
     let mut app = app(PerdixPlugin::default().capacity(64));
     let mut p = producer(&mut app, "a");
+    let max = perdix_transport::layout::max_message(64);
+    assert_eq!(max, 8_160);
     assert_eq!(
-        p.try_produce_kind(KIND_TICK, &[0; 225]),
-        Err(Error::MessageTooLarge { len: 225, max: 224 })
+        p.try_produce_kind(KIND_TICK, &vec![0; max + 1]),
+        Err(Error::MessageTooLarge { len: max + 1, max })
     );
     app.update();
     assert_eq!(app.world().resource::<PerdixRings>().stats().messages, 0);

@@ -16,6 +16,8 @@ pub(crate) struct Batch {
     pub(crate) count: usize,
     /// Their payload bytes.
     pub(crate) bytes: u64,
+    /// The largest payload among them, in bytes.
+    pub(crate) largest: u64,
     /// Sampled drain latencies (ns).
     pub(crate) latencies: Vec<u64>,
     /// Raw messages already given to
@@ -45,7 +47,8 @@ impl Batch {
     pub(super) fn clear(&mut self) {
         self.stage.clear();
         self.latencies.clear();
-        (self.count, self.bytes, self.raw_taken, self.raw_taken_bytes) = (0, 0, 0, 0);
+        (self.count, self.bytes, self.largest) = (0, 0, 0);
+        (self.raw_taken, self.raw_taken_bytes) = (0, 0);
     }
 
     /// Takes `msg` of ring `ring` into the batch by the routes of `table` (everything raw
@@ -58,12 +61,14 @@ impl Batch {
         msg: &Message<'_>,
         sampler: &mut Sampler,
     ) {
+        let len = msg.len() as u64;
         self.count += 1;
-        self.bytes += msg.len() as u64;
+        self.bytes += len;
+        self.largest = self.largest.max(len);
         sampler.sample(msg.stamp_ns(), &mut self.latencies);
         match table {
             Some(table) => self.stage.route(table, ring, msg),
-            None => self.stage.raw.push(PerdixMessage::new(ring, msg)),
+            None => PerdixMessage::push(&mut self.stage.raw, ring, msg),
         }
     }
 }

@@ -161,6 +161,7 @@ impl Scheduler {
                 let room = max - taken.count;
                 if let Some(batch) = thread.take_batch(room) {
                     taken.count += batch.count;
+                    taken.largest = taken.largest.max(batch.largest);
                     taken.latencies.extend_from_slice(&batch.latencies);
                     ring.messages += batch.count as u64;
                     ring.bytes += batch.bytes;

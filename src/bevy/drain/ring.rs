@@ -72,12 +72,15 @@ impl DrainedRing {
         }
         let mut sampler = self.sampler;
         let before = taken.count;
-        let (mut bytes, latencies) = (0u64, &mut taken.latencies);
+        let (mut bytes, mut largest, latencies) = (0u64, taken.largest, &mut taken.latencies);
         taken.count += self.drain(max, |msg| {
-            bytes += msg.len() as u64;
+            let len = msg.len() as u64;
+            bytes += len;
+            largest = largest.max(len);
             sampler.sample(msg.stamp_ns(), latencies);
             sink(idx, msg);
         });
+        taken.largest = largest;
         self.sampler = sampler;
         self.messages += (taken.count - before) as u64;
         self.bytes += bytes;

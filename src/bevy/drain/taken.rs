@@ -1,4 +1,4 @@
-//! What a drain took ([`Taken`]: a count and sampled latencies), and the latency [`Sampler`]
+//! What a drain took ([`Taken`]: a count, the largest payload and sampled latencies), and the latency [`Sampler`]
 //! every drain path (in-system and drain threads) samples by.
 #![forbid(unsafe_code)]
 
@@ -11,6 +11,8 @@ const LATENCY_SAMPLE_EVERY: u64 = 64;
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
     pub(crate) count: usize,
+    /// The largest payload taken, in bytes.
+    pub(crate) largest: u64,
     /// Sampled latencies (drain clock minus stamp), in ns.
     pub(crate) latencies: Vec<u64>,
 }
@@ -18,6 +20,7 @@ pub(crate) struct Taken {
 impl Taken {
     pub(crate) fn merge(&mut self, other: Self) {
         self.count += other.count;
+        self.largest = self.largest.max(other.largest);
         self.latencies.extend(other.latencies);
     }
 }

@@ -16,6 +16,7 @@ use crate::{Error, Producer};
 /// let mut emit = Emitter::new(producer);
 /// emit.emit(5, &[1u32, 2])?;
 /// emit.emit_bytes(6, b"raw")?;
+/// // A ring of 2 slots carries 224 bytes at most (`layout::max_message(2)`).
 /// assert_eq!(emit.emit_bytes(6, &[0; 300]), Err(Error::MessageTooLarge { len: 300, max: 224 }));
 /// assert_eq!(consumer.try_consume().unwrap().kind(), 5);
 /// # Ok::<(), Error>(())

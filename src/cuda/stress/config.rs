@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::kernels::StressKernel;
 use crate::cuda::GpuMemory;
+use crate::testing::stress::Sizes;
 use crate::Policy;
 
 /// A GPU stress run's configuration.
@@ -42,8 +43,12 @@ pub struct GpuStress {
     pub rings: usize,
     /// Consumer threads; thread `t` owns rings `t, t + consumers, ...`.
     pub consumers: usize,
-    /// Message size in bytes (a [`valid_size`](crate::testing::stress::valid_size)).
+    /// Message size in bytes (a [`valid_size`](crate::testing::stress::valid_size) the ring
+    /// carries); with `mixed_max`, the smallest size.
     pub size: usize,
+    /// Mixed sizes: each message's size from `size` to this (both included), a function of its
+    /// producer and sequence ([`Sizes::mixed`]); `None`: every message `size` bytes.
+    pub mixed_max: Option<usize>,
     /// Where the rings live.
     pub memory: GpuMemory,
     /// What a warp does on a full ring.
@@ -74,6 +79,7 @@ impl Default for GpuStress {
             rings: 1,
             consumers: 1,
             size: 224,
+            mixed_max: None,
             memory: GpuMemory::Pinned,
             policy: Policy::Block,
             duration: Duration::from_secs(1),
@@ -103,6 +109,15 @@ impl GpuStress {
             interval_ns: 10_000,
             kernel: StressKernel::Warp,
             ..Self::default()
+        }
+    }
+
+    /// The run's message sizes.
+    #[must_use]
+    pub fn sizes(&self) -> Sizes {
+        match self.mixed_max {
+            Some(max) => Sizes::mixed(self.size, max),
+            None => Sizes::fixed(self.size),
         }
     }
 

@@ -4,7 +4,7 @@
 use std::thread;
 
 use crate::telemetry::LatencyHistogram;
-use crate::testing::stress::Verifier;
+use crate::testing::stress::{Sizes, Verifier};
 use crate::{clock, Consumer, Error};
 
 /// What one consumer thread found.
@@ -20,9 +20,14 @@ pub(super) struct ThreadResult {
 }
 
 /// Reads `rings` until every one is disconnected (or failed), checking every message (`full`:
-/// every word) and timing every `latency_every`-th (0: none).
-pub(super) fn consume(mut rings: Vec<Consumer>, full: bool, latency_every: u32) -> ThreadResult {
-    let mut verifier = Verifier::new(full);
+/// every word; its length against `sizes` always) and timing every `latency_every`-th (0: none).
+pub(super) fn consume(
+    mut rings: Vec<Consumer>,
+    full: bool,
+    sizes: Sizes,
+    latency_every: u32,
+) -> ThreadResult {
+    let mut verifier = Verifier::with_sizes(full, sizes);
     let mut latency = LatencyHistogram::new();
     let mut early = 0u64;
     let mut error = None;

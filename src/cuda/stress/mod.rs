@@ -13,6 +13,6 @@ mod report;
 mod run;
 
 pub use config::GpuStress;
-pub use kernels::{free_running_kernel, StressKernel};
+pub use kernels::{free_running_kernel, StressKernel, GENERIC_LOCAL_MAX};
 pub use report::GpuStressReport;
 pub use run::{run, run_devices};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::config::GpuStress;
 use super::consume::consume;
-use super::kernels::{generic_kernel, warp_kernel, StressKernel};
+use super::kernels::{buffer_kernel, scratch_stride, warp_kernel, StressKernel, GENERIC_LOCAL_MAX};
 use super::report::GpuStressReport;
 use crate::clock::{self, ClockTracker};
 use crate::cuda::words::DeviceWords;
@@ -52,7 +52,9 @@ pub fn run_devices(gpus: &[GpuContext], config: &GpuStress) -> Result<Vec<GpuStr
 /// [`Error::KernelFault`] if the kernel faults. Verification failures are
 /// not errors: they are in the report ([`GpuStressReport::is_clean`]).
 pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Error> {
-    stress::check_size(config.size)?;
+    stress::check_size_for(config.size, config.capacity)?;
+    let sizes = config.sizes();
+    stress::check_size_for(sizes.max(), config.capacity)?;
     if config.rings == 0 || config.consumers == 0 || config.grid == 0 || config.block == 0 {
         return Err(Error::InvalidConfig(
             "a stress run needs at least one ring, consumer, block and thread".into(),
@@ -87,21 +89,36 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
     let sent_ptr = sent_words.dptr();
     let attempts_ptr = sent_words.dptr() + producers * 8;
     let per_producer = config.messages_per_producer.unwrap_or(u64::MAX);
+    let range = (sizes.min() as u32, sizes.max() as u32);
+    // The generic kernel's big messages and the whole-warp kernel's come from a global buffer.
+    let needs_scratch = match config.kernel {
+        StressKernel::Warp => false,
+        StressKernel::Generic => sizes.max() > GENERIC_LOCAL_MAX,
+        StressKernel::WarpEmit => true,
+    };
+    let mut scratch = if needs_scratch {
+        let words = producers as usize * scratch_stride(sizes.max()) / 8;
+        Some(DeviceWords::zeroed(gpu, &words_stream, words)?)
+    } else {
+        None
+    };
+    let scratch_ptr = scratch.as_ref().map_or(0, DeviceWords::dptr);
     let kernel = match config.kernel {
         // SAFETY: `sent_words` holds one word per producer thread and one more for the
         // attempts, and lives until after the producer has finished (dropped below it).
         StressKernel::Warp => unsafe {
             warp_kernel(
                 per_producer,
-                config.size as u32,
+                range,
                 0,
                 config.interval_ns,
                 (sent_ptr, attempts_ptr),
             )
         },
-        // SAFETY: as above, for the sent words.
-        StressKernel::Generic => unsafe {
-            generic_kernel(per_producer, config.size as u32, 0, sent_ptr)
+        // SAFETY: as above, for the sent words; `scratch` is 0 or `scratch_stride(max)` bytes
+        // per producer thread, and lives as long as `sent_words`.
+        which @ (StressKernel::Generic | StressKernel::WarpEmit) => unsafe {
+            buffer_kernel(which, per_producer, range, 0, (sent_ptr, scratch_ptr))
         },
     }
     .grid(config.grid)
@@ -120,7 +137,7 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
         .map(|(idx, rings)| {
             thread::Builder::new()
                 .name(format!("perdix-consumer-{idx}"))
-                .spawn(move || consume(rings, full, latency_every))
+                .spawn(move || consume(rings, full, sizes, latency_every))
         })
         .collect::<Result<_, _>>()
         .map_err(|err| Error::Spawn(err.to_string()))?;
@@ -154,6 +171,9 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
         // The kernel may still run (the producer then leaks its own memory): so do the counters
         // it writes.
         sent_words.leak();
+        if let Some(scratch) = scratch.as_mut() {
+            scratch.leak();
+        }
     }
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
@@ -180,10 +200,10 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
     let mut words = vec![0u64; producers as usize + 1];
     sent_words.read(&words_stream, 0, &mut words)?;
     let (sent_each, attempts) = words.split_at(producers as usize);
-    // The generic kernel does not count its attempts; take the device's word for it.
+    // The buffer kernels do not count their attempts; take the device's word for it.
     let attempts = match config.kernel {
         StressKernel::Warp => attempts[0],
-        StressKernel::Generic => counters.attempted(),
+        StressKernel::Generic | StressKernel::WarpEmit => counters.attempted(),
     };
     let sent: u64 = sent_each.iter().sum();
 

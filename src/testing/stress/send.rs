@@ -8,6 +8,7 @@
 use crossbeam_utils::Backoff;
 
 use super::{check_size, fill};
+use crate::layout::SLOT_PAYLOAD;
 use crate::{Error, Producer};
 
 /// One producer's stress stream: its producer id, kind, message size and next sequence.
@@ -22,7 +23,7 @@ use crate::{Error, Producer};
 /// # Examples
 ///
 /// ```
-/// use perdix_transport::testing::stress::{StressSender, Verifier};
+/// use perdix_transport::testing::stress::{Sizes, StressSender, Verifier};
 /// use perdix_transport::{Buffer, Policy};
 ///
 /// let (mut producer, mut consumer) = Buffer::builder(4).policy(Policy::DropNewest).build()?.into_split();
@@ -39,6 +40,13 @@ use crate::{Error, Producer};
 /// assert!(verifier.finish(&[sender.sent()]).is_clean());
 /// // Errors are values: a size that is not a stress size.
 /// assert!(StressSender::new(0, 0, 20).is_err());
+/// // Big messages go through a claim, written in place: 17 slots each.
+/// let (mut producer, mut consumer) = Buffer::new(64)?.into_split();
+/// let mut big = StressSender::new(0, 0, 4096)?;
+/// assert_eq!(big.send(&mut producer, 3)?, 3);
+/// let mut verifier = Verifier::with_sizes(true, Sizes::fixed(4096));
+/// consumer.drain(3, |msg| verifier.check(msg.producer(), msg.payload()));
+/// assert!(verifier.finish(&[3]).is_clean());
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(Debug)]
@@ -58,7 +66,8 @@ impl StressSender {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size).
+    /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size) (a size
+    /// the ring does not carry is its [`Error::MessageTooLarge`] at the first send).
     pub fn new(producer_id: u32, kind: u32, size: usize) -> Result<Self, Error> {
         let mut sender = Self {
             producer_id,
@@ -78,7 +87,7 @@ impl StressSender {
     ///
     /// [`Error::InvalidConfig`] when `size` is not a [`valid_size`](super::valid_size) (the size is unchanged).
     pub fn set_size(&mut self, size: usize) -> Result<(), Error> {
-        check_size(size)?;
+        check_size(size, u32::MAX as usize)?;
         self.size = size;
         Ok(())
     }
@@ -108,7 +117,17 @@ impl StressSender {
         let before = self.seq;
         for _ in 0..attempts {
             let seq = self.seq;
-            match producer.produce_with(self.kind, |buf| fill(&mut buf[..size], id, seq)) {
+            // One slot: the one-slot buffer; more: a claim, written in place (both zero copy).
+            let sent = if size <= SLOT_PAYLOAD {
+                producer.produce_with(self.kind, |buf| fill(&mut buf[..size], id, seq))
+            } else {
+                producer.claim(size).map(|mut claim| {
+                    fill(&mut claim, id, seq);
+                    claim.set_kind(self.kind);
+                    claim.commit();
+                })
+            };
+            match sent {
                 Ok(()) => {
                     self.seq += 1;
                     self.backoff.reset();

@@ -187,6 +187,7 @@ pub fn plan(gpu: &GpuContext, args: &super::Args) -> Vec<(String, GpuStress)> {
     for &size in &args.sizes {
         for &grid in &grids {
             for &capacity in &args.gpu.gpu_capacity {
+                let capacity = super::capacity_for(capacity, size);
                 for &memory in &args.gpu.memory {
                     for &consumers in &args.gpu.consumers {
                         let rings = if args.gpu.lanes {

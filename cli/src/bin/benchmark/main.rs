@@ -25,10 +25,11 @@ struct Args {
     /// Seconds per throughput run.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// Ring capacity in slots.
+    /// Ring capacity in slots (raised per size to at least 4 messages' slots).
     #[arg(long, default_value_t = 4096)]
     capacity: usize,
-    /// Message sizes in bytes (multiples of 8, 16..=224).
+    /// Message sizes in bytes (multiples of 8, at least 16; above 224 a message spans several
+    /// slots).
     #[arg(long, value_delimiter = ',', default_values_t = [32usize, 224])]
     sizes: Vec<usize>,
     /// Round trips timed.
@@ -77,6 +78,12 @@ fn main() -> ExitCode {
     exit(run_cpu(&args))
 }
 
+/// `capacity`, raised for big messages to hold at least four of `size` bytes (a power of two):
+/// small sizes keep the configured capacity, so their figures stay comparable.
+fn capacity_for(capacity: usize, size: usize) -> usize {
+    capacity.max((4 * perdix_transport::layout::slots_for(size)).next_power_of_two())
+}
+
 fn exit(result: Result<bool, Error>) -> ExitCode {
     match result {
         Ok(clean) if clean => ExitCode::SUCCESS,
@@ -99,7 +106,7 @@ fn run_cpu(args: &Args) -> Result<bool, Error> {
             args.seconds
         );
         let report = SpscRun {
-            capacity: args.capacity,
+            capacity: capacity_for(args.capacity, size),
             size,
             messages: None,
             duration: Duration::from_secs_f64(args.seconds),
