@@ -28,10 +28,11 @@
 //! every peer. After the groups one line per ring and size gives the ratios perdix / memcpy and
 //! perdix / rtrb from a short explicit timing loop (the best of 30 interleaved runs of each),
 //! measured in the same process, with how busy each thread was in those runs (its time not
-//! waiting for the other, over the wall time, `producer/consumer`): one side near 1.00 is the
-//! side that limits, on its own core; two figures that add up to about 1 (or less) mean the
-//! threads took turns on one core (a machine busy with other work), and those figures are not
-//! the ring's. Criterion's figures are the record. Figures: docs/PERFORMANCE.md.
+//! waiting for the other, over the wall time, `producer/consumer`; time that other processes
+//! take from a thread counts as busy): one side near 1.00 is the side that limits (itself, or
+//! other work on its core); two figures that add up to about 1 (or less) mean the threads took
+//! turns on one core. Either way, on a machine busy with other work the figures are not the
+//! ring's. Criterion's figures are the record. Figures: docs/PERFORMANCE.md.
 
 use std::cell::Cell;
 use std::hint::black_box;
