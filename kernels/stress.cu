@@ -339,7 +339,7 @@ extern "C" __global__ void perdix_stress_generic(const perdix_producer* p, perdi
 
 // The whole-warp API: each thread writes its next message into its part of `scratch` (global,
 // as perdix_stress_generic's), then the warp sends its lanes' messages in turn with
-// perdix_warp_send, every lane of the warp calling (converged: the loop runs until no lane has
+// perdix_warp_send (the first lane's) or its claim/commit steps (the others'), every lane of the warp calling (converged: the loop runs until no lane has
 // anything left, lanes that are done still help). Sizes and counting as perdix_stress_generic.
 extern "C" __global__ void perdix_stress_warp_emit(const perdix_producer* p, perdix_u64 per_producer,
                                                    perdix_u32 size, perdix_u32 size_max, perdix_u32 kind,
@@ -372,7 +372,26 @@ extern "C" __global__ void perdix_stress_warp_emit(const perdix_producer* p, per
             todo &= todo - 1;
             const perdix_u32 len_j = __shfl_sync(entry, len, src);
             const perdix_u64* buf_j = (const perdix_u64*)__shfl_sync(entry, (perdix_u64)buf, src);
-            const int status = perdix_warp_send(p, kind, buf_j, len_j);
+            // The warp's first lane's messages go through perdix_warp_send itself (its header
+            // names the warp's first thread: that lane's own stream). The other lanes' go through
+            // its three steps (claim, 16-byte body copy, commit) with the header's producer set to
+            // lane `src`'s stream, so the verifier's per-thread checks hold for every lane.
+            const bool first = src == (perdix_u32)(__ffs(entry) - 1);
+            perdix_claim c;
+            c.status = PERDIX_OK;
+            int status = PERDIX_OK;
+            if (first) {
+                status = perdix_warp_send(p, kind, buf_j, len_j);
+            } else {
+                c = perdix_warp_claim_policy(p, len_j, perdix_policy(p));
+                status = c.status;
+            }
+            if (!first && status == PERDIX_OK) {
+                c.producer = __shfl_sync(entry, id, src);
+                perdix_copy_body(c.payload, (const unsigned char*)buf_j, len_j, __popc(entry),
+                                 __popc(entry & perdix_lanemask_lt()));
+                status = perdix_warp_commit(p, c, kind);
+            }
             if (lane == src) {
                 if (status == PERDIX_OK) {
                     seq++;

@@ -110,8 +110,8 @@ fn big_fixed_sizes_pinned_and_managed() {
 #[ignore = "needs a CUDA device"]
 fn pad_records_at_the_wrap_of_a_small_ring() {
     let Some(gpu) = gpu() else { return };
-    // A 16-slot ring carries up to 2,016 bytes (8 slots): sizes of 1 to 8 slots land at every
-    // offset, and every message that would cross the end follows a pad.
+    // A 32-slot ring (the GPU's smallest) carries up to 4,064 bytes (16 slots): sizes of 1 to 16
+    // slots land at every offset, and every message that would cross the end follows a pad.
     for kernel in [
         StressKernel::Warp,
         StressKernel::WarpEmit,
@@ -123,13 +123,13 @@ fn pad_records_at_the_wrap_of_a_small_ring() {
             rings: 1,
             consumers: 1,
             messages_per_producer: Some(200),
-            ..mixed(kernel, 16, 200, max_message(16))
+            ..mixed(kernel, 32, 200, max_message(32))
         };
         let report = stress::run(&gpu, &config).expect("run");
         assert_clean(&report);
         assert!(report.counters.positions > report.counters.emitted);
     }
-    // One size of 5 slots (16 is no multiple of 5): runs of messages with a pad inside.
+    // One size of 5 slots (32 is no multiple of 5): runs of messages with a pad inside.
     let config = GpuStress {
         grid: 2,
         block: 64,
@@ -137,7 +137,7 @@ fn pad_records_at_the_wrap_of_a_small_ring() {
         consumers: 1,
         mixed_max: None,
         messages_per_producer: Some(200),
-        ..mixed(StressKernel::Warp, 16, 1000, 1000)
+        ..mixed(StressKernel::Warp, 32, 1000, 1000)
     };
     let report = stress::run(&gpu, &config).expect("run");
     assert_clean(&report);

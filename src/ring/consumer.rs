@@ -124,7 +124,9 @@ impl Consumer {
                 Err(_) => break,
             };
             if self.sink {
-                if count == 0 {
+                if header.len as usize > SLOT_PAYLOAD {
+                    self.prefetch_span(header.len);
+                } else if count == 0 {
                     // A drain that starts cold (several rings per thread) would wait for its
                     // next PREFETCH_SLOTS slots one by one: ask for all of them at once. Only
                     // once a message is there: an empty ring's next lines are the GPU's to write.
@@ -174,6 +176,33 @@ impl Consumer {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (pos, len);
+    }
+
+    /// GPU rings, a message of `len` bytes over one slot at `head`: asks for the first line of
+    /// the slot after it (the next message's `seq`, which the next `poll` loads) and, with
+    /// intent to write, the first line of each of its continuation slots (which `stamp` will
+    /// store to), so those misses overlap the caller's reads instead of following them. Hints
+    /// only, as in `prefetch_slot`.
+    #[inline]
+    fn prefetch_span(&self, len: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
+            let k = slots_for_len(len);
+            let slots = self.ring.slots();
+            let next = slots.slot_ptr(self.head + k).cast::<i8>().cast_const();
+            // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; it is a hint that
+            // never faults or reads program-visible memory, and the slot pointer is inside the
+            // ring (`slot_ptr` wraps the position).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(next) };
+            for q in 1..k {
+                let line = slots.slot_ptr(self.head + q).cast::<i8>().cast_const();
+                // SAFETY: as above (a write-intent hint; `prefetchw` changes no memory).
+                unsafe { _mm_prefetch::<_MM_HINT_ET0>(line) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = len;
     }
 
     /// GPU rings: prefetches the next [`PREFETCH_SLOTS`] slots (the lines a message of `len`
