@@ -215,8 +215,29 @@ impl Consumer {
     }
 
     /// Checks the slot at `head`: its header when a message is ready (pad records are skipped).
-    #[inline]
+    ///
+    /// The common case, a ready one-slot message on a healthy ring, is decided here, inline in
+    /// every caller's loop; everything else (not ready, a fault, a multi-slot message, a pad)
+    /// is [`poll_slow`](Self::poll_slow), which looks again from the start.
+    #[inline(always)]
     fn poll(&mut self) -> Result<Option<SlotHeader>, Error> {
+        if self.fault.is_none() {
+            let pos = self.head;
+            // Acquire: as in `poll_slow`.
+            if self.ring.seq(pos).load(Ordering::Acquire) == pos + 1 {
+                // Loaded once into this local, checked and used as in `poll_slow`.
+                let header = self.ring.header(pos);
+                if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
+                    return Ok(Some(header));
+                }
+            }
+        }
+        self.poll_slow()
+    }
+
+    /// [`poll`](Self::poll) for every case but a ready one-slot message.
+    #[inline(never)]
+    fn poll_slow(&mut self) -> Result<Option<SlotHeader>, Error> {
         if let Some(err) = &self.fault {
             return Err(err.clone());
         }
