@@ -1,9 +1,8 @@
 //! The CPU consumer half.
 
-use super::layout::{
-    slots_for_len, SlotHeader, CACHE_LINE, FLAG_PAD, OFFSET_PAYLOAD, SLOT_PAYLOAD,
-};
+use super::layout::{slots_for_len, SlotHeader, FLAG_PAD, SLOT_PAYLOAD};
 use super::message::Message;
+use super::prefetch;
 use super::shared::{Ring, RingStats};
 use super::slots::ReadBuf;
 use crate::sync::{fence, Arc, Ordering};
@@ -17,10 +16,6 @@ pub(super) struct Held {
     pub(super) pos: u64,
     pub(super) access: ReadBuf,
 }
-
-/// How far ahead a consumer of a GPU ring prefetches, in slots: enough messages at full rate
-/// to cover one miss to memory (docs/DESIGN-NOTES.md, "Consumers of GPU rings prefetch").
-const PREFETCH_SLOTS: u64 = 16;
 
 /// The reading half of a ring.
 ///
@@ -125,14 +120,14 @@ impl Consumer {
             };
             if self.sink {
                 if header.len as usize > SLOT_PAYLOAD {
-                    self.prefetch_span(header.len);
+                    prefetch::span(self.ring.slots(), self.head, header.len);
                 } else if count == 0 {
                     // A drain that starts cold (several rings per thread) would wait for its
                     // next PREFETCH_SLOTS slots one by one: ask for all of them at once. Only
                     // once a message is there: an empty ring's next lines are the GPU's to write.
-                    self.prefetch_start(header.len);
+                    prefetch::start(self.ring.slots(), self.head, header.len);
                 } else {
-                    self.prefetch_ahead(header.len);
+                    prefetch::ahead(self.ring.slots(), self.head, header.len);
                 }
             }
             self.with_message(header, &mut f);
@@ -146,72 +141,6 @@ impl Consumer {
         }
         self.publish();
         Ok(count)
-    }
-
-    /// GPU rings: asks the CPU to start loading the slot [`PREFETCH_SLOTS`] ahead (its first
-    /// line, and the last line a message of `len` bytes uses, as the current one did). The GPU
-    /// writes slots with DMA, so they arrive in the last-level cache or DRAM, not in this core's
-    /// caches, and a consumer that waits for each line in turn is bound by memory latency. A
-    /// prefetch is a hint: it reads nothing the program observes, so it races nothing.
-    #[inline(always)]
-    fn prefetch_ahead(&self, len: u32) {
-        self.prefetch_slot(self.head + PREFETCH_SLOTS, len);
-    }
-
-    /// Prefetches the first line of the slot for `pos` and the last line `len` bytes use.
-    #[inline(always)]
-    fn prefetch_slot(&self, pos: u64, len: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let slot = self.ring.slots().slot_ptr(pos).cast::<i8>().cast_const();
-            let len = (len as usize).clamp(1, SLOT_PAYLOAD);
-            let last_line = (OFFSET_PAYLOAD + len - 1) & !(CACHE_LINE - 1);
-            // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; it is a hint that
-            // never faults or reads program-visible memory, and `slot` (wrapped by `slot(..)`)
-            // is inside the ring anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(slot) };
-            // SAFETY: as above; `last_line < SLOT_SIZE`, so this stays inside the same slot.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(slot.wrapping_add(last_line)) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (pos, len);
-    }
-
-    /// GPU rings, a message of `len` bytes over one slot at `head`: asks for the first line of
-    /// the slot after it (the next message's `seq`, which the next `poll` loads) and, with
-    /// intent to write, the first line of each of its continuation slots (which `stamp` will
-    /// store to), so those misses overlap the caller's reads instead of following them. Hints
-    /// only, as in `prefetch_slot`.
-    #[inline]
-    fn prefetch_span(&self, len: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_ET0, _MM_HINT_T0};
-            let k = slots_for_len(len);
-            let slots = self.ring.slots();
-            let next = slots.slot_ptr(self.head + k).cast::<i8>().cast_const();
-            // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; it is a hint that
-            // never faults or reads program-visible memory, and the slot pointer is inside the
-            // ring (`slot_ptr` wraps the position).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(next) };
-            for q in 1..k {
-                let line = slots.slot_ptr(self.head + q).cast::<i8>().cast_const();
-                // SAFETY: as above (a write-intent hint; `prefetchw` changes no memory).
-                unsafe { _mm_prefetch::<_MM_HINT_ET0>(line) };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = len;
-    }
-
-    /// GPU rings: prefetches the next [`PREFETCH_SLOTS`] slots (the lines a message of `len`
-    /// bytes uses), at the start of a drain.
-    #[inline]
-    fn prefetch_start(&self, len: u32) {
-        for ahead in 1..=PREFETCH_SLOTS {
-            self.prefetch_slot(self.head + ahead, len);
-        }
     }
 
     /// Checks the slot at `head`: its header when a message is ready (pad records are skipped).

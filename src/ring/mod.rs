@@ -9,6 +9,7 @@ mod guard;
 pub mod layout;
 mod memory;
 mod message;
+mod prefetch;
 mod producer;
 mod shared;
 #[cfg(not(perdix_loom))]
