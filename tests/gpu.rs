@@ -12,14 +12,16 @@ use perdix_transport::cuda::{
 use perdix_transport::testing::gpu::{
     self as stress, layout_probe, GpuStress, StressKernel, PROBE_CU,
 };
-use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/clean.rs"]
+mod clean;
 #[path = "support/device.rs"]
 mod device;
 
+use clean::assert_clean;
 use device::gpu;
 
 #[test]
@@ -116,26 +118,6 @@ fn small(kernel: StressKernel, memory: GpuMemory, policy: Policy) -> GpuStress {
         kernel,
         ..GpuStress::default()
     }
-}
-
-fn assert_clean(report: &stress::GpuStressReport) {
-    println!(
-        "{:?} {:?}: {} msgs, {:.1} M/s, counters {:?}, attempts {}, verify {:?}",
-        report.config.kernel,
-        report.backend,
-        report.verify.messages,
-        report.msgs_per_sec() / 1e6,
-        report.counters,
-        report.attempts,
-        report.verify
-    );
-    assert!(report.verify.is_clean(), "{:?}", report.verify);
-    assert!(report.counts_exact(), "counts: {report:?}");
-    assert!(
-        report.consumer_error.is_none(),
-        "{:?}",
-        report.consumer_error
-    );
 }
 
 #[test]

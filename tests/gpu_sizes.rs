@@ -8,33 +8,15 @@
 use perdix_transport::cuda::{GpuKernel, GpuMemory, GpuProducer};
 use perdix_transport::layout::{max_message, slots_for, SLOT_PAYLOAD};
 use perdix_transport::testing::gpu::{self as stress, GpuStress, StressKernel};
-use perdix_transport::testing::stress::Throughput;
 use perdix_transport::Policy;
 
+#[path = "support/clean.rs"]
+mod clean;
 #[path = "support/device.rs"]
 mod device;
 
+use clean::assert_clean;
 use device::gpu;
-
-fn assert_clean(report: &stress::GpuStressReport) {
-    println!(
-        "{:?} sizes {:?}: {} msgs, {:.2} GB/s, counters {:?}, attempts {}, verify {:?}",
-        report.config.kernel,
-        report.config.sizes(),
-        report.verify.messages,
-        report.bytes_per_sec() / 1e9,
-        report.counters,
-        report.attempts,
-        report.verify
-    );
-    assert!(report.verify.is_clean(), "{:?}", report.verify);
-    assert!(report.counts_exact(), "counts: {report:?}");
-    assert!(
-        report.consumer_error.is_none(),
-        "{:?}",
-        report.consumer_error
-    );
-}
 
 /// A verified run of mixed sizes `min..=max` (every word checked).
 fn mixed(kernel: StressKernel, capacity: usize, min: usize, max: usize) -> GpuStress {
