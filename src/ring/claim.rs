@@ -46,7 +46,8 @@ impl Producer {
     }
 
     /// Blocking twin of [`try_claim`](Self::try_claim), under the producer's policy: waits for
-    /// room under [`Policy::Block`]; under [`Policy::DropNewest`] a full ring counts a drop and
+    /// room under [`Policy::Block`](crate::Policy::Block); under
+    /// [`Policy::DropNewest`](crate::Policy::DropNewest) a full ring counts a drop and
     /// returns [`Error::Full`].
     ///
     /// # Errors

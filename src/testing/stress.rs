@@ -2,7 +2,7 @@
 //! plugin's CPU fallback and the GPU stress kernel (`kernels/stress.cu` writes the same words).
 //!
 //! A stress message from producer `p` with per-producer sequence `s` is `size` bytes (a multiple
-//! of 8, at least 16, at most the ring's [`max_message`](crate::layout::max_message)), read as
+//! of 8, at least 16, at most the ring's [`crate::layout::max_message`]), read as
 //! little-endian 64-bit words:
 //!
 //! | word | value |
@@ -31,7 +31,7 @@ pub const MIN_SIZE: usize = 16;
 
 /// Whether `size` is a valid stress-message size: a multiple of 8, at least [`MIN_SIZE`], and
 /// no more than a header's length field holds. Whether a ring carries it is
-/// [`max_message`](crate::layout::max_message)'s to say ([`check_size`]).
+/// [`crate::layout::max_message`]'s to say (the stress runs check it before they start).
 #[must_use]
 pub const fn valid_size(size: usize) -> bool {
     size >= MIN_SIZE && size <= u32::MAX as usize && size.is_multiple_of(8)
