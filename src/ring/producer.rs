@@ -81,13 +81,7 @@ impl Producer {
     pub fn try_produce_kind(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
         if msg.len() <= SLOT_PAYLOAD {
             // One slot (every ring carries it, and it never needs a pad): today's fast path.
-            if self.ring.consumer_closed() {
-                return Err(self.ring.closed_error());
-            }
-            if !self.has_room(1) {
-                self.ring.count_full();
-                return Err(Error::Full);
-            }
+            self.try_room(1)?;
             let pos = self.tail;
             // SAFETY: `pos - head < capacity` (`has_room(1)`; `load_head`'s acquire ordered the
             // consumer's last reads and stamps of the slot before us) and its `seq` is not
@@ -105,11 +99,18 @@ impl Producer {
     /// [`try_produce_kind`](Self::try_produce_kind) of a message of more than one slot.
     #[inline(never)]
     fn try_produce_slots(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
-        let (pos, pad, mut buf) = self.try_reserve(msg.len())?;
-        // SAFETY: the bytes were just reserved and are unpublished.
+        let reserved = self.try_reserve(msg.len())?;
+        self.copy_in(reserved, kind, msg);
+        Ok(())
+    }
+
+    /// Copies `msg` into the room `try_reserve` or `reserve` just returned for it, and
+    /// publishes it.
+    #[inline]
+    fn copy_in(&mut self, (pos, pad, mut buf): (u64, u64, WriteBuf), kind: u32, msg: &[u8]) {
+        // SAFETY: the bytes were just reserved for `msg.len()` bytes and are unpublished.
         unsafe { buf.get_mut() }.copy_from_slice(msg);
         self.publish(pos, pad, kind, buf, msg.len());
-        Ok(())
     }
 
     /// Writes a one-slot message in place: `write` gets the slot's whole payload buffer
@@ -127,13 +128,7 @@ impl Producer {
     where
         F: FnOnce(&mut [u8]) -> usize,
     {
-        if self.ring.consumer_closed() {
-            return Err(self.ring.closed_error());
-        }
-        if !self.has_room(1) {
-            self.ring.count_full();
-            return Err(Error::Full);
-        }
+        self.try_room(1)?;
         self.write_slot(kind, write)
     }
 
@@ -156,10 +151,8 @@ impl Producer {
     ///
     /// As [`produce`](Self::produce).
     pub fn produce_kind(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
-        let (pos, pad, mut buf) = self.reserve(msg.len())?;
-        // SAFETY: the bytes were just reserved and are unpublished.
-        unsafe { buf.get_mut() }.copy_from_slice(msg);
-        self.publish(pos, pad, kind, buf, msg.len());
+        let reserved = self.reserve(msg.len())?;
+        self.copy_in(reserved, kind, msg);
         Ok(())
     }
 
@@ -186,13 +179,7 @@ impl Producer {
     #[inline]
     pub(super) fn try_reserve(&mut self, len: usize) -> Result<(u64, u64, WriteBuf), Error> {
         let (pad, k) = self.span(len)?;
-        if self.ring.consumer_closed() {
-            return Err(self.ring.closed_error());
-        }
-        if !self.has_room(pad + k) {
-            self.ring.count_full();
-            return Err(Error::Full);
-        }
+        self.try_room(pad + k)?;
         Ok(self.reserve_at(pad, len))
     }
 
@@ -233,6 +220,21 @@ impl Producer {
             0
         };
         Ok((pad, k))
+    }
+
+    /// Whether `need` slots from `tail` are free now, never waiting: [`Error::Disconnected`] (or
+    /// the ring's fault) once the consumer is gone, [`Error::Full`] (counted in `full_events`)
+    /// when they are not free.
+    #[inline(always)]
+    fn try_room(&mut self, need: u64) -> Result<(), Error> {
+        if self.ring.consumer_closed() {
+            return Err(self.ring.closed_error());
+        }
+        if !self.has_room(need) {
+            self.ring.count_full();
+            return Err(Error::Full);
+        }
+        Ok(())
     }
 
     /// Waits until `need` slots from `tail` are free, under the policy (see
