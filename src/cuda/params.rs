@@ -261,6 +261,26 @@ mod tests {
         assert_eq!(found["none"], []);
     }
 
+    /// An entry whose parameter list this parser cannot read (a 128-bit parameter).
+    const UNREADABLE: &str = "
+.visible .entry odd(
+	.param .u64 odd_param_0,
+	.param .b128 odd_param_1
+)
+{
+	ret;
+}
+";
+
+    #[test]
+    fn an_entry_whose_list_cannot_be_read_is_not_launched_unchecked() {
+        // `GpuProducer::function` checks a launch only `if let Some(params) = entries.get(..)`.
+        assert!(
+            entries(UNREADABLE).contains_key("odd"),
+            "an entry whose list cannot be read is left out, so its launch goes unchecked"
+        );
+    }
+
     #[test]
     fn refuses_counts_sizes_and_alignments_that_disagree() {
         let params = &entries(PTX)["step"];

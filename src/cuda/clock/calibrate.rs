@@ -20,6 +20,9 @@ pub(super) struct Prober {
     func: CudaFunction,
     cells: CudaPinned,
     stream: Arc<CudaStream>,
+    /// Failures the tests inject.
+    #[cfg(test)]
+    faults: tests::Faults,
 }
 
 impl Prober {
@@ -36,7 +39,24 @@ impl Prober {
             func,
             cells: CudaPinned::alloc(gpu, 4096)?,
             stream: gpu.new_stream()?,
+            #[cfg(test)]
+            faults: tests::Faults::default(),
         })
+    }
+
+    /// Makes the context current (a test may make it fail).
+    fn bind(&self) -> Result<(), Error> {
+        #[cfg(test)]
+        if let Some(err) = self.faults.bind() {
+            return Err(err);
+        }
+        self.gpu.bind()
+    }
+
+    /// Whether the cells were leaked (the unfixed code never leaks them).
+    #[cfg(test)]
+    fn cells_leaked(&self) -> bool {
+        false
     }
 
     /// Runs the probe kernel for `rounds` rounds, calling `on_round(t0, t1, g)` for each.
@@ -71,6 +91,13 @@ impl Prober {
         unsafe { builder.launch(cfg) }.map_err(driver::classify)?;
         let mut outcome = Ok(());
         for round in 1..=u64::from(rounds) {
+            #[cfg(test)]
+            if self.faults.unanswered(round) {
+                outcome = Err(Error::Driver(DriverError(
+                    cudaError_enum::CUDA_ERROR_LAUNCH_TIMEOUT,
+                )));
+                break;
+            }
             let t0 = clock::now_ns();
             // Release: pairs with the kernel's `ld.relaxed.sys` poll (nothing else to publish).
             req.store(round, Ordering::Release);
@@ -92,7 +119,7 @@ impl Prober {
             let t1 = clock::now_ns();
             on_round(t0, t1, stamp.load(Ordering::Relaxed));
         }
-        self.gpu.bind()?;
+        self.bind()?;
         // The kernel ends after its last round or its timeout.
         let synced = self.stream.synchronize().map_err(driver::classify);
         if let Err(err) = &outcome {
@@ -170,4 +197,101 @@ pub fn ping_pong(
     let mut hist = crate::telemetry::LatencyHistogram::new();
     Prober::new(gpu)?.run(rounds.max(1), |t0, t1, _| hist.record(t1 - t0))?;
     Ok(hist)
+}
+
+#[cfg(test)]
+mod tests {
+    use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use cudarc::driver::sys::cudaError_enum;
+    use cudarc::driver::DriverError;
+
+    use super::Prober;
+    use crate::cuda::{driver, GpuContext};
+    use crate::Error;
+
+    /// Failures a test injects into a [`Prober`].
+    #[derive(Debug, Default)]
+    pub(super) struct Faults {
+        /// Every `bind` fails, as it would once the context is broken.
+        fail_bind: AtomicBool,
+        /// Rounds after this one go unanswered at once (the host gives up as after 2 s without
+        /// an answer) while the kernel still waits for their requests; 0: none.
+        answered: AtomicU64,
+    }
+
+    impl Faults {
+        pub(super) fn bind(&self) -> Option<Error> {
+            self.fail_bind
+                .load(Ordering::Relaxed)
+                .then_some(Error::Driver(DriverError(
+                    cudaError_enum::CUDA_ERROR_INVALID_CONTEXT,
+                )))
+        }
+
+        pub(super) fn unanswered(&self, round: u64) -> bool {
+            let answered = self.answered.load(Ordering::Relaxed);
+            answered > 0 && round > answered
+        }
+    }
+
+    /// The device, or `None` (after saying why) without one; `PERDIX_REQUIRE_GPU` makes a
+    /// missing device a failure.
+    fn device() -> Option<GpuContext> {
+        match GpuContext::new(0) {
+            Ok(gpu) => Some(gpu),
+            Err(Error::NoDevice(why)) if std::env::var_os("PERDIX_REQUIRE_GPU").is_none() => {
+                println!("skipped: {why}");
+                None
+            }
+            Err(err) => panic!("no device: {err}"),
+        }
+    }
+
+    /// Whether the prober's stream has nothing left to run.
+    fn idle(prober: &Prober) -> bool {
+        prober.gpu.bind().expect("bind");
+        // SAFETY: the stream is live (the prober holds it) and the context current.
+        unsafe { driver::stream_query(prober.stream.cu_stream()) }.expect("cuStreamQuery")
+    }
+
+    /// The probe kernel is still waiting for a request (round 2 of 3 goes unanswered) when
+    /// `bind` fails after the loop: `run` must still wait for the kernel, or, when it cannot,
+    /// leak the cells; it must never return with the kernel running on cells it then frees.
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel() {
+        let Some(gpu) = device() else { return };
+        let prober = Prober::new(&gpu).expect("the probe");
+        prober.faults.answered.store(1, Ordering::Relaxed);
+        prober.faults.fail_bind.store(true, Ordering::Relaxed);
+        let result = prober.run(3, |_, _, _| {});
+        prober.faults.fail_bind.store(false, Ordering::Relaxed);
+        assert!(result.is_err(), "a round went unanswered");
+        let (idle, leaked) = (idle(&prober), prober.cells_leaked());
+        if !idle && !leaked {
+            // Dropping it would free the cells under the kernel: keep them for the kernel.
+            std::mem::forget(prober);
+            panic!("run returned while the probe kernel still runs on cells it would free");
+        }
+    }
+
+    /// A round without an answer ends `run` with an error only once the kernel has ended (it
+    /// gives up 2 s after the last request), and the cells are not leaked.
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn an_unanswered_round_waits_for_the_probe_to_end() {
+        let Some(gpu) = device() else { return };
+        let prober = Prober::new(&gpu).expect("the probe");
+        prober.faults.answered.store(1, Ordering::Relaxed);
+        let result = prober.run(3, |_, _, _| {});
+        assert!(
+            matches!(result, Err(Error::Driver(_))),
+            "no answer: {result:?}"
+        );
+        assert!(idle(&prober), "run returned before the kernel ended");
+        assert!(!prober.cells_leaked(), "the kernel ended: nothing to leak");
+        prober.faults.answered.store(0, Ordering::Relaxed);
+        prober.run(4, |_, _, _| {}).expect("the prober works again");
+    }
 }
