@@ -42,6 +42,23 @@ fn every_builtin_kernel_compiles_for_sm_90() {
             .collect();
         println!("{name}: {} bytes of PTX, entries {entries:?}", ptx.len());
         assert!(!entries.is_empty(), "{name}: no kernel entry");
+        every_parameter_list_reads(name, source, &ptx);
+    }
+}
+
+/// Every entry point of `ptx` has a parameter list the launch check can read (one it cannot
+/// read is refused at launch, so the crate's own kernels must all read).
+fn every_parameter_list_reads(name: &str, source: &'static str, ptx: &str) {
+    let entries = ptx
+        .lines()
+        .filter_map(|l| l.split(".entry ").nth(1))
+        .map(|l| l.trim_end_matches('(').trim());
+    for entry in entries {
+        // SAFETY: never launched; only its (empty) arguments are checked against its PTX.
+        let kernel = unsafe { GpuKernel::from_source(source, entry.to_owned()) };
+        if let Err(Error::InvalidConfig(why)) = kernel.check_args(ptx) {
+            assert!(!why.contains("cannot be read"), "{name}: {why}");
+        }
     }
 }
 
@@ -54,6 +71,7 @@ fn the_fault_injection_kernels_compile_for_sm_90() {
         return;
     };
     let ptx = result.unwrap_or_else(|err| panic!("faults.cu: {err}"));
+    every_parameter_list_reads("faults.cu", FAULTS_CU, &ptx);
     for entry in ["perdix_fault_header", "perdix_fault_try_burst"] {
         assert!(
             ptx.contains(&format!(".entry {entry}")),
@@ -86,6 +104,7 @@ fn the_example_kernels_compile_for_sm_90() {
             ptx.contains(&format!(".entry {entry}")),
             "{name}: no {entry}"
         );
+        every_parameter_list_reads(name, source, &ptx);
     }
 }
 

@@ -314,7 +314,8 @@ mod tests {
     use cudarc::driver::DriverError;
 
     use super::{settled, Prober};
-    use crate::cuda::{driver, GpuContext};
+    use crate::cuda::context::test_device;
+    use crate::cuda::driver;
     use crate::Error;
 
     /// Failures a test injects into a [`Prober`].
@@ -393,19 +394,6 @@ mod tests {
         }
     }
 
-    /// The device, or `None` (after saying why) without one; `PERDIX_REQUIRE_GPU` makes a
-    /// missing device a failure.
-    fn device() -> Option<GpuContext> {
-        match GpuContext::new(0) {
-            Ok(gpu) => Some(gpu),
-            Err(Error::NoDevice(why)) if std::env::var_os("PERDIX_REQUIRE_GPU").is_none() => {
-                println!("skipped: {why}");
-                None
-            }
-            Err(err) => panic!("no device: {err}"),
-        }
-    }
-
     /// Whether the prober's stream has nothing left to run.
     fn idle(prober: &Prober) -> bool {
         prober.gpu.bind().expect("bind");
@@ -419,7 +407,7 @@ mod tests {
     #[test]
     #[ignore = "needs a CUDA device"]
     fn a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel() {
-        let Some(gpu) = device() else { return };
+        let Some(gpu) = test_device() else { return };
         let mut prober = Prober::new(&gpu).expect("the probe");
         prober.faults.answered.store(1, Ordering::Relaxed);
         prober.faults.fail_bind.store(true, Ordering::Relaxed);
@@ -439,7 +427,7 @@ mod tests {
     #[test]
     #[ignore = "needs a CUDA device"]
     fn an_unanswered_round_waits_for_the_probe_to_end() {
-        let Some(gpu) = device() else { return };
+        let Some(gpu) = test_device() else { return };
         let mut prober = Prober::new(&gpu).expect("the probe");
         prober.faults.answered.store(1, Ordering::Relaxed);
         let result = prober.run(3, |_, _, _| {});
