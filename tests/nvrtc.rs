@@ -399,13 +399,8 @@ const CACHE_CHILD: &str = "PERDIX_NVRTC_CACHE_CHILD";
 /// Runs `test` alone in a child process with `PERDIX_PTX_CACHE` set to a fresh directory, and
 /// removes the directory afterwards; panics if the child failed.
 fn in_own_cache(test: &str) {
-    let dir = std::env::temp_dir().join(format!(
-        "perdix-nvrtc-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    ));
+    let dir = std::env::temp_dir().join(format!("perdix-nvrtc-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir); // a leftover of an earlier run
     let exe = std::env::current_exe().unwrap_or_else(|err| panic!("test binary: {err}"));
     let out = std::process::Command::new(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])

@@ -43,7 +43,7 @@ fn type_size(token: &str) -> Option<usize> {
 }
 
 /// Qualifiers of a parameter that say nothing about how it is passed.
-const QUALIFIERS: [&str; 6] = [".ptr", ".global", ".const", ".shared", ".local", ".param"];
+const QUALIFIERS: [&str; 5] = [".ptr", ".global", ".const", ".shared", ".local"];
 
 /// One parameter's declaration, the text after `.param` (`.align 8 .b8 x[24]`); `None` for
 /// anything this parser does not know all of (a qualifier it does not know, two types, a token
