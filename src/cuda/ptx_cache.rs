@@ -3,6 +3,7 @@
 //! kernel's is detected when it is read; files are written whole (a temporary file, then a
 //! rename).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -67,11 +68,18 @@ fn verify(file: &[u8], key: &ModuleKey) -> Result<String, &'static str> {
     String::from_utf8(ptx.to_vec()).map_err(|_| "its PTX is not UTF-8")
 }
 
+/// The largest cache file read: far above any kernel's PTX, so a stray huge file at a key's
+/// path costs a bounded read.
+const MAX_FILE: u64 = 64 << 20;
+
 /// The verified PTX at `path` for `key`: `Ok(None)` when there is no file, `Err` (why) when
 /// there is one but it is not to be used.
 pub(super) fn load(path: &Path, key: &ModuleKey) -> Result<Option<String>, String> {
-    match std::fs::read(path) {
-        Ok(file) => verify(&file, key).map(Some).map_err(str::to_owned),
+    let mut file = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut file));
+    match read {
+        Ok(_) if file.len() as u64 > MAX_FILE => Err(format!("larger than {MAX_FILE} bytes")),
+        Ok(_) => verify(&file, key).map(Some).map_err(str::to_owned),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(err) => Err(format!("unreadable: {err}")),
     }
