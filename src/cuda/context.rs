@@ -7,11 +7,9 @@ use cudarc::driver::sys;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
 
 use super::driver;
-use super::params::{self, Param};
+use super::key::ModuleKey;
+use super::params::Entries;
 use crate::Error;
-
-/// Entry points of a module and their parameters.
-pub(crate) type Entries = HashMap<String, Vec<Param>>;
 
 /// A loaded module and its entry points' parameters.
 type Loaded = (Arc<CudaModule>, Arc<Entries>);
@@ -48,8 +46,9 @@ struct Inner {
     /// CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS: the CPU may touch managed memory while
     /// kernels run.
     concurrent_managed_access: bool,
-    /// Loaded modules by key, with the parameters of each entry point their PTX declares.
-    modules: Mutex<HashMap<u64, Loaded>>,
+    /// Loaded modules by key (a SHA-256 of everything that determines the PTX), with the
+    /// parameters of each entry point their PTX declares.
+    modules: Mutex<HashMap<ModuleKey, Loaded>>,
 }
 
 impl core::fmt::Debug for GpuContext {
@@ -224,11 +223,16 @@ impl GpuContext {
     }
 
     /// The function `entry` of the module compiled from `ptx` (keyed by `key`), loading the
-    /// module once per context, with the parameters its PTX declares for each entry point (an
-    /// entry point it did not spell readably is absent).
+    /// module once per context, with the parameters its PTX declares for each entry point.
+    ///
+    /// # Errors
+    ///
+    /// As `ptx`; [`Error::InvalidConfig`] naming `entry` when the PTX does not declare it, or
+    /// declares it with a parameter list that cannot be read (no function is handed out whose
+    /// launches could not be checked); [`Error::Driver`] when the module does not load.
     pub(crate) fn function(
         &self,
-        key: u64,
+        key: ModuleKey,
         ptx: impl FnOnce() -> Result<String, Error>,
         entry: &str,
     ) -> Result<(CudaFunction, Arc<Entries>), Error> {
@@ -242,7 +246,7 @@ impl GpuContext {
                 Some((module, entries)) => (Arc::clone(module), Arc::clone(entries)),
                 None => {
                     let ptx = ptx()?;
-                    let entries = Arc::new(params::entries(&ptx));
+                    let entries = Arc::new(Entries::parse(&ptx));
                     let module = self
                         .inner
                         .ctx
@@ -253,7 +257,82 @@ impl GpuContext {
                 }
             }
         };
+        entries.params(entry)?;
         let function = module.load_function(entry).map_err(Error::Driver)?;
         Ok((function, entries))
+    }
+}
+
+/// The device for a lib test, or `None` (after saying why) without one; with
+/// `PERDIX_REQUIRE_GPU` set, a missing device fails the test instead.
+#[cfg(test)]
+pub(crate) fn test_device() -> Option<GpuContext> {
+    match GpuContext::new(0) {
+        Ok(gpu) => Some(gpu),
+        Err(Error::NoDevice(why)) if std::env::var_os("PERDIX_REQUIRE_GPU").is_none() => {
+            println!("skipped: {why}");
+            None
+        }
+        Err(err) => panic!("no device: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_device;
+    use crate::cuda::key::ModuleKey;
+    use crate::Error;
+
+    /// Valid PTX with an entry whose list the launch check cannot read (a block comment in it)
+    /// and one it can.
+    const PTX: &str = "
+.version 8.0
+.target sm_70
+.address_size 64
+
+.visible .entry odd(
+	.param .u64 odd_param_0,
+	.param .u32 /* n */ odd_param_1
+)
+{
+	ret;
+}
+
+.visible .entry fine(
+	.param .u64 fine_param_0
+)
+{
+	ret;
+}
+";
+
+    /// No function is handed out whose launches could not be checked: an entry whose list
+    /// cannot be read, or one the PTX does not declare, is `InvalidConfig`, never a function
+    /// (before: the function, and a driver error).
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn a_function_whose_parameters_cannot_be_read_is_not_handed_out() {
+        let Some(gpu) = test_device() else { return };
+        let key = ModuleKey::of(b"context test: odd and fine");
+        match gpu.function(key, || Ok(PTX.to_owned()), "odd") {
+            Err(Error::InvalidConfig(why)) => {
+                assert!(
+                    why.contains("`odd`") && why.contains("cannot be read"),
+                    "{why}"
+                );
+            }
+            Err(err) => panic!("expected InvalidConfig, got {err}"),
+            Ok(_) => panic!("the function of an unreadable list was handed out"),
+        }
+        let loaded_once = || -> Result<String, Error> { panic!("the module is loaded once") };
+        match gpu.function(key, loaded_once, "absent") {
+            Err(Error::InvalidConfig(why)) => assert!(why.contains("no entry point"), "{why}"),
+            Err(err) => panic!("expected InvalidConfig, got {err}"),
+            Ok(_) => panic!("a function the PTX does not declare"),
+        }
+        let (_, entries) = gpu
+            .function(key, loaded_once, "fine")
+            .expect("a readable entry");
+        assert_eq!(entries.params("fine").map(<[_]>::len).ok(), Some(1));
     }
 }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::arg::KernelArg;
+use super::key::ModuleKey;
 use super::{module, params};
 use crate::Error;
 
@@ -267,8 +268,9 @@ impl GpuKernel {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] when the entry point is not in `ptx`, or its parameters are not
-    /// the producer pointer followed by arguments of these sizes (see [`KernelArg`]).
+    /// [`Error::InvalidConfig`] when the entry point is not in `ptx`, its parameter list cannot
+    /// be read (a launch of it is refused too), or its parameters are not the producer pointer
+    /// followed by arguments of these sizes (see [`KernelArg`]).
     ///
     /// # Examples
     ///
@@ -286,18 +288,12 @@ impl GpuKernel {
     /// # Ok::<(), perdix_transport::Error>(())
     /// ```
     pub fn check_args(&self, ptx: &str) -> Result<(), Error> {
-        let entries = params::entries(ptx);
-        let Some(declared) = entries.get(self.entry()) else {
-            return Err(Error::InvalidConfig(format!(
-                "the PTX declares no entry point `{}` (is it `extern \"C\"`?)",
-                self.entry()
-            )));
-        };
-        params::check(self.entry(), declared, &self.args)
+        params::Entries::parse(ptx).check(self.entry(), &self.args)
     }
 
-    /// The key of this kernel's module for `arch` (source, header, defines).
-    pub(crate) fn module_key(&self, arch: &str) -> u64 {
+    /// The key of this kernel's module for `arch` (a SHA-256 of the source, the headers, the
+    /// options, the architecture and the toolchain: see `module::cache_key`).
+    pub(crate) fn module_key(&self, arch: &str) -> ModuleKey {
         module::cache_key(&self.source, arch)
     }
 }

@@ -74,6 +74,7 @@ mod group;
 mod handle;
 mod head;
 mod kernel;
+mod key;
 mod memory;
 pub(crate) mod module;
 mod nvrtc;
@@ -82,7 +83,10 @@ mod presence;
 #[cfg(feature = "testing")]
 pub(crate) mod probe;
 mod producer;
+mod ptx_cache;
 mod set;
+#[cfg(any(feature = "bevy", test))]
+mod split;
 #[cfg(feature = "testing")]
 pub(crate) mod stress;
 mod teardown;
@@ -98,8 +102,8 @@ pub use handle::ProducerHandle;
 pub use kernel::{Dim3, GpuKernel};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
 pub use module::{compile_ptx, PERDIX_CUH, PERDIX_RUN_CUH, PERDIX_SPAN_CUH};
-#[cfg(feature = "bevy")]
-pub(crate) use params::ArgSplit;
 pub use presence::device_count;
 pub use producer::GpuProducer;
 pub use set::GpuProducerSet;
+#[cfg(feature = "bevy")]
+pub(crate) use split::ArgSplit;

@@ -16,6 +16,18 @@ fn nvrtc_present() -> bool {
     unsafe { sys::is_culib_present() }
 }
 
+/// NVRTC's version, `(major, minor)`; `None` without libnvrtc or when it does not say.
+pub(super) fn version() -> Option<(i32, i32)> {
+    if !nvrtc_present() {
+        return None;
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: libnvrtc loads (checked above, so cudarc's loader does not panic); both are valid
+    // out-pointers for the call.
+    let got = unsafe { sys::nvrtcVersion(&mut major, &mut minor) };
+    (got == sys::nvrtcResult::NVRTC_SUCCESS).then_some((major, minor))
+}
+
 fn cstring(text: &str, what: &str) -> Result<CString, Error> {
     CString::new(text).map_err(|_| Error::Compile {
         log: format!("{what} contains a NUL byte"),

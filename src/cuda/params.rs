@@ -5,12 +5,11 @@
 //! `.entry name(.param .u64 name_param_0, .param .align 8 .b8 name_param_1[24], ...)`: the
 //! scalar's type gives its size, a by-value struct is a byte array with its alignment. A launch
 //! whose arguments disagree would make the driver read the wrong bytes for every parameter after
-//! the first difference, so it is refused before it reaches the driver.
+//! the first difference, so it is refused before it reaches the driver; so is a launch of an
+//! entry point whose list this parser cannot read all of.
 
 use std::collections::HashMap;
 
-#[cfg(any(feature = "bevy", test))]
-use super::arg::ArgBytes;
 use super::arg::KernelArg;
 use crate::Error;
 
@@ -43,62 +42,171 @@ fn type_size(token: &str) -> Option<usize> {
     }
 }
 
-/// One parameter's declaration, the text after `.param` (`.align 8 .b8 x[24]`).
+/// Qualifiers of a parameter that say nothing about how it is passed.
+const QUALIFIERS: [&str; 5] = [".ptr", ".global", ".const", ".shared", ".local"];
+
+/// One parameter's declaration, the text after `.param` (`.align 8 .b8 x[24]`); `None` for
+/// anything this parser does not know all of (a qualifier it does not know, two types, a token
+/// after the name): such a list is unreadable, never guessed at.
 fn param(decl: &str) -> Option<Param> {
     let mut tokens = decl.split_whitespace();
     let mut align = None;
     let mut size = None;
     while let Some(token) = tokens.next() {
         if token == ".align" {
-            align = tokens.next()?.parse().ok();
+            align = Some(
+                tokens
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|a| a.is_power_of_two())?,
+            );
         } else if let Some(bytes) = type_size(token) {
-            size = Some(bytes);
-        } else if !token.starts_with('.') {
-            // The name, with `[count]` for an array.
-            return Some(match token.split_once('[') {
-                Some((_, rest)) => Param {
-                    size: size? * rest.trim_end_matches(']').parse::<usize>().ok()?,
-                    align,
-                },
-                None => Param {
-                    size: size?,
-                    align: None,
-                },
-            });
+            if size.replace(bytes).is_some() {
+                return None;
+            }
+        } else if QUALIFIERS.contains(&token) {
+            // A pointer's state space: nothing about the size.
+        } else if token.starts_with('.') {
+            // `.v2`, `.texref`, `.b128`...: not a parameter this check can size.
+            return None;
+        } else {
+            // The name, with `[count]` for an array; nothing may follow it.
+            if tokens.next().is_some() {
+                return None;
+            }
+            let size = size?;
+            return match token.split_once('[') {
+                Some((name, count)) => {
+                    let count = count.strip_suffix(']')?.parse::<usize>().ok()?;
+                    (!name.is_empty()).then_some(())?;
+                    Some(Param {
+                        size: size.checked_mul(count)?,
+                        align,
+                    })
+                }
+                None => Some(Param { size, align: None }),
+            };
         }
-        // Other qualifiers (`.ptr`, `.global`, state spaces) say nothing about the size.
     }
     None
 }
 
-/// Every `.entry` of `ptx` with its parameters; an entry whose list cannot be read is left out
-/// (its launches are then not checked).
-pub(crate) fn entries(ptx: &str) -> HashMap<String, Vec<Param>> {
-    let mut found = HashMap::new();
-    let mut rest = ptx;
-    while let Some(at) = rest.find(".entry") {
-        rest = &rest[at + ".entry".len()..];
-        let Some(open) = rest.find('(') else { break };
-        let name = rest[..open].trim();
-        let Some(close) = rest[open..].find(')') else {
-            break;
-        };
-        let list = &rest[open + 1..open + close];
-        rest = &rest[open + close..];
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            continue;
-        }
-        let params: Option<Vec<Param>> = list
-            .split(',')
-            .map(|decl| decl.split("//").next().unwrap_or("").trim())
-            .filter(|decl| !decl.is_empty())
-            .map(|decl| decl.strip_prefix(".param").and_then(param))
-            .collect();
-        if let Some(params) = params {
-            found.insert(name.to_owned(), params);
+/// A parameter list, the text between the parentheses of `.entry name(...)`.
+fn list(text: &str) -> Declared {
+    let text: String = text
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    if text.trim().is_empty() {
+        return Declared::Params(Vec::new());
+    }
+    let mut params = Vec::new();
+    for decl in text.split(',') {
+        let decl = decl.trim();
+        let parsed = decl
+            .strip_prefix(".param")
+            .filter(|rest| rest.starts_with(char::is_whitespace))
+            .and_then(param);
+        match parsed {
+            Some(param) => params.push(param),
+            None => return Declared::Unreadable(format!("`{decl}`")),
         }
     }
-    found
+    Declared::Params(params)
+}
+
+/// Whether `c` may be part of a PTX identifier.
+fn ident_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '%')
+}
+
+/// What a module's PTX declares for one entry point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Declared {
+    /// Its parameters, in order.
+    Params(Vec<Param>),
+    /// A parameter list this parser cannot read; what it could not read.
+    Unreadable(String),
+}
+
+/// Every `.entry` of a module's PTX, with its parameters, or a note that its list could not be
+/// read: no launch goes unchecked because its list did not parse ([`params`](Self::params)
+/// refuses it instead).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Entries(HashMap<String, Declared>);
+
+impl Entries {
+    /// Reads every `.entry name(.param ..., ...)` of `ptx` (an entry with no list, which PTX
+    /// allows, takes no parameters).
+    pub(crate) fn parse(ptx: &str) -> Self {
+        let mut found = HashMap::new();
+        let mut rest = ptx;
+        while let Some(at) = rest.find(".entry") {
+            rest = &rest[at + ".entry".len()..];
+            if !rest.starts_with(char::is_whitespace) {
+                continue; // `.entry` inside a longer token: not the directive.
+            }
+            let after = rest.trim_start();
+            let name_len = after.find(|c| !ident_char(c)).unwrap_or(after.len());
+            let name = &after[..name_len];
+            if name.is_empty() {
+                continue;
+            }
+            let tail = after[name_len..].trim_start();
+            let declared = match tail.strip_prefix('(') {
+                Some(inner) => match inner.find(')') {
+                    Some(close) => {
+                        rest = &inner[close..];
+                        list(&inner[..close])
+                    }
+                    None => {
+                        rest = "";
+                        Declared::Unreadable("a list with no closing parenthesis".to_owned())
+                    }
+                },
+                None => {
+                    rest = tail;
+                    Declared::Params(Vec::new())
+                }
+            };
+            let declared = match found.get(name) {
+                Some(_) => Declared::Unreadable("an entry point declared twice".to_owned()),
+                None => declared,
+            };
+            found.insert(name.to_owned(), declared);
+        }
+        Self(found)
+    }
+
+    /// The parameters `entry` declares.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming `entry` when the PTX does not declare it, or declares it
+    /// with a list that cannot be read (its launches could not be checked, so none is made).
+    pub(crate) fn params(&self, entry: &str) -> Result<&[Param], Error> {
+        match self.0.get(entry) {
+            Some(Declared::Params(params)) => Ok(params),
+            Some(Declared::Unreadable(what)) => Err(Error::InvalidConfig(format!(
+                "kernel `{entry}`'s parameter list cannot be read from its PTX (at {what}), so \
+                 its arguments cannot be checked: it is not launched"
+            ))),
+            None => Err(Error::InvalidConfig(format!(
+                "the PTX declares no entry point `{entry}` (is it `extern \"C\"`?)"
+            ))),
+        }
+    }
+
+    /// Checks a launch of `entry` with the producer handle then `args` (see [`check`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`params`](Self::params) and [`check`].
+    pub(crate) fn check(&self, entry: &str, args: &[KernelArg]) -> Result<(), Error> {
+        check(entry, self.params(entry)?, args)
+    }
 }
 
 /// Checks a launch of `entry` with the producer handle then `args` against `params`.
@@ -106,7 +214,7 @@ pub(crate) fn entries(ptx: &str) -> HashMap<String, Vec<Param>> {
 /// # Errors
 ///
 /// [`Error::InvalidConfig`] naming the first parameter that disagrees, or the counts.
-pub(crate) fn check(entry: &str, params: &[Param], args: &[KernelArg]) -> Result<(), Error> {
+fn check(entry: &str, params: &[Param], args: &[KernelArg]) -> Result<(), Error> {
     if params.len() != args.len() + 1 {
         return Err(Error::InvalidConfig(format!(
             "kernel `{entry}` takes {} parameters, but it is launched with the producer handle \
@@ -141,98 +249,11 @@ pub(crate) fn check(entry: &str, params: &[Param], args: &[KernelArg]) -> Result
     Ok(())
 }
 
-/// How the bytes of one `#[repr(C)]` value become a kernel's arguments after the producer
-/// pointer: the value is the C struct whose fields are those parameters, in order, so each
-/// parameter is read at the offset that struct gives it (the plugin's `GpuProducerSpec<A>`).
-#[cfg(any(feature = "bevy", test))]
-#[derive(Debug, Clone)]
-pub(crate) struct ArgSplit {
-    /// Per parameter after the producer pointer: its byte offset in the value, and itself.
-    fields: Vec<(usize, Param)>,
-}
-
-#[cfg(any(feature = "bevy", test))]
-impl ArgSplit {
-    /// The split of a value of `size` bytes aligned to `align` into the parameters `ptx`
-    /// declares for `entry` after the producer pointer.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] when `ptx` has no such entry, its first parameter is not a
-    /// pointer, or the struct of the other parameters is not `size` bytes aligned to `align`.
-    pub(crate) fn new(ptx: &str, entry: &str, size: usize, align: usize) -> Result<Self, Error> {
-        let entries = entries(ptx);
-        let Some(params) = entries.get(entry) else {
-            return Err(Error::InvalidConfig(format!(
-                "the PTX declares no entry point `{entry}` (is it `extern \"C\"`?)"
-            )));
-        };
-        match params.first() {
-            Some(first) if first.size == 8 => {}
-            _ => {
-                return Err(Error::InvalidConfig(format!(
-                    "kernel `{entry}`'s first parameter is not the producer pointer \
-                     (`const perdix_producer*`)"
-                )))
-            }
-        }
-        let mut fields = Vec::with_capacity(params.len() - 1);
-        let (mut end, mut max_align) = (0usize, 1usize);
-        for param in &params[1..] {
-            let field_align = param.align.unwrap_or(param.size).max(1);
-            let offset = end.next_multiple_of(field_align);
-            fields.push((offset, *param));
-            end = offset + param.size;
-            max_align = max_align.max(field_align);
-        }
-        let total = end.next_multiple_of(max_align);
-        if (total, max_align) != (size, align) {
-            return Err(Error::InvalidConfig(format!(
-                "kernel `{entry}`'s {} parameters after the producer pointer make a {total}-byte \
-                 struct aligned to {max_align}, but its arguments are {size} bytes aligned to \
-                 {align}: declare them as a `#[repr(C)]` struct with the kernel's parameters as \
-                 fields, in order",
-                fields.len()
-            )));
-        }
-        Ok(Self { fields })
-    }
-
-    /// The arguments of an all-zero value.
-    pub(crate) fn zeroed(&self) -> Vec<KernelArg> {
-        let zeros = vec![0u8; self.fields.last().map_or(0, |(at, p)| at + p.size)];
-        self.fields
-            .iter()
-            .map(|&(at, param)| param_arg(&zeros[at..at + param.size], param))
-            .collect()
-    }
-
-    /// Overwrites `args` (made by [`zeroed`](Self::zeroed)) with the fields of `value` (of the
-    /// size given to [`new`](Self::new)), in place.
-    pub(crate) fn fill(&self, value: &[u8], args: &mut [KernelArg]) {
-        for (&(at, param), arg) in self.fields.iter().zip(args) {
-            arg.overwrite(&value[at..at + param.size]);
-        }
-    }
-}
-
-/// The argument for one parameter from its bytes: a 4- or 8-byte scalar as `U32` / `U64`
-/// (their bits are what the kernel reads, whatever its type), anything else as `Value`.
-#[cfg(any(feature = "bevy", test))]
-fn param_arg(bytes: &[u8], param: Param) -> KernelArg {
-    let mut arg = match (bytes.len(), param.align) {
-        (4, None) => KernelArg::U32(0),
-        (8, None) => KernelArg::U64(0),
-        (len, align) => KernelArg::Value(ArgBytes::zeroed(len, align.unwrap_or(len.max(1)))),
-    };
-    arg.overwrite(bytes);
-    arg
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{check, entries, ArgSplit, Param};
+    use super::{Entries, Param};
     use crate::cuda::KernelArg;
+    use crate::Error;
 
     const PTX: &str = "
 .visible .entry step(
@@ -250,69 +271,126 @@ mod tests {
 }
 ";
 
+    fn p(size: usize, align: Option<usize>) -> Param {
+        Param { size, align }
+    }
+
     #[test]
     fn reads_scalars_structs_and_empty_lists() {
-        let found = entries(PTX);
-        let p = |size, align| Param { size, align };
+        let found = Entries::parse(PTX);
         assert_eq!(
-            found["step"],
+            found.params("step").expect("step"),
             [p(8, None), p(4, None), p(24, Some(8)), p(4, None)]
         );
-        assert_eq!(found["none"], []);
+        assert_eq!(found.params("none").expect("none"), []);
+    }
+
+    #[test]
+    fn reads_a_list_with_comments_and_an_entry_with_no_list() {
+        let ptx = "
+.entry bare
+.maxntid 32, 1, 1
+{
+	ret;
+}
+.visible .entry after(
+	// the producer
+	.param .u64 after_param_0, // 8 bytes
+	.param .u32 after_param_1
+)
+{
+	ret;
+}
+";
+        let found = Entries::parse(ptx);
+        assert_eq!(found.params("bare").expect("bare"), []);
+        assert_eq!(
+            found.params("after").expect("after"),
+            [p(8, None), p(4, None)]
+        );
+    }
+
+    /// The `InvalidConfig` text of `result`, or a panic.
+    fn refused<T: core::fmt::Debug>(result: Result<T, Error>) -> String {
+        match result {
+            Err(Error::InvalidConfig(why)) => why,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    /// An entry whose parameter list this parser cannot read (a 128-bit parameter).
+    const UNREADABLE: &str = "
+.visible .entry odd(
+	.param .u64 odd_param_0,
+	.param .b128 odd_param_1
+)
+{
+	ret;
+}
+";
+
+    #[test]
+    fn an_entry_whose_list_cannot_be_read_is_refused_never_launched_unchecked() {
+        let found = Entries::parse(UNREADABLE);
+        // The check every launch makes (`GpuContext::function`, `GpuProducer::function`), and
+        // the one without a GPU (`GpuKernel::check_args`); the plugin's `ArgSplit::new` goes
+        // through `params` too (`split.rs`).
+        let why = refused(found.check("odd", &[KernelArg::U64(0)]));
+        assert!(why.contains("`odd`"), "names the entry: {why}");
+        assert!(why.contains("cannot be read"), "{why}");
+        assert!(why.contains(".b128"), "shows what it could not read: {why}");
+        let why = refused(found.check("missing", &[]));
+        assert!(why.contains("no entry point `missing`"), "{why}");
+    }
+
+    #[test]
+    fn a_list_is_unreadable_when_anything_in_it_is_unknown() {
+        for (decl, what) in [
+            (".param .v2 .f32 x", "a vector"),
+            (".param .u32 .u64 x", "two types"),
+            (".param .u32 x y", "a token after the name"),
+            (".param .u32 /* n */ x", "a block comment"),
+            (
+                ".param .align 3 .b8 x[8]",
+                "an alignment not a power of two",
+            ),
+            (".param .b8 x[]", "an array with no count"),
+            (".param .texref t", "an opaque type"),
+            (".param x", "no type"),
+            (".reg .u32 x", "not a parameter"),
+            (".param .u64 a,, .param .u32 b", "an empty declaration"),
+        ] {
+            let ptx = format!(".entry k(.param .u64 p, {decl})\n{{ ret; }}\n");
+            let why = refused(Entries::parse(&ptx).params("k"));
+            assert!(why.contains("cannot be read"), "{what}: {why}");
+        }
+        let unclosed = Entries::parse(".entry k(.param .u64 p, .param .u32 n\n");
+        assert!(refused(unclosed.params("k")).contains("no closing parenthesis"));
+        let twice = Entries::parse(".entry k()\n{ ret; }\n.entry k(.param .u64 p)\n{ ret; }\n");
+        assert!(refused(twice.params("k")).contains("declared twice"));
     }
 
     #[test]
     fn refuses_counts_sizes_and_alignments_that_disagree() {
-        let params = &entries(PTX)["step"];
+        let found = Entries::parse(PTX);
         let good = [
             KernelArg::F32(1.0),
             KernelArg::value([1u64, 2, 3]),
             KernelArg::U32(0),
         ];
-        assert!(check("step", params, &good).is_ok());
-        assert!(check("step", params, &good[..2]).is_err(), "too few");
+        assert!(found.check("step", &good).is_ok());
+        assert!(found.check("step", &good[..2]).is_err(), "too few");
         let wide = [KernelArg::F64(1.0), good[1].clone(), good[2].clone()];
-        assert!(check("step", params, &wide).is_err(), "8 bytes for a float");
+        assert!(found.check("step", &wide).is_err(), "8 bytes for a float");
         let loose = [
             good[0].clone(),
             KernelArg::value([0u32; 6]),
             good[2].clone(),
         ];
         assert!(
-            check("step", params, &loose).is_err(),
+            found.check("step", &loose).is_err(),
             "24 bytes aligned to 4"
         );
-        assert!(
-            check("none", &entries(PTX)["none"], &[]).is_err(),
-            "no handle"
-        );
-    }
-
-    #[test]
-    fn splits_a_repr_c_value_at_the_parameters_offsets() {
-        // { float; 24 bytes aligned to 8; unsigned }: offsets 0, 8, 32; 40 bytes, align 8.
-        let split = ArgSplit::new(PTX, "step", 40, 8).expect("the layout matches");
-        let mut args = split.zeroed();
-        let mut value = [0u8; 40];
-        value[0..4].copy_from_slice(&1.5f32.to_ne_bytes());
-        value[8..16].copy_from_slice(&7u64.to_ne_bytes());
-        value[32..36].copy_from_slice(&9u32.to_ne_bytes());
-        split.fill(&value, &mut args);
-        assert_eq!(args[0], KernelArg::U32(1.5f32.to_bits()));
-        assert_eq!(args[1], KernelArg::value([7u64, 0, 0]));
-        assert_eq!(args[2], KernelArg::U32(9));
-        assert!(check("step", &entries(PTX)["step"], &args).is_ok());
-        assert!(
-            ArgSplit::new(PTX, "step", 36, 4).is_err(),
-            "4-byte fields only"
-        );
-        assert!(
-            ArgSplit::new(PTX, "none", 0, 1).is_err(),
-            "no producer pointer"
-        );
-        assert!(
-            ArgSplit::new(PTX, "missing", 0, 1).is_err(),
-            "no such entry"
-        );
+        assert!(found.check("none", &[]).is_err(), "no handle");
     }
 }

@@ -28,6 +28,19 @@ pub fn device_count() -> Result<usize, Error> {
     }
 }
 
+/// The driver's CUDA version (`13000` for 13.0, as `cuDriverGetVersion` gives it); `None`
+/// without a driver, or when it does not say (the toolkit's stub library).
+pub(crate) fn driver_version() -> Option<i32> {
+    if !driver_present() {
+        return None;
+    }
+    let mut version = 0;
+    // SAFETY: libcuda loads (checked above, so cudarc's loader does not panic); `version` is a
+    // valid out-pointer; `cuDriverGetVersion` needs no `cuInit` and no context.
+    let got = unsafe { sys::cuDriverGetVersion(&mut version) };
+    (got == sys::cudaError_enum::CUDA_SUCCESS).then_some(version)
+}
+
 /// Driver errors that mean "no usable device" become [`Error::NoDevice`].
 pub(super) fn no_device_or(err: DriverError) -> Error {
     use sys::cudaError_enum as E;

@@ -13,7 +13,7 @@ use super::clock::{self, ClockMapping};
 use super::counters::GpuCounters;
 use super::kernel::GpuKernel;
 use super::memory::GpuMemory;
-use super::{control, driver, params, GpuContext};
+use super::{control, driver, GpuContext};
 use crate::ring::Ring;
 use crate::sync::Arc as RingArc;
 use crate::{Backend, Error, Policy, RingStats};
@@ -94,7 +94,8 @@ impl GpuProducer {
     /// [`Error::Compile`] with NVRTC's log; [`Error::NoDevice`] without libnvrtc;
     /// [`Error::Driver`] when the module does not load;
     /// [`Error::InvalidConfig`] when the kernel's arguments disagree with the parameters its
-    /// PTX declares (see [`KernelArg`]).
+    /// PTX declares (see [`KernelArg`]), or its entry point is not in the PTX or has a parameter
+    /// list the check cannot read (never launched unchecked).
     pub fn prepare(&self, kernel: &GpuKernel) -> Result<(), Error> {
         self.function(kernel).map(drop)
     }
@@ -106,9 +107,9 @@ impl GpuProducer {
         let (function, entries) =
             self.gpu
                 .function(key, || kernel.compile(&arch), kernel.entry())?;
-        if let Some(params) = entries.get(kernel.entry()) {
-            params::check(kernel.entry(), params, kernel.args())?;
-        }
+        // Refuses an entry whose parameter list could not be read as well as one that
+        // disagrees: no launch goes unchecked.
+        entries.check(kernel.entry(), kernel.args())?;
         Ok(function)
     }
 

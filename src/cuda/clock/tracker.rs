@@ -44,7 +44,7 @@ impl ClockTracker {
         period: Duration,
         window: usize,
     ) -> Result<Self, Error> {
-        let prober = Prober::new(producer.context())?;
+        let mut prober = Prober::new(producer.context())?;
         let setter = producer.clock_setter();
         let stop = Arc::new(AtomicBool::new(false));
         let latest = Arc::new(Mutex::new(initial));
@@ -53,7 +53,7 @@ impl ClockTracker {
             let latest = Arc::clone(&latest);
             std::thread::Builder::new()
                 .name("perdix-clock".into())
-                .spawn(move || track(&prober, &setter, &stop, &latest, period, window.max(2)))
+                .spawn(move || track(&mut prober, &setter, &stop, &latest, period, window.max(2)))
                 .map_err(|err| Error::Spawn(err.to_string()))?
         };
         Ok(Self {
@@ -95,7 +95,7 @@ impl Drop for ClockTracker {
 }
 
 fn track(
-    prober: &Prober,
+    prober: &mut Prober,
     setter: &ClockSetter,
     stop: &AtomicBool,
     latest: &Mutex<ClockMapping>,
