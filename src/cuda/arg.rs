@@ -156,7 +156,7 @@ kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64
 ///
 /// Taking the address is safe: it is a number, and holds nothing alive. Supplying it to a
 /// kernel is the `unsafe` act ([`GpuKernel::arg`](super::GpuKernel::arg),
-/// [`GpuProducerSpec::args`](crate::bevy::GpuProducerSpec::args) with `bevy`, or cudarc's own
+/// `bevy::GpuProducerSpec::args`, or cudarc's own
 /// launch), under a contract that the app keeps the buffer alive until every kernel given it
 /// has finished, and orders its own writes to it before the launch (synchronize the stream
 /// that wrote it): cudarc's event tracking does not follow the address onto perdix's stream.
