@@ -66,7 +66,8 @@ pub(super) unsafe fn warp_kernel(
     // SAFETY: `with_args`'s contract: (1) these are `perdix_stress`'s parameters after `p`, in
     // order and type (`perdix_u64 per_producer, perdix_u32 size, size_max, kind, perdix_u64
     // interval_ns, perdix_u64* sent, perdix_u64* attempts`); (2) the two addresses are valid
-    // for every launch made with it (this fn's contract); (3) the kernel reads neither buffer.
+    // for every launch made with it (this fn's contract); (3) the buffers' zeroing is ordered
+    // before each launch by whoever launches it (`run.rs`), or there are none (0).
     unsafe { kernel.with_args(args) }
 }
 
@@ -103,7 +104,8 @@ pub(super) unsafe fn buffer_kernel(
     // `perdix_stress_generic` and `perdix_stress_warp_emit`, in order and type (`perdix_u64
     // per_producer, perdix_u32 size, size_max, kind, perdix_u64* sent, perdix_u64* scratch`);
     // (2) the addresses are valid for every launch made with it (this fn's contract); (3) the
-    // kernels read only the scratch parts they wrote themselves.
+    // kernels read only the scratch parts they wrote themselves, and `sent` is zeroed before
+    // each launch by whoever launches it (`run.rs`), or there is none (0).
     unsafe { kernel.with_args(args) }
 }
 
