@@ -107,13 +107,18 @@ mod gpu_producer {
                 .alloc_zeros::<f32>(4 * PARTICLES as usize)
                 .expect("the particles' buffer"),
         ));
-        let spec = step::producer(PARTICLES, |world: &World| StepArgs {
+        stream.synchronize().expect("the buffer zeroed");
+        let args = |world: &World| StepArgs {
             particles: device_address(&*world.resource::<Particles>().0),
             dt: 1.0 / 240.0,
             frame: world.resource::<Frame>().0,
             count: PARTICLES,
             half: 1.0,
-        });
+        };
+        // SAFETY: `step::producer`'s contract: `particles` is the address of `PARTICLES`
+        // (`count`) particles on device 0 (the plugin's), zeroed and synchronized above, and
+        // the test holds a clone of the buffer until after the app is dropped.
+        let spec = unsafe { step::producer(PARTICLES, args) };
         let mut app = App::new();
         app.add_plugins(PerdixPlugin::default().capacity(65_536));
         step::add_messages(&mut app)

@@ -54,13 +54,21 @@ fn slot_offsets_agree_on_the_device() {
 
 /// The `fields` kernel on `grid` blocks of 64 threads, sending messages of `kind`.
 fn fields_kernel(grid: u32, kind: u32) -> GpuKernel {
-    // SAFETY: (1) `fields` takes `const perdix_producer*` first; (2) it touches the ring only
-    // through `perdix_emit`; (3) its one other parameter is `unsigned kind`, the one `u32` added;
-    // (4) it writes only its local array.
-    unsafe { GpuKernel::from_source(FIELDS_SRC, "fields") }
+    // SAFETY: `from_source`'s contract: (1) `fields` takes `const perdix_producer*` first;
+    // (2) it touches the ring only through `perdix_emit`; (3) it writes only its local array;
+    // (4) under any launch shape.
+    let kernel = unsafe { GpuKernel::from_source(FIELDS_SRC, "fields") }
         .grid(grid)
-        .block(64)
-        .arg(kind)
+        .block(64);
+    // SAFETY: `arg`'s contract: (1) a `u32` for `unsigned kind`; (2) not an address.
+    unsafe { kernel.arg(kind) }
+}
+
+/// Launches `kernel` (a `fields_kernel`) on `producer`.
+fn launch_fields(producer: &mut GpuProducer, kernel: &GpuKernel) -> Result<(), Error> {
+    // SAFETY: `launch`'s contract: the source and argument of `fields_kernel`; no address
+    // among its arguments, nothing of ours for it to read.
+    unsafe { producer.launch(kernel) }
 }
 
 const FIELDS_SRC: &str = r#"
@@ -81,7 +89,7 @@ extern "C" __global__ void fields(const perdix_producer* p, unsigned kind) {
 fn every_header_field_and_payload_byte_arrives() {
     let Some(gpu) = gpu() else { return };
     let (mut producer, mut consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
-    producer.launch(&fields_kernel(2, 42)).expect("launch");
+    launch_fields(&mut producer, &fields_kernel(2, 42)).expect("launch");
     let counters = producer.finish().expect("kernel ran");
     assert_eq!(counters.emitted, 64);
     let mut seen = [false; 128];
@@ -175,7 +183,7 @@ fn dropping_the_consumer_ends_a_blocked_kernel() {
     let Some(gpu) = gpu() else { return };
     let (mut producer, consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
     let kernel = stress::free_running_kernel(64, 0).grid(132).block(256);
-    producer.launch(&kernel).expect("launch");
+    kernel.launch(&mut producer).expect("launch");
     std::thread::sleep(Duration::from_millis(300));
     assert!(
         !producer.is_idle().expect("query"),
@@ -207,7 +215,7 @@ fn dropping_the_producer_never_hangs() {
     let Some(gpu) = gpu() else { return };
     let (mut producer, consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
     let kernel = stress::free_running_kernel(64, 0).grid(132).block(256);
-    producer.launch(&kernel).expect("launch");
+    kernel.launch(&mut producer).expect("launch");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     drop(producer);
@@ -240,7 +248,7 @@ fn consumer_group_reads_several_rings() {
         .rings(4)
         .build()
         .expect("producer");
-    producer.launch(&fields_kernel(8, 1)).expect("launch");
+    launch_fields(&mut producer, &fields_kernel(8, 1)).expect("launch");
     let mut group = ConsumerGroup::new(consumers);
     let mut count = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -259,7 +267,9 @@ fn producer_set_on(devices: GpuDevices, ordinals: &[usize]) {
     let (mut set, rings) =
         GpuProducerSet::build(&devices, |b| b.capacity(1024).rings(2)).expect("producer set");
     assert_eq!((set.len(), rings.len()), (entries, entries));
-    set.launch(&fields_kernel(8, 1)).expect("launch");
+    // SAFETY: `GpuProducerSet::launch`'s contract: the source and argument of `fields_kernel`
+    // on every device; no address among its arguments.
+    unsafe { set.launch(&fields_kernel(8, 1)) }.expect("launch");
     let counters = set.finish().expect("finish");
     assert_eq!(counters.len(), entries);
     for ((consumers, counters), &ordinal) in rings.into_iter().zip(&counters).zip(ordinals) {
@@ -382,11 +392,14 @@ fn kernel_fault_surfaces_as_an_error() {
     if child::is_child() {
         let Some(gpu) = gpu() else { return };
         let (mut producer, _consumer) = GpuProducer::new(&gpu, 64).expect("producer");
-        // SAFETY: (1) `perdix_trap` takes `const perdix_producer*` first; (2) it touches no ring;
-        // (3) its one other parameter is `unsigned really`, the `u32` added; (4) it writes
-        // nothing: it traps, which is the point.
-        let trap = unsafe { GpuKernel::from_source(PROBE_CU, "perdix_trap") }.arg(1u32);
-        let launched = producer.launch(&trap);
+        // SAFETY: `from_source`'s contract: (1) `perdix_trap` takes `const perdix_producer*`
+        // first; (2) it touches no ring; (3) it writes nothing: it traps, which is the point;
+        // (4) under any launch shape.
+        let trap = unsafe { GpuKernel::from_source(PROBE_CU, "perdix_trap") };
+        // SAFETY: `arg`'s contract: (1) a `u32` for `unsigned really`; (2) not an address.
+        let trap = unsafe { trap.arg(1u32) };
+        // SAFETY: `launch`'s contract: the kernel and argument above; no address to keep alive.
+        let launched = unsafe { producer.launch(&trap) };
         let waited = launched.and_then(|()| producer.wait(Some(Duration::from_secs(10))));
         println!("child outcome: {waited:?}");
         assert!(matches!(waited, Err(Error::KernelFault(_))), "{waited:?}");

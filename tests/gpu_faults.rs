@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use cudarc::driver::sys::cudaError_enum;
 use cudarc::driver::DriverError;
-use perdix_transport::cuda::{GpuContext, GpuKernel, GpuProducer};
+use perdix_transport::cuda::{GpuContext, GpuKernel, GpuProducer, KernelArg};
 use perdix_transport::layout::max_message;
 use perdix_transport::testing::gpu::{self as stress, StressKernel};
 use perdix_transport::testing::stress::Throughput;
@@ -53,17 +53,19 @@ impl Drop for Watchdog {
 
 /// `perdix_fault_header(p, mode, good)`.
 fn fault_header_kernel(mode: u32, good: u32) -> GpuKernel {
-    // SAFETY: (1) `perdix_fault_header` takes `const perdix_producer*` first; (3) then
-    // `unsigned mode, unsigned good`, the two `u32`s added; (4) it writes no memory it was not
-    // given. It breaks item 2 on purpose, in one slot it reserved through the ring's tail like
-    // `perdix_emit` does: that slot is not lent to the host until its `seq` is published, so the
-    // host reads only the header words, atomically, and checks them; that is what is tested.
-    unsafe { GpuKernel::from_source(FAULTS_CU, "perdix_fault_header") }
+    // SAFETY: `from_source`'s contract: (1) `perdix_fault_header` takes `const
+    // perdix_producer*` first; (3) it writes no memory it was not given; (4) only thread 0 of
+    // block 0 acts, under any launch shape. It breaks item 2 on purpose, in one slot it
+    // reserved through the ring's tail like `perdix_emit` does: that slot is not lent to the
+    // host until its `seq` is published, so the host reads only the header words, atomically,
+    // and checks them; that is what is tested.
+    let kernel = unsafe { GpuKernel::from_source(FAULTS_CU, "perdix_fault_header") }
         .name("faults.cu")
         .grid(1)
-        .block(32)
-        .arg(mode)
-        .arg(good)
+        .block(32);
+    // SAFETY: `with_args`' contract: (1) `perdix_u32 mode, perdix_u32 good`, in order; (2) no
+    // address among them.
+    unsafe { kernel.with_args([KernelArg::U32(mode), KernelArg::U32(good)]) }
 }
 
 /// Reads until the consumer returns an error; returns it with the number of messages read.
@@ -90,7 +92,9 @@ fn corrupt_header(mode: u32, check: impl Fn(&Error) -> bool) {
     let kernel = fault_header_kernel(mode, GOOD);
     producer.prepare(&kernel).expect("compiles");
     let started = Instant::now();
-    producer.launch(&kernel).expect("launch");
+    // SAFETY: `launch`'s contract: the kernel and arguments of `fault_header_kernel`; no
+    // address to keep alive.
+    unsafe { producer.launch(&kernel) }.expect("launch");
     let (err, read) = read_until_error(&mut consumer);
     let to_error = started.elapsed();
     assert_eq!(
@@ -159,8 +163,8 @@ fn blocked_full_grid(gpu: &GpuContext) -> (GpuProducer, Consumer) {
     let kernel = stress::free_running_kernel(64, 0)
         .grid(gpu.multiprocessors())
         .block(256);
-    producer.prepare(&kernel).expect("compiles");
-    producer.launch(&kernel).expect("launch");
+    producer.prepare(kernel.as_kernel()).expect("compiles");
+    kernel.launch(&mut producer).expect("launch");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let counters = producer.counters().expect("counters while running");
@@ -249,17 +253,19 @@ fn a_kernel_fault_reaches_the_consumers_after_the_published_messages() {
         let (mut producer, mut consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
         // 4 messages from each of 32 threads, then a kernel that traps on the same stream.
         let before = StressKernel::Warp.kernel(4, 32, 5).grid(1).block(32);
-        // SAFETY: (1) `perdix_trap` takes `const perdix_producer*` first; (2) it touches no
-        // ring; (3) its other parameter is `unsigned really`, the one `u32` added; (4) it writes
-        // nothing: it traps, which is the point.
-        let trap = unsafe { GpuKernel::from_source(stress::PROBE_CU, "perdix_trap") }
-            .name("probe.cu")
-            .arg(1u32);
-        producer.prepare(&before).expect("compiles");
+        // SAFETY: `from_source`'s contract: (1) `perdix_trap` takes `const perdix_producer*`
+        // first; (2) it touches no ring; (3) it writes nothing: it traps, which is the point;
+        // (4) under any launch shape.
+        let trap =
+            unsafe { GpuKernel::from_source(stress::PROBE_CU, "perdix_trap") }.name("probe.cu");
+        // SAFETY: `arg`'s contract: (1) a `u32` for `unsigned really`; (2) not an address.
+        let trap = unsafe { trap.arg(1u32) };
+        producer.prepare(before.as_kernel()).expect("compiles");
         producer.prepare(&trap).expect("compiles");
         let started = Instant::now();
-        producer.launch(&before).expect("launch");
-        let _ = producer.launch(&trap);
+        before.launch(&mut producer).expect("launch");
+        // SAFETY: `launch`'s contract: the kernel and argument above; no address to keep alive.
+        let _ = unsafe { producer.launch(&trap) };
         let waited = producer.wait(Some(Duration::from_secs(10)));
         let seen = started.elapsed();
         assert!(matches!(waited, Err(Error::KernelFault(_))), "{waited:?}");
@@ -282,15 +288,17 @@ fn a_kernel_fault_reaches_the_consumers_after_the_published_messages() {
 
 /// `perdix_fault_try_burst(p, per_thread)` on one warp: 32 × `per_thread` `perdix_try_emit`s.
 fn try_burst(producer: &mut GpuProducer, per_thread: u32) {
-    // SAFETY: (1) `perdix_fault_try_burst` takes `const perdix_producer*` first; (2) it touches
-    // the ring only through `perdix_try_emit`; (3) then `unsigned per_thread`, the `u32` added;
-    // (4) it writes nothing else.
+    // SAFETY: `from_source`'s contract: (1) `perdix_fault_try_burst` takes `const
+    // perdix_producer*` first; (2) it touches the ring only through `perdix_try_emit`; (3) it
+    // writes nothing else; (4) under any launch shape.
     let kernel = unsafe { GpuKernel::from_source(FAULTS_CU, "perdix_fault_try_burst") }
         .name("faults.cu")
         .grid(1)
-        .block(32)
-        .arg(per_thread);
-    producer.launch(&kernel).expect("launch");
+        .block(32);
+    // SAFETY: `arg`'s contract: (1) a `u32` for `perdix_u32 per_thread`; (2) not an address.
+    let kernel = unsafe { kernel.arg(per_thread) };
+    // SAFETY: `launch`'s contract: the kernel and argument above; no address to keep alive.
+    unsafe { producer.launch(&kernel) }.expect("launch");
     assert!(producer.wait(Some(Duration::from_secs(10))).expect("ran"));
 }
 

@@ -198,7 +198,7 @@ extern "C" __global__ void bytes(const perdix_producer* p, unsigned mode) {
     const unsigned id = blockIdx.x * blockDim.x + threadIdx.x;
     const unsigned len = 100 + (id % 8) * 83;  // 100 .. 681
     unsigned char local[704];
-    unsigned char* mine = mode ? shared[threadIdx.x] : local;
+    unsigned char* mine = mode && threadIdx.x < 64 ? shared[threadIdx.x] : local;
     for (unsigned i = 0; i < len; i++) mine[i] = (unsigned char)(id * 7 + i);
     if (threadIdx.x & 1) perdix_emit(p, 5, mine + (id % 3), len - (id % 3));
 }
@@ -210,14 +210,18 @@ fn every_byte_of_odd_sized_messages_from_local_and_shared_memory_arrives() {
     let Some(gpu) = gpu() else { return };
     for mode in [0u32, 1] {
         let (mut producer, mut consumer) = GpuProducer::new(&gpu, 1024).expect("producer");
-        // SAFETY: (1) `bytes` takes `const perdix_producer*` first; (2) it touches the ring
-        // only through `perdix_emit`; (3) its one other parameter is `unsigned mode`, the one
-        // `u32` added; (4) it writes only its local and shared arrays.
+        // SAFETY: `from_source`'s contract: (1) `bytes` takes `const perdix_producer*` first;
+        // (2) it touches the ring only through `perdix_emit`; (3) it writes only its local
+        // array and its row of the shared one; (4) under any grid and block (a thread past
+        // row 63 uses its local array).
         let kernel = unsafe { GpuKernel::from_source(BYTES_SRC, "bytes") }
             .grid(2)
-            .block(64)
-            .arg(mode);
-        producer.launch(&kernel).expect("launch");
+            .block(64);
+        // SAFETY: `arg`'s contract: (1) a `u32` for `unsigned mode`; (2) not an address.
+        let kernel = unsafe { kernel.arg(mode) };
+        // SAFETY: `launch`'s contract: the kernel and argument above; no address to keep
+        // alive, nothing of ours for it to read.
+        unsafe { producer.launch(&kernel) }.expect("launch");
         let counters = producer.finish().expect("kernel ran");
         assert_eq!(counters.emitted, 64);
         let mut count = 0;
@@ -257,14 +261,16 @@ fn too_large_is_perdix_too_large_and_sends_nothing() {
     let (mut producer, mut consumer) = GpuProducer::new(&gpu, capacity).expect("producer");
     let max = max_message(capacity) as u32;
     assert!(max as usize > SLOT_PAYLOAD);
-    // SAFETY: (1) `too_large` takes `const perdix_producer*` first; (2) it touches the ring only
-    // through `perdix.cuh`; (3) its one other parameter is `unsigned max`, the one `u32` added;
-    // (4) it writes nothing else (the too-large calls read nothing).
+    // SAFETY: `from_source`'s contract: (1) `too_large` takes `const perdix_producer*` first;
+    // (2) it touches the ring only through `perdix.cuh`; (3) it writes nothing else (the
+    // too-large calls read nothing); (4) under any grid and block.
     let kernel = unsafe { GpuKernel::from_source(TOO_LARGE_SRC, "too_large") }
         .grid(1)
-        .block(32)
-        .arg(max);
-    producer.launch(&kernel).expect("launch");
+        .block(32);
+    // SAFETY: `arg`'s contract: (1) a `u32` for `unsigned max`; (2) not an address.
+    let kernel = unsafe { kernel.arg(max) };
+    // SAFETY: `launch`'s contract: the kernel and argument above; no address to keep alive.
+    unsafe { producer.launch(&kernel) }.expect("launch");
     let counters = producer.finish().expect("kernel ran");
     assert_eq!((counters.emitted, counters.dropped), (32, 0));
     assert_eq!(counters.positions, 32, "only the one-slot reports");

@@ -14,7 +14,9 @@ use perdix_transport::cuda::cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 use perdix_transport::cuda::cudarc::nvrtc::Ptx;
-use perdix_transport::cuda::{compile_ptx, GpuContext, GpuKernel, GpuProducer, KernelArg};
+use perdix_transport::cuda::{
+    compile_ptx, device_address, GpuContext, GpuKernel, GpuProducer, KernelArg,
+};
 use perdix_transport::{Consumer, Error};
 
 /// The app's own context on device 0, or `None` (and a "skipped" line) without one.
@@ -194,20 +196,44 @@ fn a_gpu_kernel_takes_a_device_buffer_and_typed_arguments() {
         .capacity(4096)
         .build()
         .expect("producer");
-    // SAFETY: as in the first test: the arguments below are `sample`'s parameters after the
-    // producer pointer, `values` outlives the kernel (it is waited for below).
+    // SAFETY: `from_source`'s contract: (1) `sample` takes `const perdix_producer*` first;
+    // (2) it emits only through `perdix_emit`; (3) it writes nothing else (it reads
+    // `values[0..n]`); (4) every read is under `if (i < n)`, whatever the grid and block.
     let kernel = unsafe { GpuKernel::from_source(USER_CU, "sample") }
         .name("sample.cu")
         .grid(N.div_ceil(256) as u32)
         .block(256);
-    let wrong = kernel.clone().arg(&values).arg(N as u32).arg(7u32);
-    match producer.launch(&wrong) {
+    let address = device_address(&values);
+    // SAFETY: never launched: the argument check refuses it (below) before anything reaches
+    // the device, which is what is tested. (Its `n` is 4 bytes for an 8-byte parameter.)
+    let wrong = unsafe {
+        kernel.clone().with_args([
+            KernelArg::U64(address),
+            KernelArg::U32(N as u32),
+            7u32.into(),
+        ])
+    };
+    // SAFETY: the check against the PTX refuses `wrong` (a 4-byte `n`) before any launch, and
+    // `producer.launches()` below shows that nothing ran; `values` is alive meanwhile anyway.
+    match unsafe { producer.launch(&wrong) } {
         Err(Error::InvalidConfig(why)) => println!("refused: {why}"),
         other => panic!("a 4-byte n must be refused before launch, got {other:?}"),
     }
     assert_eq!(producer.launches(), 0, "nothing was launched");
-    let kernel = kernel.arg(KernelArg::from(&values)).arg(N).arg(7u32);
-    producer.launch(&kernel).expect("launch");
+    // SAFETY: `with_args`' contract: (1) `const unsigned* values, unsigned long long n,
+    // unsigned salt`, in order; (2) `values` holds `N` elements, the `n` given, which the
+    // kernel reads, and lives to the end of the test, after `finish` below; (3) it was written
+    // and synchronized on the app's stream above.
+    let kernel = unsafe {
+        kernel.with_args([
+            KernelArg::U64(address),
+            KernelArg::U64(N),
+            KernelArg::U32(7),
+        ])
+    };
+    // SAFETY: `launch`'s contract: (1) as the two notes above; (2) `values` stays alive and
+    // untouched until `finish` below returns; (3) its writes were synchronized before now.
+    unsafe { producer.launch(&kernel) }.expect("launch");
     drain_samples(&mut consumers[0], N, 7);
     let counters = producer.finish().expect("kernel ran");
     assert_eq!(counters.emitted, N);

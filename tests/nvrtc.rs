@@ -149,13 +149,13 @@ extern "C" __global__ void step(const perdix_producer* p, float dt, unsigned fra
     perdix_send(p, 9, &frame, sizeof frame);
 }
 "#;
-    // SAFETY: (1) `step` takes `const perdix_producer*` first; (2) it touches the ring only
-    // through `perdix.cuh`; (3) the arguments are a `float` and an `unsigned`, as declared;
-    // (4) it writes nothing else. (It is only compiled here, never launched.)
-    let kernel = unsafe { GpuKernel::from_source(SRC, "step") }
-        .name("user.cu")
-        .arg(0.016f32)
-        .arg(1u32);
+    // SAFETY: `from_source`'s contract: (1) `step` takes `const perdix_producer*` first; (2)
+    // it touches the ring only through `perdix.cuh`; (3) it writes nothing else; (4) under any
+    // launch shape. (It is only compiled here, never launched.)
+    let kernel = unsafe { GpuKernel::from_source(SRC, "step") }.name("user.cu");
+    // SAFETY: `with_args`' contract: (1) a `float` and an `unsigned`, as declared; (2) no
+    // address. (Never launched.)
+    let kernel = unsafe { kernel.with_args([KernelArg::F32(0.016), KernelArg::U32(1)]) };
     match kernel.compile(ARCH) {
         Err(Error::NoDevice(why)) => println!("skipped: {why}"),
         Err(err) => panic!("{err}"),
@@ -296,39 +296,46 @@ fn arguments_that_disagree_with_the_kernels_parameters_are_refused() {
         _pad: 0,
         hi: 2.0,
     };
-    let good = kernel
-        .clone()
-        .arg(64u64)
-        .arg(0.5f64)
-        .arg(0x7000_0000u64) // a device address
-        .arg(KernelArg::value(span))
-        .arg(3u32);
+    // The kernel with `args`, never launched: only its arguments are checked against its PTX.
+    let with = |args: Vec<KernelArg>| {
+        // SAFETY: never launched (`with_args`' contract binds launches only).
+        unsafe { kernel.clone().with_args(args) }
+    };
+    let good = with(vec![
+        64u64.into(),
+        0.5f64.into(),
+        0x7000_0000u64.into(), // a device address
+        KernelArg::value(span),
+        3u32.into(),
+    ]);
     good.check_args(&ptx).expect("the arguments match");
 
     let refused = |kernel: GpuKernel, why: &str| match kernel.check_args(&ptx) {
         Err(Error::InvalidConfig(msg)) => println!("{why}: {msg}"),
         other => panic!("{why}: expected InvalidConfig, got {other:?}"),
     };
-    refused(kernel.clone().arg(64u64).arg(0.5f64), "too few");
-    refused(good.clone().arg(1u32), "too many");
+    refused(with(vec![64u64.into(), 0.5f64.into()]), "too few");
+    let mut too_many = good.args().to_vec();
+    too_many.push(1u32.into());
+    refused(with(too_many), "too many");
     refused(
-        kernel
-            .clone()
-            .arg(64u32) // 4 bytes for an unsigned long long
-            .arg(0.5f64)
-            .arg(0x7000_0000u64)
-            .arg(KernelArg::value(span))
-            .arg(3u32),
+        with(vec![
+            64u32.into(), // 4 bytes for an unsigned long long
+            0.5f64.into(),
+            0x7000_0000u64.into(),
+            KernelArg::value(span),
+            3u32.into(),
+        ]),
         "a 4-byte n",
     );
     refused(
-        kernel
-            .clone()
-            .arg(64u64)
-            .arg(0.5f64)
-            .arg(0x7000_0000u64)
-            .arg(KernelArg::value([0u32; 4])) // 16 bytes, but aligned to 4
-            .arg(3u32),
+        with(vec![
+            64u64.into(),
+            0.5f64.into(),
+            0x7000_0000u64.into(),
+            KernelArg::value([0u32; 4]), // 16 bytes, but aligned to 4
+            3u32.into(),
+        ]),
         "a struct aligned to 4",
     );
     // SAFETY: never launched.

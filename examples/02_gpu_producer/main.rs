@@ -6,6 +6,11 @@
 //! first launch, so the build needs no CUDA toolkit. Without a GPU (no driver, no device) a CPU
 //! thread sends the same messages through a host ring, and the reading side is the same code.
 //!
+//! Three calls are `unsafe`, as cudarc's launch is, because only the kernel's author knows what
+//! it writes: `GpuKernel::from_source` (the source), `GpuKernel::arg` (the argument list: a
+//! 64-bit argument may be an address) and `GpuProducer::launch` (the addresses live now). Each
+//! carries a `// SAFETY:` comment that walks its numbered contract.
+//!
 //! ```text
 //! cargo run --example 02_gpu_producer
 //! ```
@@ -52,18 +57,22 @@ fn on_gpu(gpu: &GpuContext) -> Result<()> {
     let (mut producer, consumer) = GpuProducer::new(gpu, 4096)?;
     // SAFETY: `GpuKernel::from_source`'s contract, for `readings` in readings.cu: (1) its first
     // parameter is `const perdix_producer* p`; (2) it touches the ring only through
-    // `perdix_emit`; (3) the one argument added, a `u32`, is its `perdix_u32 per_thread`;
-    // (4) it writes no other memory (each `Reading` lives on its thread's stack).
+    // `perdix_emit`; (3) it writes no other memory (each `Reading` lives on its thread's
+    // stack); (4) so whatever the grid and block.
     let kernel = unsafe { GpuKernel::from_source(READINGS_CU, "readings") }
         .name("readings.cu")
         .grid(BLOCKS)
-        .block(THREADS_PER_BLOCK)
-        .arg(PER_THREAD);
+        .block(THREADS_PER_BLOCK);
+    // SAFETY: `GpuKernel::arg`'s contract: (1) a `u32` for its `perdix_u32 per_thread`; (2) not
+    // an address.
+    let kernel = unsafe { kernel.arg(PER_THREAD) };
     // Read on another thread while the kernel runs: 64 K readings do not fit in 4096 slots,
     // so GPU threads wait for room whenever the reader falls behind.
     let reader = spawn_reader(consumer)?;
     let backend = producer.backend();
-    producer.launch(&kernel)?; // returns at once
+    // SAFETY: `GpuProducer::launch`'s contract: (1) the source and argument as above; (2) no
+    // address among the arguments; (3) no buffer of ours for the kernel to read.
+    unsafe { producer.launch(&kernel) }?; // returns at once
     let counters = producer.finish()?; // waits for the kernel, then ends the stream
     let received = join(reader)?;
     println!(

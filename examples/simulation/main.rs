@@ -118,12 +118,20 @@ fn main() -> ExitCode {
 
 /// The plugin-launched producer, `args` from the clock, the run and the particles' address
 /// (`address`: 0 where there is no buffer), with the CPU fallback.
-fn spec(particles: u32, address: fn(&World) -> u64) -> GpuProducerSpec<StepArgs> {
-    step::producer(particles, move |world: &World| {
+///
+/// # Safety
+///
+/// `address` returns the device address of the run's `particles` particles on the plugin's
+/// device, alive until the app has ended, or 0 where the plugin has no GPU (`step::producer`'s
+/// contract).
+unsafe fn spec(particles: u32, address: fn(&World) -> u64) -> GpuProducerSpec<StepArgs> {
+    let args = move |world: &World| {
         let frame = world.resource::<SimClock>().frame;
         world.resource::<Run>().step_args(frame, address(world))
-    })
-    .cpu_fallback(CpuParticles::default().into_fallback())
+    };
+    // SAFETY: `step::producer`'s contract: each `StepArgs` has `count` = the run's particles
+    // (`step_args`) and `particles` = `address`, which this fn's caller vouches for.
+    unsafe { step::producer(particles, args) }.cpu_fallback(CpuParticles::default().into_fallback())
 }
 
 /// Adds the producer of `args.launch`'s style; what it returns (the plugin-launched style's
@@ -137,7 +145,8 @@ fn add_producer(app: &mut App, args: &Args) -> Result<Option<gpu::DeviceParticle
         let backend = rings.producer_backend();
         if !backend.is_gpu() {
             tracing::warn!(%backend, "--launch app: no GPU rings, the CPU fallback runs");
-            app.add_gpu_producer(spec(args.particles, |_| 0));
+            // SAFETY: `spec`'s contract: no GPU here, and the address is always 0.
+            app.add_gpu_producer(unsafe { spec(args.particles, |_| 0) });
             return Ok(None);
         }
         let launch = gpu::AppLaunch::new(&mut rings, args.particles)?;
@@ -149,7 +158,11 @@ fn add_producer(app: &mut App, args: &Args) -> Result<Option<gpu::DeviceParticle
     if let Some(particles) = &particles {
         app.insert_resource(particles.clone());
     }
-    app.add_gpu_producer(spec(args.particles, gpu::DeviceParticles::address));
+    // SAFETY: `spec`'s contract: `DeviceParticles` holds `args.particles` particles on device
+    // 0 (the plugin's device, its primary context), zeroed and synchronized at allocation; the
+    // clone returned here is held by `main` until the app has ended; without a device there is
+    // no resource and the address is 0 (the plugin runs the CPU fallback).
+    app.add_gpu_producer(unsafe { spec(args.particles, gpu::DeviceParticles::address) });
     Ok(particles)
 }
 
@@ -159,6 +172,7 @@ fn add_producer(app: &mut App, args: &Args) -> Result<Option<()>, Error> {
     if args.launch == Launch::App {
         tracing::warn!("--launch app needs the `cuda` feature: the CPU fallback runs");
     }
-    app.add_gpu_producer(spec(args.particles, |_| 0));
+    // SAFETY: `spec`'s contract: no GPU without `cuda`, and the address is always 0.
+    app.add_gpu_producer(unsafe { spec(args.particles, |_| 0) });
     Ok(None)
 }

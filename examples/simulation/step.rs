@@ -88,21 +88,32 @@ pub fn add_messages(app: &mut App) -> &mut App {
 }
 
 /// `particles_step` as a plugin producer for `particles` particles, one GPU thread each, with
-/// `args` giving each launch's arguments (its `particles` buffer: `count` particles the app
-/// allocated on the plugin's device and keeps alive until the app is dropped).
-pub fn producer(
+/// `args` giving each launch's arguments.
+///
+/// # Safety
+///
+/// `GpuProducerSpec::args`' contract, for every `StepArgs` that `args` returns: its
+/// `particles` is the device address of `count` of the kernel's `Particle` (four `f32` each) on
+/// the plugin's device, alive until the app has ended, with the app's writes to them ordered
+/// before; or no kernel ever sees it (without a GPU the CPU fallback ignores the address).
+pub unsafe fn producer(
     particles: u32,
     args: impl Fn(&World) -> StepArgs + Send + Sync + 'static,
 ) -> GpuProducerSpec<StepArgs> {
     // SAFETY: `GpuProducerSpec::new`'s contract, point by point, for `particles_step(const
     // perdix_producer* p, Particle* particles, float dt, unsigned frame, unsigned count, float
     // half)` in particles.cu: (1) it takes the producer pointer first and passes it only to
-    // `perdix_emit`; (2) it reaches the ring only through `perdix_emit`; (3) `StepArgs` is
-    // `#[repr(C)] { u64, f32, u32, u32, f32 }`, its parameters after `p` in order (the pointer
-    // as its address); (4) it writes only `particles[0..count]`, the buffer the caller's
-    // `args` names, which the caller allocated for `count` particles and keeps alive.
-    unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
+    // `perdix_emit`; (2) it reaches the ring only through `perdix_emit`; (3) it writes only
+    // `particles[0..count]` (and its block's shared statistics), the buffer and count its
+    // arguments name: none with a zeroed `StepArgs` (`count` 0); (4) every write is under
+    // `if (i < count)`, whatever the grid and block, and it uses no dynamic shared memory;
+    // (5) `StepArgs` is `#[repr(C)] { u64, f32, u32, u32, f32 }`, its parameters after `p`
+    // in order (the pointer as its address).
+    let spec = unsafe { GpuProducerSpec::new("particles", PARTICLES_CU, ENTRY) }
         .grid(particles.div_ceil(BLOCK))
-        .block(BLOCK)
-        .args(move |world, _launch| args(world))
+        .block(BLOCK);
+    // SAFETY: `GpuProducerSpec::args`' contract: (1) each value is a `StepArgs`, the kernel's
+    // parameters (above); (2) and (3) are this fn's contract, which its caller keeps for
+    // `args`.
+    unsafe { spec.args(move |world, _launch| args(world)) }
 }

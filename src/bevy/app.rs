@@ -185,10 +185,11 @@ pub trait PerdixAppExt {
     /// use perdix_transport::bevy::{GpuProducerSpec, PerdixAppExt, PerdixPlugin};
     ///
     /// const TICK_CU: &str = "extern \"C\" __global__ void tick(const perdix_producer* p, unsigned frame) {}";
-    /// // SAFETY: `tick` takes the producer pointer, then one `unsigned` (`A = u32`), and
-    /// // touches no memory at all.
-    /// let spec = unsafe { GpuProducerSpec::new("ticks", TICK_CU, "tick") }
-    ///     .args(|_world, launch| launch as u32)
+    /// // SAFETY: `new`'s contract: `tick` takes the producer pointer, then one `unsigned`
+    /// // (`A = u32`), and touches no memory at all, under any grid and block.
+    /// let spec = unsafe { GpuProducerSpec::new("ticks", TICK_CU, "tick") };
+    /// // SAFETY: `args`' contract: each value is the kernel's `unsigned frame`, not an address.
+    /// let spec = unsafe { spec.args(|_world, launch| launch as u32) }
     ///     .cpu_fallback(|launch: &u32, emit| {
     ///         assert_eq!(u64::from(*launch), emit.frame());
     ///         let _ = emit.emit(7, launch);

@@ -68,8 +68,9 @@
 //! # Ok::<(), perdix_transport::Error>(())
 //! ```
 // No unsafe code in the plugin: every file but two forbids it. `producers/spec.rs` declares the
-// one `unsafe fn` (running user CUDA source), and `producers/gpu.rs` calls the `unsafe` kernel
-// constructor for it; each allows exactly that item.
+// two `unsafe fn`s (`GpuProducerSpec::new`: running user CUDA source; `GpuProducerSpec::args`:
+// the values that are its argument list), and `producers/gpu.rs` calls the `unsafe` kernel
+// constructor, argument list and launch under them; each allows exactly those items.
 #![deny(unsafe_code)]
 
 // The files, each using only files listed above it (no cycle):

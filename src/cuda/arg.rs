@@ -1,17 +1,19 @@
 //! `KernelArg`: one argument of a [`GpuKernel`](super::GpuKernel) after the producer pointer,
 //! by value: a scalar, a `#[repr(C)]` struct's bytes, or the address of a device buffer.
 
-use cudarc::driver::{CudaSlice, CudaView, DevicePtr};
+use cudarc::driver::DevicePtr;
 
 /// One kernel argument after the producer pointer, passed by value as the kernel declares it.
 ///
 /// Scalars come `From` their Rust type (`u32` is `unsigned`, `u64` is `unsigned long long`,
 /// `f64` is `double`...); a `#[repr(C)]` struct passed by value is [`KernelArg::value`]; an
-/// app's device buffer (`&CudaSlice<T>`, `&CudaView<T>`) becomes its device address, the
-/// kernel's `T*` (see the `From` impls for who keeps it alive). Before a launch the arguments
-/// are checked against the kernel's parameters as its PTX declares them: the count, each size,
-/// and a struct's alignment; a mismatch is [`Error::InvalidConfig`](crate::Error::InvalidConfig)
-/// and nothing is launched.
+/// app's device buffer is its address, a [`KernelArg::U64`] of
+/// [`device_address`] (the kernel's `T*`). Making a `KernelArg` is safe: it is a value.
+/// Supplying it to a kernel ([`GpuKernel::arg`](super::GpuKernel::arg) and friends) is
+/// `unsafe`, because a 64-bit argument may be an address the kernel writes through. Before a
+/// launch the arguments are checked against the kernel's parameters as its PTX declares them:
+/// the count, each size, and a struct's alignment; a mismatch is
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) and nothing is launched.
 ///
 /// # Examples
 ///
@@ -149,28 +151,39 @@ macro_rules! kernel_arg_from {
 }
 kernel_arg_from!(u32 => U32, i32 => I32, u64 => U64, i64 => I64, f32 => F32, f64 => F64);
 
-/// The buffer's device address (the kernel's `T*`).
+/// The device address of an app's buffer (`CudaSlice`, `CudaView`): the kernel's `T*`, as a
+/// number, for a [`KernelArg::U64`] or a `u64` field of a plugin producer's arguments.
 ///
-/// The address is all the kernel gets: the app keeps the buffer alive until every kernel given
-/// it has finished, and orders its own writes to it before the launch (synchronize the stream
-/// that wrote it), as [`GpuKernel::from_source`](super::GpuKernel::from_source)'s contract
-/// (item 3) says. cudarc's event tracking does not follow the address onto perdix's stream.
-impl<T> From<&CudaSlice<T>> for KernelArg {
-    fn from(buffer: &CudaSlice<T>) -> Self {
-        Self::U64(device_address(buffer))
-    }
-}
-
-/// The view's device address (the kernel's `T*`), on the terms of the `&CudaSlice` impl.
-impl<T> From<&CudaView<'_, T>> for KernelArg {
-    fn from(view: &CudaView<'_, T>) -> Self {
-        Self::U64(device_address(view))
-    }
-}
-
-/// The device address of an app's buffer (`CudaSlice`, `CudaView`), for a `u64` field of a
-/// plugin producer's arguments (the kernel's `T*`); the terms of the `&CudaSlice` impl of
-/// `From` for [`KernelArg`] apply.
+/// Taking the address is safe: it is a number, and holds nothing alive. Supplying it to a
+/// kernel is the `unsafe` act ([`GpuKernel::arg`](super::GpuKernel::arg),
+/// `bevy::GpuProducerSpec::args`, or cudarc's own
+/// launch), under a contract that the app keeps the buffer alive until every kernel given it
+/// has finished, and orders its own writes to it before the launch (synchronize the stream
+/// that wrote it): cudarc's event tracking does not follow the address onto perdix's stream.
+/// There is no `From<&CudaSlice<T>>` for [`KernelArg`], so an address never goes into a launch
+/// without an `unsafe` block saying why it stays valid:
+///
+/// ```compile_fail,E0277
+/// use perdix_transport::cuda::cudarc::driver::CudaSlice;
+/// use perdix_transport::cuda::KernelArg;
+///
+/// fn hidden(buffer: &CudaSlice<f32>) -> KernelArg {
+///     KernelArg::from(buffer) // the buffer could be dropped before the launch
+/// }
+/// ```
+///
+/// # Examples
+///
+/// ```no_run
+/// use perdix_transport::cuda::cudarc::driver::CudaContext;
+/// use perdix_transport::cuda::{device_address, KernelArg};
+///
+/// let ctx = CudaContext::new(0).map_err(perdix_transport::Error::Driver)?;
+/// let xs = ctx.default_stream().alloc_zeros::<f32>(1024).map_err(perdix_transport::Error::Driver)?;
+/// let arg = KernelArg::U64(device_address(&xs)); // a number; `xs` must outlive the launches
+/// assert_eq!(arg.size(), 8);
+/// # Ok::<(), perdix_transport::Error>(())
+/// ```
 #[must_use]
 pub fn device_address<T>(buffer: &impl DevicePtr<T>) -> u64 {
     let (address, _read) = buffer.device_ptr(buffer.stream());

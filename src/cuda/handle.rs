@@ -74,7 +74,14 @@ pub struct ProducerHandle(u64);
 unsafe impl DeviceRepr for ProducerHandle {}
 
 impl ProducerHandle {
-    /// The device address (the kernel's `const perdix_producer*`).
+    /// The device address (the kernel's `const perdix_producer*`), as a number.
+    ///
+    /// Safe to read: it is only a number, and holds nothing alive. Supplying it to a kernel
+    /// takes an `unsafe` call, cudarc's launch or [`GpuKernel::arg`](super::GpuKernel::arg)
+    /// (and then [`GpuProducer::launch`]), under the contract above. Never pass it to a
+    /// [`GpuKernel`](super::GpuKernel) as an argument after the first: a kernel given the
+    /// control block's address as a plain pointer could write the ring's head, tail or
+    /// counters, which `perdix.cuh` alone may touch (`arg`'s contract, item 2).
     #[must_use]
     pub fn address(self) -> u64 {
         self.0

@@ -10,7 +10,14 @@
 //!   Each ring is read by an ordinary [`Consumer`](crate::Consumer), the same code as for CPU
 //!   producers; [`ConsumerGroup`] reads several rings from one thread.
 //! - [`KernelArg`]: a kernel argument of any kind cudarc passes (scalars, a `#[repr(C)]` struct
-//!   by value, an app's device buffer), checked against the kernel's PTX before each launch.
+//!   by value, an app's device buffer as its [`device_address`]), checked against the kernel's
+//!   PTX before each launch.
+//! - What is `unsafe`, as in cudarc: whatever decides what a user kernel writes, where it is
+//!   supplied: its source ([`GpuKernel::from_source`], vouched for under any launch shape), its
+//!   argument list ([`GpuKernel::arg`], [`with_args`](GpuKernel::with_args),
+//!   [`set_arg`](GpuKernel::set_arg): a 64-bit argument may be an address) and its launch
+//!   ([`GpuProducer::launch`], [`GpuProducerSet::launch`]). Taking an address is safe; supplying
+//!   it is not. The crate's own kernels stay safe.
 //! - Bring your own launch: [`GpuContext::from_cudarc`] uses the app's context; a producer's
 //!   [`ProducerHandle`] is an argument for cudarc's own launch builder on the app's streams,
 //!   and [`GpuProducer::track`] keeps the producer alive for those kernels. The cudarc this

@@ -6,6 +6,7 @@ use super::kernel::GpuKernel;
 use super::memory::{CudaPinned, DeviceMemory};
 use super::module::PROBE_CU;
 use super::producer::GpuProducer;
+use super::teardown::kernels_finished;
 use super::GpuContext;
 use crate::{layout, Error, RingMemory};
 
@@ -46,14 +47,27 @@ pub fn layout_probe(gpu: &GpuContext) -> Result<LayoutProbe, Error> {
         // been launched yet.
         unsafe { AtomicU64::from_ptr(base.add(idx)) }.store(u64::MAX, Ordering::Relaxed);
     }
-    // `perdix_layout_probe(p, out)`: `out` is the 4096-byte `out` above (32 words written),
-    // alive until after the wait below.
     let kernel = GpuKernel::builtin(PROBE_CU, "probe.cu", "perdix_layout_probe")
         .grid(1)
-        .block(1)
-        .arg(out.device_ptr());
-    producer.launch(&kernel)?;
-    producer.wait(None)?;
+        .block(1);
+    // SAFETY: `arg`'s contract for the one launch below: (1) `perdix_layout_probe(p, out)`
+    // takes a `perdix_u64*` after `p`; (2) `out` is the 4096-byte allocation above, of which
+    // the kernel writes words 0..19, alive until the wait below shows the kernel finished (or
+    // leaked); (3) the host's stores to it were made before the launch, on this thread.
+    let kernel = unsafe { kernel.arg(out.device_ptr()) };
+    // SAFETY: `GpuProducer::launch`'s contract: (1) the crate's own probe, which reads the
+    // ring's control words and writes only `out` (one thread: grid 1, block 1), with its
+    // parameter's argument (above); (2) `out` outlives the kernel: it is read and freed only
+    // once the wait below shows the kernel finished, and leaked otherwise; (3) the host's
+    // writes to `out` precede the launch.
+    unsafe { producer.launch(&kernel) }?;
+    let waited = producer.wait(None);
+    if !kernels_finished(&waited) {
+        // The probe may still be writing `out`: never free it under the kernel (its words stay
+        // readable, as atomics, below).
+        core::mem::forget(out);
+    }
+    waited?;
     let read = |idx: usize| {
         // SAFETY: as above; the kernel has finished (waited for), and its stores are visible
         // after the stream synchronization.

@@ -24,7 +24,9 @@ use crate::{Backend, Error, Policy, RingStats};
 /// Owns a stream, the rings' memory (shared with the consumers) and a control block in device
 /// memory: per ring, the reservation counter, the consumer's head (which the consumer pushes
 /// there, so no GPU thread reads host memory to wait), a closed flag, and exact counters.
-/// [`launch`](Self::launch) queues a [`GpuKernel`] on the stream and returns at once.
+/// [`launch`](Self::launch) queues a [`GpuKernel`] on the stream and returns at once; it is
+/// `unsafe`, as cudarc's launch is: a user kernel writes through what it is given, and only its
+/// caller can say that every address among the kernel's arguments is live until it finishes.
 ///
 /// Dropping the consumer of a ring makes kernels waiting on it return `PERDIX_CLOSED`; dropping
 /// the producer closes every ring on the device, waits (at most 10 s) for its kernels, and then
@@ -58,10 +60,15 @@ use crate::{Backend, Error, Policy, RingStats};
 ///     Err(err) => return Err(err),
 /// };
 /// let (mut producer, mut consumers) = GpuProducer::builder(&gpu).capacity(4096).build()?;
-/// // SAFETY: `count` takes `const perdix_producer*` first, then the one `unsigned` added; it
-/// // touches the ring only through `perdix_emit` and writes nothing else.
-/// let kernel = unsafe { GpuKernel::from_source(SRC, "count") };
-/// producer.launch(&kernel.grid(4).block(256).arg(1000u32))?;
+/// // SAFETY: `from_source`'s contract: `count` takes `const perdix_producer*` first, touches
+/// // the ring only through `perdix_emit`, writes nothing else, and bounds its work by `n`
+/// // (an argument), not by the grid.
+/// let kernel = unsafe { GpuKernel::from_source(SRC, "count") }.grid(4).block(256);
+/// // SAFETY: `arg`'s contract: `n` is `count`'s `unsigned`, not an address.
+/// let kernel = unsafe { kernel.arg(1000u32) };
+/// // SAFETY: `launch`'s contract: (1) as the two SAFETY notes above; (2) no address among
+/// // the arguments; (3) nothing of the app's for the kernel to read or write.
+/// unsafe { producer.launch(&kernel) }?;
 /// let counters = producer.finish()?; // waits for the kernel
 /// let mut seen = 0;
 /// while consumers[0].drain(usize::MAX, |msg| { assert_eq!(msg.kind(), 1); seen += 1; }) > 0 {}
@@ -116,12 +123,41 @@ impl GpuProducer {
     /// Queues `kernel` on the producer's stream with the control block as its first argument;
     /// returns without waiting.
     ///
+    /// # Safety
+    ///
+    /// A launch runs user code with the arguments it carries, now, in reach of the ring's slots
+    /// (cudarc's `launch` is `unsafe` for the same reason); nothing here can check what it
+    /// writes. The caller guarantees, at this call:
+    ///
+    /// 1. `kernel`'s source was given under [`GpuKernel::from_source`]'s contract (its first
+    ///    parameter is the producer pointer, it touches the ring only through `perdix.cuh`,
+    ///    writes nothing it was not given, under any launch shape), and each of its arguments
+    ///    has the type of the kernel's parameter at its place ([`GpuKernel::arg`]'s contract);
+    /// 2. every device address among its arguments is live now, and stays valid for what the
+    ///    kernel does with it until the kernel is known to have finished:
+    ///    [`finish`](Self::finish) returned, [`wait`](Self::wait) or [`is_idle`](Self::is_idle)
+    ///    returned `Ok(true)`, or an [`Error::KernelFault`] was reported. Dropping the producer
+    ///    closes its rings and waits for its kernels at most 10 s, then leaks only its own
+    ///    memory: a buffer of the app's must outlive a kernel still running after that;
+    /// 3. the app's own writes to those buffers are ordered before this call (the stream that
+    ///    wrote them synchronized, or tracked), and no safe code holds a reference into memory
+    ///    the kernel writes while it runs.
+    ///
+    /// Safe code cannot launch a user kernel:
+    ///
+    /// ```compile_fail,E0133
+    /// # use perdix_transport::cuda::{GpuKernel, GpuProducer};
+    /// fn go(producer: &mut GpuProducer, kernel: &GpuKernel) {
+    ///     let _ = producer.launch(kernel);
+    /// }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`prepare`](Self::prepare) (arguments that disagree with the kernel's parameters are
     /// [`Error::InvalidConfig`], and nothing is launched); [`Error::Driver`] for a launch the driver refuses (bad
     /// grid, too much shared memory); [`Error::KernelFault`] if an earlier kernel faulted.
-    pub fn launch(&mut self, kernel: &GpuKernel) -> Result<(), Error> {
+    pub unsafe fn launch(&mut self, kernel: &GpuKernel) -> Result<(), Error> {
         let func = self.function(kernel)?;
         let grid = kernel.grid_dim();
         let block = kernel.block_dim();
@@ -144,16 +180,18 @@ impl GpuProducer {
                 KernelArg::Value(bytes) => builder.arg(bytes.first_word()),
             };
         }
-        // SAFETY: every `GpuKernel` was built either by the `unsafe` `GpuKernel::from_source`,
-        // whose caller promised its contract, or by `GpuKernel::builtin` for the crate's own
-        // kernels, which keep it; so (1) the kernel's first parameter is `const perdix_producer*`
-        // and receives the control block's address, and the arguments after it match its
-        // parameters in count, order and type (contract item 3); (2) it writes ring and control
-        // memory only through `perdix.cuh` and no other host-mapped memory (items 2 and 4), so
-        // it never writes a slot lent out as `&[u8]`; (3) the control block and ring memory
-        // outlive the launch: `self` holds them, and `Drop` frees them only once the kernels
-        // are known to have finished (or leaks them). A fault the driver catches surfaces as
-        // `Error::KernelFault`, but that is no defence against a kernel breaking the contract.
+        // SAFETY: this fn's caller guarantees its contract: (1) the kernel's source keeps
+        // `GpuKernel::from_source`'s contract for this grid, block and shared memory, so its
+        // first parameter is `const perdix_producer*` and receives the control block's address,
+        // and it writes ring and control memory only through `perdix.cuh` and no memory it was
+        // not given, so it never writes a slot lent out as `&[u8]`; the arguments have the
+        // types of its parameters (their count and sizes also checked against the PTX in
+        // `function` above); (2) every address among them is live and stays so until the kernel
+        // is known to have finished, with the app's writes ordered before now (contract items 2
+        // and 3); (3) the control block and ring memory outlive the launch: `self` holds them,
+        // and `Drop` frees them only once the kernels are known to have finished (or leaks
+        // them). A fault the driver catches surfaces as `Error::KernelFault`, but that is no
+        // defence against a kernel breaking the contract.
         let launched = unsafe { builder.launch(cfg) }.map_err(driver::classify);
         self.observe(launched)?;
         self.launches += 1;

@@ -22,10 +22,14 @@ use crate::{Consumer, Error};
 ///     if (i < n) perdix_emit(p, 1, &i, sizeof i);
 /// }"#;
 /// let (mut set, rings) = GpuProducerSet::build(&GpuDevices::All, |b| b.capacity(4096))?;
-/// // SAFETY: `count` takes `const perdix_producer*` first, then the one `unsigned` added; it
-/// // touches the rings only through `perdix_emit` and writes nothing else.
-/// let kernel = unsafe { GpuKernel::from_source(SRC, "count") };
-/// set.launch(&kernel.grid(4).block(256).arg(1000u32))?;
+/// // SAFETY: `from_source`'s contract: `count` takes `const perdix_producer*` first, touches
+/// // the rings only through `perdix_emit`, writes nothing else, and bounds its work by `n`.
+/// let kernel = unsafe { GpuKernel::from_source(SRC, "count") }.grid(4).block(256);
+/// // SAFETY: `arg`'s contract: `n` is `count`'s `unsigned`, not an address.
+/// let kernel = unsafe { kernel.arg(1000u32) };
+/// // SAFETY: `launch`'s contract on every device: the kernel as above, no address among its
+/// // arguments.
+/// unsafe { set.launch(&kernel) }?;
 /// let per_device = set.finish()?;
 /// for (consumers, counters) in rings.into_iter().zip(&per_device) {
 ///     let mut seen = 0;
@@ -93,12 +97,36 @@ impl GpuProducerSet {
     /// Launches `kernel` on every device (each on its own stream, same grid and arguments);
     /// returns without waiting.
     ///
+    /// # Safety
+    ///
+    /// [`GpuProducer::launch`]'s contract, on every device of the set: (1) `kernel`'s source
+    /// keeps [`GpuKernel::from_source`]'s contract and its arguments have its parameters' types;
+    /// (2) every device address among its arguments is valid for what each device's kernel
+    /// does with it, on every device of the set at once (the same address goes to each: memory
+    /// every device reaches, such as portable pinned or managed memory, and writes that do not
+    /// race between devices), and stays so until the kernels are known to have finished
+    /// ([`finish`](Self::finish), [`wait`](Self::wait) or [`is_idle`](Self::is_idle)
+    /// `Ok(true)`); (3) the app's writes to those buffers are ordered before this call.
+    ///
+    /// Safe code cannot launch a user kernel on a set:
+    ///
+    /// ```compile_fail,E0133
+    /// # use perdix_transport::cuda::{GpuKernel, GpuProducerSet};
+    /// fn go(set: &mut GpuProducerSet, kernel: &GpuKernel) {
+    ///     let _ = set.launch(kernel);
+    /// }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`GpuProducer::launch`], from the first device that fails (earlier devices keep
     /// running).
-    pub fn launch(&mut self, kernel: &GpuKernel) -> Result<(), Error> {
-        self.producers.iter_mut().try_for_each(|p| p.launch(kernel))
+    pub unsafe fn launch(&mut self, kernel: &GpuKernel) -> Result<(), Error> {
+        self.producers.iter_mut().try_for_each(|p| {
+            // SAFETY: this fn's contract is `GpuProducer::launch`'s for every producer of the
+            // set: the caller vouched for the kernel and for its addresses on every device.
+            unsafe { p.launch(kernel) }
+        })
     }
 
     /// Whether every device's kernels have finished.

@@ -32,7 +32,7 @@ pub mod gpu {
     pub use crate::cuda::probe::{layout_probe, LayoutProbe};
     pub use crate::cuda::stress::{
         free_running_kernel, run, run_devices, GpuStress, GpuStressReport, StressKernel,
-        GENERIC_LOCAL_MAX,
+        StressLaunch, GENERIC_LOCAL_MAX,
     };
 }
 

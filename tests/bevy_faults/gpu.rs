@@ -64,23 +64,25 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
     let done = watchdog(Duration::from_secs(60));
     let trapped_at: Arc<Mutex<Option<Instant>>> = Arc::default();
     let stamp = Arc::clone(&trapped_at);
-    // SAFETY: (1) `emit_then_trap`'s first parameter is the producer pointer; (2) it
-    // reaches the ring only through `perdix_emit`; (3) `TrapArgs` is `#[repr(C)]
-    // { u32, u32 }`, its `unsigned frame, unsigned trap_at`; (4) it writes no other memory
-    // (the trap stops the kernel, it writes nothing).
-    let spec = unsafe { GpuProducerSpec::new("trap", TRAP_CU, "emit_then_trap") }
-        .block(32)
-        .args(move |world: &World, _launch: u64| {
-            let frame = world.resource::<Frame>().0;
-            if frame >= TRAP_AT {
-                let mut at = stamp.lock().unwrap_or_else(PoisonError::into_inner);
-                at.get_or_insert_with(Instant::now);
-            }
-            TrapArgs {
-                frame,
-                trap_at: TRAP_AT,
-            }
-        });
+    // SAFETY: `new`'s contract: (1) `emit_then_trap`'s first parameter is the producer
+    // pointer; (2) it reaches the ring only through `perdix_emit`; (3) it writes no other
+    // memory (the trap stops the kernel, it writes nothing); (4) under any grid and block;
+    // (5) `TrapArgs` is `#[repr(C)] { u32, u32 }`, its `unsigned frame, unsigned trap_at`.
+    let spec = unsafe { GpuProducerSpec::new("trap", TRAP_CU, "emit_then_trap") }.block(32);
+    let args = move |world: &World, _launch: u64| {
+        let frame = world.resource::<Frame>().0;
+        if frame >= TRAP_AT {
+            let mut at = stamp.lock().unwrap_or_else(PoisonError::into_inner);
+            at.get_or_insert_with(Instant::now);
+        }
+        TrapArgs {
+            frame,
+            trap_at: TRAP_AT,
+        }
+    };
+    // SAFETY: `args`' contract: (1) each value is a `TrapArgs`, the kernel's parameters; (2) no
+    // address among them; (3) no buffer of ours.
+    let spec = unsafe { spec.args(args) };
     let mut app = App::new();
     app.add_plugins(PerdixPlugin::default().capacity(1024).drain(drain))
         .add_perdix_raw(7)

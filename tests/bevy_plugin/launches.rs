@@ -27,20 +27,23 @@ fn args_is_called_once_for_each_launch_that_runs() {
     // The fallback waits on this until the test drops `open`, so launches back up and skip.
     let (open, gate) = mpsc::channel::<()>();
     let (calls_in, ran_in) = (Arc::clone(&calls), Arc::clone(&ran));
-    // SAFETY: `noop` takes the producer pointer, then one `unsigned` (`LaunchArgs` is
-    // `#[repr(C)] { launch: u32 }`), and touches no memory at all.
-    let spec = unsafe { GpuProducerSpec::new("launches", NOOP_CU, "noop") }
-        .args(move |_world: &World, launch: u64| {
-            lock(&calls_in).push(launch);
-            LaunchArgs {
-                launch: launch as u32,
-            }
-        })
-        .cpu_fallback(move |args: &LaunchArgs, emit| {
-            let _ = gate.recv();
-            lock(&ran_in).push((emit.frame(), args.launch));
-            let _ = emit.emit(KIND_TICK, &Tick::new(0, args.launch));
-        });
+    // SAFETY: `new`'s contract: `noop` takes the producer pointer, then one `unsigned`
+    // (`LaunchArgs` is `#[repr(C)] { launch: u32 }`), and touches no memory at all, under any
+    // grid and block.
+    let spec = unsafe { GpuProducerSpec::new("launches", NOOP_CU, "noop") };
+    let args = move |_world: &World, launch: u64| {
+        lock(&calls_in).push(launch);
+        LaunchArgs {
+            launch: launch as u32,
+        }
+    };
+    // SAFETY: `args`' contract: each value is a `LaunchArgs`, the kernel's one `unsigned`; no
+    // address.
+    let spec = unsafe { spec.args(args) }.cpu_fallback(move |args: &LaunchArgs, emit| {
+        let _ = gate.recv();
+        lock(&ran_in).push((emit.frame(), args.launch));
+        let _ = emit.emit(KIND_TICK, &Tick::new(0, args.launch));
+    });
     let mut app = app(PerdixPlugin::default().capacity(1024));
     app.add_gpu_producer(spec);
     app.update();

@@ -16,21 +16,24 @@ struct PerFrame(u32);
 fn gpu_producer_runs_its_cpu_fallback_without_a_device() {
     const TICKS_CU: &str =
         "extern \"C\" __global__ void ticks(const perdix_producer* p, unsigned per_frame) {}";
-    // SAFETY: `ticks` takes the producer pointer, then one `unsigned` (`FrameArgs` is
-    // `#[repr(C)] { per_frame: u32 }`), and touches no memory at all.
-    let spec = unsafe { GpuProducerSpec::new("ticks", TICKS_CU, "ticks") }
-        .args(|world: &World, _launch: u64| FrameArgs {
-            per_frame: world.resource::<PerFrame>().0,
-        })
-        .cpu_fallback(|args: &FrameArgs, emit| {
-            let frame = emit.frame() as u32;
-            for i in 0..args.per_frame {
-                let tick = Tick::new(0, frame * args.per_frame + i);
-                if emit.emit(KIND_TICK, &tick).is_err() {
-                    return;
-                }
+    // SAFETY: `new`'s contract: `ticks` takes the producer pointer, then one `unsigned`
+    // (`FrameArgs` is `#[repr(C)] { per_frame: u32 }`), and touches no memory at all, under
+    // any grid and block.
+    let spec = unsafe { GpuProducerSpec::new("ticks", TICKS_CU, "ticks") };
+    let args = |world: &World, _launch: u64| FrameArgs {
+        per_frame: world.resource::<PerFrame>().0,
+    };
+    // SAFETY: `args`' contract: each value is a `FrameArgs`, the kernel's one `unsigned`; no
+    // address.
+    let spec = unsafe { spec.args(args) }.cpu_fallback(|args: &FrameArgs, emit| {
+        let frame = emit.frame() as u32;
+        for i in 0..args.per_frame {
+            let tick = Tick::new(0, frame * args.per_frame + i);
+            if emit.emit(KIND_TICK, &tick).is_err() {
+                return;
             }
-        });
+        }
+    });
     let mut app = app(PerdixPlugin::default().capacity(1024));
     app.insert_resource(PerFrame(10)).add_gpu_producer(spec);
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -1,8 +1,10 @@
 //! GPU producers (feature `cuda`): a registered kernel compiled, given its rings on each of
 //! the plugin's devices, and launched once a frame ([`Launcher`]); the ring set the stress
 //! producers share ([`producer`]).
-// The kernel of a `GpuProducerSpec` is built with the `unsafe` `GpuKernel::from_source`, under
-// the contract `GpuProducerSpec::new`'s caller accepted: `start` alone allows it.
+// The kernel of a `GpuProducerSpec` is built with the `unsafe` `GpuKernel::from_source` and
+// `GpuKernel::arg`, under the contract `GpuProducerSpec::new`'s caller accepted (`start`), and
+// launched with the `unsafe` `GpuProducerSet::launch`, with the arguments `GpuProducerSpec::args`'
+// caller vouched for (`Launcher::launch`): those two functions alone allow it.
 #![deny(unsafe_code)]
 
 use std::ops::Range;
@@ -86,8 +88,10 @@ pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
     rings: &mut PerdixRings,
 ) -> Result<Box<dyn Running>, Error> {
     #[allow(unsafe_code)]
-    // SAFETY: GpuProducerSpec::new's contract (the spec's source was given under it)
-    let mut kernel = unsafe { GpuKernel::from_source(spec.source.clone(), spec.entry.clone()) }
+    // SAFETY: `from_source`'s contract is the source half of `GpuProducerSpec::new`'s (items
+    // 1-4: the producer pointer first, the ring only through `perdix.cuh`, no memory it was not
+    // given, under any grid and block), which the spec's caller accepted for this source.
+    let kernel = unsafe { GpuKernel::from_source(spec.source.clone(), spec.entry.clone()) }
         .name(format!("{}.cu", spec.name))
         .grid(spec.grid)
         .block(spec.block);
@@ -101,9 +105,13 @@ pub(super) fn start<A: bytemuck::Pod + Send + Sync>(
         core::mem::size_of::<A>(),
         core::mem::align_of::<A>(),
     )?;
-    for arg in split.zeroed() {
-        kernel = kernel.arg(arg);
-    }
+    #[allow(unsafe_code)]
+    // SAFETY: `with_args`' contract: (1) `split` cut `A::zeroed()` at the offsets and sizes
+    // of the kernel's parameters as its PTX declares them, and `GpuProducerSpec::new`'s
+    // caller promised that `A`'s fields are those parameters in order and type (its item 5);
+    // (2) a zeroed argument holds no address but 0, which the kernel must take as none (item
+    // 3 there); these are replaced before every launch (`Launcher::launch`).
+    let kernel = unsafe { kernel.with_args(split.zeroed()) };
     let first = rings.rings();
     let producer = producer(rings, &spec.name, 1)?;
     let written = first..rings.rings();
@@ -163,9 +171,17 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
         let (_launch, args) = self.args.next(world);
         self.split
             .fill(bytemuck::bytes_of(&args), self.kernel.args_mut());
-        self.producer
-            .launch(&self.kernel)
-            .or_else(|err| self.fail(err))
+        #[allow(unsafe_code)]
+        // SAFETY: `GpuProducerSet::launch`'s contract: (1) the source was given under
+        // `GpuProducerSpec::new`'s contract (see `start`), and these arguments are the bytes of
+        // this launch's `A`, cut at the kernel's parameters (`split`), whose fields are those
+        // parameters in order and type (`new`'s item 5); (2) every address among them came
+        // from the `args` closure, whose caller (`GpuProducerSpec::args`) vouched that it is
+        // valid for what the kernel does with it until the producer stops, and the producer
+        // set stops only after its kernels (`finish` or teardown); (3) the app's writes to
+        // those buffers are ordered before the closure returns them (the same contract).
+        let launched = unsafe { self.producer.launch(&self.kernel) };
+        launched.or_else(|err| self.fail(err))
     }
 }
 

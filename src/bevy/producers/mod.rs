@@ -6,8 +6,9 @@
 //! registers, `running.rs` what a started producer is, `gpu.rs` (with `cuda`) and
 //! `fallback.rs` the two ways one runs, `launch.rs` the rule both follow for `args` (once for
 //! each launch that runs, with its number), `emitter.rs` what a fallback writes with.
-// Two files declare or call one `unsafe` item each (`spec.rs`: `GpuProducerSpec::new`;
-// `gpu.rs`: the kernel built under its contract) and allow exactly that; the others forbid it.
+// Two files declare or call `unsafe` items (`spec.rs`: `GpuProducerSpec::new` and
+// `GpuProducerSpec::args`; `gpu.rs`: the kernel built and launched under their contracts) and
+// allow exactly those; the others forbid it.
 #![deny(unsafe_code)]
 
 mod emitter;

@@ -29,10 +29,11 @@ impl StressRun {
         let kernel = crate::cuda::stress::free_running_kernel(size32, super::StressProducers::KIND)
             .grid(grid)
             .block(block);
-        kernel.compile(&gpu.arch())?;
+        kernel.as_kernel().compile(&gpu.arch())?;
         let mut producer = producer(rings, "gpu-stress", count.max(1))?;
-        producer.prepare(&kernel)?;
-        producer.launch(&kernel)?;
+        producer.prepare(kernel.as_kernel())?;
+        // The crate's own kernel with the crate's own arguments: a safe launch.
+        kernel.launch_set(&mut producer)?;
         tracing::info!(
             grid,
             block,

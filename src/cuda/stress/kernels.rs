@@ -2,8 +2,10 @@
 
 use cudarc::driver::sys::CUdeviceptr;
 
+use super::launch::StressLaunch;
 use crate::cuda::kernel::GpuKernel;
 use crate::cuda::module::STRESS_CU;
+use crate::cuda::KernelArg;
 
 /// Which stress kernel to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -40,10 +42,10 @@ pub(super) fn scratch_stride(max: usize) -> usize {
 ///
 /// # Safety
 ///
-/// `sent` is 0 or the device address of one `u64` per thread of the launch, and `attempts` is
-/// 0 or the address of one `u64`, each valid for device writes until the kernel finishes (the
-/// kernel writes `sent[id]` and adds to `*attempts`; everything else goes through
-/// `perdix.cuh`).
+/// For every launch made with the kernel: `sent` is 0 or the device address of one `u64` per
+/// thread of that launch, and `attempts` is 0 or the address of one `u64`, each valid for
+/// device writes until that launch has finished (the kernel writes `sent[id]` and adds to
+/// `*attempts`; everything else goes through `perdix.cuh`).
 pub(super) unsafe fn warp_kernel(
     per_producer: u64,
     (min, max): (u32, u32),
@@ -51,14 +53,22 @@ pub(super) unsafe fn warp_kernel(
     interval_ns: u64,
     (sent, attempts): (CUdeviceptr, CUdeviceptr),
 ) -> GpuKernel {
-    GpuKernel::builtin(STRESS_CU, "stress.cu", "perdix_stress")
-        .arg(per_producer)
-        .arg(min)
-        .arg(max)
-        .arg(kind)
-        .arg(interval_ns)
-        .arg(sent)
-        .arg(attempts)
+    let kernel = GpuKernel::builtin(STRESS_CU, "stress.cu", "perdix_stress");
+    let args = [
+        KernelArg::U64(per_producer),
+        KernelArg::U32(min),
+        KernelArg::U32(max),
+        KernelArg::U32(kind),
+        KernelArg::U64(interval_ns),
+        KernelArg::U64(sent),
+        KernelArg::U64(attempts),
+    ];
+    // SAFETY: `with_args`'s contract: (1) these are `perdix_stress`'s parameters after `p`, in
+    // order and type (`perdix_u64 per_producer, perdix_u32 size, size_max, kind, perdix_u64
+    // interval_ns, perdix_u64* sent, perdix_u64* attempts`); (2) the two addresses are valid
+    // for every launch made with it (this fn's contract); (3) the buffers' zeroing is ordered
+    // before each launch by whoever launches it (`run.rs`), or there are none (0).
+    unsafe { kernel.with_args(args) }
 }
 
 /// The generic (`Generic`) or whole-warp (`WarpEmit`) stress kernel: messages per producer,
@@ -68,8 +78,8 @@ pub(super) unsafe fn warp_kernel(
 /// # Safety
 ///
 /// As [`warp_kernel`] for `sent`; `scratch` is 0 or the device address of
-/// [`scratch_stride`]`(max)` bytes per thread of the launch, valid for device reads and writes
-/// until the kernel finishes.
+/// [`scratch_stride`]`(max)` bytes per thread of each launch made with the kernel, valid for
+/// device reads and writes until that launch has finished.
 pub(super) unsafe fn buffer_kernel(
     which: StressKernel,
     per_producer: u64,
@@ -81,21 +91,31 @@ pub(super) unsafe fn buffer_kernel(
         StressKernel::WarpEmit => "perdix_stress_warp_emit",
         _ => "perdix_stress_generic",
     };
-    GpuKernel::builtin(STRESS_CU, "stress.cu", entry)
-        .arg(per_producer)
-        .arg(min)
-        .arg(max)
-        .arg(kind)
-        .arg(sent)
-        .arg(scratch)
+    let kernel = GpuKernel::builtin(STRESS_CU, "stress.cu", entry);
+    let args = [
+        KernelArg::U64(per_producer),
+        KernelArg::U32(min),
+        KernelArg::U32(max),
+        KernelArg::U32(kind),
+        KernelArg::U64(sent),
+        KernelArg::U64(scratch),
+    ];
+    // SAFETY: `with_args`'s contract: (1) these are the parameters after `p` of both
+    // `perdix_stress_generic` and `perdix_stress_warp_emit`, in order and type (`perdix_u64
+    // per_producer, perdix_u32 size, size_max, kind, perdix_u64* sent, perdix_u64* scratch`);
+    // (2) the addresses are valid for every launch made with it (this fn's contract); (3) the
+    // kernels read only the scratch parts they wrote themselves, and `sent` is zeroed before
+    // each launch by whoever launches it (`run.rs`), or there is none (0).
+    unsafe { kernel.with_args(args) }
 }
 
 impl StressKernel {
     /// This stress kernel sending `per_producer` messages per thread (`u64::MAX`: until the
     /// producer is stopped or its consumer dropped) of `size` bytes and `kind`, unpaced and
-    /// counted only by the producer's device counters. Grid and block are the caller's. With no
-    /// scratch buffer, `WarpEmit` sends nothing and `Generic` nothing above
-    /// [`GENERIC_LOCAL_MAX`] bytes: those runs go through [`run`](super::run).
+    /// counted only by the producer's device counters. Grid and block are the caller's, and
+    /// any will do ([`StressLaunch`]). With no scratch buffer, `WarpEmit` sends nothing and
+    /// `Generic` nothing above [`GENERIC_LOCAL_MAX`] bytes: those runs go through
+    /// [`run`](super::run).
     ///
     /// # Examples
     ///
@@ -106,16 +126,18 @@ impl StressKernel {
     /// assert_eq!(kernel.entry(), "perdix_stress_generic");
     /// assert_eq!(kernel.threads(), 256);
     /// ```
-    pub fn kernel(self, per_producer: u64, size: u32, kind: u32) -> GpuKernel {
-        match self {
+    pub fn kernel(self, per_producer: u64, size: u32, kind: u32) -> StressLaunch {
+        let kernel = match self {
             // SAFETY: null counter addresses: the kernel skips those writes (`if (sent)`,
-            // `if (attempts)` in stress.cu) and writes only through `perdix.cuh`.
+            // `if (attempts)` in stress.cu), so the contract holds for every launch.
             Self::Warp => unsafe { warp_kernel(per_producer, (size, size), kind, 0, (0, 0)) },
-            // SAFETY: as above; no scratch (the kernels check for 0).
+            // SAFETY: as above; no scratch (`stress_buffer` falls back to the stack buffer,
+            // and both kernels send nothing that needs scratch when it is 0).
             Self::Generic | Self::WarpEmit => unsafe {
                 buffer_kernel(self, per_producer, (size, size), kind, (0, 0))
             },
-        }
+        };
+        StressLaunch::new(kernel)
     }
 }
 
@@ -132,6 +154,25 @@ impl StressKernel {
 /// assert_eq!(kernel.entry(), "perdix_stress");
 /// assert_eq!(kernel.args().len(), 7);
 /// ```
-pub fn free_running_kernel(size: u32, kind: u32) -> GpuKernel {
+///
+/// Its argument list is the crate's: safe code cannot change it (argument 5 is the kernel's
+/// `perdix_u64* sent`):
+///
+/// ```compile_fail,E0599
+/// use perdix_transport::testing::gpu::free_running_kernel;
+///
+/// let mut kernel = free_running_kernel(64, 3);
+/// kernel.set_arg(5, 0x7000_0000u64);
+/// ```
+///
+/// nor through the [`GpuKernel`] it lends (whose argument setters are `unsafe`):
+///
+/// ```compile_fail,E0133
+/// use perdix_transport::testing::gpu::free_running_kernel;
+///
+/// let mut kernel = free_running_kernel(64, 3).as_kernel().clone();
+/// kernel.set_arg(5, 0x7000_0000u64);
+/// ```
+pub fn free_running_kernel(size: u32, kind: u32) -> StressLaunch {
     StressKernel::Warp.kernel(u64::MAX, size, kind)
 }

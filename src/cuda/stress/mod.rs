@@ -3,16 +3,18 @@
 //! threads each owning their rings, every message checked. Shared by the bins, the tests, the
 //! `gpu_stream` bench and the Bevy `headless_stress` example.
 //!
-//! One way: `kernels` (those of `kernels/stress.cu`), `config`, `report` and `consume` (one
-//! consumer thread) ← `run`.
+//! One way: `launch` (a stress kernel safe code may launch) ← `kernels` (those of
+//! `kernels/stress.cu`), `config`, `report` and `consume` (one consumer thread) ← `run`.
 
 mod config;
 mod consume;
 mod kernels;
+mod launch;
 mod report;
 mod run;
 
 pub use config::GpuStress;
 pub use kernels::{free_running_kernel, StressKernel, GENERIC_LOCAL_MAX};
+pub use launch::StressLaunch;
 pub use report::GpuStressReport;
 pub use run::{run, run_devices};

@@ -104,8 +104,10 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
     };
     let scratch_ptr = scratch.as_ref().map_or(0, DeviceWords::dptr);
     let kernel = match config.kernel {
-        // SAFETY: `sent_words` holds one word per producer thread and one more for the
-        // attempts, and lives until after the producer has finished (dropped below it).
+        // SAFETY: the one launch made with this kernel (below) has `config.producers()`
+        // threads (the grid and block set here); `sent_words` holds one word per producer
+        // thread and one more for the attempts, and lives until the producer has finished (or
+        // is leaked with it when that cannot be shown).
         StressKernel::Warp => unsafe {
             warp_kernel(
                 per_producer,
@@ -143,7 +145,14 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
         .map_err(|err| Error::Spawn(err.to_string()))?;
 
     let start = Instant::now();
-    let launched = producer.launch(&kernel);
+    // SAFETY: `GpuProducer::launch`'s contract: (1) `perdix_stress*` keep `from_source`'s
+    // contract (the crate's own kernels, writing the ring only through `perdix.cuh`), with
+    // their parameters' arguments (`kernels.rs`); (2) `sent_words` and `scratch`, the only
+    // addresses given, are alive until `finish` below returns, and are leaked with the
+    // producer's memory when it cannot show the kernel finished; (3) both were zeroed on
+    // `words_stream` and synchronized before now (`DeviceWords::zeroed`), and read only
+    // after `finish`.
+    let launched = unsafe { producer.launch(&kernel) };
     let mut run_error = launched.err();
     if run_error.is_none() && config.messages_per_producer.is_none() {
         let deadline = start + config.duration;

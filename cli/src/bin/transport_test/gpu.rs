@@ -39,13 +39,16 @@ extern "C" __global__ void hello(const perdix_producer* p) {
 
 fn basic(gpu: &GpuContext) -> Result<String, String> {
     let (mut producer, mut consumer) = GpuProducer::new(gpu, 4096).map_err(err)?;
-    // SAFETY: (1) `hello` takes `const perdix_producer*` first; (2) it touches the ring only
-    // through `perdix_emit`; (3) it takes no other argument and none is added; (4) it writes
-    // nothing else (its message is a local array).
-    let hello = unsafe { GpuKernel::from_source(HELLO, "hello") };
-    producer
-        .launch(&hello.name("hello.cu").grid(1).block(32))
-        .map_err(err)?;
+    // SAFETY: `from_source`'s contract: (1) `hello` takes `const perdix_producer*` first;
+    // (2) it touches the ring only through `perdix_emit`; (3) it writes nothing else (its
+    // message is a local array); (4) under any grid and block (one thread sends).
+    let hello = unsafe { GpuKernel::from_source(HELLO, "hello") }
+        .name("hello.cu")
+        .grid(1)
+        .block(32);
+    // SAFETY: `launch`'s contract: (1) as above, and `hello` takes no other argument and none
+    // was added; (2) no address to keep alive; (3) nothing of ours for it to read.
+    unsafe { producer.launch(&hello) }.map_err(err)?;
     let counters = producer.finish().map_err(err)?;
     let msg = consumer
         .consume_timeout(Duration::from_secs(5))
@@ -159,7 +162,7 @@ fn backpressure(gpu: &GpuContext) -> Result<String, String> {
     let kernel = stress::free_running_kernel(64, 0)
         .grid(gpu.multiprocessors())
         .block(256);
-    producer.launch(&kernel).map_err(err)?;
+    kernel.launch(&mut producer).map_err(err)?;
     std::thread::sleep(Duration::from_millis(100));
     let blocked = !producer.is_idle().map_err(err)?;
     let started = Instant::now();
