@@ -6,7 +6,6 @@ use std::time::Duration;
 use perdix_transport::bevy::{PerdixRings, RingState};
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::stress::{self, VerifyReport};
-use perdix_transport::testing::StressProducers;
 
 use crate::run::{Outcome, Run};
 
@@ -47,16 +46,8 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
     let elapsed = run
         .finished_at
         .map_or(0.0, |end| (end - run.start).as_secs_f64());
-    let mut totals = rings.totals();
-    if let Some((drops, stalls)) = run
-        .stress
-        .as_ref()
-        .and_then(StressProducers::device_drops_and_stalls)
-    {
-        // GPU producers count drops and waits on the device, not in the host ring counters.
-        totals.drops += drops;
-        totals.stalls += stalls;
-    }
+    // GPU producers' drops and waits are in the totals: their rings' device counters.
+    let totals = rings.totals();
     let stats = rings.stats();
     let rate = if elapsed > 0.0 {
         report.messages as f64 / elapsed

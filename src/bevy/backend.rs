@@ -18,6 +18,9 @@ use crate::Error;
 /// let cpu = ProducerBackend::Cpu { reason: "built without the `cuda` feature".into() };
 /// assert_eq!(cpu.name(), "cpu");
 /// assert_eq!(cpu.to_string(), "cpu (built without the `cuda` feature)");
+/// let mixed = ProducerBackend::Mixed { device: "H100".into(), cpu: vec!["particles".into()] };
+/// assert!(!mixed.is_gpu());
+/// assert_eq!(mixed.to_string(), "mixed (gpu H100; on the CPU: particles)");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -32,19 +35,30 @@ pub enum ProducerBackend {
         /// Why not the GPU.
         reason: String,
     },
+    /// Some producers on this device's GPU, others on their CPU fallbacks: GPU producers
+    /// that failed to start on the GPU (each reported as
+    /// [`PerdixEvent::ProducerFellBack`](super::PerdixEvent::ProducerFellBack)).
+    Mixed {
+        /// The device's name, as [`Gpu`](Self::Gpu)'s.
+        device: String,
+        /// The producers that run on the CPU.
+        cpu: Vec<String>,
+    },
 }
 
 impl ProducerBackend {
-    /// `"gpu"` or `"cpu"`.
+    /// `"gpu"`, `"cpu"` or `"mixed"`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
             Self::Gpu { .. } => "gpu",
             Self::Cpu { .. } => "cpu",
+            Self::Mixed { .. } => "mixed",
         }
     }
 
-    /// Whether producers run on the GPU.
+    /// Whether producers run on the GPU (all of them: `false` for
+    /// [`Mixed`](Self::Mixed)).
     #[must_use]
     pub fn is_gpu(&self) -> bool {
         matches!(self, Self::Gpu { .. })
@@ -56,6 +70,9 @@ impl core::fmt::Display for ProducerBackend {
         match self {
             Self::Gpu { device } => write!(f, "gpu ({device})"),
             Self::Cpu { reason } => write!(f, "cpu ({reason})"),
+            Self::Mixed { device, cpu } => {
+                write!(f, "mixed (gpu {device}; on the CPU: {})", cpu.join(", "))
+            }
         }
     }
 }
@@ -133,6 +150,8 @@ fn decide(config: &RingConfig) -> Decided {
         ProducerBackend::Cpu { reason } => {
             tracing::warn!(%reason, "perdix: no GPU producers; running CPU fallback producers");
         }
+        // Not decided here: only once producers fell back (`status.rs`).
+        ProducerBackend::Mixed { .. } => {}
     }
     Decided {
         backend,
@@ -142,9 +161,12 @@ fn decide(config: &RingConfig) -> Decided {
 }
 
 /// Opens the plugin's devices; names them for the log (`NAME (sm_XY)`, with the ordinals
-/// when there is more than one).
+/// when there is more than one). A capacity below [`MIN_CAPACITY`](crate::cuda::MIN_CAPACITY)
+/// opens none: no GPU ring can have it, so producers run on the CPU (`validate` refuses it
+/// only where the GPU is asked for by name, with CUDA ring memory).
 #[cfg(feature = "cuda")]
 fn probe(config: &RingConfig) -> Result<(String, Vec<Device>), Error> {
+    gpu_capacity(config.capacity)?;
     let gpus = config.devices.open()?;
     let first = gpus
         .first()
@@ -162,4 +184,22 @@ fn probe(config: &RingConfig) -> Result<(String, Vec<Device>), Error> {
 #[cfg(not(feature = "cuda"))]
 fn probe(_config: &RingConfig) -> Result<(String, Vec<Device>), Error> {
     Err(Error::NoDevice("built without the `cuda` feature"))
+}
+
+/// `Ok` for a capacity GPU rings can have: at least [`MIN_CAPACITY`](crate::cuda::MIN_CAPACITY)
+/// slots (a warp reserves up to 32 at once and waits until all fit).
+///
+/// # Errors
+///
+/// [`Error::InvalidConfig`] with the builder's text for a smaller one.
+#[cfg(feature = "cuda")]
+pub(crate) fn gpu_capacity(capacity: usize) -> Result<(), Error> {
+    use crate::cuda::MIN_CAPACITY;
+
+    if capacity < MIN_CAPACITY {
+        return Err(Error::InvalidConfig(format!(
+            "capacity {capacity}: GPU rings need at least {MIN_CAPACITY} slots"
+        )));
+    }
+    Ok(())
 }

@@ -54,9 +54,11 @@ impl PerdixDiagnostics {
     pub const LATENCY_P99_US: DiagnosticPath = DiagnosticPath::const_new("perdix/latency_p99_us");
     /// Ring fill over all rings, percent.
     pub const OCCUPANCY: DiagnosticPath = DiagnosticPath::const_new("perdix/occupancy");
-    /// Times a producer found its ring full, per second.
+    /// Times a producer found its ring full (and waited, under `Block`), per second: CPU
+    /// producers' and GPU kernels' (the rings' device counters).
     pub const STALLS_PER_SEC: DiagnosticPath = DiagnosticPath::const_new("perdix/stalls_per_sec");
-    /// Messages dropped by `DropNewest`, per second.
+    /// Messages dropped by `DropNewest`, per second: by CPU producers and by GPU kernels (the
+    /// rings' device counters).
     pub const DROPS_PER_SEC: DiagnosticPath = DiagnosticPath::const_new("perdix/drops_per_sec");
     /// Messages of unregistered kinds, per second.
     pub const UNROUTED_PER_SEC: DiagnosticPath =
@@ -69,6 +71,15 @@ impl PerdixDiagnostics {
     /// Messages of a registered kind whose size does not match the registered type, dropped
     /// so far ([`DrainStats::malformed`](super::DrainStats::malformed)); measured every frame.
     pub const MALFORMED: DiagnosticPath = DiagnosticPath::const_new("perdix/malformed");
+    /// Warnings reported so far ([`PerdixEvent`](super::PerdixEvent)s that are not faults: a
+    /// GPU producer on its CPU fallback, an unrouted kind, a stalled producer); measured every
+    /// frame.
+    pub const WARNINGS: DiagnosticPath = DiagnosticPath::const_new("perdix/warnings");
+    /// Launches skipped so far because the producer's previous launch still ran
+    /// ([`PerdixRings::launches_skipped`](super::PerdixRings::launches_skipped)); measured
+    /// every frame.
+    pub const LAUNCHES_SKIPPED: DiagnosticPath =
+        DiagnosticPath::const_new("perdix/launches_skipped");
 
     /// Messages per second from CUDA device `device`'s rings: `perdix/gpu<N>/msgs_per_sec`
     /// (registered once the device's first ring is drained).
@@ -93,7 +104,7 @@ impl PerdixDiagnostics {
     }
 
     /// Every path with its unit suffix.
-    pub const ALL: [(DiagnosticPath, &'static str); 13] = [
+    pub const ALL: [(DiagnosticPath, &'static str); 15] = [
         (Self::MSGS_PER_SEC, " msg/s"),
         (Self::BYTES_PER_SEC, " B/s"),
         (Self::MESSAGE_BYTES, " B"),
@@ -107,6 +118,8 @@ impl PerdixDiagnostics {
         (Self::DEFERRED, " msgs"),
         (Self::ERRORS, " errors"),
         (Self::MALFORMED, " msgs"),
+        (Self::WARNINGS, " warnings"),
+        (Self::LAUNCHES_SKIPPED, " launches"),
     ];
 }
 
@@ -222,6 +235,8 @@ pub(crate) fn register(app: &mut App) {
             PerdixDiagnostics::ERRORS,
             PerdixDiagnostics::MALFORMED,
             PerdixDiagnostics::MESSAGE_BYTES_MAX,
+            PerdixDiagnostics::WARNINGS,
+            PerdixDiagnostics::LAUNCHES_SKIPPED,
         ];
         let diagnostic = if unsmoothed.contains(&path) {
             diagnostic.with_smoothing_factor(0.0)
@@ -253,6 +268,10 @@ pub(crate) fn measure(
     diagnostics.add_measurement(&PerdixDiagnostics::ERRORS, || errors);
     let malformed = rings.stats().malformed as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::MALFORMED, || malformed);
+    let warnings = rings.warnings() as f64;
+    diagnostics.add_measurement(&PerdixDiagnostics::WARNINGS, || warnings);
+    let skipped = rings.launches_skipped() as f64;
+    diagnostics.add_measurement(&PerdixDiagnostics::LAUNCHES_SKIPPED, || skipped);
     let now = clock::now_ns();
     let start = *start.get_or_insert(now);
     if *last != 0 && now - *last < SAMPLE_EVERY_NS {

@@ -32,8 +32,14 @@
 //! subscriber): a [`PerdixEvent`] message for a ring that failed (corrupt slot, failed head
 //! push, its GPU producer's fault) or a producer that did not start or stopped,
 //! [`PerdixRings::ring_state`], and the `perdix/errors` diagnostic. A ring that failed is closed
-//! for its producers; the others keep flowing. A configuration that cannot work fails
-//! [`PerdixPlugin`]'s `build()` ([`PerdixPlugin::validate`]).
+//! for its producers; the others keep flowing. So do warnings, counted in `perdix/warnings`: a
+//! GPU producer on its CPU fallback because it could not start on the GPU
+//! ([`PerdixEvent::ProducerFellBack`]; [`PerdixRings::producers`] and
+//! [`PerdixRings::producer_backend`] say where producers really run), the first message of a
+//! kind no route takes on each ring ([`PerdixEvent::Unrouted`]), and a producer whose launches
+//! are skipped behind a stalled one ([`PerdixEvent::LaunchesSkipped`],
+//! `perdix/launches_skipped`). A configuration that cannot work fails [`PerdixPlugin`]'s
+//! `build()` ([`PerdixPlugin::validate`]).
 //!
 //! Bevy keeps a message for two frames, then drops it unread: at tens of millions of messages a
 //! second a frame sees millions, so the budget, per-frame summaries and counted deferral matter
@@ -79,12 +85,14 @@
 //   envelope.rs     what arrives typed with its header: Envelope<T>, PerdixSlice<T>
 //   decode.rs       a payload into T, Envelope<T> or PerdixSlice<T> (None: malformed)
 //   event.rs        PerdixEvent, RingState, and the faults not yet written (Faults)
+//   unrouted.rs     kinds no route takes: noted per stage, reported once per ring (bounded)
 //   stage.rs        the route table (kind -> destination) and the per-kind stages
 //   backend.rs      ProducerBackend, and the devices opened for it (BackendChoice)
+//   status.rs       ProducerStatus: where each started producer runs, its skipped launches
 //   drain/          the share scheduler (mod.rs), one ring as the drain sees it (ring.rs),
 //                   drain threads (thread.rs, batch.rs), counts and latency samples (taken.rs)
 //   stats.rs        DrainStats, DeviceTotals, the totals the telemetry samples
-//   rings.rs        the PerdixRings resource
+//   rings.rs        the PerdixRings resource (rings/producers.rs: its producers' side)
 //   limits.rs       typed routes against the rings' largest message (RouteTooLarge)
 //   producers/      GpuProducerSpec, Emitter, CPU fallbacks, GPU launchers, the registry
 //   route.rs        the Drain set's systems: routing into Messages<T>, writing PerdixEvents
@@ -109,8 +117,10 @@ mod rings;
 mod route;
 mod stage;
 mod stats;
+mod status;
 #[cfg(feature = "testing")]
 pub(crate) mod stress;
+mod unrouted;
 
 pub use app::PerdixAppExt;
 pub use backend::ProducerBackend;
@@ -125,3 +135,5 @@ pub use producers::ExternalGpuProducer;
 pub use producers::{Emitter, GpuProducerSpec};
 pub use rings::PerdixRings;
 pub use stats::{DeviceTotals, DrainStats};
+pub use status::{ProducerStatus, STALL_FRAMES, STALL_TIME};
+pub use unrouted::UNROUTED_KINDS_PER_RING;

@@ -52,7 +52,12 @@ pub enum PerdixSystems {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PerdixPlugin {
     /// Slots in each ring (every producer gets its own ring): a power of two from 2 to 2^31.
-    /// Default 16,384 (4 MiB per ring).
+    /// Default 16,384 (4 MiB per ring). GPU rings need at least `cuda::MIN_CAPACITY` = 32:
+    /// with a smaller capacity the
+    /// plugin's producers run on the CPU (the backend says why; GPU producers run their CPU
+    /// fallbacks, without a [`PerdixEvent::ProducerFellBack`]: no GPU was chosen), and
+    /// [`validate`](Self::validate) refuses it with [`memory`](Self::memory) set to CUDA
+    /// memory, which asks for the GPU.
     pub capacity: usize,
     /// Memory of GPU producers' rings; `None` (default) lets the CUDA backend pick. CPU
     /// producers always use [`Backend::Host`].
@@ -196,7 +201,10 @@ impl PerdixPlugin {
     ///
     /// [`Error::InvalidCapacity`] for a capacity that is not a power of two from 2 to 2^31;
     /// [`Error::InvalidConfig`] for a budget of 0, ring memory that GPU producers cannot write
-    /// ([`Backend::Host`]), or (with the `cuda` feature) an empty device list.
+    /// ([`Backend::Host`]), or (with the `cuda` feature) an empty device list, or CUDA ring
+    /// memory with a capacity below `cuda::MIN_CAPACITY` (GPU
+    /// rings asked for that no GPU ring can be; without [`memory`](Self::memory) such a
+    /// capacity is valid: producers run on the CPU).
     ///
     /// # Examples
     ///
@@ -211,6 +219,12 @@ impl PerdixPlugin {
     /// );
     /// let err = PerdixPlugin::default().memory(Backend::Host).validate().unwrap_err();
     /// assert!(matches!(err, Error::InvalidConfig(_)));
+    /// # #[cfg(feature = "cuda")] {
+    /// // GPU rings of 16 slots: never; CPU rings of 16 slots: fine.
+    /// let gpu_16 = PerdixPlugin::default().capacity(16).memory(Backend::CudaPinned);
+    /// assert!(matches!(gpu_16.validate(), Err(Error::InvalidConfig(_))));
+    /// assert_eq!(PerdixPlugin::default().capacity(16).validate(), Ok(()));
+    /// # }
     /// ```
     pub fn validate(&self) -> Result<(), Error> {
         if self.capacity < 2 || !self.capacity.is_power_of_two() || self.capacity > MAX_CAPACITY {
@@ -229,6 +243,10 @@ impl PerdixPlugin {
         #[cfg(feature = "cuda")]
         if matches!(&self.devices, crate::cuda::GpuDevices::List(list) if list.is_empty()) {
             return Err(Error::InvalidConfig("an empty list of CUDA devices".into()));
+        }
+        #[cfg(feature = "cuda")]
+        if self.memory.is_some() {
+            super::backend::gpu_capacity(self.capacity)?;
         }
         Ok(())
     }

@@ -12,8 +12,12 @@ use super::drain::{self, Batch, DrainThread, DrainedRing, Pass, Scheduler, Sourc
 use super::event::{Faults, RingState};
 use super::stage::RouteShare;
 use super::stats::{self, Counts, DeviceTotals, DrainStats};
+use super::status::Statuses;
 use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
-use crate::{Buffer, Consumer, Error, Message, Producer};
+use crate::{Consumer, Error, Message};
+
+// The producers' side of the resource: host rings for CPU producers, where producers run.
+mod producers;
 
 /// The rings of a Bevy app, as a resource: one ring per producer, drained once a frame.
 ///
@@ -60,8 +64,11 @@ pub struct PerdixRings {
     backend: BackendChoice,
     /// The routing table drain threads stage by ([`DrainMode::Thread`] with routing on).
     routes: Option<Arc<RouteShare>>,
-    /// Faults recorded, for [`PerdixEvent`](super::PerdixEvent)s and `perdix/errors`.
+    /// Faults and warnings recorded, for [`PerdixEvent`](super::PerdixEvent)s,
+    /// `perdix/errors` and `perdix/warnings`.
     faults: Faults,
+    /// The producers the plugin started: where each runs, the launches each skipped.
+    statuses: Statuses,
 }
 
 impl PerdixRings {
@@ -75,39 +82,13 @@ impl PerdixRings {
             backend: BackendChoice::default(),
             routes,
             faults: Faults::default(),
+            statuses: Statuses::default(),
         }
     }
 
     /// The plugin's settings.
     pub(crate) fn config(&self) -> &RingConfig {
         &self.config
-    }
-
-    /// A new host ring of the plugin's capacity, drained by this resource; returns its
-    /// producer (policy and timestamps from the plugin, producer id = the ring's index).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidCapacity`] or [`Error::Alloc`] from the ring.
-    pub fn add_producer(&mut self, name: &str) -> Result<Producer, Error> {
-        let id = u32::try_from(self.rings.len()).unwrap_or(u32::MAX);
-        self.add_producer_with_id(name, id)
-    }
-
-    /// [`add_producer`](Self::add_producer) with a chosen producer id.
-    ///
-    /// # Errors
-    ///
-    /// As [`add_producer`](Self::add_producer).
-    pub fn add_producer_with_id(&mut self, name: &str, id: u32) -> Result<Producer, Error> {
-        let (producer, consumer) = Buffer::builder(self.config.capacity)
-            .policy(self.config.policy)
-            .producer_id(id)
-            .timestamps(self.config.timestamps)
-            .build()?
-            .into_split();
-        self.add_consumer(name, consumer);
-        Ok(producer)
     }
 
     /// Drains the ring of `consumer` from now on (in the plugin's [`DrainMode`]). A ring in
@@ -179,8 +160,14 @@ impl PerdixRings {
         self.rings.get(ring).and_then(|ring| ring.device)
     }
 
-    /// Messages and bytes taken so far per CUDA device, ordered by device (rings of no device
-    /// are left out).
+    /// The name ring `ring` was added with (`None` for an index out of range).
+    #[must_use]
+    pub fn ring_name(&self, ring: usize) -> Option<&str> {
+        self.rings.get(ring).map(|ring| ring.name.as_str())
+    }
+
+    /// Messages and bytes taken so far per CUDA device, with the drops and stalls its kernels
+    /// counted, ordered by device (rings of no device are left out).
     #[must_use]
     pub fn device_totals(&self) -> Vec<DeviceTotals> {
         stats::device_totals(&self.rings)
@@ -194,11 +181,19 @@ impl PerdixRings {
         self.rings.get(ring).map(DrainedRing::state)
     }
 
-    /// Faults reported so far (as [`PerdixEvent`](super::PerdixEvent)s): failed rings and producers. The
-    /// `perdix/errors` diagnostic.
+    /// Faults reported so far (as [`PerdixEvent`](super::PerdixEvent)s): failed rings and
+    /// producers, routes too large. The `perdix/errors` diagnostic.
     #[must_use]
     pub fn errors(&self) -> u64 {
         self.faults.count()
+    }
+
+    /// Warnings reported so far (as [`PerdixEvent`](super::PerdixEvent)s that are not
+    /// [faults](super::PerdixEvent::is_fault)): GPU producers on their CPU fallbacks, unrouted
+    /// kinds, stalled producers. The `perdix/warnings` diagnostic.
+    #[must_use]
+    pub fn warnings(&self) -> u64 {
+        self.faults.warnings()
     }
 
     /// Rings `rings` fail with `err` (their producer stopped: a GPU kernel fault kills every
@@ -290,16 +285,15 @@ impl PerdixRings {
         stats::totals(self.stats(), &self.rings)
     }
 
-    /// Everything the diagnostics recorded, for a dashboard.
+    /// Everything the diagnostics recorded, for a dashboard, named by where producers run
+    /// ([`producer_backend`](Self::producer_backend), once decided).
     #[must_use]
     pub fn snapshot(&self) -> TelemetrySnapshot {
         let mut snapshot = self.telemetry.snapshot();
-        // Named by the backend once decided (it is decided from `&self`, see
-        // `producer_backend`).
-        if let Some(backend) = self.backend.get() {
+        if let Some(backend) = self.backend_so_far() {
             snapshot.backend = backend.name().to_owned();
             snapshot.device = match backend {
-                ProducerBackend::Gpu { device } => device.clone(),
+                ProducerBackend::Gpu { device } | ProducerBackend::Mixed { device, .. } => device,
                 ProducerBackend::Cpu { .. } => "cpu".to_owned(),
             };
         }
@@ -320,17 +314,6 @@ impl PerdixRings {
         let (window, largest) = self.counts.take_window();
         self.telemetry.latency_mut().merge(&window);
         (sample, window, largest)
-    }
-
-    /// Where this app's producers run: decided (and logged) on first use, from any reader of
-    /// the resource (the plugin decides it at `Startup` when it has producers to start).
-    pub fn producer_backend(&self) -> ProducerBackend {
-        self.backend.get_or_decide(&self.config).clone()
-    }
-
-    /// The backend as decided so far, with the devices it opened.
-    pub(crate) fn backend(&self) -> &BackendChoice {
-        &self.backend
     }
 
     /// The drain for one sink ([`Scheduler::serial`]): calls `f(ring index, message)`.

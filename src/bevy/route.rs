@@ -17,6 +17,7 @@ use super::event::PerdixEvent;
 use super::message::PerdixMessage;
 use super::rings::PerdixRings;
 use super::stage::{RouteShare, RouteTable, Stage};
+use super::unrouted::{self, SeenKinds};
 use crate::Message;
 
 /// The route table (published to the drain threads on every change) and one staging area per
@@ -29,6 +30,8 @@ pub(crate) struct Routes {
     handed: Vec<(usize, Batch)>,
     share: Arc<RouteShare>,
     malformed_warned: bool,
+    /// The unrouted kinds each ring has reported.
+    seen: SeenKinds,
 }
 
 impl core::fmt::Debug for Routes {
@@ -123,10 +126,19 @@ pub(crate) fn route_messages(world: &mut World) {
                     routes.handed.sort_by_key(|(idx, _)| *idx);
                 }
             }
-            let Routes { stages, handed, .. } = routes;
-            let mut all: Vec<&mut Stage> = stages.iter_mut().collect();
-            all.extend(handed.iter_mut().map(|(_, batch)| batch.stage_mut()));
+            let Routes {
+                table,
+                stages,
+                handed,
+                seen,
+                ..
+            } = routes;
+            // Each stage with its ring's index (a System stage's is its place).
+            let mut all: Vec<(usize, &mut Stage)> = stages.iter_mut().enumerate().collect();
+            all.extend(handed.iter_mut().map(|(idx, batch)| (*idx, batch.stage_mut())));
+            unrouted::report(&mut rings, seen, table, &all);
             let (unrouted, malformed) = flush(world, &mut all);
+            drop(all);
             rings.give_back(handed);
             rings.count_routing(unrouted, malformed);
             if malformed > 0 && !routes.malformed_warned {
@@ -142,14 +154,14 @@ pub(crate) fn route_messages(world: &mut World) {
 
 /// Writes `stages` (in ring order) into ECS messages and empties them; returns the unrouted and
 /// malformed counts they held.
-fn flush(world: &mut World, stages: &mut [&mut Stage]) -> (u64, u64) {
+fn flush(world: &mut World, stages: &mut [(usize, &mut Stage)]) -> (u64, u64) {
     let flushed = world.try_resource_scope(|_, mut raw: Mut<Messages<PerdixMessage>>| {
-        for stage in stages.iter_mut() {
+        for (_, stage) in stages.iter_mut() {
             raw.write_batch(stage.raw.drain(..));
         }
     });
     let (mut unrouted, mut malformed) = (0, 0);
-    for stage in stages.iter_mut() {
+    for (_, stage) in stages.iter_mut() {
         if flushed.is_none() {
             // Only if someone removed the raw messages: drop them.
             stage.raw.clear();

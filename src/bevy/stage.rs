@@ -201,6 +201,12 @@ impl Stage {
         }
     }
 
+    /// Whether unrouted messages were staged since the last flush (they are among
+    /// [`raw`](Self::raw)).
+    pub(crate) fn has_unrouted(&self) -> bool {
+        self.unrouted > 0
+    }
+
     /// Writes the staged typed messages into their `Messages<T>` (a type whose messages were
     /// removed from the world is dropped) and returns the unrouted and malformed counts; all
     /// emptied. The raw messages are the caller's: it writes every stage's first, in ring order.
@@ -227,6 +233,11 @@ impl RouteTable {
     /// The names of the registered types, in registration order.
     pub(crate) fn type_names(&self) -> Vec<&'static str> {
         self.kinds.iter().map(|t| t.name).collect()
+    }
+
+    /// Whether no route takes `kind` (its messages are staged raw and counted as unrouted).
+    pub(crate) fn is_unrouted(&self, kind: u32) -> bool {
+        self.lookup.route(kind) == Route::Unrouted
     }
 
     fn describe(&self, route: Route) -> &'static str {

@@ -41,6 +41,11 @@ pub struct DeviceTotals {
     pub messages: u64,
     /// Payload bytes taken out of them.
     pub bytes: u64,
+    /// Messages its kernels dropped (`DropNewest`, `perdix_try_emit`): the rings' device
+    /// counters.
+    pub drops: u64,
+    /// Times its kernels found a ring full and waited (`Block`): the rings' device counters.
+    pub stalls: u64,
 }
 
 /// The drain's counts as the resource keeps them: the cumulative stats (messages and bytes are
@@ -116,8 +121,8 @@ impl Counts {
     }
 }
 
-/// Messages and bytes taken so far per CUDA device, ordered by device (rings of no device are
-/// left out).
+/// Messages and bytes taken so far, drops and stalls counted so far, per CUDA device, ordered
+/// by device (rings of no device are left out).
 pub(crate) fn device_totals(rings: &[DrainedRing]) -> Vec<DeviceTotals> {
     let mut totals: Vec<DeviceTotals> = Vec::new();
     for ring in rings {
@@ -133,9 +138,12 @@ pub(crate) fn device_totals(rings: &[DrainedRing]) -> Vec<DeviceTotals> {
                 &mut totals[last]
             }
         };
+        let counted = ring.monitor.stats();
         entry.rings += 1;
         entry.messages += ring.messages;
         entry.bytes += ring.bytes;
+        entry.drops = entry.drops.saturating_add(counted.drops);
+        entry.stalls = entry.stalls.saturating_add(counted.full_events);
     }
     totals.sort_by_key(|t| t.device);
     totals
@@ -150,9 +158,11 @@ pub(crate) fn totals(stats: DrainStats, rings: &[DrainedRing]) -> Totals {
         ..Totals::default()
     };
     for drained in rings {
+        // A GPU ring's drops and stalls are its kernels' (the device counters, in the ring's
+        // stats), a host ring's its producer's.
         let ring = drained.monitor.stats();
-        totals.stalls += ring.full_events;
-        totals.drops += ring.drops;
+        totals.stalls = totals.stalls.saturating_add(ring.full_events);
+        totals.drops = totals.drops.saturating_add(ring.drops);
         // The ring's own fill: batches a drain thread already holds are not in the ring (they
         // are backlog, reported as deferred), and counting them read as fills above 100 %.
         totals.occupancy += ring.occupancy().min(ring.capacity);

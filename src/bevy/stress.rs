@@ -73,14 +73,16 @@ impl StressProducers {
     ///
     /// # Errors
     ///
-    /// As [`PerdixRings::add_producer`]; GPU failures fall back to the CPU with a warning.
+    /// As [`PerdixRings::add_producer`]; GPU failures fall back to the CPU threads, reported
+    /// as a [`PerdixEvent::ProducerFellBack`](super::PerdixEvent::ProducerFellBack) named
+    /// `stress`.
     ///
     /// # Panics
     ///
     /// If `size` is not a [`stress::valid_size`].
     pub fn spawn(rings: &mut PerdixRings, count: usize, size: usize) -> Result<Self, Error> {
         assert!(stress::valid_size(size), "invalid stress size {size}");
-        let backend = rings.producer_backend();
+        let backend = rings.chosen_backend().clone();
         #[cfg(feature = "cuda")]
         if backend.is_gpu() {
             match gpu::StressRun::start(rings, count, size) {
@@ -92,8 +94,18 @@ impl StressProducers {
                         gpu: Some(run),
                     })
                 }
-                Err(err) => {
-                    tracing::warn!(%err, "perdix: GPU stress producers failed; using CPU threads")
+                Err(error) => {
+                    // Reported as a registered producer's fall back is (logged there).
+                    let reason = error.to_string();
+                    rings
+                        .faults_mut()
+                        .report(super::PerdixEvent::ProducerFellBack {
+                            name: "stress".to_owned(),
+                            error,
+                        });
+                    let mut run = Self::spawn_cpu(rings, count, size)?;
+                    run.backend = ProducerBackend::Cpu { reason };
+                    return Ok(run);
                 }
             }
         }
@@ -183,18 +195,6 @@ impl StressProducers {
             .iter()
             .map(|t| t.sent.load(Ordering::Relaxed))
             .sum()
-    }
-
-    /// Drops and full-ring waits counted on the device by GPU producers (`None` for CPU
-    /// producers, whose rings count them: see [`PerdixRings::totals`]).
-    #[must_use]
-    pub fn device_drops_and_stalls(&self) -> Option<(u64, u64)> {
-        #[cfg(feature = "cuda")]
-        if let Some(run) = &self.gpu {
-            let counters = run.counters();
-            return Some((counters.dropped, counters.stalls));
-        }
-        None
     }
 
     /// Tells every producer to stop; each closes its ring after its last message.

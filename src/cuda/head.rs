@@ -9,7 +9,7 @@ use cudarc::driver::DriverError;
 
 use super::block::ControlBlock;
 use super::control;
-use crate::ring::HeadSink;
+use crate::ring::{HeadSink, SinkCounts};
 use crate::Error;
 
 /// The consumer's head, pushed into the control block with `cuStreamWriteValue64` on one of the
@@ -53,9 +53,16 @@ impl HeadSink for DeviceHead {
     /// copy on the side stream, which does not wait for the kernels). `None` when the copy
     /// fails (a faulted context).
     fn produced(&self) -> Option<u64> {
-        self.block
-            .counters(self.ring)
-            .ok()
-            .map(|counters| counters.positions)
+        self.counts().map(|counts| counts.positions)
+    }
+
+    /// The ring's device counters in one copy: positions, and the kernels' drops and waits.
+    fn counts(&self) -> Option<SinkCounts> {
+        let counters = self.block.counters(self.ring).ok()?;
+        Some(SinkCounts {
+            positions: counters.positions,
+            drops: counters.dropped,
+            stalls: counters.stalls,
+        })
     }
 }

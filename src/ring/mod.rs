@@ -28,9 +28,9 @@ pub use message::Message;
 pub use producer::Producer;
 pub use shared::{RingStats, MAX_CAPACITY};
 
-#[cfg(feature = "cuda")]
-pub(crate) use shared::HeadSink;
 pub(crate) use shared::Ring;
+#[cfg(feature = "cuda")]
+pub(crate) use shared::{HeadSink, SinkCounts};
 
 use crate::sync::Arc;
 use crate::Error;

@@ -35,6 +35,29 @@ pub(crate) trait HeadSink: Send + Sync + core::fmt::Debug {
     fn produced(&self) -> Option<u64> {
         None
     }
+    /// What the producers behind the sink counted on their side, when the sink can tell (GPU
+    /// rings: the ring's device counters, read in one copy): the positions they published,
+    /// and the drops and full-ring waits no host counter sees. By default
+    /// [`produced`](Self::produced) alone.
+    fn counts(&self) -> Option<SinkCounts> {
+        self.produced().map(|positions| SinkCounts {
+            positions,
+            ..SinkCounts::default()
+        })
+    }
+}
+
+/// The counts of a ring's producers that live behind its [`HeadSink`] (GPU rings: the
+/// ring's device counters), as [`RingStats`] adds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SinkCounts {
+    /// Positions published ([`RingStats::produced`]).
+    pub(crate) positions: u64,
+    /// Messages dropped because the ring was full (added to [`RingStats::drops`]).
+    pub(crate) drops: u64,
+    /// Times a producer found the ring full and waited (added to
+    /// [`RingStats::full_events`]).
+    pub(crate) stalls: u64,
 }
 
 /// The consumer side's state word ([`Ring::consumer_state`]): open, closed, or failed.
@@ -112,9 +135,11 @@ pub struct RingStats {
     /// Positions (slots) the consumer has released.
     pub consumed: u64,
     /// Times a producer found the ring full: each `try_produce` that returned `Full`, and each
-    /// blocking `produce` that had to wait (once per call).
+    /// blocking `produce` that had to wait (once per call); on a GPU ring, each time a warp
+    /// found it full and waited (the ring's device counter).
     pub full_events: u64,
-    /// Messages dropped by the `DropNewest` policy.
+    /// Messages dropped by the `DropNewest` policy (on a GPU ring, by its kernels: the ring's
+    /// device counter).
     pub drops: u64,
     /// Corrupt slots the consumer reported.
     pub corrupt: u64,
@@ -397,13 +422,15 @@ impl Ring {
     }
 
     pub(crate) fn stats(&self) -> RingStats {
-        let produced = self.sink.as_ref().and_then(|sink| sink.produced());
+        let sink = self.sink.as_ref().and_then(|sink| sink.counts());
+        let (drops, stalls) = sink.map_or((0, 0), |counts| (counts.drops, counts.stalls));
         RingStats {
             capacity: self.capacity,
-            produced: produced.unwrap_or_else(|| self.tail.load(Ordering::Relaxed)),
+            produced: sink.map_or_else(|| self.tail.load(Ordering::Relaxed), |c| c.positions),
             consumed: self.head.load(Ordering::Relaxed),
-            full_events: self.counters.full_events.load(Ordering::Relaxed),
-            drops: self.counters.drops.load(Ordering::Relaxed),
+            // The device's counts are data from the device: added without overflow.
+            full_events: (self.counters.full_events.load(Ordering::Relaxed)).saturating_add(stalls),
+            drops: (self.counters.drops.load(Ordering::Relaxed)).saturating_add(drops),
             corrupt: self.counters.corrupt.load(Ordering::Relaxed),
         }
     }

@@ -25,12 +25,30 @@ fn collect(mut raw: MessageReader<perdix_transport::bevy::PerdixMessage>, mut se
     seen.0.extend(raw.read().map(|m| (m.ring(), m.seq())));
 }
 
+/// Every `PerdixEvent` written since the app started (Bevy keeps a message two frames).
+#[derive(Resource, Default)]
+struct AllEvents(Vec<PerdixEvent>);
+
+fn keep_events(mut events: MessageReader<PerdixEvent>, mut all: ResMut<AllEvents>) {
+    all.0.extend(events.read().cloned());
+}
+
 fn app(plugin: PerdixPlugin) -> App {
     let mut app = App::new();
+    // Kind 0 (`try_produce`'s) is read raw on purpose (`collect`): registered as raw, it is
+    // not an unrouted kind (which would be reported as a `PerdixEvent::Unrouted`).
     app.add_plugins((DiagnosticsPlugin, plugin))
+        .add_perdix_raw(0)
         .init_resource::<Seen>()
-        .add_systems(Update, collect);
+        .init_resource::<AllEvents>()
+        .add_systems(Update, (collect, keep_events));
     app
+}
+
+/// Every `PerdixEvent` an app made with [`app`] (or that keeps them in [`AllEvents`]) was
+/// written.
+fn all_events(app: &App) -> Vec<PerdixEvent> {
+    app.world().resource::<AllEvents>().0.clone()
 }
 
 /// Every `PerdixEvent` written so far.
@@ -230,7 +248,8 @@ fn a_panicking_cpu_fallback_reports_its_producer_failed() {
         },
     );
     let mut app = app(PerdixPlugin::default());
-    app.add_gpu_producer(spec);
+    // Kind 1 is read raw (not an unrouted kind, which would be reported).
+    app.add_perdix_raw(1).add_gpu_producer(spec);
     app.update();
     if app
         .world()
@@ -340,10 +359,15 @@ fn failure_events_display_their_error() {
         error: Error::Spawn("out of threads".into()),
     };
     assert_eq!(
-        event.error().to_string(),
-        "could not start a thread: out of threads"
+        event.error().map(ToString::to_string).as_deref(),
+        Some("could not start a thread: out of threads")
     );
 }
+
+// GPU producers on their CPU fallbacks, unrouted kinds, skipped launches: warnings as values.
+mod fell_back;
+mod skipped;
+mod unrouted;
 
 #[cfg(feature = "cuda")]
 #[path = "../support/child.rs"]
@@ -352,3 +376,9 @@ mod child;
 // A kernel `__trap()`s mid-stream while the plugin drains: in gpu.rs.
 #[cfg(feature = "cuda")]
 mod gpu;
+// GPU start failures with a fallback, device drops and stalls, a hung kernel: in gpu_events.rs.
+#[cfg(feature = "cuda")]
+#[path = "../support/device.rs"]
+mod device;
+#[cfg(feature = "cuda")]
+mod gpu_events;

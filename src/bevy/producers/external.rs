@@ -78,7 +78,7 @@ impl PerdixRings {
         rings: usize,
     ) -> Result<ExternalGpuProducer, Error> {
         // Opens the plugin's devices if nothing has yet.
-        if let ProducerBackend::Cpu { reason } = self.producer_backend() {
+        if let ProducerBackend::Cpu { reason } = self.chosen_backend() {
             tracing::warn!(producer = %name, %reason, "perdix: no CUDA device for an external GPU producer");
             return Err(self.backend().no_gpu_error());
         }

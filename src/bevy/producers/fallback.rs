@@ -90,21 +90,20 @@ impl<A: bytemuck::Pod + Send + Sync> Fallback<A> {
         queued < FALLBACK_QUEUE as u64
     }
 
-    /// A skipped launch: counted, and warned about once.
+    /// A skipped launch: counted (the launch system reports a stall, as for the GPU).
     fn skip(&mut self) {
         self.skipped += 1;
-        if self.skipped == 1 {
-            tracing::warn!(
-                producer = %self.name,
-                "perdix: CPU fallback is {FALLBACK_QUEUE} launches behind; skipping launches"
-            );
-        }
     }
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Running for Fallback<A> {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Launches skipped while the thread was [`FALLBACK_QUEUE`] launches behind.
+    fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     /// Its ring, which fails with it if the fallback panics.

@@ -140,6 +140,8 @@ struct Launcher<A> {
     split: ArgSplit,
     /// The `args` closure, called for launches that run (see `launch.rs`).
     args: Launches<A>,
+    /// Frames whose launch was skipped (the kernel still running): the launch system counts
+    /// them and reports a stall (`PerdixEvent::LaunchesSkipped`).
     skipped: u64,
     failed: bool,
 }
@@ -151,6 +153,11 @@ impl<A: bytemuck::Pod + Send + Sync> Running for Launcher<A> {
 
     fn rings(&self) -> Range<usize> {
         self.rings.clone()
+    }
+
+    /// Frames whose launch was skipped because the kernel was still running.
+    fn skipped(&self) -> u64 {
+        self.skipped
     }
 
     fn launch(&mut self, world: &World) -> Result<(), Error> {

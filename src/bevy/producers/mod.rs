@@ -47,7 +47,15 @@ trait Registered: Send {
         self: Box<Self>,
         rings: &mut PerdixRings,
         backend: &ProducerBackend,
-    ) -> Result<Box<dyn Running>, Error>;
+    ) -> Result<Started, Error>;
+}
+
+/// A producer started, where it runs, and why not on the GPU the plugin chose when it could
+/// not start there (its error: the app gets it as a [`PerdixEvent::ProducerFellBack`]).
+struct Started {
+    running: Box<dyn Running>,
+    backend: ProducerBackend,
+    fell_back: Option<Error>,
 }
 
 impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
@@ -55,16 +63,24 @@ impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
         &self.name
     }
 
-    /// Without a fallback, the GPU's error (or why there is no GPU) is the producer's.
+    /// Without a fallback, the GPU's error (or why there is no GPU) is the producer's. A
+    /// fallback run because producers run on the CPU is the plugin's choice; one run because
+    /// the GPU start failed is a fall back, with the GPU's error.
     fn start(
         self: Box<Self>,
         rings: &mut PerdixRings,
         backend: &ProducerBackend,
-    ) -> Result<Box<dyn Running>, Error> {
+    ) -> Result<Started, Error> {
         let mut spec = *self;
         let gpu_error = if backend.is_gpu() {
             match gpu::start(&mut spec, rings) {
-                Ok(running) => return Ok(running),
+                Ok(running) => {
+                    return Ok(Started {
+                        running,
+                        backend: backend.clone(),
+                        fell_back: None,
+                    })
+                }
                 Err(err) => err,
             }
         } else {
@@ -73,15 +89,18 @@ impl<A: bytemuck::Pod + Send + Sync> Registered for GpuProducerSpec<A> {
         let Some(fallback) = spec.fallback.take() else {
             return Err(gpu_error);
         };
-        if backend.is_gpu() {
-            tracing::warn!(
-                producer = %spec.name,
-                err = %gpu_error,
-                "perdix: GPU producer failed to start; using its CPU fallback"
-            );
-        }
         let running = Fallback::start(&spec.name, fallback, spec.args.take(), rings)?;
-        Ok(Box::new(running))
+        let (backend, fell_back) = if backend.is_gpu() {
+            let reason = gpu_error.to_string();
+            (ProducerBackend::Cpu { reason }, Some(gpu_error))
+        } else {
+            (backend.clone(), None)
+        };
+        Ok(Started {
+            running: Box::new(running),
+            backend,
+            fell_back,
+        })
     }
 }
 
@@ -111,7 +130,8 @@ impl ProducerRegistry {
     }
 }
 
-/// `Startup`: chooses the backend (once, logged) and starts every registered producer.
+/// `Startup`: chooses the backend (once, logged) and starts every registered producer; each
+/// that started is recorded where it runs (`PerdixRings::producers`).
 pub(crate) fn start_producers(world: &mut World) {
     world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
         let pending = core::mem::take(
@@ -126,11 +146,19 @@ pub(crate) fn start_producers(world: &mut World) {
         let Some(mut rings) = world.get_resource_mut::<PerdixRings>() else {
             return;
         };
-        let backend = rings.producer_backend();
+        let backend = rings.chosen_backend().clone();
         for spec in pending {
             let name = spec.name().to_owned();
             match spec.start(&mut rings, &backend) {
-                Ok(running) => registry.running.push(running),
+                Ok(started) => {
+                    registry.running.push(started.running);
+                    rings.statuses_mut().started(&name, started.backend);
+                    if let Some(error) = started.fell_back {
+                        rings
+                            .faults_mut()
+                            .report(PerdixEvent::ProducerFellBack { name, error });
+                    }
+                }
                 Err(error) => rings
                     .faults_mut()
                     .report(PerdixEvent::ProducerFailed { name, error }),
@@ -140,19 +168,27 @@ pub(crate) fn start_producers(world: &mut World) {
 }
 
 /// [`PerdixSystems::Launch`](crate::bevy::PerdixSystems::Launch): one asynchronous launch per
-/// producer.
+/// producer; a launch skipped (the previous one still runs) is counted, and a run of
+/// [`STALL_FRAMES`](crate::bevy::STALL_FRAMES) of them reported.
 pub(crate) fn launch_producers(world: &mut World) {
     world.try_resource_scope(|world, mut registry: Mut<ProducerRegistry>| {
-        for producer in &mut registry.running {
-            if let Err(error) = producer.launch(world) {
+        let now = std::time::Instant::now();
+        for (idx, producer) in registry.running.iter_mut().enumerate() {
+            let launched = producer.launch(world);
+            let Some(mut rings) = world.get_resource_mut::<PerdixRings>() else {
+                continue;
+            };
+            // The registry's order is the statuses' (both pushed together at `Startup`).
+            if let Some(stall) = rings.statuses_mut().launched(idx, producer.skipped(), now) {
+                rings.faults_mut().report(stall);
+            }
+            if let Err(error) = launched {
                 let name = producer.name().to_owned();
-                if let Some(mut rings) = world.get_resource_mut::<PerdixRings>() {
-                    // Its rings fail with it, once what it published before is drained.
-                    rings.fail_rings(producer.rings(), &error);
-                    rings
-                        .faults_mut()
-                        .report(PerdixEvent::ProducerFailed { name, error });
-                }
+                // Its rings fail with it, once what it published before is drained.
+                rings.fail_rings(producer.rings(), &error);
+                rings
+                    .faults_mut()
+                    .report(PerdixEvent::ProducerFailed { name, error });
             }
         }
     });

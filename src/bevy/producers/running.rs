@@ -16,4 +16,6 @@ pub(crate) trait Running: Send + Sync {
     fn rings(&self) -> Range<usize>;
     /// One launch; an error once, when the producer stops for good (it is not launched again).
     fn launch(&mut self, world: &World) -> Result<(), Error>;
+    /// Launches skipped so far because the previous one was still running.
+    fn skipped(&self) -> u64;
 }
