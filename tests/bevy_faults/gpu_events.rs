@@ -131,9 +131,9 @@ extern "C" __global__ void one(const perdix_producer* p, unsigned n) {
     // starts (12 bytes here: refused, nothing is launched); (4) it writes no other memory.
     let wrong = unsafe { GpuProducerSpec::<[u32; 3]>::new("wrong", ONE_ARG_CU, "one") };
     // SAFETY: as above, with `A = u32`, the kernel's `unsigned n`.
-    let right = unsafe { GpuProducerSpec::<u32>::new("right", ONE_ARG_CU, "one") }
-        .block(32)
-        .args(|_world, _launch| 1u32);
+    let right = unsafe { GpuProducerSpec::<u32>::new("right", ONE_ARG_CU, "one") }.block(32);
+    // SAFETY: (1) each value is `n`, the kernel's `unsigned`; (2) it carries no address.
+    let right = unsafe { right.args(|_world, _launch| 1u32) };
     app.add_gpu_producer(ticking(wrong))
         .add_gpu_producer(ticking(right));
     assert_fell_back(&mut app, "wrong", |e| matches!(e, Error::InvalidConfig(_)));
@@ -174,8 +174,9 @@ extern "C" __global__ void hog(const perdix_producer* p) {
     let kernel = unsafe { GpuKernel::from_source(HOG_CU, "hog") }
         .grid(4096)
         .block(1024);
-    hog.launch(&kernel)
-        .unwrap_or_else(|err| panic!("hog launch: {err}"));
+    // SAFETY: the kernel was built under `from_source`'s contract above and has no arguments,
+    // so no address is supplied.
+    unsafe { hog.launch(&kernel) }.unwrap_or_else(|err| panic!("hog launch: {err}"));
     let stopper = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(6));
         hog.request_stop()
@@ -241,14 +242,18 @@ fn flood(policy: Policy) -> Option<(App, u64)> {
     // (4) it writes no other memory.
     let spec = unsafe { GpuProducerSpec::<[u32; 2]>::new("flood", FLOOD_CU, "flood") }
         .grid(GRID)
-        .block(BLOCK)
-        .args(move |_world, _launch| {
+        .block(BLOCK);
+    // SAFETY: (1) each value is `[on, per_thread]`, the kernel's two `unsigned`s; (2) it
+    // carries no address.
+    let spec = unsafe {
+        spec.args(move |_world, _launch| {
             let on = start.elapsed() < Duration::from_millis(400);
             if on {
                 counted.fetch_add(1, Ordering::Relaxed);
             }
             [u32::from(on), PER_THREAD]
-        });
+        })
+    };
     app.add_gpu_producer(spec);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
