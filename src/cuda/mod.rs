@@ -86,6 +86,7 @@ mod set;
 #[cfg(feature = "testing")]
 pub(crate) mod stress;
 mod teardown;
+mod watch;
 mod words;
 
 pub use arg::{device_address, ArgBytes, KernelArg};

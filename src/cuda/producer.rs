@@ -13,6 +13,7 @@ use super::clock::{self, ClockMapping};
 use super::counters::GpuCounters;
 use super::kernel::GpuKernel;
 use super::memory::GpuMemory;
+use super::watch::FaultWatch;
 use super::{control, driver, params, GpuContext};
 use crate::ring::Ring;
 use crate::sync::Arc as RingArc;
@@ -83,6 +84,9 @@ pub struct GpuProducer {
     pub(super) finished: bool,
     /// Per ring: this producer wrote its closed word after the ring failed (`faults.rs`).
     pub(super) device_closed: Vec<AtomicBool>,
+    /// The thread that fails the rings on a kernel fault without a call on the producer
+    /// (`watch.rs`); stopped first thing in `Drop`.
+    pub(super) watch: FaultWatch,
 }
 
 impl GpuProducer {

@@ -24,6 +24,9 @@ pub(super) fn kernels_finished(waited: &Result<bool, Error>) -> bool {
 
 impl Drop for GpuProducer {
     fn drop(&mut self) {
+        // First, so nothing of the producer's is used after this: the watch holds the stream
+        // and the rings until it is joined (one driver query at most).
+        self.watch.stop();
         if !self.finished {
             // Close every ring on the device so kernels waiting for room return, then wait for
             // them, boundedly: a kernel that ignores PERDIX_CLOSED must not hang the process.
