@@ -77,11 +77,9 @@ pub enum Error {
     },
     /// The producer side is gone, and it published positions the consumer can never reach:
     /// position `pos` was reserved and never published, and `slots` positions after it were
-    /// (counted by the ring's device counter). The kernels of a
-    /// [`GpuProducer`](crate::cuda::GpuProducer) dropped without
-    /// [`finish`](crate::cuda::GpuProducer::finish) give up a reservation when their ring is
-    /// closed while a later reservation is published: those messages are lost, though counted
-    /// as emitted. Returned where [`Error::Disconnected`] would be, once every message before
+    /// (counted by the ring's device counter). The kernels of a `cuda::GpuProducer` dropped
+    /// without `finish` give up a reservation when their ring is closed while a later
+    /// reservation is published: those messages are lost, though counted as emitted. Returned where [`Error::Disconnected`] would be, once every message before
     /// `pos` is read; sticky (every later call reports it).
     #[error(
         "{slots} published slots lost: the producer closed with position {pos} never published"

@@ -34,10 +34,15 @@ use crate::{Backend, Error, Policy, RingStats};
 /// after a timeout or any other error it is leaked, with a warning, so no kernel writes freed
 /// memory.
 ///
-/// Faults travel both ways: a kernel fault the producer sees becomes every ring's fault (their
-/// consumers report it after the messages published before it), and a ring that failed (a
-/// corrupt slot, a failed head push) is closed on the device, so waiting kernels exit and
-/// [`wait`](Self::wait) / [`finish`](Self::finish) never wait on it.
+/// Faults travel both ways: a kernel fault becomes every ring's fault (their consumers report
+/// it after the messages published before it), whether a call on the producer meets it or its
+/// fault watch does (a thread that asks the driver every 10 ms, so a consumer that only
+/// consumes learns of it too); and a ring that failed (a corrupt slot, a failed head push) is
+/// closed on the device, so waiting kernels exit and [`wait`](Self::wait) /
+/// [`finish`](Self::finish) never wait on it. Dropping the producer without `finish` can leave
+/// messages a consumer cannot reach (a kernel gives up a reservation on the closed ring while a
+/// later one is published): that consumer then ends with [`Error::Lost`], never a clean
+/// [`Error::Disconnected`].
 ///
 /// # Examples
 ///

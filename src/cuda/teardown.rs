@@ -5,6 +5,12 @@
 //! more). Any other answer (a driver error from the query, a timeout) leaves kernels possibly
 //! running, and freeing the rings or the control block under them would let them write freed
 //! memory: that memory is leaked, with a warning.
+//!
+//! The fault watch is stopped and joined first (one driver query at most), so no thread of the
+//! producer's outlives its `Drop`. Closing the rings under waiting kernels can leave a gap: a
+//! warp that sees CLOSED gives up its reserved positions while a later warp, which saw a newer
+//! head, publishes; the consumer stops at the gap and reports [`Error::Lost`] with the count of
+//! positions published past it (the ring's device counter), never a clean `Disconnected`.
 
 use std::sync::Arc;
 use std::time::Duration;
