@@ -44,3 +44,14 @@ extern "C" __global__ void perdix_fault_header(const perdix_producer* p, perdix_
 extern "C" __global__ void perdix_fault_try_burst(const perdix_producer* p, perdix_u32 per_thread) {
     for (perdix_u32 i = 0; i < per_thread; i++) perdix_try_emit(p, 3, &i, sizeof i);
 }
+
+// Lane 0 of block 0 sends `n` messages (kind 4, payload the message number, 4 bytes) with
+// perdix_emit, then traps: a kernel fault right after `n` published messages, for a consumer
+// that makes no call on the producer (the fault watch, issue 20 item 5).
+extern "C" __global__ void perdix_fault_emit_then_trap(const perdix_producer* p, perdix_u32 n) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    for (perdix_u32 i = 0; i < n; i++) {
+        if (perdix_emit(p, 4, &i, sizeof i) != PERDIX_OK) return;
+    }
+    __trap();
+}

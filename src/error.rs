@@ -75,6 +75,21 @@ pub enum Error {
         /// the slot was not read).
         len: u32,
     },
+    /// The producer side is gone, and it published positions the consumer can never reach:
+    /// position `pos` was reserved and never published, and `slots` positions after it were
+    /// (counted by the ring's device counter). The kernels of a `cuda::GpuProducer` dropped
+    /// without `finish` give up a reservation when their ring is closed while a later
+    /// reservation is published: those messages are lost, though counted as emitted. Returned where [`Error::Disconnected`] would be, once every message before
+    /// `pos` is read; sticky (every later call reports it).
+    #[error(
+        "{slots} published slots lost: the producer closed with position {pos} never published"
+    )]
+    Lost {
+        /// The position the consumer stopped at: reserved, never published.
+        pos: u64,
+        /// Positions (slots, pad records included) published beyond `pos`, never readable.
+        slots: u64,
+    },
     /// The consumer could not push its head (or the news that it is gone) to the device its
     /// producers wait on; carries the driver's error. Sticky: the ring is closed and every later
     /// call reports it, since producers waiting for room might otherwise never hear from it.

@@ -143,6 +143,10 @@ fn display_texts() {
         "corrupt slot at position 4: seq 9, len 300"
     );
     assert_eq!(
+        Error::Lost { pos: 96, slots: 32 }.to_string(),
+        "32 published slots lost: the producer closed with position 96 never published"
+    );
+    assert_eq!(
         Error::Alloc {
             bytes: 10,
             backend: "host"

@@ -383,3 +383,104 @@ fn drop_newest_decides_against_a_head_at_most_capacity_over_8_stale() {
     );
     assert!(report.verify.is_clean(), "{:?}", report.verify);
 }
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn a_kernel_fault_reaches_a_consumer_that_only_consumes() {
+    // Issue 20 item 5: a kernel emits 1,000 messages, then traps; the launching thread only
+    // consumes (no call on the producer): the fault watch must fail the ring, so the consumer
+    // gets all 1,000, then `KernelFault` (aim: within 100 ms; asserted: a liveness bound). A
+    // fault poisons the whole context, so it runs in a child process.
+    if child::is_child() {
+        let Some(gpu) = gpu() else { return };
+        let _dog = Watchdog::arm("a fault met by a consumer alone", Duration::from_secs(30));
+        const SENT: u32 = 1000;
+        let (mut producer, mut consumer) = GpuProducer::new(&gpu, 4096).expect("producer");
+        // SAFETY: (1) `perdix_fault_emit_then_trap` takes `const perdix_producer*` first; (2) it
+        // touches the ring only through `perdix_emit`; (3) then `unsigned n`, the one `u32`
+        // added below; (4) it writes nothing else: it traps, which is the point.
+        let kernel = unsafe { GpuKernel::from_source(FAULTS_CU, "perdix_fault_emit_then_trap") }
+            .name("faults.cu")
+            .grid(1)
+            .block(32);
+        // SAFETY: `SENT` is the kernel's `unsigned n`, a number, not an address.
+        let kernel = unsafe { kernel.arg(SENT) };
+        producer.prepare(&kernel).expect("compiles");
+        let started = Instant::now();
+        // SAFETY: the kernel was built under `from_source`'s contract above; its one argument is
+        // a number, so no address must stay live.
+        unsafe { producer.launch(&kernel) }.expect("launch");
+        // From here on the producer is only kept alive: no call on it until the end.
+        let (mut read, mut last) = (0u32, Instant::now());
+        let err = loop {
+            match consumer.consume_timeout(Duration::from_secs(1)) {
+                Ok(Some(msg)) => {
+                    assert_eq!((msg.kind(), &*msg), (4, &read.to_le_bytes()[..]));
+                    read += 1;
+                    last = Instant::now();
+                }
+                Ok(None) => panic!("nothing for 1 s after {read} messages: no fault reached"),
+                Err(err) => break err,
+            }
+        };
+        let after_last = last.elapsed();
+        println!(
+            "child outcome: {read} messages, then {err:?} {after_last:?} after the last \
+             ({:?} after the launch; within 100 ms: {})",
+            started.elapsed(),
+            after_last < Duration::from_millis(100)
+        );
+        assert_eq!(read, SENT, "every message published before the fault");
+        assert!(matches!(err, Error::KernelFault(_)), "{err:?}");
+        assert!(after_last < Duration::from_secs(1), "{after_last:?}");
+        assert_eq!(consumer.try_consume_checked().err(), Some(err), "sticky");
+        drop(producer);
+        return;
+    }
+    if gpu().is_none() {
+        return;
+    }
+    let text = child::run("a_kernel_fault_reaches_a_consumer_that_only_consumes");
+    assert!(text.contains("child outcome"), "{text}");
+}
+
+#[test]
+#[ignore = "needs a CUDA device"]
+fn dropping_a_producer_under_blocked_warps_loses_nothing_silently() {
+    // Issue 20 item 6: a producer dropped without `finish` closes its rings while warps wait for
+    // room; a warp that honours CLOSED leaves its positions unpublished while a later warp may
+    // have published: the consumer stops at the gap. The end must then be `Lost` with the exact
+    // count (device positions - consumed), never a clean `Disconnected` short of what was
+    // published. The race is timing-dependent: repeated, and how often it struck is printed.
+    let Some(gpu) = gpu() else { return };
+    let _dog = Watchdog::arm("drop under blocked warps", Duration::from_secs(120));
+    const RUNS: u32 = 20;
+    let mut lost_runs = 0;
+    for run in 0..RUNS {
+        let (producer, mut consumer) = blocked_full_grid(&gpu);
+        let reader = std::thread::spawn(move || {
+            let err = loop {
+                match consumer.try_consume_checked() {
+                    Ok(Some(msg)) => drop(msg),
+                    Ok(None) => std::hint::spin_loop(),
+                    Err(err) => break err,
+                }
+            };
+            (consumer, err)
+        });
+        std::thread::sleep(Duration::from_millis(1 + u64::from(run % 4)));
+        drop(producer);
+        let (consumer, err) = reader.join().expect("the reader");
+        let (produced, consumed) = (consumer.stats().produced, consumer.position());
+        match err {
+            Error::Disconnected => assert_eq!(consumed, produced, "run {run}: a silent loss"),
+            Error::Lost { pos, slots } => {
+                assert_eq!((pos, slots), (consumed, produced - consumed), "run {run}");
+                assert_eq!(consumer.fault(), Some(err), "run {run}: sticky");
+                lost_runs += 1;
+            }
+            other => panic!("run {run}: {other:?}"),
+        }
+    }
+    println!("{lost_runs} of {RUNS} drops under blocked warps left a gap, each reported as Lost");
+}

@@ -8,6 +8,7 @@ use super::block::ControlBlock;
 use super::head::DeviceHead;
 use super::memory::{CudaManaged, CudaPinned, DeviceMemory, GpuMemory, Window};
 use super::producer::GpuProducer;
+use super::watch::{self, FaultWatch};
 use super::words::DeviceWords;
 use super::{control, GpuContext};
 use crate::ring::Ring;
@@ -106,7 +107,8 @@ impl GpuProducerBuilder {
     /// [`Error::InvalidConfig`] for one below [`MIN_CAPACITY`] or for zero rings;
     /// [`Error::ManagedUnsupported`] for [`GpuMemory::Managed`] on a device without concurrent
     /// managed access; [`Error::Alloc`] when the memory cannot be had; [`Error::Driver`] for
-    /// driver failures.
+    /// driver failures; [`Error::Spawn`] when the fault watch thread (which passes a kernel's
+    /// fault on to the consumers without a call on the producer) cannot start.
     pub fn build(self) -> Result<(GpuProducer, Vec<Consumer>), Error> {
         let ring_bytes = Ring::bytes_for(self.capacity)?;
         // A warp reserves up to 32 positions at once and waits until all of them fit: a ring
@@ -181,6 +183,10 @@ impl GpuProducerBuilder {
             consumers.push(Consumer::new(RingArc::clone(&ring)));
             rings.push(ring);
         }
+        let watch = FaultWatch::start(
+            rings.iter().map(RingArc::clone).collect(),
+            watch::stream_query(gpu.clone(), Arc::clone(&stream)),
+        )?;
         tracing::info!(
             rings = self.rings,
             capacity = self.capacity,
@@ -201,6 +207,7 @@ impl GpuProducerBuilder {
                 launches: 0,
                 finished: false,
                 device_closed: (0..self.rings).map(|_| AtomicBool::new(false)).collect(),
+                watch,
             },
             consumers,
         ))

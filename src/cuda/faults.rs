@@ -2,7 +2,12 @@
 //!
 //! - A kernel fault the producer sees (from a launch, a query, a wait or a copy) becomes each of
 //!   its rings' sticky fault ([`Ring::fail`]), so every consumer reports it after the messages
-//!   published before it, instead of waiting on a ring nobody will ever write again.
+//!   published before it, instead of waiting on a ring nobody will ever write again. The
+//!   producer's fault watch (`watch.rs`) asks the driver every 10 ms and does the same, so the
+//!   fault reaches a consumer even when nobody calls the producer.
+//! - A ring whose consumer stopped at a position never published, once the producer side is
+//!   closed, while its device counter says later positions were published, ends in
+//!   [`Error::Lost`] (the consumer's end check), not a clean `Disconnected`.
 //! - A ring whose consumer failed (a corrupt slot, a failed head push) is closed by the core;
 //!   the producer also writes that ring's closed word itself, once, from its side stream (not a
 //!   consumer push stream), so a Block kernel waiting on it exits even when the consumer's push

@@ -97,6 +97,7 @@ mod split;
 #[cfg(feature = "testing")]
 pub(crate) mod stress;
 mod teardown;
+mod watch;
 mod words;
 
 pub use arg::{device_address, ArgBytes, KernelArg};

@@ -13,6 +13,7 @@ use super::clock::{self, ClockMapping};
 use super::counters::GpuCounters;
 use super::kernel::GpuKernel;
 use super::memory::GpuMemory;
+use super::watch::FaultWatch;
 use super::{control, driver, GpuContext};
 use crate::ring::Ring;
 use crate::sync::Arc as RingArc;
@@ -35,10 +36,15 @@ use crate::{Backend, Error, Policy, RingStats};
 /// after a timeout or any other error it is leaked, with a warning, so no kernel writes freed
 /// memory.
 ///
-/// Faults travel both ways: a kernel fault the producer sees becomes every ring's fault (their
-/// consumers report it after the messages published before it), and a ring that failed (a
-/// corrupt slot, a failed head push) is closed on the device, so waiting kernels exit and
-/// [`wait`](Self::wait) / [`finish`](Self::finish) never wait on it.
+/// Faults travel both ways: a kernel fault becomes every ring's fault (their consumers report
+/// it after the messages published before it), whether a call on the producer meets it or its
+/// fault watch does (a thread that asks the driver every 10 ms, so a consumer that only
+/// consumes learns of it too); and a ring that failed (a corrupt slot, a failed head push) is
+/// closed on the device, so waiting kernels exit and [`wait`](Self::wait) /
+/// [`finish`](Self::finish) never wait on it. Dropping the producer without `finish` can leave
+/// messages a consumer cannot reach (a kernel gives up a reservation on the closed ring while a
+/// later one is published): that consumer then ends with [`Error::Lost`], never a clean
+/// [`Error::Disconnected`].
 ///
 /// # Examples
 ///
@@ -90,6 +96,9 @@ pub struct GpuProducer {
     pub(super) finished: bool,
     /// Per ring: this producer wrote its closed word after the ring failed (`faults.rs`).
     pub(super) device_closed: Vec<AtomicBool>,
+    /// The thread that fails the rings on a kernel fault without a call on the producer
+    /// (`watch.rs`); stopped first thing in `Drop`.
+    pub(super) watch: FaultWatch,
 }
 
 impl GpuProducer {

@@ -5,6 +5,12 @@
 //! more). Any other answer (a driver error from the query, a timeout) leaves kernels possibly
 //! running, and freeing the rings or the control block under them would let them write freed
 //! memory: that memory is leaked, with a warning.
+//!
+//! The fault watch is stopped and joined first (one driver query at most), so no thread of the
+//! producer's outlives its `Drop`. Closing the rings under waiting kernels can leave a gap: a
+//! warp that sees CLOSED gives up its reserved positions while a later warp, which saw a newer
+//! head, publishes; the consumer stops at the gap and reports [`Error::Lost`] with the count of
+//! positions published past it (the ring's device counter), never a clean `Disconnected`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +30,9 @@ pub(super) fn kernels_finished(waited: &Result<bool, Error>) -> bool {
 
 impl Drop for GpuProducer {
     fn drop(&mut self) {
+        // First, so nothing of the producer's is used after this: the watch holds the stream
+        // and the rings until it is joined (one driver query at most).
+        self.watch.stop();
         if !self.finished {
             // Close every ring on the device so kernels waiting for room return, then wait for
             // them, boundedly: a kernel that ignores PERDIX_CLOSED must not hang the process.

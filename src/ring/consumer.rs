@@ -30,7 +30,10 @@ pub(super) struct Held {
 /// not end the lap) or a head that cannot reach the
 /// device ([`Error::HeadPush`]) is the ring's *fault*: the consumer stops there, the ring is
 /// closed for its producers (GPU kernels waiting for room return `PERDIX_CLOSED`), and every
-/// later call returns the same error ([`fault`](Self::fault) tells it without a call).
+/// later call returns the same error ([`fault`](Self::fault) tells it without a call). A ring
+/// whose producers published positions past one they never published (a GPU producer dropped
+/// without `finish`) ends in [`Error::Lost`], with the count, rather than a clean
+/// [`Error::Disconnected`].
 ///
 /// # Examples
 ///
@@ -68,8 +71,11 @@ pub struct Consumer {
     /// An empty ring pushes the head once it is this far past `pushed` (publish_every / 8).
     push_on_empty: u64,
 
-    /// The ring's fault once this consumer has met it, reported by every later call.
+    /// The ring's fault once this consumer has met it (or [`Error::Lost`] at its end),
+    /// reported by every later call.
     fault: Option<Error>,
+    /// The producer side is closed and nothing was lost: every later call is `Disconnected`.
+    ended: bool,
 }
 
 impl Consumer {
@@ -86,6 +92,7 @@ impl Consumer {
             held_len: 0,
             push_on_empty: (publish_every / 8).max(1),
             fault: None,
+            ended: false,
         }
     }
 
@@ -299,9 +306,37 @@ impl Consumer {
             if self.ring.seq(pos).load(Ordering::Relaxed) == ready {
                 return self.poll();
             }
-            return Err(Error::Disconnected);
+            return Err(self.end(pos));
         }
         Ok(None)
+    }
+
+    /// Why the ring ends at `pos` (the producer side is closed and `pos` unpublished):
+    /// [`Error::Disconnected`], or [`Error::Lost`] when the producers published positions at or
+    /// beyond `pos` (GPU kernels that gave up a reservation when their dropped producer closed
+    /// the ring, while a later reservation was published). `Lost` is sticky, as a fault; a clean
+    /// end is checked once (the producers' count is a device copy for GPU rings).
+    #[cold]
+    #[inline(never)]
+    fn end(&mut self, pos: u64) -> Error {
+        if self.ended {
+            return Error::Disconnected;
+        }
+        match self.ring.published_beyond(pos) {
+            Some(0) => {
+                self.ended = true;
+                Error::Disconnected
+            }
+            Some(slots) => {
+                let lost = Error::Lost { pos, slots };
+                tracing::error!(%lost, "perdix: the producer closed its ring with a gap");
+                self.fault = Some(lost.clone());
+                lost
+            }
+            // A CPU producer publishes in order; a GPU ring whose counter cannot be read (a
+            // broken context: its kernel's fault is the ring's) is asked again next time.
+            None => Error::Disconnected,
+        }
     }
 
     /// Makes `err` the ring's fault (closing the ring for its producers) and this consumer's;
@@ -454,3 +489,6 @@ impl Drop for Consumer {
         self.ring.close_consumer();
     }
 }
+
+#[cfg(test)]
+mod tests;

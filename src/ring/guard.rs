@@ -31,7 +31,9 @@ impl Consumer {
     /// ring's fault (see [`fault`](Self::fault)), from then on: [`Error::Corrupt`] when the next
     /// slot breaks the protocol (the consumer stays there), [`Error::HeadPush`] when the head
     /// could not reach the device, or a producer's fault (such as a GPU kernel's
-    /// `KernelFault`) once every message published before it is read.
+    /// `KernelFault`) once every message published before it is read. [`Error::Lost`] instead
+    /// of `Disconnected` when the producers published positions this consumer can never reach
+    /// (a GPU producer dropped without `finish`); sticky too.
     #[inline]
     pub fn try_consume_checked(&mut self) -> Result<Option<MessageRef<'_>>, Error> {
         Ok(self.hold()?.map(|held| MessageRef::new(held, self)))

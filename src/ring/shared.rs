@@ -382,6 +382,16 @@ impl Ring {
         }
     }
 
+    /// Positions the producers published at or beyond `pos`, when the sink can tell (a GPU
+    /// ring's device counter, read with a copy); `None` when it cannot (a CPU producer, which
+    /// publishes in order, or a failed copy). Once the producer side is closed and `pos` is not
+    /// published, any such position can never be read: [`Error::Lost`].
+    #[cold]
+    pub(crate) fn published_beyond(&self, pos: u64) -> Option<u64> {
+        let produced = self.sink.as_ref()?.produced()?;
+        Some(produced.saturating_sub(pos))
+    }
+
     #[inline]
     pub(crate) fn producer_closed(&self) -> bool {
         self.producer_closed.load(Ordering::Acquire)
