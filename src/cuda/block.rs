@@ -72,7 +72,8 @@ impl ControlBlock {
             emitted: words[0],
             dropped: words[1],
             stalls: words[2],
-            positions: words[0] + words[3],
+            // Words a kernel wrote: no arithmetic on them may overflow.
+            positions: words[0].saturating_add(words[3]),
         })
     }
 }

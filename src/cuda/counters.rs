@@ -21,7 +21,7 @@ impl GpuCounters {
     /// Messages the kernels tried to send: `emitted + dropped` (exact).
     #[must_use]
     pub fn attempted(&self) -> u64 {
-        self.emitted + self.dropped
+        self.emitted.saturating_add(self.dropped)
     }
 
     /// The sum of several producers' (or devices') counters.
@@ -34,10 +34,37 @@ impl GpuCounters {
         total
     }
 
+    /// Adds `other` (saturating: the counters are words kernels wrote, not trusted numbers).
     pub(crate) fn add(&mut self, other: &Self) {
-        self.emitted += other.emitted;
-        self.dropped += other.dropped;
-        self.stalls += other.stalls;
-        self.positions += other.positions;
+        self.emitted = self.emitted.saturating_add(other.emitted);
+        self.dropped = self.dropped.saturating_add(other.dropped);
+        self.stalls = self.stalls.saturating_add(other.stalls);
+        self.positions = self.positions.saturating_add(other.positions);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GpuCounters;
+
+    /// The counters are words a kernel wrote: summing them must not overflow (a debug build
+    /// would panic), whatever they hold.
+    #[test]
+    fn sums_of_device_words_saturate() {
+        let huge = GpuCounters {
+            emitted: u64::MAX,
+            dropped: u64::MAX - 1,
+            stalls: u64::MAX,
+            positions: u64::MAX,
+        };
+        assert_eq!(huge.attempted(), u64::MAX);
+        let total = GpuCounters::total(&[huge, huge]);
+        assert_eq!(
+            total,
+            GpuCounters {
+                dropped: u64::MAX,
+                ..huge
+            }
+        );
     }
 }
