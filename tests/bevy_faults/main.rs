@@ -348,6 +348,9 @@ fn failure_events_display_their_error() {
 #[cfg(feature = "cuda")]
 #[path = "../support/child.rs"]
 mod child;
+#[cfg(feature = "cuda")]
+#[path = "../support/skip.rs"]
+mod skip;
 
 // A kernel `__trap()`s mid-stream while the plugin drains: in gpu.rs.
 #[cfg(feature = "cuda")]
