@@ -93,7 +93,7 @@ fn two_threads_multi_slot_messages_pads_and_stamps() {
     });
     let mut verifier = Verifier::with_sizes(true, sizes);
     let mut turn = 0u64;
-    while read_some(&mut consumer, &mut verifier, turn % 2 == 0) {
+    while read_some(&mut consumer, &mut verifier, turn.is_multiple_of(2)) {
         turn += 1;
     }
     let produced = sender.join().unwrap();
