@@ -1,8 +1,9 @@
 //! Loom models of the ring protocol: publish/consume (`seq` release/acquire, head publish,
 //! closed flags) through wraparound on 2- and 4-slot rings, blocking produce/consume with close,
 //! DropNewest, two-slot messages through a wrap with a pad record (the consumer's stamping of
-//! continuation slots), and (`device`) the GPU lanes' reservation on a shared tail against the
-//! head the consumer pushes, multi-slot reservation with a pad, and a producer-side fault. Payload reads happen inside the cells' tracked
+//! continuation slots), and the GPU kernels' protocol against the shipped consumer (`device.rs`:
+//! warp batches, pads, runs, DropNewest, faults on 2- to 8-slot rings; `device_lag.rs`: 16- and
+//! 256-slot rings whose pushed head lags). Payload reads happen inside the cells' tracked
 //! accesses (the drain callback, a guard's life), so releasing a slot before they end fails a
 //! model; `scripts/loom-mutants.py` checks that each weakened ordering fails one.
 //!
