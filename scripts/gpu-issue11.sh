@@ -2,6 +2,8 @@
 # One device call for issue 11: before/after figures, then the GPU tests and the GPU paths of
 # the tools and examples, at the code as staged in .device/ (see scripts/compare-device.sh).
 set -uo pipefail
+# On the GPU machine a GPU test that would skip (no device, no libnvrtc) fails instead.
+export PERDIX_REQUIRE_GPU=1
 source .device/env.sh
 out=${OUT:-/tmp/gpu-issue11}
 mkdir -p "$out"

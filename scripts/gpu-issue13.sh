@@ -10,6 +10,8 @@
 # tarball (the device returns few files), a short table printed last. Every step has a timeout;
 # the whole run stays under 9 minutes.
 set -uo pipefail
+# On the GPU machine a GPU test that would skip (no device, no libnvrtc) fails instead.
+export PERDIX_REQUIRE_GPU=1
 
 if [ "${1:-}" = "stage" ]; then
   set -e

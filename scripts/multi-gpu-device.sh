@@ -10,6 +10,8 @@
 #   scripts/multi-gpu-device.sh
 # Logs go to $OUT (or ./gpu-out); the last lines printed are short summaries.
 set -uo pipefail
+# On the GPU machine a GPU test that would skip (no device, no libnvrtc) fails instead.
+export PERDIX_REQUIRE_GPU=1
 cd "$(dirname "$0")/.."
 source .device/env.sh
 # NVLink multicast stays off on the shared multi-GPU hosts (we never use it).

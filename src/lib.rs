@@ -68,7 +68,7 @@ struct ReadmeDoctests;
 #[cfg(feature = "cuda")]
 pub use cuda::{GpuContext, GpuKernel, GpuMemory, GpuProducer};
 pub use error::Error;
-/// The GPU producers' protocol modelled on the CPU, for `tests/loom.rs` (loom builds only).
+/// The GPU producers' protocol modelled on the CPU, for `tests/loom/` (loom builds only).
 #[cfg(perdix_loom)]
 #[doc(hidden)]
 pub use ring::device_model as loom_device;

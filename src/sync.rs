@@ -1,7 +1,7 @@
 //! The atomics and cells the ring protocol is built from.
 //!
 //! A private shim in the manner of crossbeam's `primitive` module: under `cfg(perdix_loom)` every
-//! protocol atomic and the slot body cell come from [loom], so `tests/loom.rs` model-checks the
+//! protocol atomic and the slot body cell come from [loom], so `tests/loom/` model-checks the
 //! same code that ships; otherwise they are `core`'s, with no cost.
 //!
 //! [loom]: https://docs.rs/loom

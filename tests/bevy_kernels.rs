@@ -7,6 +7,10 @@
 use perdix_transport::cuda::compile_ptx;
 use perdix_transport::Error;
 
+#[path = "support/skip.rs"]
+mod skip;
+use skip::skip;
+
 /// The kernel, its arguments and its events: the example's one definition.
 #[path = "../examples/simulation/step.rs"]
 #[allow(dead_code)] // the example uses the constants this test does not
@@ -17,10 +21,7 @@ use step::PARTICLES_CU;
 #[test]
 fn particles_kernel_compiles_for_sm_90() {
     let ptx = match compile_ptx(PARTICLES_CU, "particles.cu", "sm_90") {
-        Err(Error::NoDevice(why)) => {
-            println!("skipped: {why}");
-            return;
-        }
+        Err(Error::NoDevice(why)) => return skip(why),
         Err(err) => panic!("particles.cu: {err}"),
         Ok(ptx) => ptx,
     };
@@ -62,6 +63,7 @@ mod gpu_producer {
     use perdix_transport::cuda::cudarc::driver::{CudaContext, CudaSlice};
     use perdix_transport::cuda::device_address;
 
+    use super::skip::skip;
     use super::step::{self, BlockStats, BumperHit, StepArgs, WallHit, BLOCK};
 
     const PARTICLES: u32 = 4096;
@@ -99,7 +101,7 @@ mod gpu_producer {
     fn particles_kernel_runs_as_a_gpu_producer() {
         match perdix_transport::cuda::device_count() {
             Ok(n) if n > 0 => {}
-            other => return println!("skipped: no CUDA device ({other:?})"),
+            other => return skip(format_args!("no CUDA device ({other:?})")),
         }
         let stream = CudaContext::new(0).expect("device 0").default_stream();
         let particles = Particles(Arc::new(

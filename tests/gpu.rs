@@ -20,6 +20,8 @@ mod child;
 mod clean;
 #[path = "support/device.rs"]
 mod device;
+#[path = "support/skip.rs"]
+mod skip;
 
 use clean::assert_clean;
 use device::gpu;

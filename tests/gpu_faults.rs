@@ -20,6 +20,8 @@ use perdix_transport::{Consumer, Error, Policy};
 mod child;
 #[path = "support/device.rs"]
 mod device;
+#[path = "support/skip.rs"]
+mod skip;
 
 use device::gpu;
 

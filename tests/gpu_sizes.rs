@@ -14,6 +14,8 @@ use perdix_transport::Policy;
 mod clean;
 #[path = "support/device.rs"]
 mod device;
+#[path = "support/skip.rs"]
+mod skip;
 
 use clean::assert_clean;
 use device::gpu;

@@ -19,16 +19,20 @@ use perdix_transport::cuda::{
 };
 use perdix_transport::{Consumer, Error};
 
-/// The app's own context on device 0, or `None` (and a "skipped" line) without one.
+#[path = "support/skip.rs"]
+mod skip;
+use skip::skip;
+
+/// The app's own context on device 0, or `None` (and a [`skip`]) without one.
 fn app_context() -> Option<Arc<CudaContext>> {
     match perdix_transport::cuda::device_count() {
         Ok(n) if n > 0 => {}
         Ok(_) => {
-            println!("skipped: no CUDA device");
+            skip("no CUDA device");
             return None;
         }
         Err(err) => {
-            println!("skipped: no CUDA device ({err})");
+            skip(format_args!("no CUDA device ({err})"));
             return None;
         }
     }
@@ -255,7 +259,7 @@ fn a_bevy_app_launching_its_own_kernel_gets_plugin_rings() {
         .resource_mut::<PerdixRings>()
         .add_external_gpu_producer("sim", 1);
     let external = match external {
-        Err(Error::NoDevice(why)) => return println!("skipped: {why}"),
+        Err(Error::NoDevice(why)) => return skip(why),
         other => other.expect("external producer"),
     };
     let producer = &external.producers()[0];

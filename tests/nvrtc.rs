@@ -11,13 +11,17 @@ use perdix_transport::cuda::{
 use perdix_transport::testing::gpu::{builtin_kernels, STRESS_CU};
 use perdix_transport::Error;
 
+#[path = "support/skip.rs"]
+mod skip;
+use skip::skip;
+
 const ARCH: &str = "sm_90";
 
 /// PTX, or `None` (after saying why) when libnvrtc is not installed.
 fn compile_or_skip(source: &str, name: &str) -> Option<Result<String, Error>> {
     match compile_ptx(source, name, ARCH) {
         Err(Error::NoDevice(why)) => {
-            println!("skipped: {why}");
+            skip(why);
             None
         }
         other => Some(other),
@@ -157,7 +161,7 @@ extern "C" __global__ void step(const perdix_producer* p, float dt, unsigned fra
     // address. (Never launched.)
     let kernel = unsafe { kernel.with_args([KernelArg::F32(0.016), KernelArg::U32(1)]) };
     match kernel.compile(ARCH) {
-        Err(Error::NoDevice(why)) => println!("skipped: {why}"),
+        Err(Error::NoDevice(why)) => skip(why),
         Err(err) => panic!("{err}"),
         Ok(ptx) => assert!(ptx.contains(".entry step")),
     }
@@ -235,7 +239,7 @@ extern "C" __global__ void big(const perdix_producer* p, const unsigned char* da
     // SAFETY: only compiled here, never launched.
     let kernel = unsafe { GpuKernel::from_source(SRC, "big") };
     let ptx = match kernel.compile(ARCH) {
-        Err(Error::NoDevice(why)) => return println!("skipped: {why}"),
+        Err(Error::NoDevice(why)) => return skip(why),
         Err(err) => panic!("{err}"),
         Ok(ptx) => ptx,
     };
@@ -382,7 +386,7 @@ extern "C" __global__ void step(const perdix_producer* p, const float* xs,
     // SAFETY: never started; only compiled and checked.
     let spec = unsafe { GpuProducerSpec::<Step>::new("step", SRC, "step") };
     match spec.check(ARCH) {
-        Err(Error::NoDevice(why)) => return println!("skipped: {why}"),
+        Err(Error::NoDevice(why)) => return skip(why),
         other => other.expect("Step is the kernel's parameters"),
     }
     // SAFETY: as above.

@@ -95,7 +95,7 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
         .producer_backend()
         .is_gpu()
     {
-        println!("skipped: no CUDA device");
+        super::skip::skip("no CUDA device (the producer runs its CPU fallback)");
         done.store(true, Ordering::Relaxed);
         return;
     }
@@ -243,9 +243,8 @@ fn in_child(test: &str, drain: DrainMode) {
     if super::child::is_child() {
         return kernel_trap_reaches_the_app(drain);
     }
-    if GpuContext::new(0).is_err() {
-        println!("skipped: no CUDA device");
-        return;
+    if let Err(err) = GpuContext::new(0) {
+        return super::skip::skip(format_args!("no CUDA device ({err})"));
     }
     let text = super::child::run(test);
     assert!(

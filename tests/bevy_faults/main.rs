@@ -372,6 +372,9 @@ mod unrouted;
 #[cfg(feature = "cuda")]
 #[path = "../support/child.rs"]
 mod child;
+#[cfg(feature = "cuda")]
+#[path = "../support/skip.rs"]
+mod skip;
 
 // A kernel `__trap()`s mid-stream while the plugin drains: in gpu.rs.
 #[cfg(feature = "cuda")]
