@@ -69,6 +69,11 @@ impl PerdixDiagnostics {
     /// Messages of a registered kind whose size does not match the registered type, dropped
     /// so far ([`DrainStats::malformed`](super::DrainStats::malformed)); measured every frame.
     pub const MALFORMED: DiagnosticPath = DiagnosticPath::const_new("perdix/malformed");
+    /// Bytes the plugin holds outside its rings at the end of the frame
+    /// ([`PerdixRings::held_bytes`](super::PerdixRings::held_bytes), at most
+    /// [`PerdixPlugin::held_limit`](super::PerdixPlugin::held_limit) per ring); measured every
+    /// frame.
+    pub const HELD_BYTES: DiagnosticPath = DiagnosticPath::const_new("perdix/held_bytes");
 
     /// Messages per second from CUDA device `device`'s rings: `perdix/gpu<N>/msgs_per_sec`
     /// (registered once the device's first ring is drained).
@@ -93,7 +98,7 @@ impl PerdixDiagnostics {
     }
 
     /// Every path with its unit suffix.
-    pub const ALL: [(DiagnosticPath, &'static str); 13] = [
+    pub const ALL: [(DiagnosticPath, &'static str); 14] = [
         (Self::MSGS_PER_SEC, " msg/s"),
         (Self::BYTES_PER_SEC, " B/s"),
         (Self::MESSAGE_BYTES, " B"),
@@ -107,6 +112,7 @@ impl PerdixDiagnostics {
         (Self::DEFERRED, " msgs"),
         (Self::ERRORS, " errors"),
         (Self::MALFORMED, " msgs"),
+        (Self::HELD_BYTES, " B"),
     ];
 }
 
@@ -253,6 +259,8 @@ pub(crate) fn measure(
     diagnostics.add_measurement(&PerdixDiagnostics::ERRORS, || errors);
     let malformed = rings.stats().malformed as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::MALFORMED, || malformed);
+    let held = rings.held_bytes() as f64;
+    diagnostics.add_measurement(&PerdixDiagnostics::HELD_BYTES, || held);
     let now = clock::now_ns();
     let start = *start.get_or_insert(now);
     if *last != 0 && now - *last < SAMPLE_EVERY_NS {
