@@ -101,19 +101,21 @@ fn frames(
 ///
 /// On a loaded machine a drain thread can outrun the fill and hand over many small batches; with
 /// its channel full (16 batches) it waits for the frame with the rest: the wait goes on once the
-/// count stops moving, and the frames it then takes to drain them all are timed together (each a
+/// count stops growing, and the frames it then takes to drain them all are timed together (each a
 /// little slower, never faster).
 fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
     let deadline = Instant::now() + Duration::from_secs(10);
     if drain == DrainMode::Thread {
-        let (mut last, mut since) = (u64::MAX, Instant::now());
+        // The most handed over so far (a thread retrying a full channel counts its batch, then
+        // takes it back: the count flickers but its maximum stops growing).
+        let (mut most, mut since) = (None, Instant::now());
         loop {
             let handed = app.world().resource::<PerdixRings>().handed_over();
             if handed >= frame {
                 break;
             }
-            if handed != last {
-                (last, since) = (handed, Instant::now());
+            if most.is_none_or(|most| handed > most) {
+                (most, since) = (Some(handed), Instant::now());
             } else if since.elapsed() > Duration::from_millis(50) {
                 break;
             }
