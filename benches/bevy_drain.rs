@@ -98,10 +98,27 @@ fn frames(
 
 /// Waits (untimed) until a drain thread has handed over the `frame` messages just sent, then
 /// times one `app.update()` and checks it drained exactly them.
+///
+/// On a loaded machine a drain thread can outrun the fill and hand over many small batches; with
+/// its channel full (16 batches) it waits for the frame with the rest: the wait goes on once the
+/// count stops growing, and the frames it then takes to drain them all are timed together (each a
+/// little slower, never faster).
 fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(10);
     if drain == DrainMode::Thread {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while app.world().resource::<PerdixRings>().handed_over() < frame {
+        // The most handed over so far (a thread retrying a full channel counts its batch, then
+        // takes it back: the count flickers but its maximum stops growing).
+        let (mut most, mut since) = (None, Instant::now());
+        loop {
+            let handed = app.world().resource::<PerdixRings>().handed_over();
+            if handed >= frame {
+                break;
+            }
+            if most.is_none_or(|most| handed > most) {
+                (most, since) = (Some(handed), Instant::now());
+            } else if since.elapsed() > Duration::from_millis(50) {
+                break;
+            }
             assert!(Instant::now() < deadline, "drain thread stalled");
             std::thread::yield_now();
         }
@@ -110,12 +127,23 @@ fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
         std::thread::sleep(Duration::from_millis(1));
     }
     let before = app.world().resource::<PerdixRings>().stats().messages;
-    let start = Instant::now();
-    app.update();
-    let elapsed = start.elapsed();
-    let after = app.world().resource::<PerdixRings>().stats().messages;
-    assert_eq!(after - before, frame, "one frame drains every message sent");
-    elapsed
+    let mut elapsed = Duration::ZERO;
+    loop {
+        let start = Instant::now();
+        app.update();
+        elapsed += start.elapsed();
+        let taken = app.world().resource::<PerdixRings>().stats().messages - before;
+        if taken >= frame {
+            assert_eq!(taken, frame, "the frame drains exactly the messages sent");
+            return elapsed;
+        }
+        // A batch still on its way, or a drain thread that waited for this frame (see above).
+        let late = drain == DrainMode::Thread && Instant::now() < deadline;
+        assert!(
+            late,
+            "one frame drains every message sent ({taken} of {frame})"
+        );
+    }
 }
 
 fn bench(c: &mut Criterion) {

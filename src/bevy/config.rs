@@ -1,8 +1,24 @@
-//! The plugin's settings as the rings resource keeps them ([`RingConfig`]), and where ready
-//! messages are taken out of the rings ([`DrainMode`]).
+//! The plugin's settings as the rings resource keeps them ([`RingConfig`]), where ready
+//! messages are taken out of the rings ([`DrainMode`]), and the bound in bytes on what the
+//! plugin holds outside each ring ([`max_held_bytes`]).
 #![forbid(unsafe_code)]
 
+use crate::layout::SLOT_SIZE;
 use crate::{Backend, Policy};
+
+/// The default [`PerdixPlugin::max_held_bytes`](super::PerdixPlugin::max_held_bytes): this
+/// many times a ring's bytes (16 MiB for the default 16,384-slot ring).
+pub(crate) const HELD_RINGS: usize = 4;
+
+/// The limit in effect on what the plugin holds outside each ring: `set`, or [`HELD_RINGS`]
+/// times the bytes of a ring of `capacity` slots (checked by `drain::check_max_held`).
+pub(crate) fn max_held_bytes(capacity: usize, set: Option<usize>) -> usize {
+    set.unwrap_or_else(|| {
+        capacity
+            .saturating_mul(SLOT_SIZE)
+            .saturating_mul(HELD_RINGS)
+    })
+}
 
 /// Where ready messages are taken out of the rings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -16,7 +32,10 @@ pub enum DrainMode {
     /// the frame rate and the frame only writes staged batches into `Messages<T>`. Costs a
     /// thread per ring; the faster mode for busy GPU producers on a host with cores to spare
     /// (measured in `docs/PERFORMANCE.md`). The budget is taken in whole batches of at most
-    /// `min(4096, budget)` messages.
+    /// `min(4096, budget)` messages. A thread holds at most
+    /// [`PerdixPlugin::max_held_bytes`](super::PerdixPlugin::max_held_bytes) of its ring's
+    /// messages (until the frame has written them): at that limit it stops taking, the ring
+    /// fills, and producers wait (`Block`) or drop (`DropNewest`) as with the `System` drain.
     Thread,
 }
 
@@ -55,6 +74,10 @@ pub(crate) struct RingConfig {
     pub(crate) policy: Policy,
     /// Most messages taken per frame, over all rings (at least 1).
     pub(crate) budget: usize,
+    /// Most bytes the plugin holds outside each ring (a drain thread's batches, or what a
+    /// drain in the frame takes of the ring), each message counted as its payload plus a
+    /// `PerdixMessage`.
+    pub(crate) max_held_bytes: u64,
     /// Where messages are taken out of the rings.
     pub(crate) drain: DrainMode,
     /// Whether the drain system routes messages into ECS messages.

@@ -80,6 +80,11 @@ impl PerdixDiagnostics {
     /// every frame.
     pub const LAUNCHES_SKIPPED: DiagnosticPath =
         DiagnosticPath::const_new("perdix/launches_skipped");
+    /// Bytes the plugin holds outside its rings at the end of the frame
+    /// ([`PerdixRings::held_bytes`](super::PerdixRings::held_bytes), at most
+    /// [`PerdixPlugin::held_limit`](super::PerdixPlugin::held_limit) per ring); measured every
+    /// frame.
+    pub const HELD_BYTES: DiagnosticPath = DiagnosticPath::const_new("perdix/held_bytes");
 
     /// Messages per second from CUDA device `device`'s rings: `perdix/gpu<N>/msgs_per_sec`
     /// (registered once the device's first ring is drained).
@@ -104,7 +109,7 @@ impl PerdixDiagnostics {
     }
 
     /// Every path with its unit suffix.
-    pub const ALL: [(DiagnosticPath, &'static str); 15] = [
+    pub const ALL: [(DiagnosticPath, &'static str); 16] = [
         (Self::MSGS_PER_SEC, " msg/s"),
         (Self::BYTES_PER_SEC, " B/s"),
         (Self::MESSAGE_BYTES, " B"),
@@ -120,6 +125,7 @@ impl PerdixDiagnostics {
         (Self::MALFORMED, " msgs"),
         (Self::WARNINGS, " warnings"),
         (Self::LAUNCHES_SKIPPED, " launches"),
+        (Self::HELD_BYTES, " B"),
     ];
 }
 
@@ -272,6 +278,8 @@ pub(crate) fn measure(
     diagnostics.add_measurement(&PerdixDiagnostics::WARNINGS, || warnings);
     let skipped = rings.launches_skipped() as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::LAUNCHES_SKIPPED, || skipped);
+    let held = rings.held_bytes() as f64;
+    diagnostics.add_measurement(&PerdixDiagnostics::HELD_BYTES, || held);
     let now = clock::now_ns();
     let start = *start.get_or_insert(now);
     if *last != 0 && now - *last < SAMPLE_EVERY_NS {

@@ -17,6 +17,11 @@
 //!    [`PerdixAppExt::add_perdix_raw`]). What the budget leaves behind stays in the rings and is
 //!    counted as deferred ([`DrainStats`]).
 //!
+//! What the plugin holds outside a ring is bounded in bytes too ([`PerdixPlugin::max_held_bytes`],
+//! by default four rings' worth): at the limit the drain stops taking, before the message that
+//! does not fit, so the ring fills and its producers wait (`Block`) or drop, counted
+//! (`DropNewest`); [`PerdixRings::held_bytes`] and `perdix/held_bytes` show what is held.
+//!
 //! With the `cuda` feature, GPU producers run on every device of `PerdixPlugin::devices`
 //! (default device 0 alone; `GpuDevices::All` asks for every device, and each then runs every
 //! registered kernel: one copy of its sequence per device), each with its own rings;
@@ -90,9 +95,11 @@
 //   backend.rs      ProducerBackend, and the devices opened for it (BackendChoice)
 //   status.rs       ProducerStatus: where each started producer runs, its skipped launches
 //   drain/          the share scheduler (mod.rs), one ring as the drain sees it (ring.rs),
-//                   drain threads (thread.rs, batch.rs), counts and latency samples (taken.rs)
+//                   drain threads (thread.rs, thread/, batch.rs), counts and latency samples
+//                   (taken.rs), what is held outside a ring in bytes (held.rs)
 //   stats.rs        DrainStats, DeviceTotals, the totals the telemetry samples
-//   rings.rs        the PerdixRings resource (rings/producers.rs: its producers' side)
+//   rings.rs        the PerdixRings resource (rings/producers.rs: its producers' side;
+//                   rings/held.rs: its held_bytes gauge)
 //   limits.rs       typed routes against the rings' largest message (RouteTooLarge)
 //   producers/      GpuProducerSpec, Emitter, CPU fallbacks, GPU launchers, the registry
 //   route.rs        the Drain set's systems: routing into Messages<T>, writing PerdixEvents

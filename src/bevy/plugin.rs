@@ -5,8 +5,9 @@
 use bevy_app::{App, Last, Plugin, PreUpdate, Startup};
 use bevy_ecs::schedule::{IntoScheduleConfigs, SystemSet};
 
-use super::config::{DrainMode, RingConfig};
+use super::config::{self, DrainMode, RingConfig};
 use super::diagnostics;
+use super::drain;
 use super::event::PerdixEvent;
 use super::limits;
 use super::message::PerdixMessage;
@@ -67,6 +68,17 @@ pub struct PerdixPlugin {
     /// Most messages the drain moves into ECS messages per frame, over all rings (default
     /// 262,144). What is left stays in the rings and is counted as deferred.
     pub budget: usize,
+    /// Most bytes the plugin holds outside each ring: the messages a
+    /// [`DrainMode::Thread`] drain thread took and the frame has not yet written, or what a
+    /// [`DrainMode::System`] drain takes of the ring in one frame. Each message counts as its
+    /// payload plus the size of a [`PerdixMessage`] (about a slot). `None` (default): 4 times
+    /// the ring's bytes (16 MiB for the default 16,384-slot ring); see
+    /// [`held_limit`](Self::held_limit). At the limit the drain stops taking, before the
+    /// message that does not fit: it stays in its ring (counted as deferred), the ring fills,
+    /// and its producers wait ([`Policy::Block`]) or drop, counted ([`Policy::DropNewest`]).
+    /// Must hold one message of the largest size ([`max_message`](Self::max_message) plus a
+    /// `PerdixMessage`), checked by [`validate`](Self::validate).
+    pub max_held_bytes: Option<usize>,
     /// Where messages are taken out of the rings (default [`DrainMode::System`]).
     pub drain: DrainMode,
     /// Whether the drain system routes messages into ECS messages (default `true`). Turn it off
@@ -91,6 +103,7 @@ impl Default for PerdixPlugin {
             memory: None,
             policy: Policy::Block,
             budget: 262_144,
+            max_held_bytes: None,
             drain: DrainMode::System,
             route: true,
             timestamps: true,
@@ -127,6 +140,37 @@ impl PerdixPlugin {
     pub fn budget(mut self, budget: usize) -> Self {
         self.budget = budget.max(1);
         self
+    }
+
+    /// Most bytes the plugin holds outside each ring ([`max_held_bytes`](Self::max_held_bytes)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::bevy::PerdixPlugin;
+    /// use perdix_transport::Error;
+    ///
+    /// // The default: 4 rings' worth (a 1024-slot ring is 256 KiB).
+    /// assert_eq!(PerdixPlugin::default().capacity(1024).held_limit(), 1 << 20);
+    /// let plugin = PerdixPlugin::default().capacity(1024).max_held_bytes(512 << 10);
+    /// assert_eq!((plugin.held_limit(), plugin.validate()), (512 << 10, Ok(())));
+    /// // Too small for one message of the rings' largest size (128 KiB here).
+    /// let err = plugin.max_held_bytes(64 << 10).validate().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidConfig(_)));
+    /// ```
+    #[must_use]
+    pub fn max_held_bytes(mut self, bytes: usize) -> Self {
+        self.max_held_bytes = Some(bytes);
+        self
+    }
+
+    /// The bytes the plugin may hold outside each ring:
+    /// [`max_held_bytes`](Self::max_held_bytes), or by default 4 times a ring's bytes
+    /// ([`capacity`](Self::capacity) × 256). Example at
+    /// [`max_held_bytes()`](Self::max_held_bytes()).
+    #[must_use]
+    pub fn held_limit(&self) -> usize {
+        config::max_held_bytes(self.capacity, self.max_held_bytes)
     }
 
     /// Where messages are taken out of the rings.
@@ -200,11 +244,12 @@ impl PerdixPlugin {
     /// # Errors
     ///
     /// [`Error::InvalidCapacity`] for a capacity that is not a power of two from 2 to 2^31;
-    /// [`Error::InvalidConfig`] for a budget of 0, ring memory that GPU producers cannot write
-    /// ([`Backend::Host`]), or (with the `cuda` feature) an empty device list, or CUDA ring
-    /// memory with a capacity below `cuda::MIN_CAPACITY` (GPU
-    /// rings asked for that no GPU ring can be; without [`memory`](Self::memory) such a
-    /// capacity is valid: producers run on the CPU).
+    /// [`Error::InvalidConfig`] for a budget of 0, a
+    /// [`max_held_bytes`](Self::max_held_bytes) that cannot hold one message of the largest
+    /// size, ring memory that GPU producers cannot write ([`Backend::Host`]), or (with the
+    /// `cuda` feature) an empty device list, or CUDA ring memory with a capacity below
+    /// `cuda::MIN_CAPACITY` (GPU rings asked for that no GPU ring can be; without
+    /// [`memory`](Self::memory) such a capacity is valid: producers run on the CPU).
     ///
     /// # Examples
     ///
@@ -235,6 +280,7 @@ impl PerdixPlugin {
                 "a drain budget of 0 messages a frame would never deliver".into(),
             ));
         }
+        drain::check_max_held(self.capacity, self.held_limit())?;
         if self.memory == Some(Backend::Host) {
             return Err(Error::InvalidConfig(
                 "GPU producers cannot write host memory: choose cuda-pinned or cuda-managed".into(),
@@ -257,6 +303,7 @@ impl PerdixPlugin {
             memory: self.memory,
             policy: self.policy,
             budget: self.budget.max(1),
+            max_held_bytes: self.held_limit() as u64,
             drain: self.drain,
             route: self.route,
             timestamps: self.timestamps,

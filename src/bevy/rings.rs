@@ -130,6 +130,7 @@ impl PerdixRings {
                 consumer,
                 self.routes.clone(),
                 self.config.budget,
+                self.config.max_held_bytes,
             )),
         };
         tracing::debug!(ring = name, drain = %self.config.drain, "perdix: ring added");
@@ -321,18 +322,20 @@ impl PerdixRings {
     where
         F: FnMut(usize, Message<'_>),
     {
-        match self.scheduler.serial(&mut self.rings, max, f) {
+        match self.scheduler.serial(&mut self.rings, max, u64::MAX, f) {
             Some(pass) => self.close_drain(pass),
             None => 0,
         }
     }
 
-    /// The drain with one sink per ring, busy rings in parallel ([`Scheduler::parallel`]).
+    /// The drain with one sink per ring, busy rings in parallel ([`Scheduler::parallel`]),
+    /// taking at most the plugin's `max_held_bytes` of each ring.
     pub(crate) fn drain_parallel<S>(&mut self, max: usize, sinks: &mut [S]) -> usize
     where
         S: FnMut(usize, Message<'_>) + Send,
     {
-        match self.scheduler.parallel(&mut self.rings, max, sinks) {
+        let (rings, bytes) = (&mut self.rings, self.config.max_held_bytes);
+        match self.scheduler.parallel(rings, max, bytes, sinks) {
             Some(pass) => self.close_drain(pass),
             None => 0,
         }
@@ -375,3 +378,5 @@ impl PerdixRings {
         self.counts.end_frame();
     }
 }
+
+mod held;

@@ -113,8 +113,31 @@ impl Consumer {
     /// # Errors
     ///
     /// Only when no message was read: as [`try_consume_checked`](Self::try_consume_checked).
-    pub fn drain_checked<F>(&mut self, max: usize, mut f: F) -> Result<usize, Error>
+    pub fn drain_checked<F>(&mut self, max: usize, f: F) -> Result<usize, Error>
     where
+        F: FnMut(Message<'_>),
+    {
+        self.drain_admitted(max, |_| true, f)
+    }
+
+    /// [`drain_checked`](Self::drain_checked) that looks at each ready message's length first
+    /// and stops *before* one that `admit(len)` refuses: that message stays in the ring, unread
+    /// and unreleased, for a later call (a caller that bounds what it holds in bytes stops
+    /// taking, so a full ring is backpressure for `Block` producers). `admit` is called once
+    /// per message taken, and once more for the one refused.
+    ///
+    /// # Errors
+    ///
+    /// As [`drain_checked`](Self::drain_checked).
+    #[inline]
+    pub(crate) fn drain_admitted<A, F>(
+        &mut self,
+        max: usize,
+        mut admit: A,
+        mut f: F,
+    ) -> Result<usize, Error>
+    where
+        A: FnMut(u32) -> bool,
         F: FnMut(Message<'_>),
     {
         let mut count = 0;
@@ -125,6 +148,9 @@ impl Consumer {
                 Err(err) if count == 0 => return Err(err),
                 Err(_) => break,
             };
+            if !admit(header.len) {
+                break;
+            }
             if self.sink {
                 if header.len as usize > SLOT_PAYLOAD {
                     prefetch::span(self.ring.slots(), self.head, header.len);

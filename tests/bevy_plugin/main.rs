@@ -111,6 +111,7 @@ fn sampled(app: &mut App, path: &bevy_diagnostic::DiagnosticPath) -> f64 {
 }
 
 mod counts;
+mod held;
 mod launches;
 mod producers;
 mod routing;

@@ -2,6 +2,7 @@
 //! with their counts, handed to the frame whole and handed back empty for reuse.
 #![forbid(unsafe_code)]
 
+use super::held::{self, HeldBytes};
 use super::taken::Sampler;
 use crate::bevy::message::PerdixMessage;
 use crate::bevy::stage::{RouteTable, Stage};
@@ -16,6 +17,9 @@ pub(crate) struct Batch {
     pub(crate) count: usize,
     /// Their payload bytes.
     pub(crate) bytes: u64,
+    /// What they are counted as while held ([`held::cost`] each: payload plus
+    /// [`MESSAGE_OVERHEAD`](held::MESSAGE_OVERHEAD)), until the batch is let go.
+    pub(crate) cost: u64,
     /// The largest payload among them, in bytes.
     pub(crate) largest: u64,
     /// Sampled drain latencies (ns).
@@ -44,10 +48,24 @@ impl Batch {
         }
     }
 
-    pub(super) fn clear(&mut self) {
+    /// Empties the batch, keeping its buffers, and takes what it held off `held`.
+    pub(super) fn clear(&mut self, held: &HeldBytes) {
+        held.sub(self.cost);
         self.stage.clear();
         self.latencies.clear();
-        (self.count, self.bytes, self.largest) = (0, 0, 0);
+        (self.count, self.bytes, self.largest, self.cost) = (0, 0, 0, 0);
+        (self.raw_taken, self.raw_taken_bytes) = (0, 0);
+    }
+
+    /// Drops the raw messages [`PerdixRings::drain_with`](crate::bevy::PerdixRings::drain_with)
+    /// already took (they are not the drain system's), and takes them off `held`.
+    pub(super) fn drop_raw_taken(&mut self, held: &HeldBytes) {
+        let cost = self.raw_taken_bytes + self.raw_taken as u64 * held::MESSAGE_OVERHEAD;
+        held.sub(cost);
+        self.cost -= cost;
+        self.stage.raw.drain(..self.raw_taken);
+        self.count -= self.raw_taken;
+        self.bytes -= self.raw_taken_bytes;
         (self.raw_taken, self.raw_taken_bytes) = (0, 0);
     }
 
@@ -64,6 +82,7 @@ impl Batch {
         let len = msg.len() as u64;
         self.count += 1;
         self.bytes += len;
+        self.cost += len + held::MESSAGE_OVERHEAD;
         self.largest = self.largest.max(len);
         sampler.sample(msg.stamp_ns(), &mut self.latencies);
         match table {

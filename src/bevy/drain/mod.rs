@@ -7,13 +7,19 @@
 //! threads have staged whole batches already, and the budget is shared out in batches, one per
 //! ring in turn.
 //!
+//! What the plugin holds outside a ring is bounded in bytes as well
+//! ([`PerdixPlugin::max_held_bytes`](crate::bevy::PerdixPlugin::max_held_bytes), per ring): a
+//! drain in the frame takes at most that much of each ring, and a drain thread holds at most
+//! that much (`held.rs`). Both stop before the message that does not fit: it stays in its ring.
+//!
 //! The files below: [`DrainedRing`] is one ring as the drain sees it (`ring.rs`), a
 //! [`DrainThread`] keeps one ring empty between frames (`thread.rs`) and hands over
-//! [`Batch`]es (`batch.rs`); [`Taken`] counts what a drain took (`taken.rs`). The accounting
-//! (stats, deferral, latency windows, faults) is the resource's.
+//! [`Batch`]es (`batch.rs`); [`Taken`] counts what a drain took (`taken.rs`); `held.rs` counts
+//! bytes. The accounting (stats, deferral, latency windows, faults) is the resource's.
 #![forbid(unsafe_code)]
 
 mod batch;
+mod held;
 mod ring;
 mod taken;
 mod thread;
@@ -21,6 +27,7 @@ mod thread;
 use bevy_tasks::ComputeTaskPool;
 
 pub(crate) use batch::Batch;
+pub(crate) use held::check_max_held;
 pub(crate) use ring::{DrainedRing, Source};
 pub(crate) use taken::Taken;
 pub(crate) use thread::DrainThread;
@@ -48,13 +55,16 @@ pub(crate) struct Scheduler {
 }
 
 impl Scheduler {
-    /// The drain for one sink: up to `max` messages, each ring first offered an equal share,
-    /// then the rest of the budget to whoever still has messages. Calls `f(ring index, message)`.
-    /// `None` (nothing ran) with no rings or a `max` of 0.
+    /// The drain for one sink: up to `max` messages and `max_bytes` of each ring read in the
+    /// frame (`u64::MAX` for `drain_with`, whose views are of slots, or of batches already
+    /// held: it holds nothing more), each ring first offered an equal share, then the rest of
+    /// the budget to whoever still has messages. Calls `f(ring index, message)`. `None`
+    /// (nothing ran) with no rings or a `max` of 0.
     pub(crate) fn serial<F>(
         &mut self,
         rings: &mut [DrainedRing],
         max: usize,
+        max_bytes: u64,
         mut f: F,
     ) -> Option<Pass>
     where
@@ -64,6 +74,7 @@ impl Scheduler {
         if count == 0 || max == 0 {
             return None;
         }
+        open(rings, max_bytes);
         let share = (max / count).max(1);
         let start = self.cursor % count;
         let mut taken = Taken::default();
@@ -73,7 +84,7 @@ impl Scheduler {
             rings[idx].take(idx, want, &mut f, &mut taken);
         }
         rest(rings, max, start, &mut taken, core::slice::from_mut(&mut f));
-        let full = taken.count >= max;
+        let full = taken.count >= max || taken.limited;
         Some(self.finish(count, start, taken, full))
     }
 
@@ -85,6 +96,7 @@ impl Scheduler {
         &mut self,
         rings: &mut [DrainedRing],
         max: usize,
+        max_bytes: u64,
         sinks: &mut [S],
     ) -> Option<Pass>
     where
@@ -94,6 +106,7 @@ impl Scheduler {
         if count == 0 || max == 0 || sinks.len() != count {
             return None;
         }
+        open(rings, max_bytes);
         let share = (max / count).max(1);
         let start = self.cursor % count;
         // The first `max` rings from `start` get a share (all of them unless max < rings).
@@ -129,7 +142,7 @@ impl Scheduler {
             }
         }
         rest(rings, max, start, &mut taken, sinks);
-        let full = taken.count >= max;
+        let full = taken.count >= max || taken.limited;
         Some(self.finish(count, start, taken, full))
     }
 
@@ -184,6 +197,13 @@ impl Scheduler {
         self.cursor = (start + 1) % count;
         self.busy = taken.count >= PARALLEL_MIN;
         Pass { taken, full }
+    }
+}
+
+/// Starts a drain of `rings` that may take up to `max_bytes` of each ring read in the frame.
+fn open(rings: &mut [DrainedRing], max_bytes: u64) {
+    for ring in rings {
+        ring.open(max_bytes);
     }
 }
 

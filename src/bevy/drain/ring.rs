@@ -1,8 +1,9 @@
 //! One ring as the drain sees it ([`DrainedRing`]): where its messages come from (its
 //! consumer, its drain thread, or nothing once it failed), what was taken from it, latency
-//! sampling, and where it stands.
+//! sampling, the bytes it may still give the current drain, and where it stands.
 #![forbid(unsafe_code)]
 
+use super::held::Gate;
 use super::taken::{Sampler, Taken};
 use super::thread::DrainThread;
 use crate::bevy::event::{PerdixEvent, RingState};
@@ -30,6 +31,11 @@ pub(crate) struct DrainedRing {
     /// Messages and payload bytes taken from this ring so far.
     pub(crate) messages: u64,
     pub(crate) bytes: u64,
+    /// Bytes (each message its [`held::cost`](super::held::cost)) this ring may still give the
+    /// current drain ([`open`](Self::open)): read from the ring itself
+    /// ([`DrainMode::System`](crate::bevy::DrainMode::System)), a drain stops before the
+    /// message that does not fit, which stays in the ring.
+    room: u64,
 }
 
 /// Where a ring's messages come from.
@@ -58,11 +64,18 @@ impl DrainedRing {
             device,
             messages: 0,
             bytes: 0,
+            room: u64::MAX,
         }
     }
 
+    /// Starts a drain that may take up to `max_bytes` from this ring's consumer.
+    pub(crate) fn open(&mut self, max_bytes: u64) {
+        self.room = max_bytes;
+    }
+
     /// Up to `max` messages of this ring (index `idx`) into `sink`, counted in `taken` (and
-    /// latency-sampled) and in the ring's own totals.
+    /// latency-sampled) and in the ring's own totals; `taken.limited` notes a message left
+    /// waiting for want of room in bytes.
     pub(crate) fn take<F>(&mut self, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
     where
         F: FnMut(usize, Message<'_>),
@@ -73,49 +86,59 @@ impl DrainedRing {
         let mut sampler = self.sampler;
         let before = taken.count;
         let (mut bytes, mut largest, latencies) = (0u64, taken.largest, &mut taken.latencies);
-        taken.count += self.drain(max, |msg| {
+        let (count, refused) = self.drain(max, |msg| {
             let len = msg.len() as u64;
             bytes += len;
             largest = largest.max(len);
             sampler.sample(msg.stamp_ns(), latencies);
             sink(idx, msg);
         });
+        taken.count += count;
+        taken.limited |= refused;
         taken.largest = largest;
         self.sampler = sampler;
         self.messages += (taken.count - before) as u64;
         self.bytes += bytes;
     }
 
-    /// Up to `max` messages: `f(view)` on each (in
+    /// Up to `max` messages, within the ring's room in bytes: `f(view)` on each (in
     /// [`DrainMode::Thread`](crate::bevy::DrainMode::Thread), views of the raw messages the
-    /// drain thread staged).
-    pub(crate) fn drain<F>(&mut self, max: usize, mut f: F) -> usize
+    /// drain thread staged, which it holds already). Returns how many, and whether a ready
+    /// message was left in the ring for want of room.
+    fn drain<F>(&mut self, max: usize, mut f: F) -> (usize, bool)
     where
         F: FnMut(Message<'_>),
     {
         if self.finished {
-            return 0;
+            return (0, false);
         }
+        let mut refused = false;
         let count = match &mut self.source {
-            Source::Direct(consumer) => match consumer.drain_checked(max, &mut f) {
-                Ok(count) => count,
-                Err(Error::Disconnected) => {
-                    self.finished = true;
-                    0
-                }
-                Err(err) => {
-                    self.fail(err);
-                    0
-                }
-            },
-            Source::Thread(thread) => thread.take_raw(max, &mut f),
-            Source::Closed => 0,
+            Source::Direct(consumer) => {
+                let mut gate = Gate::new(self.room);
+                let drained = consumer.drain_admitted(max, |len| gate.admit(len), &mut f);
+                (self.room, refused) = (gate.room(), gate.refused());
+                drained
+            }
+            Source::Thread(thread) => Ok(thread.take_raw(max, &mut f)),
+            Source::Closed => Ok(0),
+        };
+        let count = match count {
+            Ok(count) => count,
+            Err(Error::Disconnected) => {
+                self.finished = true;
+                0
+            }
+            Err(err) => {
+                self.fail(err);
+                0
+            }
         };
         self.settle();
-        if count < max && matches!(self.source, Source::Direct(_)) {
+        if count < max && !refused && matches!(self.source, Source::Direct(_)) {
             self.take_producer_fault(); // the ring ran dry
         }
-        count
+        (count, refused)
     }
 
     /// The ring's producer stopped on `err`: the ring fails with it once everything already
@@ -193,6 +216,15 @@ impl DrainedRing {
             return 0; // a failed ring's leftovers are never read
         }
         self.monitor.stats().occupancy() + self.queued()
+    }
+
+    /// Bytes the ring's drain thread and the frame hold of it (0 with no drain thread: a
+    /// drain in the frame lets go of what it took before the frame ends).
+    pub(crate) fn held_bytes(&self) -> u64 {
+        match &self.source {
+            Source::Direct(_) | Source::Closed => 0,
+            Source::Thread(thread) => thread.held_bytes(),
+        }
     }
 
     /// Messages the drain thread handed over and the frame has not taken yet.

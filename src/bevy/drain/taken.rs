@@ -1,5 +1,6 @@
-//! What a drain took ([`Taken`]: a count, the largest payload and sampled latencies), and the latency [`Sampler`]
-//! every drain path (in-system and drain threads) samples by.
+//! What a drain took ([`Taken`]: a count, the largest payload, sampled latencies, and whether
+//! the byte limit stopped it), and the latency [`Sampler`] every drain path (in-system and
+//! drain threads) samples by.
 #![forbid(unsafe_code)]
 
 use crate::clock;
@@ -15,6 +16,9 @@ pub(crate) struct Taken {
     pub(crate) largest: u64,
     /// Sampled latencies (drain clock minus stamp), in ns.
     pub(crate) latencies: Vec<u64>,
+    /// A ring stopped at its room in bytes with a message waiting (it counts as deferred, as
+    /// when the budget runs out).
+    pub(crate) limited: bool,
 }
 
 impl Taken {
@@ -22,6 +26,7 @@ impl Taken {
         self.count += other.count;
         self.largest = self.largest.max(other.largest);
         self.latencies.extend(other.latencies);
+        self.limited |= other.limited;
     }
 }
 
