@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Issue 20 (trust, second pass) on the GPU machine: the GPU tests with PERDIX_REQUIRE_GPU=1, the
+# new GPU tests on the unfixed code, and the hot-path figures of the base (7955fc9) and the final
+# code alternating in one call.
+#
+# Here (no GPU): stage the final code in .device-final/ (tests renamed without their hash, the
+# bins, headless_stress, 02_gpu_producer, simulation, the spsc bench), the base's bins and spsc
+# bench in .device-base/, and the "before" test binaries in .device-before/ (all three listed in
+# .git/info/exclude); carry them.
+# There:  bash scripts/gpu-issue20.sh tests | before | bench     (logs in $OUT/<step>.tgz)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source .device-final/env.sh
+export RUST_LOG=${RUST_LOG:-warn} PERDIX_PTX_CACHE=/tmp/perdix-ptx PERDIX_REQUIRE_GPU=1
+step=$1
+out=${OUT:-/tmp/gpu-issue20}
+logs=$out/$step
+mkdir -p "$logs"
+sum=$logs/summary.txt
+: >"$sum"
+nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current \
+  --format=csv,noheader >"$logs/gpu.txt" 2>&1
+# run NAME LIMIT CMD...: one timed step, its log, one summary line (test counts, skips).
+run() {
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc $((SECONDS - start))s $(grep -E '^test result' "$logs/$name.log" | tail -1 |
+    sed 's/; finished.*//') skipped=$(grep -c '^skipped' "$logs/$name.log")" >>"$sum"
+}
+f=.device-final/bin
+b=.device-base
+case "$step" in
+  tests)
+    for spec in perdix_transport:60 gpu:120 gpu_faults:120 gpu_sizes:100 gpu_user_launch:40 \
+      bevy_kernels:40 bevy_faults:120; do
+      run "${spec%%:*}" "${spec##*:}" "$f/${spec%%:*}" --ignored --test-threads=1 --nocapture
+    done
+    grep -hE "^test .* FAILED|panicked at|left a gap|child outcome" "$logs"/*.log | head -40
+    ;;
+  more)
+    run bevy_plugin 60 "$f/bevy_plugin" --ignored --test-threads=1 --nocapture
+    run transport_test 150 "$f/transport_test"
+    run 02_gpu_producer 60 "$f/02_gpu_producer"
+    run simulation 60 "$f/simulation" --seconds 3
+    run before_fault_alone 40 .device-before/gpu_faults --ignored --exact --nocapture \
+      a_kernel_fault_reaches_a_consumer_that_only_consumes
+    run before_drop_gap 120 .device-before/gpu_faults --ignored --exact --nocapture \
+      dropping_a_producer_under_blocked_warps_loses_nothing_silently
+    run before_prober 40 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
+      a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
+    grep -hE "^test .* FAILED|panicked at|left a gap|child outcome|RESULT|PASS|FAIL" "$logs"/*.log | head -40
+    ;;
+  bench)
+    # Alternating base/final, two rounds: 224 B and 32 B with 8 consumers, headless_stress, spsc.
+    for round in 1 2; do
+      for v in base final; do
+        d=$b; [ $v = final ] && d=$f
+        run "bench-$v-$round" 60 "$d/benchmark" --sizes 224,32 --consumers 8 --seconds 5 --latency-seconds 2
+        run "stress-$v-$round" 30 "$d/headless_stress" --seconds 5
+        run "spsc-$v-$round" 60 taskset -c 2,3 "$d/spsc" --bench throughput/perdix --warm-up-time 0.5 \
+          --measurement-time 2
+      done
+    done
+    for l in "$logs"/bench-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'M msg|latency' "$l" | head -8; done
+    for l in "$logs"/stress-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'RESULT|msgs/s' "$l" | tail -3; done
+    for l in "$logs"/spsc-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'thrpt' "$l" | head -4; done
+    ;;
+esac
+cat "$logs/gpu.txt" "$sum"
+tar -czf "$out/$step.tgz" -C "$out" "$step"
