@@ -250,12 +250,14 @@ fn check(entry: &str, params: &[Param], args: &[KernelArg]) -> Result<(), Error>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::{Entries, Param};
     use crate::cuda::KernelArg;
     use crate::Error;
 
-    const PTX: &str = "
+    /// A module with an entry of four parameters (a pointer, a float, a 24-byte struct aligned
+    /// to 8, an unsigned) and one with none; the split's tests read it too.
+    pub(crate) const PTX: &str = "
 .visible .entry step(
 	.param .u64 .ptr .align 1 step_param_0,
 	.param .f32 step_param_1,

@@ -91,24 +91,9 @@ fn param_arg(bytes: &[u8], param: Param) -> KernelArg {
 #[cfg(test)]
 mod tests {
     use super::ArgSplit;
+    use crate::cuda::params::tests::PTX;
     use crate::cuda::params::Entries;
     use crate::cuda::KernelArg;
-
-    const PTX: &str = "
-.visible .entry step(
-	.param .u64 .ptr .align 1 step_param_0,
-	.param .f32 step_param_1,
-	.param .align 8 .b8 step_param_2[24],
-	.param .u32 step_param_3
-)
-{
-	ret;
-}
-.visible .entry none()
-{
-	ret;
-}
-";
 
     #[test]
     fn splits_a_repr_c_value_at_the_parameters_offsets() {
