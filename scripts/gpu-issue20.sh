@@ -7,7 +7,8 @@
 # bins, headless_stress, 02_gpu_producer, simulation, the spsc bench), the base's bins and spsc
 # bench in .device-base/, and the "before" test binaries in .device-before/ (all three listed in
 # .git/info/exclude); carry them.
-# There:  bash scripts/gpu-issue20.sh tests | before | bench     (logs in $OUT/<step>.tgz)
+# There:  bash scripts/gpu-issue20.sh all | tests | more | bench   (logs in $OUT/<step>.tgz; all: one
+# call under DEADLINE s, most important first)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source .device-final/env.sh
@@ -20,10 +21,16 @@ sum=$logs/summary.txt
 : >"$sum"
 nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current \
   --format=csv,noheader >"$logs/gpu.txt" 2>&1
+# The whole call stays under DEADLINE seconds: a step gets what is left, and none starts with
+# less than 15 s.
+deadline=${DEADLINE:-560}
 # run NAME LIMIT CMD...: one timed step, its log, one summary line (test counts, skips).
 run() {
   local name=$1 limit=$2 start=$SECONDS
   shift 2
+  local left=$((deadline - SECONDS))
+  if [ "$left" -lt 15 ]; then echo "$name not run: out of time" >>"$sum"; return; fi
+  [ "$limit" -le "$left" ] || limit=$left
   timeout "$limit" "$@" >"$logs/$name.log" 2>&1
   local rc=$?
   echo "$name rc=$rc $((SECONDS - start))s $(grep -E '^test result' "$logs/$name.log" | tail -1 |
@@ -51,6 +58,34 @@ case "$step" in
     run before_prober 40 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
       a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
     grep -hE "^test .* FAILED|panicked at|left a gap|child outcome|RESULT|PASS|FAIL" "$logs"/*.log | head -40
+    ;;
+  all)
+    # One call, most important first: the final GPU tests, the new GPU tests on the unfixed
+    # code, one round of base/final figures, then the bins and examples.
+    for spec in perdix_transport:40 gpu:100 gpu_faults:90 gpu_sizes:80 gpu_user_launch:30 \
+      bevy_kernels:30 bevy_faults:100; do
+      run "${spec%%:*}" "${spec##*:}" "$f/${spec%%:*}" --ignored --test-threads=1 --nocapture
+    done
+    run before_fault_alone 30 .device-before/gpu_faults --ignored --exact --nocapture \
+      a_kernel_fault_reaches_a_consumer_that_only_consumes
+    run before_drop_gap 60 .device-before/gpu_faults --ignored --exact --nocapture \
+      dropping_a_producer_under_blocked_warps_loses_nothing_silently
+    run before_prober 30 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
+      a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
+    for v in base final; do
+      d=$b; [ $v = final ] && d=$f
+      run "bench-$v" 45 "$d/benchmark" --sizes 224,32 --consumers 8 --seconds 4 --latency-seconds 2
+      run "stress-$v" 25 "$d/headless_stress" --seconds 5
+      run "spsc-$v" 40 taskset -c 2,3 "$d/spsc" --bench throughput/perdix --warm-up-time 0.5 \
+        --measurement-time 2
+    done
+    run bevy_plugin 40 "$f/bevy_plugin" --ignored --test-threads=1 --nocapture
+    run transport_test 100 "$f/transport_test"
+    run 02_gpu_producer 30 "$f/02_gpu_producer"
+    grep -hE "^test .* FAILED|panicked at|left a gap|child outcome" "$logs"/*.log | head -30
+    for l in "$logs"/bench-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'M msg|latency' "$l" | head -8; done
+    for l in "$logs"/stress-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'RESULT|msgs/s' "$l" | tail -3; done
+    for l in "$logs"/spsc-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'thrpt' "$l" | head -4; done
     ;;
   bench)
     # Alternating base/final, two rounds: 224 B and 32 B with 8 consumers, headless_stress, spsc.
