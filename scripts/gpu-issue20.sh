@@ -7,7 +7,7 @@
 # bins, headless_stress, 02_gpu_producer, simulation, the spsc bench), the base's bins and spsc
 # bench in .device-base/, and the "before" test binaries in .device-before/ (all three listed in
 # .git/info/exclude); carry them.
-# There:  bash scripts/gpu-issue20.sh all | tests | more | bench   (logs in $OUT/<step>.tgz; all: one
+# There:  bash scripts/gpu-issue20.sh all | short | tests | more | bench   (logs in $OUT/<step>.tgz; all: one
 # call under DEADLINE s, most important first)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +58,21 @@ case "$step" in
     run before_prober 40 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
       a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
     grep -hE "^test .* FAILED|panicked at|left a gap|child outcome|RESULT|PASS|FAIL" "$logs"/*.log | head -40
+    ;;
+  short)
+    # Little device time left: the fault tests before and after the fix first, then the rest.
+    run gpu_faults 90 "$f/gpu_faults" --ignored --test-threads=1 --nocapture
+    run before_fault_alone 30 .device-before/gpu_faults --ignored --exact --nocapture \
+      a_kernel_fault_reaches_a_consumer_that_only_consumes
+    run before_drop_gap 50 .device-before/gpu_faults --ignored --exact --nocapture \
+      dropping_a_producer_under_blocked_warps_loses_nothing_silently
+    run perdix_transport 40 "$f/perdix_transport" --ignored --test-threads=1 --nocapture
+    run before_prober 30 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
+      a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
+    for spec in gpu:80 bevy_faults:100 gpu_sizes:80 gpu_user_launch:30 bevy_kernels:30; do
+      run "${spec%%:*}" "${spec##*:}" "$f/${spec%%:*}" --ignored --test-threads=1 --nocapture
+    done
+    grep -hE "^test .* FAILED|panicked at|left a gap|child outcome" "$logs"/*.log | head -30
     ;;
   all)
     # One call, most important first: the final GPU tests, the new GPU tests on the unfixed
