@@ -9,6 +9,7 @@ use super::held::{Gate, HeldBytes};
 use super::taken::{Sampler, Taken};
 use super::thread::DrainThread;
 use crate::bevy::event::{PerdixEvent, RingState};
+use crate::bevy::header::ring_index;
 use crate::{Consumer, Error, Message, Monitor};
 
 /// One ring the resource drains, and how: its source, its counts and its state.
@@ -219,7 +220,7 @@ impl DrainedRing {
         let error = self.fault.clone()?;
         self.reported = true;
         Some(PerdixEvent::RingFailed {
-            ring: idx,
+            ring: ring_index(idx),
             name: self.name.clone(),
             device: self.device,
             error,
