@@ -187,7 +187,8 @@ pub trait PerdixAppExt {
     /// }
     /// app.update();
     /// let batches = app.world().resource::<Messages<PerdixBatch<u64>>>();
-    /// let batch = batches.get_cursor().read(batches).next().unwrap();
+    /// let mut cursor = batches.get_cursor();
+    /// let batch = cursor.read(batches).next().unwrap();
     /// let headers = batch.headers().unwrap();
     /// assert_eq!(batch.values(), [10, 20, 30]);
     /// assert!(headers.iter().map(|h| (h.producer, h.seq)).eq([(3, 0), (3, 1), (3, 2)]));
