@@ -4,9 +4,9 @@
 # code alternating in one call.
 #
 # Here (no GPU): stage the final code in .device-final/ (tests renamed without their hash, the
-# bins, headless_stress, 02_gpu_producer, simulation, the spsc bench), the base's bins and spsc
-# bench in .device-base/, and the "before" test binaries in .device-before/ (all three listed in
-# .git/info/exclude); carry them.
+# bins, headless_stress, 02_gpu_producer, simulation, the spsc bench), the base's bins,
+# headless_stress and spsc bench in .device-base/, and the library's tests at be45d5f (the prober
+# test before its fix) in .device-before/, each with scripts/stage-device.sh; carry them.
 # There:  bash scripts/gpu-issue20.sh all | short | tests | more | bench   (logs in $OUT/<step>.tgz; all: one
 # call under DEADLINE s, most important first)
 set -uo pipefail
@@ -37,7 +37,7 @@ run() {
     sed 's/; finished.*//') skipped=$(grep -c '^skipped' "$logs/$name.log")" >>"$sum"
 }
 f=.device-final/bin
-b=.device-base
+b=.device-base/bin
 case "$step" in
   tests)
     for spec in perdix_transport:60 gpu:120 gpu_faults:120 gpu_sizes:100 gpu_user_launch:40 \
@@ -51,23 +51,15 @@ case "$step" in
     run transport_test 150 "$f/transport_test"
     run 02_gpu_producer 60 "$f/02_gpu_producer"
     run simulation 60 "$f/simulation" --seconds 3
-    run before_fault_alone 40 .device-before/gpu_faults --ignored --exact --nocapture \
-      a_kernel_fault_reaches_a_consumer_that_only_consumes
-    run before_drop_gap 120 .device-before/gpu_faults --ignored --exact --nocapture \
-      dropping_a_producer_under_blocked_warps_loses_nothing_silently
-    run before_prober 40 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
+    run before_prober 40 .device-before/bin/perdix_transport --ignored --test-threads=1 --nocapture \
       a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
     grep -hE "^test .* FAILED|panicked at|left a gap|child outcome|RESULT|PASS|FAIL" "$logs"/*.log | head -40
     ;;
   short)
     # Little device time left: the fault tests before and after the fix first, then the rest.
     run gpu_faults 90 "$f/gpu_faults" --ignored --test-threads=1 --nocapture
-    run before_fault_alone 30 .device-before/gpu_faults --ignored --exact --nocapture \
-      a_kernel_fault_reaches_a_consumer_that_only_consumes
-    run before_drop_gap 50 .device-before/gpu_faults --ignored --exact --nocapture \
-      dropping_a_producer_under_blocked_warps_loses_nothing_silently
     run perdix_transport 40 "$f/perdix_transport" --ignored --test-threads=1 --nocapture
-    run before_prober 30 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
+    run before_prober 30 .device-before/bin/perdix_transport --ignored --test-threads=1 --nocapture \
       a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
     for spec in gpu:80 bevy_faults:100 gpu_sizes:80 gpu_user_launch:30 bevy_kernels:30; do
       run "${spec%%:*}" "${spec##*:}" "$f/${spec%%:*}" --ignored --test-threads=1 --nocapture
@@ -81,11 +73,7 @@ case "$step" in
       bevy_kernels:30 bevy_faults:100; do
       run "${spec%%:*}" "${spec##*:}" "$f/${spec%%:*}" --ignored --test-threads=1 --nocapture
     done
-    run before_fault_alone 30 .device-before/gpu_faults --ignored --exact --nocapture \
-      a_kernel_fault_reaches_a_consumer_that_only_consumes
-    run before_drop_gap 60 .device-before/gpu_faults --ignored --exact --nocapture \
-      dropping_a_producer_under_blocked_warps_loses_nothing_silently
-    run before_prober 30 .device-before/lib_be45d5f --ignored --test-threads=1 --nocapture \
+    run before_prober 30 .device-before/bin/perdix_transport --ignored --test-threads=1 --nocapture \
       a_failed_bind_after_the_launch_never_frees_the_cells_under_the_kernel
     for v in base final; do
       d=$b; [ $v = final ] && d=$f
