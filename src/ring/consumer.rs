@@ -178,23 +178,39 @@ impl Consumer {
 
     /// Checks the slot at `head`: its header when a message is ready (pad records are skipped).
     ///
-    /// The common case, a ready one-slot message on a healthy ring, is decided here, inline in
-    /// every caller's loop; everything else (not ready, a fault, a multi-slot message, a pad)
-    /// is [`poll_slow`](Self::poll_slow), which looks again from the start.
+    /// The common case, a ready one-slot message on a healthy ring, is decided by
+    /// [`ready`](Self::ready), inline in every caller's loop; everything else (not ready, a
+    /// fault, a multi-slot message, a pad) is [`poll_slow`](Self::poll_slow), which looks again
+    /// from the start.
     #[inline(always)]
     fn poll(&mut self) -> Result<Option<SlotHeader>, Error> {
-        if self.fault.is_none() {
-            let pos = self.head;
-            // Acquire: as in `poll_slow`.
-            if self.ring.seq(pos).load(Ordering::Acquire) == pos + 1 {
-                // Loaded once into this local, checked and used as in `poll_slow`.
-                let header = self.ring.header(pos);
-                if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
-                    return Ok(Some(header));
-                }
-            }
+        match self.ready() {
+            Some(header) => Ok(Some(header)),
+            None => self.poll_slow(),
         }
-        self.poll_slow()
+    }
+
+    /// The header at `head` when it is a ready one-slot message on a healthy ring; `None` for
+    /// everything else (which [`poll_slow`](Self::poll_slow) sorts out). Small and inline: the
+    /// per-message path returns an `Option` of the header alone, never a `Result` carrying an
+    /// `Error` (moving that enum through the stack cost the seed API's consumer three
+    /// store-forwarding stalls a message: docs/DESIGN-NOTES.md, "The seed API per message").
+    #[inline(always)]
+    fn ready(&self) -> Option<SlotHeader> {
+        if self.fault.is_some() {
+            return None;
+        }
+        let pos = self.head;
+        // Acquire: as in `poll_slow`.
+        if self.ring.seq(pos).load(Ordering::Acquire) != pos + 1 {
+            return None;
+        }
+        // Loaded once into this local, checked and used as in `poll_slow`.
+        let header = self.ring.header(pos);
+        if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
+            return Some(header);
+        }
+        None
     }
 
     /// [`poll`](Self::poll) for every case but a ready one-slot message.
@@ -397,19 +413,43 @@ impl Consumer {
     /// position and the read access to its payload (released by [`release_one`](Self::release_one)).
     #[inline]
     pub(super) fn hold(&mut self) -> Result<Option<Held>, Error> {
-        let Some(header) = self.poll()? else {
+        if let Some(held) = self.hold_ready() {
+            return Ok(Some(held));
+        }
+        self.hold_slow()
+    }
+
+    /// [`hold`](Self::hold)'s common case alone: a ready one-slot message on a healthy ring
+    /// (see [`ready`](Self::ready)); `None` for everything else, which
+    /// [`hold_slow`](Self::hold_slow) decides.
+    #[inline(always)]
+    pub(super) fn hold_ready(&mut self) -> Option<Held> {
+        let header = self.ready()?;
+        Some(self.held(header))
+    }
+
+    /// [`hold`](Self::hold) for every case but a ready one-slot message.
+    #[inline(never)]
+    pub(super) fn hold_slow(&mut self) -> Result<Option<Held>, Error> {
+        let Some(header) = self.poll_slow()? else {
             return Ok(None);
         };
+        Ok(Some(self.held(header)))
+    }
+
+    /// The guard's parts for the ready message at `head`, whose header `poll` checked.
+    #[inline(always)]
+    fn held(&mut self, header: SlotHeader) -> Held {
         let pos = self.head;
         self.held_len = header.len;
         // SAFETY: `poll` acquired `seq == pos + 1` and checked the header's span; the slots are
         // released only by `release_one`, which the guard calls after its access ends.
         let access = unsafe { self.ring.slots().read(pos, header.len as usize) };
-        Ok(Some(Held {
+        Held {
             header,
             pos,
             access,
-        }))
+        }
     }
 
     /// Called when a `MessageRef` drops (after its payload access ended): frees its slots.

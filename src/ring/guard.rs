@@ -20,7 +20,18 @@ impl Consumer {
     /// [`try_consume_checked`](Self::try_consume_checked) to tell them apart.
     #[inline]
     pub fn try_consume(&mut self) -> Option<MessageRef<'_>> {
-        self.try_consume_checked().unwrap_or(None)
+        // The common case builds the guard from an `Option` alone (see `Consumer::ready`).
+        if let Some(held) = self.hold_ready() {
+            return Some(MessageRef::new(held, self));
+        }
+        self.try_consume_slow()
+    }
+
+    /// [`try_consume`](Self::try_consume) for every case but a ready one-slot message.
+    #[inline(never)]
+    fn try_consume_slow(&mut self) -> Option<MessageRef<'_>> {
+        let held = self.hold_slow().ok()??;
+        Some(MessageRef::new(held, self))
     }
 
     /// The oldest message, if one is ready, reporting why not otherwise. Never blocks.
@@ -36,7 +47,10 @@ impl Consumer {
     /// (a GPU producer dropped without `finish`); sticky too.
     #[inline]
     pub fn try_consume_checked(&mut self) -> Result<Option<MessageRef<'_>>, Error> {
-        Ok(self.hold()?.map(|held| MessageRef::new(held, self)))
+        if let Some(held) = self.hold_ready() {
+            return Ok(Some(MessageRef::new(held, self)));
+        }
+        Ok(self.hold_slow()?.map(|held| MessageRef::new(held, self)))
     }
 
     /// Waits up to `timeout` for a message (spin, then yield).
