@@ -21,16 +21,10 @@ impl Consumer {
     #[inline]
     pub fn try_consume(&mut self) -> Option<MessageRef<'_>> {
         // The common case builds the guard from an `Option` alone (see `Consumer::ready`).
-        if let Some(held) = self.hold_ready() {
-            return Some(MessageRef::new(held, self));
-        }
-        self.try_consume_slow()
-    }
-
-    /// [`try_consume`](Self::try_consume) for every case but a ready one-slot message.
-    #[inline(never)]
-    fn try_consume_slow(&mut self) -> Option<MessageRef<'_>> {
-        let held = self.hold_slow().ok()??;
+        let held = match self.hold_ready() {
+            Some(held) => held,
+            None => self.hold_slow().ok()??,
+        };
         Some(MessageRef::new(held, self))
     }
 
@@ -148,6 +142,7 @@ impl<'a> MessageRef<'a> {
     ///
     /// `held.header` was checked (its slots fit the ring) and `held.access` is the payload of
     /// the slots `consumer` holds from `held.pos`: it frees them only through this guard's drop.
+    #[inline(always)]
     fn new(held: Held, consumer: &'a mut Consumer) -> Self {
         Self {
             header: held.header,
@@ -159,6 +154,7 @@ impl<'a> MessageRef<'a> {
 
     /// The payload, borrowed from this guard.
     #[must_use]
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let Some(access) = &self.access else {
             return &[];
@@ -172,30 +168,35 @@ impl<'a> MessageRef<'a> {
     /// The message as a plain view (its fields, and the payload), borrowed from this guard: it
     /// cannot outlive it.
     #[must_use]
+    #[inline]
     pub fn message(&self) -> Message<'_> {
         Message::new(self.header, self.pos, self.payload())
     }
 
     /// Message kind: [`Message::kind`].
     #[must_use]
+    #[inline]
     pub fn kind(&self) -> u32 {
         self.message().kind()
     }
 
     /// Sequence number: [`Message::seq`].
     #[must_use]
+    #[inline]
     pub fn seq(&self) -> u64 {
         self.message().seq()
     }
 
     /// Producer id: [`Message::producer`].
     #[must_use]
+    #[inline]
     pub fn producer(&self) -> u32 {
         self.message().producer()
     }
 
     /// Producer clock at publish in ns: [`Message::stamp_ns`].
     #[must_use]
+    #[inline]
     pub fn stamp_ns(&self) -> u64 {
         self.message().stamp_ns()
     }
@@ -210,6 +211,7 @@ impl<'a> MessageRef<'a> {
 impl Deref for MessageRef<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.payload()
     }
@@ -222,6 +224,7 @@ impl fmt::Debug for MessageRef<'_> {
 }
 
 impl Drop for MessageRef<'_> {
+    #[inline]
     fn drop(&mut self) {
         // End the read access first (loom tracks it; the real build has nothing to drop): only
         // then may the producer have the slot back.
