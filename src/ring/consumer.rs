@@ -425,7 +425,8 @@ impl Consumer {
     #[inline(always)]
     pub(super) fn hold_ready(&mut self) -> Option<Held> {
         let header = self.ready()?;
-        Some(self.held(header))
+        // SAFETY: `ready` just returned `header` for `head`, which has not moved.
+        Some(unsafe { self.held(header) })
     }
 
     /// [`hold`](Self::hold) for every case but a ready one-slot message.
@@ -434,16 +435,25 @@ impl Consumer {
         let Some(header) = self.poll_slow()? else {
             return Ok(None);
         };
-        Ok(Some(self.held(header)))
+        // SAFETY: `poll_slow` just returned `header` for `head` (a pad it skipped moved `head`
+        // before it looked at the message it returns).
+        Ok(Some(unsafe { self.held(header) }))
     }
 
-    /// The guard's parts for the ready message at `head`, whose header `poll` checked.
+    /// The guard's parts for the ready message at `head`.
+    ///
+    /// # Safety
+    ///
+    /// 1. `header` is what [`ready`](Self::ready) or [`poll_slow`](Self::poll_slow) returned for
+    ///    the current `head` (they acquired `seq == head + 1` and checked its span), and nothing
+    ///    has been released since.
     #[inline(always)]
-    fn held(&mut self, header: SlotHeader) -> Held {
+    unsafe fn held(&mut self, header: SlotHeader) -> Held {
         let pos = self.head;
         self.held_len = header.len;
-        // SAFETY: `poll` acquired `seq == pos + 1` and checked the header's span; the slots are
-        // released only by `release_one`, which the guard calls after its access ends.
+        // SAFETY: rule 1: `seq == pos + 1` was acquired and the header's span checked on this
+        // local copy; the slots are released only by `release_one`, which the guard calls after
+        // its access ends.
         let access = unsafe { self.ring.slots().read(pos, header.len as usize) };
         Held {
             header,
