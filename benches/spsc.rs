@@ -229,7 +229,10 @@ fn seed_perdix(size: usize, iters: u64) -> Duration {
     while n < iters {
         match rx.try_consume() {
             Some(m) => {
-                assert!(m.len() == size && m[0] == SEED_BYTE, "perdix: a wrong message");
+                assert!(
+                    m.len() == size && m[0] == SEED_BYTE,
+                    "perdix: a wrong message"
+                );
                 n += 1;
             }
             None => spin_loop(),
@@ -258,7 +261,10 @@ fn seed_rtrb(size: usize, iters: u64) -> Duration {
     while n < iters {
         match rx.pop() {
             Ok(m) => {
-                assert!(m[0] as usize == size && m[1] == SEED_BYTE, "rtrb: a wrong message");
+                assert!(
+                    m[0] as usize == size && m[1] == SEED_BYTE,
+                    "rtrb: a wrong message"
+                );
                 n += 1;
             }
             Err(_) => spin_loop(),
@@ -277,7 +283,9 @@ fn bench_seed(c: &mut Criterion, size: usize) {
     check::<Rtrb>(size);
     let mut g = c.benchmark_group(format!("seed/{size}B"));
     g.throughput(Throughput::Elements(1));
-    g.bench_function("perdix", |b| b.iter_custom(|iters| seed_perdix(size, iters)));
+    g.bench_function("perdix", |b| {
+        b.iter_custom(|iters| seed_perdix(size, iters))
+    });
     g.bench_function("rtrb", |b| b.iter_custom(|iters| seed_rtrb(size, iters)));
     g.finish();
 }
