@@ -9,8 +9,11 @@
 //! cargo bench --bench spsc
 //! ```
 //!
-//! Groups: `throughput/<size>` (capacity 4096: uncontended), `contended` (capacity 2), and
-//! `round_trip` (echo thread, two queues of the same kind). Figures: docs/PERFORMANCE.md.
+//! Groups: `throughput/<size>` (capacity 4096: uncontended), `contended` (capacity 2),
+//! `round_trip` (echo thread, two queues of the same kind), and `seed/<size>`: the seed API as a
+//! user writes it (`try_produce` on one thread, `try_consume` on the other checking each
+//! message's length and first byte, 4,096 slots) beside rtrb with a `[u8; 256]` element by value,
+//! so the ratio shows in one run (issue 21). Figures: docs/PERFORMANCE.md.
 
 use std::hint::{black_box, spin_loop};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -205,6 +208,88 @@ fn round_trip<Q: Queue>(iters: u64) -> Duration {
     elapsed
 }
 
+/// The first payload byte of every `seed` message.
+const SEED_BYTE: u8 = 0x5a;
+
+/// The seed API's per-message shape: `iters` messages of `size` bytes, `try_produce` on a
+/// producer thread, `try_consume` here, each message's length and first byte checked; time to
+/// the last one received.
+fn seed_perdix(size: usize, iters: u64) -> Duration {
+    let (mut tx, mut rx) = Buffer::new(SEED_CAPACITY).unwrap().into_split();
+    let msg = [SEED_BYTE; SLOT_PAYLOAD];
+    let sender = thread::spawn(move || {
+        for _ in 0..iters {
+            while tx.try_produce(&msg[..size]).is_err() {
+                spin_loop();
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut n = 0;
+    while n < iters {
+        match rx.try_consume() {
+            Some(m) => {
+                assert!(
+                    m.len() == size && m[0] == SEED_BYTE,
+                    "perdix: a wrong message"
+                );
+                n += 1;
+            }
+            None => spin_loop(),
+        }
+    }
+    let elapsed = start.elapsed();
+    sender.join().unwrap();
+    elapsed
+}
+
+/// [`seed_perdix`] for rtrb, with a `[u8; 256]` element pushed and popped by value (byte 0 the
+/// length, the payload after it).
+fn seed_rtrb(size: usize, iters: u64) -> Duration {
+    let (mut tx, mut rx) = rtrb::RingBuffer::<Element>::new(SEED_CAPACITY);
+    let mut e = [SEED_BYTE; SLOT_SIZE];
+    e[0] = size as u8;
+    let sender = thread::spawn(move || {
+        for _ in 0..iters {
+            while tx.push(e).is_err() {
+                spin_loop();
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut n = 0;
+    while n < iters {
+        match rx.pop() {
+            Ok(m) => {
+                assert!(
+                    m[0] as usize == size && m[1] == SEED_BYTE,
+                    "rtrb: a wrong message"
+                );
+                n += 1;
+            }
+            Err(_) => spin_loop(),
+        }
+    }
+    let elapsed = start.elapsed();
+    sender.join().unwrap();
+    elapsed
+}
+
+/// Slots (elements) in the `seed` group's rings.
+const SEED_CAPACITY: usize = 4096;
+
+fn bench_seed(c: &mut Criterion, size: usize) {
+    check::<Perdix>(size);
+    check::<Rtrb>(size);
+    let mut g = c.benchmark_group(format!("seed/{size}B"));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("perdix", |b| {
+        b.iter_custom(|iters| seed_perdix(size, iters))
+    });
+    g.bench_function("rtrb", |b| b.iter_custom(|iters| seed_rtrb(size, iters)));
+    g.finish();
+}
+
 macro_rules! for_each_queue {
     ($f:ident, $($arg:expr),*) => {{
         $f::<Perdix>($($arg),*);
@@ -236,6 +321,9 @@ fn benches(c: &mut Criterion) {
     }
     for_each_queue!(bench_throughput, c, "contended_capacity_2", 2, 32);
     for_each_queue!(bench_round_trip, c);
+    for size in [32, SLOT_PAYLOAD] {
+        bench_seed(c, size);
+    }
 }
 
 criterion_group! {

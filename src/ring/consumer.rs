@@ -4,18 +4,8 @@ use super::layout::{slots_for_len, SlotHeader, FLAG_PAD, SLOT_PAYLOAD};
 use super::message::Message;
 use super::prefetch;
 use super::shared::Ring;
-use super::slots::ReadBuf;
 use crate::sync::{fence, Arc, Ordering};
 use crate::Error;
-
-/// What a guard holds: a ready message's checked header, its position, and the read access to
-/// its payload.
-#[derive(Debug)]
-pub(super) struct Held {
-    pub(super) header: SlotHeader,
-    pub(super) pos: u64,
-    pub(super) access: ReadBuf,
-}
 
 /// The reading half of a ring.
 ///
@@ -178,23 +168,39 @@ impl Consumer {
 
     /// Checks the slot at `head`: its header when a message is ready (pad records are skipped).
     ///
-    /// The common case, a ready one-slot message on a healthy ring, is decided here, inline in
-    /// every caller's loop; everything else (not ready, a fault, a multi-slot message, a pad)
-    /// is [`poll_slow`](Self::poll_slow), which looks again from the start.
+    /// The common case, a ready one-slot message on a healthy ring, is decided by
+    /// [`ready`](Self::ready), inline in every caller's loop; everything else (not ready, a
+    /// fault, a multi-slot message, a pad) is [`poll_slow`](Self::poll_slow), which looks again
+    /// from the start.
     #[inline(always)]
     fn poll(&mut self) -> Result<Option<SlotHeader>, Error> {
-        if self.fault.is_none() {
-            let pos = self.head;
-            // Acquire: as in `poll_slow`.
-            if self.ring.seq(pos).load(Ordering::Acquire) == pos + 1 {
-                // Loaded once into this local, checked and used as in `poll_slow`.
-                let header = self.ring.header(pos);
-                if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
-                    return Ok(Some(header));
-                }
-            }
+        match self.ready() {
+            Some(header) => Ok(Some(header)),
+            None => self.poll_slow(),
         }
-        self.poll_slow()
+    }
+
+    /// The header at `head` when it is a ready one-slot message on a healthy ring; `None` for
+    /// everything else (which [`poll_slow`](Self::poll_slow) sorts out). Small and inline: the
+    /// per-message path returns an `Option` of the header alone, never a `Result` carrying an
+    /// `Error` (moving that enum through the stack cost the seed API's consumer three
+    /// store-forwarding stalls a message: docs/DESIGN-NOTES.md, "The seed API per message").
+    #[inline(always)]
+    fn ready(&self) -> Option<SlotHeader> {
+        if self.fault.is_some() {
+            return None;
+        }
+        let pos = self.head;
+        // Acquire: as in `poll_slow`.
+        if self.ring.seq(pos).load(Ordering::Acquire) != pos + 1 {
+            return None;
+        }
+        // Loaded once into this local, checked and used as in `poll_slow`.
+        let header = self.ring.header(pos);
+        if header.len as usize <= SLOT_PAYLOAD && header.flags & FLAG_PAD == 0 {
+            return Some(header);
+        }
+        None
     }
 
     /// [`poll`](Self::poll) for every case but a ready one-slot message.
@@ -393,32 +399,6 @@ impl Consumer {
         f(Message::new(header, pos, payload))
     }
 
-    /// The ready message at `head`, if any, as a guard's parts: its checked header, its
-    /// position and the read access to its payload (released by [`release_one`](Self::release_one)).
-    #[inline]
-    pub(super) fn hold(&mut self) -> Result<Option<Held>, Error> {
-        let Some(header) = self.poll()? else {
-            return Ok(None);
-        };
-        let pos = self.head;
-        self.held_len = header.len;
-        // SAFETY: `poll` acquired `seq == pos + 1` and checked the header's span; the slots are
-        // released only by `release_one`, which the guard calls after its access ends.
-        let access = unsafe { self.ring.slots().read(pos, header.len as usize) };
-        Ok(Some(Held {
-            header,
-            pos,
-            access,
-        }))
-    }
-
-    /// Called when a `MessageRef` drops (after its payload access ended): frees its slots.
-    #[inline]
-    pub(crate) fn release_one(&mut self) {
-        self.advance(self.held_len);
-        self.publish();
-    }
-
     #[inline]
     fn publish(&mut self) {
         if self.published != self.head {
@@ -462,6 +442,9 @@ impl Drop for Consumer {
     }
 }
 
+mod hold;
 mod info;
+
+pub(super) use hold::Held;
 #[cfg(test)]
 mod tests;

@@ -20,7 +20,12 @@ impl Consumer {
     /// [`try_consume_checked`](Self::try_consume_checked) to tell them apart.
     #[inline]
     pub fn try_consume(&mut self) -> Option<MessageRef<'_>> {
-        self.try_consume_checked().unwrap_or(None)
+        // The common case builds the guard from an `Option` alone (see `Consumer::ready`).
+        let held = match self.hold_ready() {
+            Some(held) => held,
+            None => self.hold_slow().ok()??,
+        };
+        Some(MessageRef::new(held, self))
     }
 
     /// The oldest message, if one is ready, reporting why not otherwise. Never blocks.
@@ -36,7 +41,10 @@ impl Consumer {
     /// (a GPU producer dropped without `finish`); sticky too.
     #[inline]
     pub fn try_consume_checked(&mut self) -> Result<Option<MessageRef<'_>>, Error> {
-        Ok(self.hold()?.map(|held| MessageRef::new(held, self)))
+        if let Some(held) = self.hold_ready() {
+            return Ok(Some(MessageRef::new(held, self)));
+        }
+        Ok(self.hold_slow()?.map(|held| MessageRef::new(held, self)))
     }
 
     /// Waits up to `timeout` for a message (spin, then yield).
@@ -134,6 +142,7 @@ impl<'a> MessageRef<'a> {
     ///
     /// `held.header` was checked (its slots fit the ring) and `held.access` is the payload of
     /// the slots `consumer` holds from `held.pos`: it frees them only through this guard's drop.
+    #[inline(always)]
     fn new(held: Held, consumer: &'a mut Consumer) -> Self {
         Self {
             header: held.header,
@@ -145,6 +154,7 @@ impl<'a> MessageRef<'a> {
 
     /// The payload, borrowed from this guard.
     #[must_use]
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         let Some(access) = &self.access else {
             return &[];
@@ -158,30 +168,35 @@ impl<'a> MessageRef<'a> {
     /// The message as a plain view (its fields, and the payload), borrowed from this guard: it
     /// cannot outlive it.
     #[must_use]
+    #[inline]
     pub fn message(&self) -> Message<'_> {
         Message::new(self.header, self.pos, self.payload())
     }
 
     /// Message kind: [`Message::kind`].
     #[must_use]
+    #[inline]
     pub fn kind(&self) -> u32 {
         self.message().kind()
     }
 
     /// Sequence number: [`Message::seq`].
     #[must_use]
+    #[inline]
     pub fn seq(&self) -> u64 {
         self.message().seq()
     }
 
     /// Producer id: [`Message::producer`].
     #[must_use]
+    #[inline]
     pub fn producer(&self) -> u32 {
         self.message().producer()
     }
 
     /// Producer clock at publish in ns: [`Message::stamp_ns`].
     #[must_use]
+    #[inline]
     pub fn stamp_ns(&self) -> u64 {
         self.message().stamp_ns()
     }
@@ -196,6 +211,7 @@ impl<'a> MessageRef<'a> {
 impl Deref for MessageRef<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.payload()
     }
@@ -208,6 +224,7 @@ impl fmt::Debug for MessageRef<'_> {
 }
 
 impl Drop for MessageRef<'_> {
+    #[inline]
     fn drop(&mut self) {
         // End the read access first (loom tracks it; the real build has nothing to drop): only
         // then may the producer have the slot back.

@@ -52,6 +52,7 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    #[inline]
     pub(crate) fn new(header: SlotHeader, pos: u64, payload: &'a [u8]) -> Self {
         Self {
             header,
@@ -62,30 +63,35 @@ impl<'a> Message<'a> {
 
     /// The payload.
     #[must_use]
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
 
     /// Message kind (0 for [`try_produce`](crate::Producer::try_produce)).
     #[must_use]
+    #[inline]
     pub fn kind(&self) -> u32 {
         self.header.kind
     }
 
     /// Sequence number: the message's position in the ring's stream, from 0.
     #[must_use]
+    #[inline]
     pub fn seq(&self) -> u64 {
         self.pos
     }
 
     /// Producer id (CPU producer's id, or the GPU block / lane that wrote it).
     #[must_use]
+    #[inline]
     pub fn producer(&self) -> u32 {
         self.header.producer
     }
 
     /// Reserved flag bits.
     #[must_use]
+    #[inline]
     pub fn flags(&self) -> u32 {
         self.header.flags
     }
@@ -93,6 +99,7 @@ impl<'a> Message<'a> {
     /// Producer clock at publish in ns (0 when the producer does not stamp): the CPU's
     /// [`clock::now_ns`](crate::clock::now_ns), or a GPU stamp mapped onto it.
     #[must_use]
+    #[inline]
     pub fn stamp_ns(&self) -> u64 {
         self.header.stamp_ns
     }
@@ -101,6 +108,7 @@ impl<'a> Message<'a> {
 impl Deref for Message<'_> {
     type Target = [u8];
 
+    #[inline]
     fn deref(&self) -> &[u8] {
         self.payload
     }
