@@ -11,7 +11,7 @@ use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::stress::{self, Verifier};
 use perdix_transport::testing::StressProducers;
 
-/// One delivered message in this many gets a latency sample.
+/// One delivered message in this many gets a latency sample in a saturated run.
 pub const LATENCY_SAMPLE_EVERY: u64 = 16;
 
 /// One verifier system's state.
@@ -19,18 +19,21 @@ pub struct Shard {
     pub verifier: Verifier,
     /// Messages of another kind than the stress kind.
     pub foreign: u64,
-    /// Messages checked (one in [`LATENCY_SAMPLE_EVERY`] gets a latency sample).
+    /// Messages checked (one in `sample_every` gets a latency sample).
     pub tick: u64,
+    pub sample_every: u64,
     pub latency: LatencyHistogram,
     pub latency_window: LatencyHistogram,
 }
 
-impl Default for Shard {
-    fn default() -> Self {
+impl Shard {
+    /// A shard that samples the latency of one message in `sample_every`.
+    pub fn new(sample_every: u64) -> Self {
         Self {
             verifier: Verifier::new(true),
             foreign: 0,
             tick: 0,
+            sample_every: sample_every.max(1),
             latency: LatencyHistogram::new(),
             latency_window: LatencyHistogram::new(),
         }
@@ -178,7 +181,7 @@ fn check<M: StressMessage>(state: &mut Shard, msg: &M) {
         .verifier
         .check_stream(stream, msg.producer(), msg.payload());
     state.tick += 1;
-    if state.tick.is_multiple_of(LATENCY_SAMPLE_EVERY) && msg.stamp_ns() != 0 {
+    if state.tick.is_multiple_of(state.sample_every) && msg.stamp_ns() != 0 {
         let ns = clock::now_ns().saturating_sub(msg.stamp_ns());
         state.latency.record(ns);
         state.latency_window.record(ns);
