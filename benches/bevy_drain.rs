@@ -7,6 +7,8 @@
 //! untimed, until the drain thread has copied them all out), then times the frame. Throughput is
 //! messages per second of frame time. `bevy_drain_big` does the same with 4 KiB multi-slot
 //! messages (raw, and as a `PerdixSlice<u64>` of 512 values), in payload bytes per second.
+//! The `batch32` and `batch_envelope64` cases deliver the same messages as `typed32` and
+//! `envelope64` as `PerdixBatch`es (one per ring and frame, or per drain thread batch).
 //! `cargo bench --bench bevy_drain`.
 
 use std::time::{Duration, Instant};
@@ -16,7 +18,8 @@ use bevy_ecs::prelude::*;
 use bytemuck::{Pod, Zeroable};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use perdix_transport::bevy::{
-    DrainMode, Envelope, PerdixAppExt, PerdixMessage, PerdixPlugin, PerdixRings, PerdixSlice,
+    DrainMode, Envelope, PerdixAppExt, PerdixBatch, PerdixMessage, PerdixPlugin, PerdixRings,
+    PerdixSlice,
 };
 use perdix_transport::{Buffer, Producer};
 
@@ -24,6 +27,7 @@ use perdix_transport::{Buffer, Producer};
 const FRAME: usize = 8192;
 const KIND_TYPED: u32 = 1;
 const KIND_RAW: u32 = 2;
+const KIND_BATCH: u32 = 5;
 
 #[derive(Message, Clone, Copy, Pod, Zeroable)]
 #[repr(C)]
@@ -44,6 +48,38 @@ fn read_typed(mut reader: MessageReader<Event32>, mut seen: ResMut<Seen>) {
 fn read_raw(mut reader: MessageReader<PerdixMessage>, mut seen: ResMut<Seen>) {
     for msg in reader.read() {
         seen.0 += msg.payload().len() as u64;
+    }
+}
+
+fn read_batches(mut reader: MessageReader<PerdixBatch<Event32>>, mut seen: ResMut<Seen>) {
+    for batch in reader.read() {
+        for event in batch {
+            seen.0 += event.words[0] & 1;
+        }
+    }
+}
+
+/// The app of the `batch32` cases: the same ring and sizes as `typed32`, delivered as
+/// `PerdixBatch<Event32>` (one message a frame).
+fn batch_app(drain: DrainMode) -> (App, Producer) {
+    let mut app = App::new();
+    app.add_plugins(
+        PerdixPlugin::default()
+            .capacity(FRAME * 2)
+            .budget(FRAME)
+            .drain(drain)
+            .timestamps(false),
+    )
+    .add_perdix_batch::<Event32>(KIND_BATCH)
+    .init_resource::<Seen>()
+    .add_systems(bevy_app::Update, read_batches);
+    let producer = app
+        .world_mut()
+        .resource_mut::<PerdixRings>()
+        .add_producer("bench");
+    match producer {
+        Ok(producer) => (app, producer),
+        Err(err) => panic!("add_producer: {err}"),
     }
 }
 
@@ -161,6 +197,11 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| frames(&mut app, &mut producer, drain, kind, size, iters));
             });
         }
+        let (mut app, mut producer) = batch_app(drain);
+        app.update(); // startup
+        group.bench_function(format!("{drain}/batch32"), |b| {
+            b.iter_custom(|iters| frames(&mut app, &mut producer, drain, KIND_BATCH, 32, iters));
+        });
     }
     // The bare ring: `Consumer::drain` over the same batch, reading one byte and the length.
     for size in [32usize, 64, 224] {
@@ -264,10 +305,24 @@ fn read_envelopes(mut reader: MessageReader<Envelope<[u64; 8]>>, mut seen: ResMu
 
 /// `Envelope<[u64; 8]>` (64-byte payloads) from 4 rings, one frame of 65,536 messages: the
 /// frame-side cost `headless_stress` pays per message, without a producer to wait for.
+fn read_envelope_batches(mut reader: MessageReader<PerdixBatch<[u64; 8]>>, mut seen: ResMut<Seen>) {
+    for batch in reader.read() {
+        let headers = batch.headers().unwrap_or_default();
+        for (value, header) in batch.iter().zip(headers) {
+            seen.0 += (value[0] ^ header.seq) & 1;
+        }
+    }
+}
+
 fn bench_envelopes(c: &mut Criterion) {
     let mut group = c.benchmark_group("bevy_drain_x4");
     group.throughput(Throughput::Elements((RINGS * PER_RING) as u64));
-    for drain in [DrainMode::System, DrainMode::Thread] {
+    for (drain, batch) in [
+        (DrainMode::System, false),
+        (DrainMode::Thread, false),
+        (DrainMode::System, true),
+        (DrainMode::Thread, true),
+    ] {
         let mut app = App::new();
         app.add_plugins((
             bevy_app::TaskPoolPlugin::default(),
@@ -277,9 +332,14 @@ fn bench_envelopes(c: &mut Criterion) {
                 .drain(drain)
                 .timestamps(false),
         ))
-        .add_perdix_envelope::<[u64; 8]>(KIND_ENVELOPE)
-        .init_resource::<Seen>()
-        .add_systems(bevy_app::Update, read_envelopes);
+        .init_resource::<Seen>();
+        if batch {
+            app.add_perdix_batch_envelope::<[u64; 8]>(KIND_ENVELOPE)
+                .add_systems(bevy_app::Update, read_envelope_batches);
+        } else {
+            app.add_perdix_envelope::<[u64; 8]>(KIND_ENVELOPE)
+                .add_systems(bevy_app::Update, read_envelopes);
+        }
         let mut producers: Vec<Producer> = (0..RINGS)
             .map(|i| {
                 match app
@@ -293,7 +353,12 @@ fn bench_envelopes(c: &mut Criterion) {
             })
             .collect();
         app.update(); // startup
-        group.bench_function(format!("{drain}/envelope64"), |b| {
+        let what = if batch {
+            "batch_envelope64"
+        } else {
+            "envelope64"
+        };
+        group.bench_function(format!("{drain}/{what}"), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 let payload = [0x5Au8; 64];

@@ -76,16 +76,16 @@ where
     [u64; W]: bytemuck::Pod,
 {
     fn kind(&self) -> u32 {
-        self.kind
+        self.header.kind
     }
     fn producer(&self) -> u32 {
-        self.producer
+        self.header.producer
     }
     fn ring(&self) -> u32 {
-        self.ring
+        self.header.ring
     }
     fn stamp_ns(&self) -> u64 {
-        self.stamp_ns
+        self.header.stamp_ns
     }
     fn payload(&self) -> &[u8] {
         bytemuck::bytes_of(&self.value)

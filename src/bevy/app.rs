@@ -4,11 +4,13 @@
 use bevy_app::App;
 use bevy_ecs::message::Message;
 
-use super::envelope::{Envelope, PerdixSlice};
+use super::batch::Batched;
+use super::delivery::{Delivery, Enveloped, Plain, Raw, Sliced};
 use super::limits::{self, RouteSize};
-use super::message::PerdixMessage;
 use super::producers::{GpuProducerSpec, ProducerRegistry};
 use super::route::Routes;
+#[cfg(doc)]
+use super::{message::PerdixMessage, Envelope, PerdixBatch, PerdixHeader, PerdixSlice};
 
 /// The compile-time bound of a routed type: a message's length is the header's `u32`.
 const fn fits_header<T>() -> bool {
@@ -149,6 +151,53 @@ pub trait PerdixAppExt {
     where
         T: bytemuck::Pod + Send + Sync;
 
+    /// Routes messages of `kind` into
+    /// [`Messages<PerdixBatch<T>>`](bevy_ecs::message::Messages): each ring's messages of
+    /// `kind` from one drain as one contiguous `[T]` in pooled buffers (see [`PerdixBatch`],
+    /// which has an example), so a system reads millions of `T` a frame with one
+    /// `MessageReader` item per batch. Lengths and sizes are checked as for
+    /// [`add_perdix_message`](Self::add_perdix_message); [`PerdixBatch::headers`] is `None`.
+    ///
+    /// # Panics
+    ///
+    /// If `kind` is already routed to another type.
+    fn add_perdix_batch<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync;
+
+    /// [`add_perdix_batch`](Self::add_perdix_batch) with each value's [`PerdixHeader`] in a
+    /// parallel slice ([`PerdixBatch::headers`], the same length as the values).
+    ///
+    /// # Panics
+    ///
+    /// If `kind` is already routed to another type.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bevy_app::prelude::*;
+    /// use bevy_ecs::prelude::*;
+    /// use perdix_transport::bevy::{PerdixAppExt, PerdixBatch, PerdixPlugin, PerdixRings};
+    ///
+    /// let mut app = App::new();
+    /// app.add_plugins(PerdixPlugin::default()).add_perdix_batch_envelope::<u64>(6);
+    /// let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer_with_id("cpu", 3)?;
+    /// for v in [10u64, 20, 30] {
+    ///     producer.try_produce_kind(6, &v.to_ne_bytes())?;
+    /// }
+    /// app.update();
+    /// let batches = app.world().resource::<Messages<PerdixBatch<u64>>>();
+    /// let mut cursor = batches.get_cursor();
+    /// let batch = cursor.read(batches).next().unwrap();
+    /// let headers = batch.headers().unwrap();
+    /// assert_eq!(batch.values(), [10, 20, 30]);
+    /// assert!(headers.iter().map(|h| (h.producer, h.seq)).eq([(3, 0), (3, 1), (3, 2)]));
+    /// # Ok::<(), perdix_transport::Error>(())
+    /// ```
+    fn add_perdix_batch_envelope<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync;
+
     /// Routes messages of `kind` into the raw [`PerdixMessage`] without counting them as
     /// unrouted (any payload, of any length).
     ///
@@ -201,49 +250,45 @@ pub trait PerdixAppExt {
         A: bytemuck::Pod + Send + Sync;
 }
 
-/// Checks the route of `kind` to `M` (whose one message needs `need` bytes) against the
-/// plugin's rings.
-fn check_size<M>(app: &mut App, kind: u32, need: usize) {
-    let route = RouteSize {
-        kind,
-        type_name: core::any::type_name::<M>(),
-        need,
-    };
-    limits::check(app.world_mut(), route);
+/// The one registration every shape goes through: adds `Messages<D::Output>`, routes `kind` to
+/// `D`, and checks what one message of `D` needs against the plugin's rings.
+fn register<D: Delivery>(app: &mut App, kind: u32) -> &mut App {
+    app.add_message::<D::Output>();
+    let name = core::any::type_name::<D>();
+    app.world_mut()
+        .get_resource_or_init::<Routes>()
+        .register::<D>(kind, name);
+    if let Some(need) = D::NEED {
+        let route = RouteSize {
+            kind,
+            type_name: core::any::type_name::<D::Output>(),
+            need,
+        };
+        limits::check(app.world_mut(), route);
+    }
+    app
+}
+
+/// The compile-time checks of a typed shape's `T`.
+const fn check_type<T>() {
+    assert!(
+        fits_header::<T>(),
+        "a perdix message type must fit the header's u32 length"
+    );
 }
 
 impl PerdixAppExt for App {
     fn add_perdix_message<T: Message + bytemuck::Pod>(&mut self, kind: u32) -> &mut Self {
-        const {
-            assert!(
-                fits_header::<T>(),
-                "a perdix message type must fit the header's u32 length"
-            );
-        }
-        self.add_message::<T>();
-        self.world_mut()
-            .get_resource_or_init::<Routes>()
-            .register_typed::<T>(kind);
-        check_size::<T>(self, kind, core::mem::size_of::<T>());
-        self
+        const { check_type::<T>() }
+        register::<Plain<T>>(self, kind)
     }
 
     fn add_perdix_envelope<T>(&mut self, kind: u32) -> &mut Self
     where
         T: bytemuck::Pod + Send + Sync,
     {
-        const {
-            assert!(
-                fits_header::<T>(),
-                "a perdix message type must fit the header's u32 length"
-            );
-        }
-        self.add_message::<Envelope<T>>();
-        self.world_mut()
-            .get_resource_or_init::<Routes>()
-            .register_envelope::<T>(kind);
-        check_size::<Envelope<T>>(self, kind, core::mem::size_of::<T>());
-        self
+        const { check_type::<T>() }
+        register::<Enveloped<T>>(self, kind)
     }
 
     fn add_perdix_slice<T>(&mut self, kind: u32) -> &mut Self
@@ -255,25 +300,29 @@ impl PerdixAppExt for App {
                 core::mem::size_of::<T>() > 0,
                 "a perdix slice element must not be zero-sized"
             );
-            assert!(
-                fits_header::<T>(),
-                "a perdix slice element must fit the header's u32 length"
-            );
+            check_type::<T>();
         }
-        self.add_message::<PerdixSlice<T>>();
-        self.world_mut()
-            .get_resource_or_init::<Routes>()
-            .register_slice::<T>(kind);
-        check_size::<PerdixSlice<T>>(self, kind, core::mem::size_of::<T>());
-        self
+        register::<Sliced<T>>(self, kind)
+    }
+
+    fn add_perdix_batch<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync,
+    {
+        const { check_type::<T>() }
+        register::<Batched<T, false>>(self, kind)
+    }
+
+    fn add_perdix_batch_envelope<T>(&mut self, kind: u32) -> &mut Self
+    where
+        T: bytemuck::Pod + Send + Sync,
+    {
+        const { check_type::<T>() }
+        register::<Batched<T, true>>(self, kind)
     }
 
     fn add_perdix_raw(&mut self, kind: u32) -> &mut Self {
-        self.add_message::<PerdixMessage>();
-        self.world_mut()
-            .get_resource_or_init::<Routes>()
-            .register_raw(kind);
-        self
+        register::<Raw>(self, kind)
     }
 
     fn add_gpu_producer<A>(&mut self, spec: GpuProducerSpec<A>) -> &mut Self

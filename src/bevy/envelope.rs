@@ -5,13 +5,15 @@
 
 use bevy_ecs::message::Message as BevyMessage;
 
+use super::header::PerdixHeader;
+
 /// A typed message with where it came from: what
 /// [`add_perdix_envelope`](super::PerdixAppExt::add_perdix_envelope) routes a kind into.
 ///
 /// Use it instead of a plain typed route when a system needs the producer, the stream position
 /// or the stamp (to check order per producer, or measure latency), and instead of the raw
 /// [`PerdixMessage`](super::PerdixMessage) when the payload has a fixed type: an envelope is
-/// the type plus 28 bytes of header (and padding).
+/// the type plus a [`PerdixHeader`] (32 bytes).
 ///
 /// It is an owned copy: `value` was read out of the slot (`bytemuck::pod_read_unaligned`)
 /// before the slot was released, and the type has no lifetime, so nothing in it can point
@@ -40,25 +42,15 @@ use bevy_ecs::message::Message as BevyMessage;
 /// app.update();
 /// let got = app.world().resource::<Messages<Envelope<[u32; 2]>>>();
 /// let msg = got.get_cursor().read(got).next().copied().unwrap();
-/// assert_eq!((msg.value, msg.producer, msg.seq, msg.kind), ([7, 8], 9, 0, 5));
+/// assert_eq!((msg.value, msg.header.producer, msg.header.seq, msg.header.kind), ([7, 8], 9, 0, 5));
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(BevyMessage, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Envelope<T: Send + Sync + 'static> {
     /// The payload, read as `T`.
     pub value: T,
-    /// Message kind.
-    pub kind: u32,
-    /// Producer id (a CPU producer's, or the GPU block or thread that wrote it).
-    pub producer: u32,
-    /// Index of the ring it came through (order of
-    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls).
-    pub ring: u32,
-    /// Position in its ring's stream, from 0 (of the message's first slot).
-    pub seq: u64,
-    /// Producer clock at publish in ns (0 when not stamped), on
-    /// [`clock::now_ns`](crate::clock::now_ns)'s scale.
-    pub stamp_ns: u64,
+    /// Where it came from: kind, producer, ring, position, stamp.
+    pub header: PerdixHeader,
 }
 
 /// A payload of any number of `T`s with the header it came in: what
@@ -99,16 +91,6 @@ pub struct Envelope<T: Send + Sync + 'static> {
 pub struct PerdixSlice<T: Send + Sync + 'static> {
     /// The payload, read as `T`s.
     pub values: Vec<T>,
-    /// Message kind.
-    pub kind: u32,
-    /// Producer id (a CPU producer's, or the GPU block or thread that wrote it).
-    pub producer: u32,
-    /// Index of the ring it came through (order of
-    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls).
-    pub ring: u32,
-    /// Position in its ring's stream, from 0 (of the message's first slot).
-    pub seq: u64,
-    /// Producer clock at publish in ns (0 when not stamped), on
-    /// [`clock::now_ns`](crate::clock::now_ns)'s scale.
-    pub stamp_ns: u64,
+    /// Where it came from: kind, producer, ring, position, stamp.
+    pub header: PerdixHeader,
 }

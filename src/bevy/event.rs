@@ -68,8 +68,8 @@ pub enum PerdixEvent {
     /// [`PerdixRings::ring_state`](super::PerdixRings::ring_state) now says
     /// [`RingState::Failed`]. A fault.
     RingFailed {
-        /// The ring's index (as [`PerdixMessage::ring`](super::PerdixMessage::ring)).
-        ring: usize,
+        /// The ring's index (as [`PerdixHeader::ring`](super::PerdixHeader::ring)).
+        ring: u32,
         /// The ring's name (the producer's, with the ring's number for GPU producers).
         name: String,
         /// The CUDA device that writes the ring, if any.
@@ -152,8 +152,8 @@ pub enum PerdixEvent {
     /// # Ok::<(), perdix_transport::Error>(())
     /// ```
     Unrouted {
-        /// The ring's index (as [`PerdixMessage::ring`](super::PerdixMessage::ring)).
-        ring: usize,
+        /// The ring's index (as [`PerdixHeader::ring`](super::PerdixHeader::ring)).
+        ring: u32,
         /// The ring's name.
         name: String,
         /// The kind no route takes.

@@ -8,6 +8,7 @@
 
 use bevy_ecs::message::Message as BevyMessage;
 
+use super::header::PerdixHeader;
 use crate::layout::{SlotHeader, SLOT_PAYLOAD};
 use crate::Message;
 
@@ -55,7 +56,7 @@ pub struct PerdixMessage {
     producer: u32,
     seq: u64,
     stamp_ns: u64,
-    ring: u16,
+    ring: u32,
     flags: u32,
     payload: Payload,
 }
@@ -92,7 +93,7 @@ impl PerdixMessage {
     /// once ([`push_heap`](Self::push_heap), kept out of line so this stays small enough to
     /// inline into the drain's loop).
     #[inline]
-    pub(crate) fn push(out: &mut Vec<Self>, ring: usize, msg: &Message<'_>) {
+    pub(crate) fn push(out: &mut Vec<Self>, ring: u32, msg: &Message<'_>) {
         let src = msg.payload();
         if src.len() > SLOT_PAYLOAD {
             Self::push_heap(out, ring, msg);
@@ -118,7 +119,7 @@ impl PerdixMessage {
 
     /// [`push`](Self::push) of a multi-slot payload: one heap copy at its exact length.
     #[inline(never)]
-    fn push_heap(out: &mut Vec<Self>, ring: usize, msg: &Message<'_>) {
+    fn push_heap(out: &mut Vec<Self>, ring: u32, msg: &Message<'_>) {
         out.push(Self::with_payload(
             ring,
             msg,
@@ -128,13 +129,13 @@ impl PerdixMessage {
 
     /// `msg`'s header fields with `payload`.
     #[inline]
-    fn with_payload(ring: usize, msg: &Message<'_>, payload: Payload) -> Self {
+    fn with_payload(ring: u32, msg: &Message<'_>, payload: Payload) -> Self {
         Self {
             kind: msg.kind(),
             producer: msg.producer(),
             seq: msg.seq(),
             stamp_ns: msg.stamp_ns(),
-            ring: u16::try_from(ring).unwrap_or(u16::MAX),
+            ring,
             flags: msg.flags(),
             payload,
         }
@@ -181,11 +182,23 @@ impl PerdixMessage {
     }
 
     /// Index of the ring it came through (order of
-    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls; saturates at
-    /// 65,535).
+    /// [`PerdixRings::add_consumer`](super::PerdixRings::add_consumer) calls).
     #[must_use]
     pub fn ring(&self) -> u32 {
-        u32::from(self.ring)
+        self.ring
+    }
+
+    /// Kind, producer, ring, position and stamp as the [`PerdixHeader`] every typed shape
+    /// carries.
+    #[must_use]
+    pub fn header(&self) -> PerdixHeader {
+        PerdixHeader {
+            kind: self.kind,
+            producer: self.producer,
+            ring: self.ring,
+            seq: self.seq,
+            stamp_ns: self.stamp_ns,
+        }
     }
 
     /// Reserved flag bits of the slot.

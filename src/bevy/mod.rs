@@ -86,9 +86,13 @@
 
 // The files, each using only files listed above it (no cycle):
 //   config.rs       DrainMode, and the settings the rings resource keeps (RingConfig)
+//   header.rs       PerdixHeader: the one header every delivered shape carries
 //   message.rs      what arrives in Bevy untyped: PerdixMessage (inline payload, heap above)
 //   envelope.rs     what arrives typed with its header: Envelope<T>, PerdixSlice<T>
-//   decode.rs       a payload into T, Envelope<T> or PerdixSlice<T> (None: malformed)
+//   pool.rs         Pool: the reused buffers batches are delivered in, bounded in bytes
+//   delivery.rs     Delivery: the one seam of every shape (decode, bytes needed, output);
+//                   the plain, envelope, slice and raw shapes
+//   batch.rs        PerdixBatch<T> and its shapes (a ring's [T] a drain, pooled, held bytes)
 //   event.rs        PerdixEvent, RingState, and the faults not yet written (Faults)
 //   unrouted.rs     kinds no route takes: noted per stage, reported once per ring (bounded)
 //   stage.rs        the route table (kind -> destination) and the per-kind stages
@@ -110,15 +114,18 @@
 
 mod app;
 mod backend;
+mod batch;
 mod config;
-mod decode;
+mod delivery;
 mod diagnostics;
 mod drain;
 mod envelope;
 mod event;
+mod header;
 mod limits;
 mod message;
 mod plugin;
+mod pool;
 mod producers;
 mod rings;
 mod route;
@@ -131,10 +138,12 @@ mod unrouted;
 
 pub use app::PerdixAppExt;
 pub use backend::ProducerBackend;
+pub use batch::PerdixBatch;
 pub use config::DrainMode;
 pub use diagnostics::PerdixDiagnostics;
 pub use envelope::{Envelope, PerdixSlice};
 pub use event::{PerdixEvent, RingState};
+pub use header::PerdixHeader;
 pub use message::PerdixMessage;
 pub use plugin::{PerdixPlugin, PerdixSystems};
 #[cfg(feature = "cuda")]

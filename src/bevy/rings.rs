@@ -10,6 +10,7 @@ use super::backend::{BackendChoice, ProducerBackend};
 use super::config::{DrainMode, RingConfig};
 use super::drain::{self, Batch, DrainThread, DrainedRing, Pass, Scheduler, Source};
 use super::event::{Faults, RingState};
+use super::header::ring_index;
 use super::stage::RouteShare;
 use super::stats::{self, Counts, DeviceTotals, DrainStats};
 use super::status::Statuses;
@@ -126,7 +127,7 @@ impl PerdixRings {
             DrainMode::System => Source::Direct(consumer),
             DrainMode::Thread => Source::Thread(DrainThread::spawn(
                 name,
-                self.rings.len(),
+                ring_index(self.rings.len()),
                 consumer,
                 self.routes.clone(),
                 self.config.budget,

@@ -12,8 +12,10 @@ use bevy_ecs::system::Res;
 use bevy_ecs::world::{Mut, World};
 
 use super::config::DrainMode;
+use super::delivery::Delivery;
 use super::drain::Batch;
 use super::event::PerdixEvent;
+use super::header::ring_index;
 use super::message::PerdixMessage;
 use super::rings::PerdixRings;
 use super::stage::{RouteShare, RouteTable, Stage};
@@ -48,46 +50,13 @@ impl Routes {
         Arc::clone(&self.share)
     }
 
-    /// Routes `kind` into `Messages<T>`.
+    /// Routes `kind` to delivery shape `D` (named `name`).
     ///
     /// # Panics
     ///
     /// If `kind` is already routed to another destination.
-    pub(crate) fn register_typed<T: bevy_ecs::message::Message + bytemuck::Pod>(
-        &mut self,
-        kind: u32,
-    ) {
-        self.table.register_typed::<T>(kind);
-        self.share.publish(self.table.clone());
-    }
-
-    /// Routes `kind` into `Messages<Envelope<T>>`.
-    ///
-    /// # Panics
-    ///
-    /// If `kind` is already routed to another destination.
-    pub(crate) fn register_envelope<T: bytemuck::Pod + Send + Sync>(&mut self, kind: u32) {
-        self.table.register_envelope::<T>(kind);
-        self.share.publish(self.table.clone());
-    }
-
-    /// Routes `kind` into `Messages<PerdixSlice<T>>`.
-    ///
-    /// # Panics
-    ///
-    /// If `kind` is already routed to another destination.
-    pub(crate) fn register_slice<T: bytemuck::Pod + Send + Sync>(&mut self, kind: u32) {
-        self.table.register_slice::<T>(kind);
-        self.share.publish(self.table.clone());
-    }
-
-    /// Routes `kind` into the raw `Messages<PerdixMessage>`.
-    ///
-    /// # Panics
-    ///
-    /// If `kind` is already routed to a type.
-    pub(crate) fn register_raw(&mut self, kind: u32) {
-        self.table.register_raw(kind);
+    pub(crate) fn register<D: Delivery>(&mut self, kind: u32, name: &'static str) {
+        self.table.register::<D>(kind, name);
         self.share.publish(self.table.clone());
     }
 
@@ -137,8 +106,24 @@ pub(crate) fn route_messages(world: &mut World) {
             let mut all: Vec<(usize, &mut Stage)> = stages.iter_mut().enumerate().collect();
             all.extend(handed.iter_mut().map(|(idx, batch)| (*idx, batch.stage_mut())));
             unrouted::report(&mut rings, seen, table, &all);
-            let (unrouted, malformed) = flush(world, &mut all);
+            write_raw(world, &mut all);
             drop(all);
+            let (mut unrouted, mut malformed) = (0, 0);
+            // The frame's own stages: a batch written keeps its bytes held from now on.
+            for (idx, stage) in stages.iter_mut().enumerate() {
+                let held = rings.ring_held(idx);
+                let flushed = stage.flush_typed(world, ring_index(idx), &held);
+                held.add(flushed.kept);
+                (unrouted, malformed) = (unrouted + flushed.unrouted, malformed + flushed.malformed);
+            }
+            // A drain thread's batches: their bytes are held already; what a written batch
+            // keeps is let go when it is dropped, not when the batch goes back to the thread.
+            for (idx, batch) in handed.iter_mut() {
+                let held = rings.ring_held(*idx);
+                let flushed = batch.stage_mut().flush_typed(world, ring_index(*idx), &held);
+                batch.cost -= flushed.kept;
+                (unrouted, malformed) = (unrouted + flushed.unrouted, malformed + flushed.malformed);
+            }
             rings.give_back(handed);
             rings.count_routing(unrouted, malformed);
             if malformed > 0 && !routes.malformed_warned {
@@ -152,25 +137,19 @@ pub(crate) fn route_messages(world: &mut World) {
     });
 }
 
-/// Writes `stages` (in ring order) into ECS messages and empties them; returns the unrouted and
-/// malformed counts they held.
-fn flush(world: &mut World, stages: &mut [(usize, &mut Stage)]) -> (u64, u64) {
+/// Writes the raw messages of `stages` (in ring order) into `Messages<PerdixMessage>` and
+/// empties them (drops them if someone removed that resource).
+fn write_raw(world: &mut World, stages: &mut [(usize, &mut Stage)]) {
     let flushed = world.try_resource_scope(|_, mut raw: Mut<Messages<PerdixMessage>>| {
         for (_, stage) in stages.iter_mut() {
             raw.write_batch(stage.raw.drain(..));
         }
     });
-    let (mut unrouted, mut malformed) = (0, 0);
-    for (_, stage) in stages.iter_mut() {
-        if flushed.is_none() {
-            // Only if someone removed the raw messages: drop them.
+    if flushed.is_none() {
+        for (_, stage) in stages.iter_mut() {
             stage.raw.clear();
         }
-        let (stage_unrouted, stage_malformed) = stage.flush_typed(world);
-        unrouted += stage_unrouted;
-        malformed += stage_malformed;
     }
-    (unrouted, malformed)
 }
 
 fn route_frame(rings: &mut PerdixRings, routes: &mut Routes) {
@@ -181,7 +160,7 @@ fn route_frame(rings: &mut PerdixRings, routes: &mut Routes) {
     let mut sinks: Vec<_> = stages
         .iter_mut()
         .take(count)
-        .map(|stage| move |idx: usize, msg: Message<'_>| stage.route(table, idx, &msg))
+        .map(|stage| move |idx: usize, msg: Message<'_>| stage.route(table, ring_index(idx), &msg))
         .collect();
     let budget = rings.config().budget;
     rings.drain_parallel(budget, &mut sinks);

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bevy_ecs::message::{Message as BevyMessage, Messages};
+use bevy_ecs::message::Messages;
 use bevy_ecs::world::World;
 
-use super::decode;
-use super::envelope::{Envelope, PerdixSlice};
+use super::delivery::{Delivery, Raw};
+use super::drain::HeldBytes;
 use super::message::PerdixMessage;
 use crate::Message;
 
@@ -57,77 +57,48 @@ impl Lookup {
     }
 }
 
-/// A typed destination: one ring's messages of one type, staged for a frame, then written
-/// into `Messages<M>`.
+/// A typed destination: one ring's messages of one shape, staged for a frame, then written
+/// into the shape's `Messages<Output>`.
 trait TypedRoute: Send + Sync {
-    /// Stages `msg` from ring `ring`; `false` if its length is not the type's.
-    fn accept(&mut self, ring: usize, msg: &Message<'_>) -> bool;
-    fn flush(&mut self, world: &mut World);
+    /// Stages `msg` from ring `ring`; `false` if the shape does not take its length.
+    fn accept(&mut self, ring: u32, msg: &Message<'_>) -> bool;
+    /// Writes what is staged (ring `ring`'s); returns the bytes its messages keep in `held`.
+    fn flush(&mut self, world: &mut World, ring: u32, held: &Arc<HeldBytes>) -> u64;
     fn clear(&mut self);
 }
 
-/// The staging buffer of one type on one ring, with the function that turns a message into `M`
-/// (`decode.rs`).
-struct Staged<M> {
-    buf: Vec<M>,
-    decode: fn(usize, &Message<'_>) -> Option<M>,
+/// The staging buffer of one shape on one ring.
+struct Staged<D: Delivery> {
+    buf: D::Buffer,
 }
 
-impl<M: BevyMessage> TypedRoute for Staged<M> {
+impl<D: Delivery> TypedRoute for Staged<D> {
     #[inline]
-    fn accept(&mut self, ring: usize, msg: &Message<'_>) -> bool {
-        match (self.decode)(ring, msg) {
-            Some(value) => {
-                self.buf.push(value);
-                true
-            }
-            None => false,
-        }
+    fn accept(&mut self, ring: u32, msg: &Message<'_>) -> bool {
+        D::decode(&mut self.buf, ring, msg)
     }
 
-    fn flush(&mut self, world: &mut World) {
-        if self.buf.is_empty() {
-            return;
-        }
-        match world.get_resource_mut::<Messages<M>>() {
-            Some(mut messages) => {
-                messages.write_batch(self.buf.drain(..));
+    fn flush(&mut self, world: &mut World, ring: u32, held: &Arc<HeldBytes>) -> u64 {
+        match world.get_resource_mut::<Messages<D::Output>>() {
+            Some(mut messages) => D::flush(&mut self.buf, ring, held, &mut messages),
+            None => {
+                D::clear(&mut self.buf);
+                0
             }
-            None => self.buf.clear(),
         }
     }
 
     fn clear(&mut self) {
-        self.buf.clear();
+        D::clear(&mut self.buf);
     }
 }
 
-/// A registered message type: its name and how to make an empty staging buffer for it.
+/// A registered shape: its name and how to make an empty staging buffer for it (sharing the
+/// route's pools).
 #[derive(Clone)]
 struct TypedKind {
     name: &'static str,
-    make: fn() -> Box<dyn TypedRoute>,
-}
-
-fn make_plain<T: BevyMessage + bytemuck::Pod>() -> Box<dyn TypedRoute> {
-    Box::new(Staged::<T> {
-        buf: Vec::new(),
-        decode: decode::plain::<T>,
-    })
-}
-
-fn make_envelope<T: bytemuck::Pod + Send + Sync>() -> Box<dyn TypedRoute> {
-    Box::new(Staged::<Envelope<T>> {
-        buf: Vec::new(),
-        decode: decode::envelope::<T>,
-    })
-}
-
-fn make_slice<T: bytemuck::Pod + Send + Sync>() -> Box<dyn TypedRoute> {
-    Box::new(Staged::<PerdixSlice<T>> {
-        buf: Vec::new(),
-        decode: decode::slice::<T>,
-    })
+    make: Arc<dyn Fn() -> Box<dyn TypedRoute> + Send + Sync>,
 }
 
 /// One ring's share of a frame (or a drain thread's batch): staged typed and raw messages and
@@ -172,7 +143,7 @@ impl Stage {
 
     /// Stages `msg` of ring `ring` by the routes of `table`.
     #[inline]
-    pub(crate) fn route(&mut self, table: &RouteTable, ring: usize, msg: &Message<'_>) {
+    pub(crate) fn route(&mut self, table: &RouteTable, ring: u32, msg: &Message<'_>) {
         let kind = msg.kind();
         let route = match self.last {
             Some((k, route)) if k == kind => route,
@@ -196,7 +167,7 @@ impl Stage {
                 if route == Route::Unrouted {
                     self.unrouted += 1;
                 }
-                PerdixMessage::push(&mut self.raw, ring, msg);
+                Raw::decode(&mut self.raw, ring, msg);
             }
         }
     }
@@ -207,18 +178,36 @@ impl Stage {
         self.unrouted > 0
     }
 
-    /// Writes the staged typed messages into their `Messages<T>` (a type whose messages were
-    /// removed from the world is dropped) and returns the unrouted and malformed counts; all
-    /// emptied. The raw messages are the caller's: it writes every stage's first, in ring order.
-    pub(crate) fn flush_typed(&mut self, world: &mut World) -> (u64, u64) {
+    /// Writes the staged typed messages of ring `ring` into their `Messages<T>` (a type whose
+    /// messages were removed from the world is dropped) and returns the unrouted and malformed
+    /// counts and the bytes the written messages keep counted in `held` (batches, until
+    /// dropped); all emptied. The raw messages are the caller's: it writes every stage's
+    /// first, in ring order.
+    pub(crate) fn flush_typed(
+        &mut self,
+        world: &mut World,
+        ring: u32,
+        held: &Arc<HeldBytes>,
+    ) -> Flushed {
+        let mut kept = 0;
         for typed in &mut self.typed {
-            typed.flush(world);
+            kept += typed.flush(world, ring, held);
         }
-        (
-            core::mem::take(&mut self.unrouted),
-            core::mem::take(&mut self.malformed),
-        )
+        Flushed {
+            unrouted: core::mem::take(&mut self.unrouted),
+            malformed: core::mem::take(&mut self.malformed),
+            kept,
+        }
     }
+}
+
+/// What [`Stage::flush_typed`] counted.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Flushed {
+    pub(crate) unrouted: u64,
+    pub(crate) malformed: u64,
+    /// Bytes the written messages keep counted as held (batches, until dropped).
+    pub(crate) kept: u64,
 }
 
 /// Kind → destination, and the registered types (index = `Route::Typed`): what the drain
@@ -264,44 +253,35 @@ impl RouteTable {
         self.lookup.set(kind, route);
     }
 
-    fn register(&mut self, kind: u32, name: &'static str, make: fn() -> Box<dyn TypedRoute>) {
+    /// Routes `kind` to shape `D` (named `name` in messages; kinds of one shape share its
+    /// buffers).
+    ///
+    /// # Panics
+    ///
+    /// If `kind` is already routed to another destination (an app misconfiguration).
+    pub(crate) fn register<D: Delivery>(&mut self, kind: u32, name: &'static str) {
+        if D::RAW {
+            self.set(kind, Route::Raw);
+            return;
+        }
         let kinds = &mut self.kinds;
         let idx = match kinds.iter().position(|t| t.name == name) {
             Some(idx) => idx,
             None => {
-                kinds.push(TypedKind { name, make });
+                let shared = D::Shared::default();
+                let make = move || -> Box<dyn TypedRoute> {
+                    Box::new(Staged::<D> {
+                        buf: D::buffer(&shared),
+                    })
+                };
+                kinds.push(TypedKind {
+                    name,
+                    make: Arc::new(make),
+                });
                 kinds.len() - 1
             }
         };
         self.set(kind, Route::Typed(idx));
-    }
-
-    /// Routes `kind` into `Messages<T>`.
-    pub(crate) fn register_typed<T: BevyMessage + bytemuck::Pod>(&mut self, kind: u32) {
-        self.register(kind, core::any::type_name::<T>(), make_plain::<T>);
-    }
-
-    /// Routes `kind` into `Messages<Envelope<T>>`.
-    pub(crate) fn register_envelope<T: bytemuck::Pod + Send + Sync>(&mut self, kind: u32) {
-        self.register(
-            kind,
-            core::any::type_name::<Envelope<T>>(),
-            make_envelope::<T>,
-        );
-    }
-
-    /// Routes `kind` into `Messages<PerdixSlice<T>>`.
-    pub(crate) fn register_slice<T: bytemuck::Pod + Send + Sync>(&mut self, kind: u32) {
-        self.register(
-            kind,
-            core::any::type_name::<PerdixSlice<T>>(),
-            make_slice::<T>,
-        );
-    }
-
-    /// Routes `kind` into the raw `Messages<PerdixMessage>`, not counted as unrouted.
-    pub(crate) fn register_raw(&mut self, kind: u32) {
-        self.set(kind, Route::Raw);
     }
 }
 

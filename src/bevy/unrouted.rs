@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 use super::event::PerdixEvent;
+use super::header::ring_index;
 use super::rings::PerdixRings;
 use super::stage::{RouteTable, Stage};
 
@@ -81,9 +82,11 @@ pub(crate) fn report(
                 && seen.first(ring, rings.ring_name(ring).unwrap_or_default(), kind)
             {
                 let name = rings.ring_name(ring).unwrap_or_default().to_owned();
-                rings
-                    .faults_mut()
-                    .report(PerdixEvent::Unrouted { ring, name, kind });
+                rings.faults_mut().report(PerdixEvent::Unrouted {
+                    ring: ring_index(ring),
+                    name,
+                    kind,
+                });
             }
         }
     }

@@ -195,8 +195,9 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
         "{seen:?}"
     );
     assert!(
-        seen.iter()
-            .any(|e| matches!(e, PerdixEvent::RingFailed { ring, .. } if *ring == gpu_ring)),
+        seen.iter().any(
+            |e| matches!(e, PerdixEvent::RingFailed { ring, .. } if *ring as usize == gpu_ring)
+        ),
         "{seen:?}"
     );
     // Within 100 ms of the fault being knowable (the driver's report; how long the driver

@@ -69,7 +69,7 @@ fn drain_until(app: &mut App, messages: u64) {
 }
 
 /// The unrouted events so far, as (ring, name, kind), sorted.
-fn unrouted(app: &App) -> Vec<(usize, String, u32)> {
+fn unrouted(app: &App) -> Vec<(u32, String, u32)> {
     let mut got: Vec<_> = all_events(app)
         .into_iter()
         .map(|event| match event {

@@ -110,6 +110,7 @@ fn sampled(app: &mut App, path: &bevy_diagnostic::DiagnosticPath) -> f64 {
     diagnostic.values().copied().fold(0.0, f64::max)
 }
 
+mod batch;
 mod counts;
 mod held;
 mod launches;

@@ -157,7 +157,7 @@ fn envelopes_in_order(rings: u32, per_frame: u32, frames: u32, drain: DrainMode)
     let seen = &app.world().resource::<SeenEnvelopes>().0;
     assert_eq!(seen.len() as u64, total);
     for ring in 0..rings {
-        let mine: Vec<_> = seen.iter().filter(|e| e.ring == ring).collect();
+        let mine: Vec<_> = seen.iter().filter(|e| e.header.ring == ring).collect();
         assert_eq!(mine.len() as u32, per_frame * frames, "ring {ring}: count");
         for (n, env) in mine.iter().enumerate() {
             assert_eq!(
@@ -166,7 +166,7 @@ fn envelopes_in_order(rings: u32, per_frame: u32, frames: u32, drain: DrainMode)
                 "ring {ring}: message {n}"
             );
             assert_eq!(
-                (env.kind, env.producer, env.seq),
+                (env.header.kind, env.header.producer, env.header.seq),
                 (KIND_WORD, ring, n as u64)
             );
         }

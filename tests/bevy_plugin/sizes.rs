@@ -143,9 +143,16 @@ fn slices_in_order(drain: DrainMode) {
     let mut last_seq = None;
     for (n, got) in seen.iter().enumerate() {
         assert_eq!(got.values, bins(n as u32), "histogram {n}");
-        assert_eq!((got.kind, got.producer, got.ring), (KIND_BINS, 0, 0));
-        assert!(last_seq < Some(got.seq), "histogram {n}: seq {}", got.seq);
-        last_seq = Some(got.seq);
+        assert_eq!(
+            (got.header.kind, got.header.producer, got.header.ring),
+            (KIND_BINS, 0, 0)
+        );
+        assert!(
+            last_seq < Some(got.header.seq),
+            "histogram {n}: seq {}",
+            got.header.seq
+        );
+        last_seq = Some(got.header.seq);
     }
     assert_in_order(&app.world().resource::<Seen>().0, 1, COUNT);
     let stats = app.world().resource::<PerdixRings>().stats();

@@ -75,7 +75,7 @@ impl Batch {
     pub(super) fn push(
         &mut self,
         table: Option<&RouteTable>,
-        ring: usize,
+        ring: u32,
         msg: &Message<'_>,
         sampler: &mut Sampler,
     ) {

@@ -27,7 +27,7 @@ mod thread;
 use bevy_tasks::ComputeTaskPool;
 
 pub(crate) use batch::Batch;
-pub(crate) use held::check_max_held;
+pub(crate) use held::{check_max_held, cost as held_cost, HeldBytes};
 pub(crate) use ring::{DrainedRing, Source};
 pub(crate) use taken::Taken;
 pub(crate) use thread::DrainThread;

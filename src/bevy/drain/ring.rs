@@ -3,10 +3,13 @@
 //! sampling, the bytes it may still give the current drain, and where it stands.
 #![forbid(unsafe_code)]
 
-use super::held::Gate;
+use std::sync::Arc;
+
+use super::held::{Gate, HeldBytes};
 use super::taken::{Sampler, Taken};
 use super::thread::DrainThread;
 use crate::bevy::event::{PerdixEvent, RingState};
+use crate::bevy::header::ring_index;
 use crate::{Consumer, Error, Message, Monitor};
 
 /// One ring the resource drains, and how: its source, its counts and its state.
@@ -36,6 +39,9 @@ pub(crate) struct DrainedRing {
     /// ([`DrainMode::System`](crate::bevy::DrainMode::System)), a drain stops before the
     /// message that does not fit, which stays in the ring.
     room: u64,
+    /// Bytes the plugin holds of this ring: its drain thread's batches, and the
+    /// [`PerdixBatch`](crate::bevy::PerdixBatch)es delivered from it until they are dropped.
+    held: Arc<HeldBytes>,
 }
 
 /// Where a ring's messages come from.
@@ -52,7 +58,12 @@ pub(crate) enum Source {
 
 impl DrainedRing {
     pub(crate) fn new(name: &str, monitor: Monitor, source: Source, device: Option<u32>) -> Self {
+        let held = match &source {
+            Source::Thread(thread) => thread.held(),
+            Source::Direct(_) | Source::Closed => Arc::default(),
+        };
         Self {
+            held,
             name: name.to_owned(),
             monitor,
             source,
@@ -68,9 +79,15 @@ impl DrainedRing {
         }
     }
 
-    /// Starts a drain that may take up to `max_bytes` from this ring's consumer.
+    /// Starts a drain that may take up to `max_bytes` from this ring's consumer, less what
+    /// the plugin still holds of it (batches not yet dropped).
     pub(crate) fn open(&mut self, max_bytes: u64) {
-        self.room = max_bytes;
+        self.room = max_bytes.saturating_sub(self.held.get());
+    }
+
+    /// The count of what the plugin holds of this ring, for a batch delivered from it.
+    pub(crate) fn held(&self) -> &Arc<HeldBytes> {
+        &self.held
     }
 
     /// Up to `max` messages of this ring (index `idx`) into `sink`, counted in `taken` (and
@@ -203,7 +220,7 @@ impl DrainedRing {
         let error = self.fault.clone()?;
         self.reported = true;
         Some(PerdixEvent::RingFailed {
-            ring: idx,
+            ring: ring_index(idx),
             name: self.name.clone(),
             device: self.device,
             error,
@@ -218,13 +235,11 @@ impl DrainedRing {
         self.monitor.stats().occupancy() + self.queued()
     }
 
-    /// Bytes the ring's drain thread and the frame hold of it (0 with no drain thread: a
-    /// drain in the frame lets go of what it took before the frame ends).
+    /// Bytes the ring's drain thread, the frame and the batches delivered from it hold (a
+    /// drain in the frame lets go of what it took before the frame ends, but a batch holds its
+    /// bytes until it is dropped).
     pub(crate) fn held_bytes(&self) -> u64 {
-        match &self.source {
-            Source::Direct(_) | Source::Closed => 0,
-            Source::Thread(thread) => thread.held_bytes(),
-        }
+        self.held.get()
     }
 
     /// Messages the drain thread handed over and the frame has not taken yet.

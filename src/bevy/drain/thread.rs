@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use super::batch::Batch;
+use super::held::HeldBytes;
 use crate::bevy::event;
 use crate::bevy::stage::RouteShare;
 use crate::{Consumer, Error, Message};
@@ -58,7 +59,7 @@ impl DrainThread {
     /// largest size must fit, as `PerdixPlugin::validate` checks).
     pub(crate) fn spawn(
         name: &str,
-        ring: usize,
+        ring: u32,
         consumer: Consumer,
         routes: Option<Arc<RouteShare>>,
         budget: usize,
@@ -105,8 +106,15 @@ impl DrainThread {
 
     /// Bytes the thread took out of its ring that the frame has not let go (each message its
     /// [`held::cost`](super::held::cost)); at most the limit it was spawned with.
+    #[cfg(test)]
     pub(crate) fn held_bytes(&self) -> u64 {
         self.shared.held.get()
+    }
+
+    /// The count of [`held_bytes`](Self::held_bytes), shared with the ring and the batches
+    /// delivered from it.
+    pub(crate) fn held(&self) -> Arc<HeldBytes> {
+        Arc::clone(&self.shared.held)
     }
 
     /// Whether a handed-over batch waits (one that did not fit what was left of a budget).

@@ -1,16 +1,18 @@
 //! [`PerdixRings::held_bytes`]: the gauge of what the plugin holds outside its rings, in bytes.
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
+
 use super::PerdixRings;
-use crate::bevy::drain::DrainedRing;
+use crate::bevy::drain::{DrainedRing, HeldBytes};
 
 impl PerdixRings {
     /// Bytes the plugin holds now outside the rings, over all rings: in
     /// [`DrainMode::Thread`](crate::bevy::DrainMode::Thread), the messages the drain threads
     /// took and the frame has not yet written into ECS messages (or read with
-    /// [`drain_with`](Self::drain_with)); 0 in
-    /// [`DrainMode::System`](crate::bevy::DrainMode::System), whose drain lets go of what it
-    /// took before the frame ends. Each message counts as its payload plus the size of a
+    /// [`drain_with`](Self::drain_with)), and in either mode the messages of every
+    /// [`PerdixBatch`](crate::bevy::PerdixBatch) not yet dropped (other shapes are let go
+    /// before the frame ends). Each message counts as its payload plus the size of a
     /// [`PerdixMessage`](crate::bevy::PerdixMessage); each ring's share is at most
     /// [`PerdixPlugin::held_limit`](crate::bevy::PerdixPlugin::held_limit).
     ///
@@ -39,5 +41,13 @@ impl PerdixRings {
     #[must_use]
     pub fn held_bytes(&self) -> u64 {
         self.rings.iter().map(DrainedRing::held_bytes).sum()
+    }
+
+    /// The count of what the plugin holds of ring `ring`, for the batches delivered from it
+    /// (a count of its own for a ring that is not there).
+    pub(crate) fn ring_held(&self, ring: usize) -> Arc<HeldBytes> {
+        self.rings
+            .get(ring)
+            .map_or_else(Arc::default, |r| Arc::clone(r.held()))
     }
 }

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::bevy::drain::held::HeldBytes;
 use crate::Error;
@@ -14,8 +14,10 @@ use crate::Error;
 pub(super) struct Shared {
     /// Messages handed over and not yet taken.
     pub(super) queued: AtomicU64,
-    /// Bytes of the messages the thread took and the frame has not let go.
-    pub(super) held: HeldBytes,
+    /// Bytes of the messages the thread took and the frame (or a batch it delivered) has not
+    /// let go; the ring's own count ([`DrainedRing`](crate::bevy::drain::DrainedRing) holds it
+    /// too).
+    pub(super) held: Arc<HeldBytes>,
     /// The frame is gone: the thread returns.
     pub(super) stop: AtomicBool,
     /// Loops the thread made while it waited for the frame (see

@@ -32,7 +32,7 @@ pub(super) const FULL_PARK_MAX: Duration = Duration::from_millis(1);
 pub(super) struct Worker {
     /// Index of its ring in the resource (for
     /// [`PerdixMessage::ring`](crate::bevy::PerdixMessage::ring) and envelopes).
-    pub(super) ring: usize,
+    pub(super) ring: u32,
     pub(super) consumer: Consumer,
     /// The plugin's routing table; `None` stages everything raw (routing off).
     pub(super) routes: Option<Arc<RouteShare>>,
