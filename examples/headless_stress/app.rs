@@ -15,7 +15,7 @@ use perdix_transport::testing::StressProducers;
 use crate::args::{Args, Deliver};
 use crate::run::{self, Outcome, Phase, Run, DRAIN_TIMEOUT};
 use crate::summary;
-use crate::verify::{add_verifiers, deliver_envelopes, with_words, Shard, Verify};
+use crate::verify::{add_verifiers, deliver_batches, deliver_envelopes, with_words, Shard, Verify};
 
 /// Runs the app once: saturated for `--seconds` (`pace: None`) or paced to `pace` messages a
 /// second for `--load-seconds`. `None` when it ended without a summary.
@@ -75,6 +75,7 @@ pub fn run(args: &Args, producers: usize, verifiers: usize, pace: Option<f64>) -
             add_verifiers::<PerdixMessage>(&mut app, &shards);
         }
         Deliver::Envelope => with_words!(args.size / 8, deliver_envelopes, &mut app, &shards),
+        Deliver::Batch => with_words!(args.size / 8, deliver_batches, &mut app, &shards),
     }
     let exit = app.run();
     let outcome = outcome

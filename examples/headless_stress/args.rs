@@ -29,7 +29,8 @@ pub struct Args {
     #[arg(skip)]
     pub drain: DrainMode,
     /// ECS message type the stress kind is delivered as: `envelope` (`Envelope<[u64; size/8]>`,
-    /// the payload plus its header) or `raw` (`PerdixMessage`, a whole 256-byte slot).
+    /// the payload plus its header), `raw` (`PerdixMessage`, a whole 256-byte slot) or `batch`
+    /// (`PerdixBatch<[u64; size/8]>` with headers: one ECS message a ring and drain).
     #[arg(long, value_enum, default_value_t = Deliver::Envelope)]
     pub deliver: Deliver,
     /// Verifier systems (a power of two), each checking the rings `r` with
@@ -82,6 +83,9 @@ pub enum Deliver {
     Envelope,
     /// `PerdixMessage`: the raw slot.
     Raw,
+    /// `PerdixBatch<[u64; size / 8]>` with headers: a ring's messages of a drain in one ECS
+    /// message, values and headers as parallel slices.
+    Batch,
 }
 
 impl Deliver {
@@ -89,6 +93,7 @@ impl Deliver {
         match self {
             Deliver::Envelope => "Envelope<[u64; size/8]>",
             Deliver::Raw => "PerdixMessage",
+            Deliver::Batch => "PerdixBatch<[u64; size/8]> with headers",
         }
     }
 }

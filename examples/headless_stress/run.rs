@@ -77,7 +77,6 @@ pub struct Figures {
     /// Stamp to ECS reader.
     pub latency: LatencySummary,
     pub frame_p50_ns: u64,
-    pub frame_p99_ns: u64,
     pub frames: u64,
     /// Frames that used the whole budget.
     pub budget_frames: u64,

@@ -155,7 +155,6 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         bytes_per_sec: gbps * 1e9,
         latency: lat,
         frame_p50_ns: frames.p50_ns,
-        frame_p99_ns: frames.p99_ns,
         frames: stats.frames,
         budget_frames: stats.deferred_frames,
         producers,
