@@ -21,7 +21,11 @@ use crate::verify::{add_verifiers, deliver_batches, deliver_envelopes, with_word
 /// second for `--load-seconds`. `None` when it ended without a summary.
 pub fn run(args: &Args, producers: usize, verifiers: usize, pace: Option<f64>) -> Option<Outcome> {
     // Paced runs sample every message's latency: they carry few.
-    let sample_every = if pace.is_some() { 1 } else { crate::verify::LATENCY_SAMPLE_EVERY };
+    let sample_every = if pace.is_some() {
+        1
+    } else {
+        crate::verify::LATENCY_SAMPLE_EVERY
+    };
     let shards: Vec<Arc<Mutex<Shard>>> = (0..verifiers)
         .map(|_| Arc::new(Mutex::new(Shard::new(sample_every))))
         .collect();
@@ -31,7 +35,11 @@ pub fn run(args: &Args, producers: usize, verifiers: usize, pace: Option<f64>) -
         args: args.clone(),
         producers,
         pace,
-        seconds: if pace.is_some() { args.load_seconds } else { args.seconds },
+        seconds: if pace.is_some() {
+            args.load_seconds
+        } else {
+            args.seconds
+        },
         stress: None,
         backend: String::new(),
         phase: Phase::Running,
@@ -134,8 +142,9 @@ fn start(mut rings: ResMut<PerdixRings>, mut run: ResMut<Run>, mut exit: Message
         }
         Err(err) => {
             eprintln!("could not start the stress producers: {err}");
-            *run.outcome.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(Outcome::failed(format!("the stress producers did not start: {err}")));
+            *run.outcome.lock().unwrap_or_else(PoisonError::into_inner) = Some(Outcome::failed(
+                format!("the stress producers did not start: {err}"),
+            ));
             exit.write(AppExit::from_code(1));
         }
     }

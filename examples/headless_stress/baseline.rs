@@ -47,14 +47,20 @@ pub fn run(args: &Args, producers: usize, gpu: bool) -> Result<Baseline, String>
             .collect();
         pairs
             .into_iter()
-            .map(|pair| pair.join().unwrap_or_else(|_| Err(perdix_transport::Error::Panicked("a baseline pair".into()))))
+            .map(|pair| {
+                pair.join().unwrap_or_else(|_| {
+                    Err(perdix_transport::Error::Panicked("a baseline pair".into()))
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
     })
     .map_err(|err| err.to_string())?;
     Ok(Baseline {
         rate: reports.iter().map(Throughput::msgs_per_sec).sum(),
         bytes_per_sec: reports.iter().map(Throughput::bytes_per_sec).sum(),
-        clean: reports.iter().all(|r| r.verify.is_clean() && r.verify.messages > 0),
+        clean: reports
+            .iter()
+            .all(|r| r.verify.is_clean() && r.verify.messages > 0),
         shape: format!("{producers} CPU producer thread(s), each with its own consumer thread"),
     })
 }
@@ -82,7 +88,9 @@ fn run_gpu(args: &Args, rings: usize, seconds: f64) -> Result<Baseline, String> 
     Ok(Baseline {
         rate: reports.iter().map(Throughput::msgs_per_sec).sum(),
         bytes_per_sec: reports.iter().map(Throughput::bytes_per_sec).sum(),
-        clean: reports.iter().all(|r| r.is_clean() && r.verify.messages > 0),
+        clean: reports
+            .iter()
+            .all(|r| r.is_clean() && r.verify.messages > 0),
         shape: format!(
             "GPU stress kernels on {} device(s), {rings} ring(s) each with a consumer thread",
             gpus.len()

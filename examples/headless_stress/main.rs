@@ -38,9 +38,11 @@ use args::Args;
 fn main() -> ExitCode {
     let mut args = Args::parse();
     let gpu = gpu_producers(&args);
-    args.drain = args
-        .drain_flag
-        .unwrap_or(if gpu { DrainMode::Thread } else { DrainMode::System });
+    args.drain = args.drain_flag.unwrap_or(if gpu {
+        DrainMode::Thread
+    } else {
+        DrainMode::System
+    });
     perdix_transport::testing::init_logging("info");
     // The typed deliveries here carry one-slot messages (`Envelope<[u64; size / 8]>`).
     if !stress::valid_size(args.size) || args.size > perdix_transport::layout::SLOT_PAYLOAD {
@@ -89,7 +91,11 @@ fn main() -> ExitCode {
     if args.raw {
         let pass = baseline.is_some_and(|base| base.clean);
         println!("RESULT: {}", if pass { "PASS" } else { "FAIL" });
-        return if pass { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if pass {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
 
     let Some(saturated) = app::run(&args, producers, verifiers, None) else {

@@ -69,7 +69,9 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         && stats.malformed == 0
         && rings.errors() == 0;
     // A ring fault (corrupt slot, failed head push, kernel fault) fails the run, with its error.
-    let failed = (0..rings.rings()).filter_map(|r| match rings.ring_state(r) {
+    let failed = (0..u32::try_from(rings.rings()).unwrap_or(u32::MAX)).filter_map(|r| match rings
+        .ring_state(r)
+    {
         Some(RingState::Failed(err)) => Some(format!("  ring {r} failed: {err}")),
         _ => None,
     });

@@ -171,12 +171,26 @@ fn run_end<M: StressMessage>(messages: &Messages<M>, from: usize, end: usize, ri
 /// Checks one message in a shard.
 #[inline]
 fn check<M: StressMessage>(state: &mut Shard, msg: &M) {
-    check_parts(state, msg.kind(), msg.ring(), msg.producer(), msg.stamp_ns(), msg.payload());
+    check_parts(
+        state,
+        msg.kind(),
+        msg.ring(),
+        msg.producer(),
+        msg.stamp_ns(),
+        msg.payload(),
+    );
 }
 
 /// Checks one message, given as its header's fields and its payload.
 #[inline]
-fn check_parts(state: &mut Shard, kind: u32, ring: u32, producer: u32, stamp_ns: u64, payload: &[u8]) {
+fn check_parts(
+    state: &mut Shard,
+    kind: u32,
+    ring: u32,
+    producer: u32,
+    stamp_ns: u64,
+    payload: &[u8],
+) {
     if kind != StressProducers::KIND {
         state.foreign += 1;
         return;

@@ -36,7 +36,9 @@ impl StressRun {
         let kind = super::StressProducers::KIND;
         let threads = u64::from(grid) * u64::from(block) * count.max(1) as u64;
         let kernel = match rate {
-            Some(rate) => crate::cuda::stress::paced_kernel(size32, kind, interval_ns(threads, rate)),
+            Some(rate) => {
+                crate::cuda::stress::paced_kernel(size32, kind, interval_ns(threads, rate))
+            }
             None => crate::cuda::stress::free_running_kernel(size32, kind),
         }
         .grid(grid)
