@@ -29,7 +29,8 @@ pub struct Args {
     #[arg(skip)]
     pub drain: DrainMode,
     /// ECS message type the stress kind is delivered as: `envelope` (`Envelope<[u64; size/8]>`,
-    /// the payload plus its header) or `raw` (`PerdixMessage`, a whole 256-byte slot).
+    /// the payload plus its header), `raw` (`PerdixMessage`, a whole 256-byte slot) or `batch`
+    /// (`PerdixBatch<[u64; size/8]>` with headers: one ECS message a ring and drain).
     #[arg(long, value_enum, default_value_t = Deliver::Envelope)]
     pub deliver: Deliver,
     /// Verifier systems (a power of two), each checking the rings `r` with
@@ -51,10 +52,21 @@ pub struct Args {
     #[cfg(feature = "cuda")]
     #[arg(long, default_value_t = perdix_transport::cuda::GpuDevices::All)]
     pub devices: perdix_transport::cuda::GpuDevices,
-    /// Baseline without Bevy: the same producer, message size, ring and verifier on the bare
-    /// ring (one producer thread, the consumer on this thread), for the ECS/ring ratio.
+    /// Seconds of the bare-ring baseline run first (the same producers, rings, size and
+    /// policy, every word verified, no Bevy); the ECS figures are printed as fractions of it.
+    /// 0 skips it.
+    #[arg(long, default_value_t = 3.0)]
+    pub baseline_seconds: f64,
+    /// Only the bare-ring baseline (no Bevy).
     #[arg(long)]
     pub raw: bool,
+    /// Light loads run after the saturated run, as fractions of its verified rate (paced
+    /// producers): stamp-to-reader latency at each, in frames. `0` runs none.
+    #[arg(long, value_delimiter = ',', default_value = "0.1,0.5")]
+    pub load: Vec<f64>,
+    /// Seconds of each light-load run.
+    #[arg(long, default_value_t = 3.0)]
+    pub load_seconds: f64,
     /// Threads of Bevy's task pools (0: Bevy's default, one per core).
     #[arg(long, default_value_t = 0)]
     pub bevy_threads: usize,
@@ -71,6 +83,9 @@ pub enum Deliver {
     Envelope,
     /// `PerdixMessage`: the raw slot.
     Raw,
+    /// `PerdixBatch<[u64; size / 8]>` with headers: a ring's messages of a drain in one ECS
+    /// message, values and headers as parallel slices.
+    Batch,
 }
 
 impl Deliver {
@@ -78,6 +93,7 @@ impl Deliver {
         match self {
             Deliver::Envelope => "Envelope<[u64; size/8]>",
             Deliver::Raw => "PerdixMessage",
+            Deliver::Batch => "PerdixBatch<[u64; size/8]> with headers",
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bevy_diagnostic::DiagnosticsStore;
 use bevy_ecs::prelude::*;
 use perdix_transport::bevy::{PerdixDiagnostics, PerdixRings};
-use perdix_transport::telemetry::LatencyHistogram;
+use perdix_transport::telemetry::{LatencyHistogram, LatencySummary};
 use perdix_transport::testing::StressProducers;
 
 use crate::args::Args;
@@ -27,6 +27,10 @@ pub enum Phase {
 pub struct Run {
     pub args: Args,
     pub producers: usize,
+    /// Messages a second the producers are paced to (`None`: saturated).
+    pub pace: Option<f64>,
+    /// How long the producers run.
+    pub seconds: f64,
     pub stress: Option<StressProducers>,
     pub backend: String,
     pub phase: Phase,
@@ -45,11 +49,41 @@ pub struct Run {
     pub outcome: Arc<Mutex<Option<Outcome>>>,
 }
 
-/// What `main` prints after the app exits.
+/// What `main` prints after the app exits, and the figures the final report compares.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub lines: Vec<String>,
     pub pass: bool,
+    pub figures: Figures,
+}
+
+impl Outcome {
+    /// A run that could not start.
+    pub fn failed(why: String) -> Self {
+        Self {
+            lines: vec![format!("  FAIL: {why}")],
+            pass: false,
+            figures: Figures::default(),
+        }
+    }
+}
+
+/// One ECS run's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Figures {
+    /// Verified messages a second into ECS messages.
+    pub rate: f64,
+    pub bytes_per_sec: f64,
+    /// Stamp to ECS reader.
+    pub latency: LatencySummary,
+    pub frame_p50_ns: u64,
+    pub frames: u64,
+    /// Frames that used the whole budget.
+    pub budget_frames: u64,
+    /// Producer streams (CPU threads, or GPU threads: each may hold a message it is waiting to
+    /// publish) and rings.
+    pub producers: u64,
+    pub rings: usize,
 }
 
 pub fn frame_clock(mut run: ResMut<Run>) {

@@ -7,7 +7,7 @@ use perdix_transport::bevy::{PerdixRings, RingState};
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::stress::{self, VerifyReport};
 
-use crate::run::{Outcome, Run};
+use crate::run::{Figures, Outcome, Run};
 
 pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome {
     // Per-producer counts where the backend has them (CPU threads); GPU producers report an
@@ -69,7 +69,9 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         && stats.malformed == 0
         && rings.errors() == 0;
     // A ring fault (corrupt slot, failed head push, kernel fault) fails the run, with its error.
-    let failed = (0..rings.rings()).filter_map(|r| match rings.ring_state(r) {
+    let failed = (0..u32::try_from(rings.rings()).unwrap_or(u32::MAX)).filter_map(|r| match rings
+        .ring_state(r)
+    {
         Some(RingState::Failed(err)) => Some(format!("  ring {r} failed: {err}")),
         _ => None,
     });
@@ -123,7 +125,7 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
                 per_frame(drain), per_msg(drain), run.shards.len(), per_frame(verify), per_msg(verify), per_frame(rest), per_msg(rest)
             )
         },
-        format!("RESULT: {}", if pass { "PASS" } else { "FAIL" }),
+        format!("  verdict    {}", if pass { "pass" } else { "FAIL" }),
     ];
     // Per device, after the backpressure line (GPU producers only).
     let devices = rings.device_totals().into_iter().map(|d| {
@@ -150,5 +152,19 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         .map_or(lines.len(), |i| i + 1);
     let failed: Vec<String> = failed.collect();
     lines.splice(at..at, failed);
-    Outcome { lines, pass }
+    let figures = Figures {
+        rate,
+        bytes_per_sec: gbps * 1e9,
+        latency: lat,
+        frame_p50_ns: frames.p50_ns,
+        frames: stats.frames,
+        budget_frames: stats.deferred_frames,
+        producers,
+        rings: rings.rings(),
+    };
+    Outcome {
+        lines,
+        pass,
+        figures,
+    }
 }

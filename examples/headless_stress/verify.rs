@@ -5,13 +5,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixMessage};
+use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixBatch, PerdixMessage};
 use perdix_transport::clock;
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::stress::{self, Verifier};
 use perdix_transport::testing::StressProducers;
 
-/// One delivered message in this many gets a latency sample.
+/// One delivered message in this many gets a latency sample in a saturated run.
 pub const LATENCY_SAMPLE_EVERY: u64 = 16;
 
 /// One verifier system's state.
@@ -19,18 +19,21 @@ pub struct Shard {
     pub verifier: Verifier,
     /// Messages of another kind than the stress kind.
     pub foreign: u64,
-    /// Messages checked (one in [`LATENCY_SAMPLE_EVERY`] gets a latency sample).
+    /// Messages checked (one in `sample_every` gets a latency sample).
     pub tick: u64,
+    pub sample_every: u64,
     pub latency: LatencyHistogram,
     pub latency_window: LatencyHistogram,
 }
 
-impl Default for Shard {
-    fn default() -> Self {
+impl Shard {
+    /// A shard that samples the latency of one message in `sample_every`.
+    pub fn new(sample_every: u64) -> Self {
         Self {
             verifier: Verifier::new(true),
             foreign: 0,
             tick: 0,
+            sample_every: sample_every.max(1),
             latency: LatencyHistogram::new(),
             latency_window: LatencyHistogram::new(),
         }
@@ -168,20 +171,79 @@ fn run_end<M: StressMessage>(messages: &Messages<M>, from: usize, end: usize, ri
 /// Checks one message in a shard.
 #[inline]
 fn check<M: StressMessage>(state: &mut Shard, msg: &M) {
-    if msg.kind() != StressProducers::KIND {
+    check_parts(
+        state,
+        msg.kind(),
+        msg.ring(),
+        msg.producer(),
+        msg.stamp_ns(),
+        msg.payload(),
+    );
+}
+
+/// Checks one message, given as its header's fields and its payload.
+#[inline]
+fn check_parts(
+    state: &mut Shard,
+    kind: u32,
+    ring: u32,
+    producer: u32,
+    stamp_ns: u64,
+    payload: &[u8],
+) {
+    if kind != StressProducers::KIND {
         state.foreign += 1;
         return;
     }
     // GPU thread ids repeat on every device: track each (ring, thread) stream.
-    let stream = stress::stream(msg.ring(), msg.producer());
-    state
-        .verifier
-        .check_stream(stream, msg.producer(), msg.payload());
+    let stream = stress::stream(ring, producer);
+    state.verifier.check_stream(stream, producer, payload);
     state.tick += 1;
-    if state.tick.is_multiple_of(LATENCY_SAMPLE_EVERY) && msg.stamp_ns() != 0 {
-        let ns = clock::now_ns().saturating_sub(msg.stamp_ns());
+    if state.tick.is_multiple_of(state.sample_every) && stamp_ns != 0 {
+        let ns = clock::now_ns().saturating_sub(stamp_ns);
         state.latency.record(ns);
         state.latency_window.record(ns);
+    }
+}
+
+/// Routes the stress kind into `PerdixBatch<[u64; W]>` with headers, one verifier system per
+/// shard: shard `i` reads the batches of the rings `r` with `r % shards == i` (one reader item
+/// a batch) and checks each value with its header.
+pub fn deliver_batches<const W: usize>(app: &mut App, shards: &[Arc<Mutex<Shard>>])
+where
+    [u64; W]: bytemuck::Pod,
+{
+    app.add_perdix_batch_envelope::<[u64; W]>(StressProducers::KIND);
+    let mask = shards.len().saturating_sub(1);
+    for (index, shard) in shards.iter().enumerate() {
+        let shard = Arc::clone(shard);
+        let verify = move |mut batches: MessageReader<PerdixBatch<[u64; W]>>| {
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let state = &mut *guard;
+            for batch in batches.read() {
+                if batch.ring() as usize & mask != index {
+                    continue;
+                }
+                // The envelope form carries a header per value; a batch without them, or with
+                // a different count, fails the run (its values count as foreign).
+                match batch.headers() {
+                    Some(headers) if headers.len() == batch.len() => {
+                        for (value, header) in batch.values().iter().zip(headers) {
+                            check_parts(
+                                state,
+                                header.kind,
+                                header.ring,
+                                header.producer,
+                                header.stamp_ns,
+                                bytemuck::bytes_of(value),
+                            );
+                        }
+                    }
+                    _ => state.foreign += batch.len() as u64,
+                }
+            }
+        };
+        app.add_systems(Update, verify.in_set(Verify));
     }
 }
 

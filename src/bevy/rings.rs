@@ -158,14 +158,14 @@ impl PerdixRings {
     /// [`Envelope::ring`](super::Envelope) give), or `None` for a CPU producer's ring or an
     /// index out of range.
     #[must_use]
-    pub fn ring_device(&self, ring: usize) -> Option<u32> {
-        self.rings.get(ring).and_then(|ring| ring.device)
+    pub fn ring_device(&self, ring: u32) -> Option<u32> {
+        self.rings.get(ring as usize).and_then(|ring| ring.device)
     }
 
     /// The name ring `ring` was added with (`None` for an index out of range).
     #[must_use]
-    pub fn ring_name(&self, ring: usize) -> Option<&str> {
-        self.rings.get(ring).map(|ring| ring.name.as_str())
+    pub fn ring_name(&self, ring: u32) -> Option<&str> {
+        self.rings.get(ring as usize).map(|ring| ring.name.as_str())
     }
 
     /// Messages and bytes taken so far per CUDA device, with the drops and stalls its kernels
@@ -179,8 +179,8 @@ impl PerdixRings {
     /// [`RingState::Failed`] from the drain that found the fault on (after every message
     /// published before it was taken), and stays so.
     #[must_use]
-    pub fn ring_state(&self, ring: usize) -> Option<RingState> {
-        self.rings.get(ring).map(DrainedRing::state)
+    pub fn ring_state(&self, ring: u32) -> Option<RingState> {
+        self.rings.get(ring as usize).map(DrainedRing::state)
     }
 
     /// Faults reported so far (as [`PerdixEvent`](super::PerdixEvent)s): failed rings and

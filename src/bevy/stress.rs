@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use super::backend::ProducerBackend;
 use super::event::spawn_error;
@@ -81,11 +82,40 @@ impl StressProducers {
     ///
     /// If `size` is not a [`stress::valid_size`].
     pub fn spawn(rings: &mut PerdixRings, count: usize, size: usize) -> Result<Self, Error> {
+        Self::start(rings, count, size, None)
+    }
+
+    /// As [`spawn`](Self::spawn), paced to `rate` messages a second over all producers (each
+    /// GPU thread or CPU producer sends its share at even intervals): a light load, for
+    /// latency at a known rate.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn).
+    ///
+    /// # Panics
+    ///
+    /// If `size` is not a [`stress::valid_size`].
+    pub fn spawn_paced(
+        rings: &mut PerdixRings,
+        count: usize,
+        size: usize,
+        rate: f64,
+    ) -> Result<Self, Error> {
+        Self::start(rings, count, size, Some(rate))
+    }
+
+    fn start(
+        rings: &mut PerdixRings,
+        count: usize,
+        size: usize,
+        rate: Option<f64>,
+    ) -> Result<Self, Error> {
         assert!(stress::valid_size(size), "invalid stress size {size}");
         let backend = rings.chosen_backend().clone();
         #[cfg(feature = "cuda")]
         if backend.is_gpu() {
-            match gpu::StressRun::start(rings, count, size) {
+            match gpu::StressRun::start(rings, count, size, rate) {
                 Ok(run) => {
                     return Ok(Self {
                         backend,
@@ -103,13 +133,13 @@ impl StressProducers {
                             name: "stress".to_owned(),
                             error,
                         });
-                    let mut run = Self::spawn_cpu(rings, count, size)?;
+                    let mut run = Self::start_cpu(rings, count, size, rate)?;
                     run.backend = ProducerBackend::Cpu { reason };
                     return Ok(run);
                 }
             }
         }
-        let mut run = Self::spawn_cpu(rings, count, size)?;
+        let mut run = Self::start_cpu(rings, count, size, rate)?;
         if !backend.is_gpu() {
             run.backend = backend;
         }
@@ -126,9 +156,38 @@ impl StressProducers {
     ///
     /// If `size` is not a [`stress::valid_size`].
     pub fn spawn_cpu(rings: &mut PerdixRings, count: usize, size: usize) -> Result<Self, Error> {
+        Self::start_cpu(rings, count, size, None)
+    }
+
+    /// As [`spawn_cpu`](Self::spawn_cpu), paced to `rate` messages a second over all threads.
+    ///
+    /// # Errors
+    ///
+    /// As [`PerdixRings::add_producer`].
+    ///
+    /// # Panics
+    ///
+    /// If `size` is not a [`stress::valid_size`].
+    pub fn spawn_cpu_paced(
+        rings: &mut PerdixRings,
+        count: usize,
+        size: usize,
+        rate: f64,
+    ) -> Result<Self, Error> {
+        Self::start_cpu(rings, count, size, Some(rate))
+    }
+
+    fn start_cpu(
+        rings: &mut PerdixRings,
+        count: usize,
+        size: usize,
+        rate: Option<f64>,
+    ) -> Result<Self, Error> {
         assert!(stress::valid_size(size), "invalid stress size {size}");
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(count);
+        // Each thread's share of the rate.
+        let rate = rate.map(|rate| rate / count.max(1) as f64);
         for id in 0..count {
             let id = u32::try_from(id).unwrap_or(u32::MAX);
             let producer = rings.add_producer_with_id(&format!("stress-{id}"), id)?;
@@ -136,7 +195,7 @@ impl StressProducers {
             let (stop, counter) = (Arc::clone(&stop), Arc::clone(&sent));
             let handle = thread::Builder::new()
                 .name(format!("perdix-stress-{id}"))
-                .spawn(move || stress_loop(producer, id, size, &stop, &counter))
+                .spawn(move || stress_loop(producer, id, size, rate, &stop, &counter))
                 .map_err(|err| spawn_error(&err))?;
             threads.push(StressThread {
                 sent,
@@ -237,13 +296,36 @@ impl Drop for StressProducers {
     }
 }
 
-fn stress_loop(mut producer: Producer, id: u32, size: usize, stop: &AtomicBool, sent: &AtomicU64) {
+/// One CPU producer: as fast as it can, or `rate` messages a second (sending what is due, then
+/// sleeping until the next is: at most 1 ms, so a stop is seen soon).
+fn stress_loop(
+    mut producer: Producer,
+    id: u32,
+    size: usize,
+    rate: Option<f64>,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+) {
     let Ok(mut sender) = stress::StressSender::new(id, StressProducers::KIND, size) else {
         return; // sizes are checked before the threads start
     };
+    let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        let attempts = match rate {
+            None => 1024,
+            Some(rate) => {
+                let due = (start.elapsed().as_secs_f64() * rate) as u64;
+                if due <= sender.sent() {
+                    let next = (sender.sent() + 1) as f64 / rate;
+                    let wait = (next - start.elapsed().as_secs_f64()).clamp(0.0, 1e-3);
+                    thread::sleep(Duration::from_secs_f64(wait));
+                    continue;
+                }
+                (due - sender.sent()).min(1024)
+            }
+        };
         // DropNewest: the ring and the sender count the drop; the same sequence is retried.
-        if sender.send(&mut producer, 1024).is_err() {
+        if sender.send(&mut producer, attempts).is_err() {
             break;
         }
         sent.store(sender.sent(), Ordering::Relaxed);

@@ -79,9 +79,16 @@ pub(crate) fn report(
             }
             last = Some(kind);
             if table.is_unrouted(kind)
-                && seen.first(ring, rings.ring_name(ring).unwrap_or_default(), kind)
+                && seen.first(
+                    ring,
+                    rings.ring_name(ring_index(ring)).unwrap_or_default(),
+                    kind,
+                )
             {
-                let name = rings.ring_name(ring).unwrap_or_default().to_owned();
+                let name = rings
+                    .ring_name(ring_index(ring))
+                    .unwrap_or_default()
+                    .to_owned();
                 rings.faults_mut().report(PerdixEvent::Unrouted {
                     ring: ring_index(ring),
                     name,

@@ -107,7 +107,7 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
     app.update(); // Startup: the GPU producer adds its ring
     let gpu_ring = {
         let ring = app.world().resource::<PerdixRings>();
-        (0..ring.rings())
+        (0..u32::try_from(ring.rings()).unwrap_or(u32::MAX))
             .find(|&r| ring.ring_device(r).is_some())
             .unwrap_or_else(|| panic!("no GPU ring among {}", ring.rings()))
     };
@@ -195,9 +195,8 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
         "{seen:?}"
     );
     assert!(
-        seen.iter().any(
-            |e| matches!(e, PerdixEvent::RingFailed { ring, .. } if *ring as usize == gpu_ring)
-        ),
+        seen.iter()
+            .any(|e| matches!(e, PerdixEvent::RingFailed { ring, .. } if *ring == gpu_ring)),
         "{seen:?}"
     );
     // Within 100 ms of the fault being knowable (the driver's report; how long the driver

@@ -176,7 +176,7 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
     if distinct.len() > 1 {
         assert!(per_device.iter().all(|d| d.messages > 0), "{per_device:?}");
     }
-    assert!((0..entries).all(|r| ring
+    assert!((0..u32::try_from(entries).unwrap_or(u32::MAX)).all(|r| ring
         .ring_device(r)
         .is_some_and(|d| distinct.contains(&(d as usize)))));
 }

@@ -20,15 +20,29 @@ pub(super) struct StressRun {
 }
 
 impl StressRun {
-    pub(super) fn start(rings: &mut PerdixRings, count: usize, size: usize) -> Result<Self, Error> {
+    /// `rate`: messages a second over all rings (each thread paced to its share), or `None`
+    /// for free-running.
+    pub(super) fn start(
+        rings: &mut PerdixRings,
+        count: usize,
+        size: usize,
+        rate: Option<f64>,
+    ) -> Result<Self, Error> {
         let gpu = first_device(rings)?;
         let grid = gpu.multiprocessors().max(1);
         let block = 256u32;
         let size32 =
             u32::try_from(size).map_err(|_| Error::too_large_for(size, u32::MAX as usize))?;
-        let kernel = crate::cuda::stress::free_running_kernel(size32, super::StressProducers::KIND)
-            .grid(grid)
-            .block(block);
+        let kind = super::StressProducers::KIND;
+        let threads = u64::from(grid) * u64::from(block) * count.max(1) as u64;
+        let kernel = match rate {
+            Some(rate) => {
+                crate::cuda::stress::paced_kernel(size32, kind, interval_ns(threads, rate))
+            }
+            None => crate::cuda::stress::free_running_kernel(size32, kind),
+        }
+        .grid(grid)
+        .block(block);
         kernel.as_kernel().compile(&gpu.arch())?;
         let mut producer = producer(rings, "gpu-stress", count.max(1))?;
         producer.prepare(kernel.as_kernel())?;
@@ -38,6 +52,7 @@ impl StressRun {
             grid,
             block,
             rings = count,
+            ?rate,
             "perdix: GPU stress producers launched"
         );
         Ok(Self {
@@ -100,5 +115,15 @@ impl StressRun {
             Some(Err(_)) => Err(Error::Disconnected),
             None => Ok(self.emitted()),
         }
+    }
+}
+
+/// Each of `threads` threads' interval between messages for `rate` messages a second in all
+/// (at least 1 ns; a rate that is not positive paces to one message an hour).
+fn interval_ns(threads: u64, rate: f64) -> u64 {
+    if rate > 0.0 {
+        ((threads as f64 * 1e9 / rate) as u64).max(1)
+    } else {
+        3_600_000_000_000
     }
 }

@@ -176,3 +176,23 @@ impl StressKernel {
 pub fn free_running_kernel(size: u32, kind: u32) -> StressLaunch {
     StressKernel::Warp.kernel(u64::MAX, size, kind)
 }
+
+/// The warp stress kernel paced: every thread sends one `size`-byte message of `kind` per
+/// `interval_ns` (by `%globaltimer`) until the producer is stopped, counted only by the device
+/// counters: a light load at a chosen rate (`threads * 1e9 / interval_ns` messages a second).
+/// Grid and block are the caller's.
+///
+/// # Examples
+///
+/// ```
+/// use perdix_transport::testing::gpu::paced_kernel;
+///
+/// let kernel = paced_kernel(64, 3, 1_000_000).grid(2).block(32);
+/// assert_eq!(kernel.entry(), "perdix_stress");
+/// ```
+pub fn paced_kernel(size: u32, kind: u32, interval_ns: u64) -> StressLaunch {
+    // SAFETY: null counter addresses: the kernel skips those writes (`if (sent)`,
+    // `if (attempts)` in stress.cu), so the contract holds for every launch.
+    let kernel = unsafe { warp_kernel(u64::MAX, (size, size), kind, interval_ns, (0, 0)) };
+    StressLaunch::new(kernel)
+}

@@ -14,7 +14,7 @@ mod report;
 mod run;
 
 pub use config::GpuStress;
-pub use kernels::{free_running_kernel, StressKernel, GENERIC_LOCAL_MAX};
+pub use kernels::{free_running_kernel, paced_kernel, StressKernel, GENERIC_LOCAL_MAX};
 pub use launch::StressLaunch;
 pub use report::GpuStressReport;
 pub use run::{run, run_devices};

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Issue 21 (Bevy at ring speed) on the GPU machine, one call under DEADLINE seconds, most
+# important first: the GPU tests of the final code (PERDIX_REQUIRE_GPU=1), headless_stress with
+# batches at 16, 64 and 224 B and with envelopes at 64 B (each a bare-ring baseline, the
+# saturated ECS run as a fraction of it, light loads), the code before (main before issue 21)
+# beside it, one consumer thread at 224 B before/after alternating, the seed API's spsc bench.
+#
+# Here (no GPU): scripts/stage-device.sh .device-i21 --tests --bins --example headless_stress
+# --bench spsc (the final code), and .device-i21base --bins --example headless_stress --bench
+# spsc (the code before, with the final benches/spsc.rs so the seed group exists on both);
+# carry both.
+# There:  DEADLINE=540 bash scripts/gpu-issue21.sh all | tests | figures   (logs in $OUT/<step>.tgz)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source .device-i21/env.sh
+export RUST_LOG=${RUST_LOG:-warn} PERDIX_PTX_CACHE=/tmp/perdix-ptx PERDIX_REQUIRE_GPU=1
+step=$1
+out=${OUT:-/tmp/gpu-issue21}
+logs=$out/$step
+mkdir -p "$logs"
+sum=$logs/summary.txt
+: >"$sum"
+nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current \
+  --format=csv,noheader >"$logs/gpu.txt" 2>&1
+deadline=${DEADLINE:-540}
+# run NAME LIMIT CMD...: one timed step, its log, one summary line (test counts, skips).
+run() {
+  local name=$1 limit=$2 start=$SECONDS
+  shift 2
+  local left=$((deadline - SECONDS))
+  if [ "$left" -lt 15 ]; then echo "$name not run: out of time" >>"$sum"; return; fi
+  [ "$limit" -le "$left" ] || limit=$left
+  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc $((SECONDS - start))s $(grep -E '^test result' "$logs/$name.log" | tail -1 |
+    sed 's/; finished.*//') skipped=$(grep -c '^skipped' "$logs/$name.log")" >>"$sum"
+}
+n=.device-i21/bin
+o=.device-i21base/bin
+tests() {
+  for spec in ${TESTS:-perdix_transport:40 gpu:100 gpu_faults:90 gpu_sizes:80 bevy_plugin:50 bevy_kernels:30 bevy_faults:100 gpu_user_launch:30}; do
+    run "${spec%%:*}" "${spec##*:}" "$n/${spec%%:*}" --ignored --test-threads=1 --nocapture
+  done
+}
+figures() {
+  for size in 64 224 16; do
+    run "stress-batch-$size" 45 "$n/headless_stress" --deliver batch --size "$size" --seconds 5 \
+      --baseline-seconds 3 --load-seconds 2
+  done
+  run stress-envelope-64 45 "$n/headless_stress" --deliver envelope --size 64 --seconds 5 \
+    --baseline-seconds 3 --load-seconds 2
+  run stress-before-64 25 "$o/headless_stress" --size 64 --seconds 5
+  for round in 1 2; do
+    for v in before final; do
+      d=$o; [ $v = final ] && d=$n
+      run "one-consumer-$v-$round" 30 "$d/benchmark" --sizes 224,32 --consumers 1 --seconds 4 \
+        --latency-seconds 0
+    done
+  done
+  for v in before final; do
+    d=$o; [ $v = final ] && d=$n
+    run "spsc-$v" 60 taskset -c 2,3 "$d/spsc" --bench '^(seed|throughput/perdix)' \
+      --warm-up-time 0.5 --measurement-time 2
+  done
+}
+case "$step" in
+  tests) tests ;;
+  figures) figures ;;
+  all) figures; tests ;;
+esac
+grep -hE "^test .* FAILED|panicked at|left a gap|child outcome" "$logs"/*.log | head -30
+for l in "$logs"/stress-*.log; do
+  echo "-- $(basename "$l" .log)"
+  grep -E 'bare ring  |into ECS|saturation|load .*%|RESULT|throughput' "$l" | cut -c1-260 | tail -8
+done
+for l in "$logs"/one-consumer-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'M msgs/s' "$l" | head -4; done
+for l in "$logs"/spsc-*.log; do echo "-- $(basename "$l" .log)"; grep -B1 -E 'thrpt' "$l" | grep -vE '^--$' | head -16; done
+cat "$logs/gpu.txt" "$sum"
+tar -czf "$out/$step.tgz" -C "$out" "$step"
