@@ -89,7 +89,7 @@ figures() {
 case "$step" in
   tests) tests ;;
   figures) figures ;;
-  all) hang; figures; tests ;;
+  all) figures; tests; hang ;;
   hang) hang ;;
 esac
 grep -hE "^test .* FAILED|panicked at|left a gap|child outcome" "$logs"/*.log | head -30

@@ -36,6 +36,19 @@ pub(crate) fn producer(
     count: usize,
 ) -> Result<GpuProducerSet, Error> {
     let config = rings.config().clone();
+    // Calibrate before any ring exists: a calibration that fails (a GPU that other kernels
+    // fill) then leaves no ring memory to free, and freeing device or pinned memory waits for
+    // every kernel on the device, an app's own included.
+    let clocks = if config.timestamps {
+        rings
+            .backend()
+            .devices()
+            .iter()
+            .map(|gpu| crate::cuda::clock::calibrate(gpu, CLOCK_ROUNDS))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
     let (mut set, consumers) = GpuProducerSet::build_on(rings.backend().devices(), |builder| {
         builder
             .capacity(config.capacity)
@@ -44,10 +57,9 @@ pub(crate) fn producer(
             .policy(config.policy)
             .timestamps(config.timestamps)
     })?;
-    if config.timestamps {
-        for producer in set.producers_mut() {
-            producer.calibrate_clock(CLOCK_ROUNDS)?;
-        }
+    // `build_on` made one producer a device, in the devices' order.
+    for (producer, mapping) in set.producers_mut().iter_mut().zip(&clocks) {
+        producer.set_clock(mapping)?;
     }
     let several = consumers.len() > 1;
     for (entry, device_rings) in consumers.into_iter().enumerate() {
