@@ -66,30 +66,34 @@ tests() {
   done
 }
 figures() {
-  for size in 64 224 16; do
-    run "stress-batch-$size" 45 "$n/headless_stress" --deliver batch --size "$size" --seconds 5 \
-      --baseline-seconds 3 --load-seconds 2
-  done
-  run stress-envelope-64 45 "$n/headless_stress" --deliver envelope --size 64 --seconds 5 \
-    --baseline-seconds 3 --load-seconds 2
+  # Most important first: batches at 64 B (the ECS ratio, the rate goal, light loads), one
+  # envelope run (per message), one consumer thread at 224 B, the other sizes, then the rest.
+  stress batch 64
+  stress envelope 64
+  run one-consumer-final-1 25 "$n/benchmark" --sizes 224,32 --consumers 1 --seconds 4 --latency-seconds 0
+  stress batch 224
+  stress batch 16
+  run one-consumer-before-1 25 "$o/benchmark" --sizes 224,32 --consumers 1 --seconds 4 --latency-seconds 0
+}
+more() {
   run stress-before-64 25 "$o/headless_stress" --size 64 --seconds 5
-  for round in 1 2; do
-    for v in before final; do
-      d=$o; [ $v = final ] && d=$n
-      run "one-consumer-$v-$round" 30 "$d/benchmark" --sizes 224,32 --consumers 1 --seconds 4 \
-        --latency-seconds 0
-    done
-  done
   for v in before final; do
     d=$o; [ $v = final ] && d=$n
     run "spsc-$v" 60 taskset -c 2,3 "$d/spsc" --bench '^(seed|throughput/perdix)' \
       --warm-up-time 0.5 --measurement-time 2
   done
+  run one-consumer-final-2 25 "$n/benchmark" --sizes 224,32 --consumers 1 --seconds 4 --latency-seconds 0
+  run one-consumer-before-2 25 "$o/benchmark" --sizes 224,32 --consumers 1 --seconds 4 --latency-seconds 0
+}
+# stress DELIVER SIZE: headless_stress, final code, baseline 3 s, saturated 5 s, loads 2 s each.
+stress() {
+  run "stress-$1-$2" 40 "$n/headless_stress" --deliver "$1" --size "$2" --seconds 5 \
+    --baseline-seconds 3 --load-seconds 2
 }
 case "$step" in
   tests) tests ;;
   figures) figures ;;
-  all) figures; tests; hang ;;
+  all) figures; tests; hang; more ;;
   hang) hang ;;
 esac
 grep -hE "^test .* FAILED|panicked at|left a gap|child outcome" "$logs"/*.log | head -30
