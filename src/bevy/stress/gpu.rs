@@ -34,7 +34,9 @@ impl StressRun {
         let size32 =
             u32::try_from(size).map_err(|_| Error::too_large_for(size, u32::MAX as usize))?;
         let kind = super::StressProducers::KIND;
-        let threads = u64::from(grid) * u64::from(block) * count.max(1) as u64;
+        // One launch of the grid a device (its blocks spread over that device's rings).
+        let devices = rings.backend().devices().len().max(1) as u64;
+        let threads = u64::from(grid) * u64::from(block) * devices;
         let kernel = match rate {
             Some(rate) => {
                 crate::cuda::stress::paced_kernel(size32, kind, interval_ns(threads, rate))
