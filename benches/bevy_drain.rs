@@ -59,9 +59,9 @@ fn read_batches(mut reader: MessageReader<PerdixBatch<Event32>>, mut seen: ResMu
     }
 }
 
-/// The app of the `batch32` cases: the same ring and sizes as `typed32`, delivered as
-/// `PerdixBatch<Event32>` (one message a frame).
-fn batch_app(drain: DrainMode) -> (App, Producer) {
+/// The app of the one-ring cases: `typed32` and `raw*` (`register` = [`per_message`]), or
+/// `batch32`, the same ring and sizes delivered as `PerdixBatch<Event32>` ([`batches`]).
+fn app(drain: DrainMode, register: fn(&mut App)) -> (App, Producer) {
     let mut app = App::new();
     app.add_plugins(
         PerdixPlugin::default()
@@ -70,9 +70,8 @@ fn batch_app(drain: DrainMode) -> (App, Producer) {
             .drain(drain)
             .timestamps(false),
     )
-    .add_perdix_batch::<Event32>(KIND_BATCH)
-    .init_resource::<Seen>()
-    .add_systems(bevy_app::Update, read_batches);
+    .init_resource::<Seen>();
+    register(&mut app);
     let producer = app
         .world_mut()
         .resource_mut::<PerdixRings>()
@@ -83,27 +82,15 @@ fn batch_app(drain: DrainMode) -> (App, Producer) {
     }
 }
 
-fn app(drain: DrainMode) -> (App, Producer) {
-    let mut app = App::new();
-    app.add_plugins(
-        PerdixPlugin::default()
-            .capacity(FRAME * 2)
-            .budget(FRAME)
-            .drain(drain)
-            .timestamps(false),
-    )
-    .add_perdix_message::<Event32>(KIND_TYPED)
-    .add_perdix_raw(KIND_RAW)
-    .init_resource::<Seen>()
-    .add_systems(bevy_app::Update, (read_typed, read_raw));
-    let producer = app
-        .world_mut()
-        .resource_mut::<PerdixRings>()
-        .add_producer("bench");
-    match producer {
-        Ok(producer) => (app, producer),
-        Err(err) => panic!("add_producer: {err}"),
-    }
+fn per_message(app: &mut App) {
+    app.add_perdix_message::<Event32>(KIND_TYPED)
+        .add_perdix_raw(KIND_RAW)
+        .add_systems(bevy_app::Update, (read_typed, read_raw));
+}
+
+fn batches(app: &mut App) {
+    app.add_perdix_batch::<Event32>(KIND_BATCH)
+        .add_systems(bevy_app::Update, read_batches);
 }
 
 fn fill(producer: &mut Producer, kind: u32, size: usize) {
@@ -191,13 +178,13 @@ fn bench(c: &mut Criterion) {
             ("raw64", KIND_RAW, 64),
             ("raw224", KIND_RAW, 224),
         ] {
-            let (mut app, mut producer) = app(drain);
+            let (mut app, mut producer) = app(drain, per_message);
             app.update(); // startup
             group.bench_function(format!("{drain}/{what}"), |b| {
                 b.iter_custom(|iters| frames(&mut app, &mut producer, drain, kind, size, iters));
             });
         }
-        let (mut app, mut producer) = batch_app(drain);
+        let (mut app, mut producer) = app(drain, batches);
         app.update(); // startup
         group.bench_function(format!("{drain}/batch32"), |b| {
             b.iter_custom(|iters| frames(&mut app, &mut producer, drain, KIND_BATCH, 32, iters));
