@@ -11,31 +11,7 @@
 # call under DEADLINE s, most important first)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-source .device-final/env.sh
-export RUST_LOG=${RUST_LOG:-warn} PERDIX_PTX_CACHE=/tmp/perdix-ptx PERDIX_REQUIRE_GPU=1
-step=$1
-out=${OUT:-/tmp/gpu-issue20}
-logs=$out/$step
-mkdir -p "$logs"
-sum=$logs/summary.txt
-: >"$sum"
-nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current \
-  --format=csv,noheader >"$logs/gpu.txt" 2>&1
-# The whole call stays under DEADLINE seconds: a step gets what is left, and none starts with
-# less than 15 s.
-deadline=${DEADLINE:-560}
-# run NAME LIMIT CMD...: one timed step, its log, one summary line (test counts, skips).
-run() {
-  local name=$1 limit=$2 start=$SECONDS
-  shift 2
-  local left=$((deadline - SECONDS))
-  if [ "$left" -lt 15 ]; then echo "$name not run: out of time" >>"$sum"; return; fi
-  [ "$limit" -le "$left" ] || limit=$left
-  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
-  local rc=$?
-  echo "$name rc=$rc $((SECONDS - start))s $(grep -E '^test result' "$logs/$name.log" | tail -1 |
-    sed 's/; finished.*//') skipped=$(grep -c '^skipped' "$logs/$name.log")" >>"$sum"
-}
+source scripts/device-steps.sh .device-final gpu-issue20 560 "$1"
 f=.device-final/bin
 b=.device-base/bin
 case "$step" in

@@ -12,29 +12,7 @@
 # There:  DEADLINE=540 bash scripts/gpu-issue21.sh all | tests | figures   (logs in $OUT/<step>.tgz)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-source .device-i21/env.sh
-export RUST_LOG=${RUST_LOG:-warn} PERDIX_PTX_CACHE=/tmp/perdix-ptx PERDIX_REQUIRE_GPU=1
-step=$1
-out=${OUT:-/tmp/gpu-issue21}
-logs=$out/$step
-mkdir -p "$logs"
-sum=$logs/summary.txt
-: >"$sum"
-nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current \
-  --format=csv,noheader >"$logs/gpu.txt" 2>&1
-deadline=${DEADLINE:-540}
-# run NAME LIMIT CMD...: one timed step, its log, one summary line (test counts, skips).
-run() {
-  local name=$1 limit=$2 start=$SECONDS
-  shift 2
-  local left=$((deadline - SECONDS))
-  if [ "$left" -lt 15 ]; then echo "$name not run: out of time" >>"$sum"; return; fi
-  [ "$limit" -le "$left" ] || limit=$left
-  timeout "$limit" "$@" >"$logs/$name.log" 2>&1
-  local rc=$?
-  echo "$name rc=$rc $((SECONDS - start))s $(grep -E '^test result' "$logs/$name.log" | tail -1 |
-    sed 's/; finished.*//') skipped=$(grep -c '^skipped' "$logs/$name.log")" >>"$sum"
-}
+source scripts/device-steps.sh .device-i21 gpu-issue21 540 "$1"
 n=.device-i21/bin
 o=.device-i21base/bin
 # A test that hung on the H100 (issue 20's calibration fallback under a GPU-filling kernel):
