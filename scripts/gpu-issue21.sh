@@ -16,8 +16,9 @@ source scripts/device-steps.sh .device-i21 gpu-issue21 540 "$1"
 n=.device-i21/bin
 o=.device-i21base/bin
 # A test that hung on the H100 (issue 20's calibration fallback under a GPU-filling kernel):
-# run it alone, unstripped (.device-i21/dbg), and after 25 s record every thread's name, kernel
-# wait channel and, where gdb is there, its backtrace.
+# run it alone, unstripped (.device-i21/dbg), and after 25 s record every thread's name, state,
+# CPU time (twice, 2 s apart: which threads spin), system call, kernel wait channel and, with
+# cuda-gdb (there is no gdb), its backtrace.
 hang() {
   local t=gpu_events::a_failed_clock_calibration_falls_back_and_says_so start=$SECONDS
   RUST_LOG=perdix_transport=debug .device-i21/dbg/bevy_faults --ignored --exact "$t" --nocapture \
@@ -25,10 +26,17 @@ hang() {
   local pid=$!
   while kill -0 "$pid" 2>/dev/null && [ $((SECONDS - start)) -lt 25 ]; do sleep 1; done
   if kill -0 "$pid" 2>/dev/null; then
-    for task in /proc/"$pid"/task/*; do
-      echo "$(cat "$task/comm") wchan=$(cat "$task/wchan") $(cut -d' ' -f3 "$task/stat")"
+    for round in 1 2; do
+      for task in /proc/"$pid"/task/*; do
+        echo "$round $(cat "$task/comm") state=$(cut -d' ' -f3 "$task/stat")" \
+          "utime=$(cut -d' ' -f14 "$task/stat") wchan=$(cat "$task/wchan")" \
+          "syscall=$(cut -d' ' -f1 "$task/syscall")"
+      done
+      sleep 2
     done >"$logs/hang-threads.txt"
-    command -v gdb >/dev/null && timeout 60 gdb -batch -p "$pid" -ex "thread apply all bt 30" \
+    local dbg
+    dbg=$(command -v gdb || command -v cuda-gdb || ls /usr/local/cuda/bin/cuda-gdb 2>/dev/null)
+    [ -n "$dbg" ] && timeout 90 "$dbg" -batch -p "$pid" -ex "thread apply all bt 30" \
       >"$logs/hang-gdb.txt" 2>&1
     kill -9 "$pid"
     echo "hang: still running after 25 s (threads in hang-threads.txt)" >>"$sum"
@@ -63,6 +71,28 @@ more() {
   run one-consumer-final-2 25 "$n/benchmark" --sizes 224,32 --consumers 1 --seconds 4 --latency-seconds 0
   run one-consumer-before-2 25 "$o/benchmark" --sizes 224,32 --consumers 1 --seconds 4 --latency-seconds 0
 }
+# The light-load fix (paced warps take turns through each interval): every delivery, and the
+# ECS ratio with 8 rings (4 of the 8 verifiers had no ring with 4).
+light() {
+  stress batch 64
+  stress batch 224
+  stress batch 16
+  stress envelope 64
+  run stress-batch-64-8rings 40 "$n/headless_stress" --deliver batch --size 64 --seconds 5 \
+    --baseline-seconds 3 --load-seconds 2 --producers 8
+}
+# One consumer thread at 224 and 32 B with the consumer's prefetch distance at 8, 16 (the
+# code's), 32 and 64 slots (.device-i21/pf/benchmark-N, built here with PREFETCH_SLOTS = N),
+# two rounds alternating.
+prefetch() {
+  for round in 1 2; do
+    for slots in 16 8 32 64; do
+      local b=.device-i21/pf/benchmark-$slots
+      [ "$slots" = 16 ] && b=$n/benchmark
+      run "prefetch-$slots-$round" 25 "$b" --sizes 224,32 --consumers 1 --seconds 3 --latency-seconds 0
+    done
+  done
+}
 # stress DELIVER SIZE: headless_stress, final code, baseline 3 s, saturated 5 s, loads 2 s each.
 stress() {
   run "stress-$1-$2" 40 "$n/headless_stress" --deliver "$1" --size "$2" --seconds 5 \
@@ -73,15 +103,19 @@ case "$step" in
   figures) figures ;;
   all) figures; tests; hang; more ;;
   hang) hang ;;
+  call1) hang; TESTS=bevy_faults:100 tests; light; prefetch ;;
+  light) light ;;
+  prefetch) prefetch ;;
 esac
 grep -hE "^test .* FAILED|panicked at|left a gap|child outcome" "$logs"/*.log | head -30
-[ -f "$logs/hang-threads.txt" ] && head -40 "$logs/hang-threads.txt" && tail -15 "$logs/hang.log"
-[ -f "$logs/hang-gdb.txt" ] && grep -E "^Thread|^#[0-9]+ " "$logs/hang-gdb.txt" | grep -vE "in (syscall|__GI_|futex)" | head -60
+[ -f "$logs/hang.log" ] && grep -vE "^\s*$" "$logs/hang.log" | tail -25
+[ -f "$logs/hang-threads.txt" ] && cat "$logs/hang-threads.txt"
+[ -f "$logs/hang-gdb.txt" ] && grep -E "^Thread|^#[0-9]+ " "$logs/hang-gdb.txt" | cut -c1-170 | head -90
 for l in "$logs"/stress-*.log; do
   echo "-- $(basename "$l" .log)"
   grep -E 'bare ring  |into ECS|saturation|load .*%|RESULT|throughput' "$l" | cut -c1-260 | tail -8
 done
-for l in "$logs"/one-consumer-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'M msgs/s' "$l" | head -4; done
+for l in "$logs"/one-consumer-*.log "$logs"/prefetch-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'M msgs/s' "$l" | head -4; done
 for l in "$logs"/spsc-*.log; do echo "-- $(basename "$l" .log)"; grep -B1 -E 'thrpt' "$l" | grep -vE '^--$' | head -16; done
 cat "$logs/gpu.txt" "$sum"
 tar -czf "$out/$step.tgz" -C "$out" "$step" && rm -rf "$logs"

@@ -94,6 +94,7 @@ fn assert_fell_back(app: &mut App, name: &str, is_expected: impl Fn(&Error) -> b
         app.update();
         frames += 1;
     }
+    eprintln!("{name}'s fallback ran within {frames} frames");
 }
 
 #[test]
@@ -159,6 +160,9 @@ fn a_failed_clock_calibration_falls_back_and_says_so() {
     let Some(mut app) = gpu_app(PerdixPlugin::default().timestamps(true)) else {
         return;
     };
+    // Where the test is, for a run that does not end (each step's time since the start).
+    let began = Instant::now();
+    let step = |what: &str| eprintln!("[{:>8.3} s] {what}", began.elapsed().as_secs_f64());
     // The probe's module is loaded now, not while the GPU is full.
     perdix_transport::clock::calibrate(&device, 1)
         .unwrap_or_else(|err| panic!("calibration with a free GPU: {err}"));
@@ -168,6 +172,7 @@ extern "C" __global__ void hog(const perdix_producer* p) {
     while (!perdix_should_stop(p)) {}
 }
 "#;
+    step("probe module loaded");
     let (mut hog, _ring) =
         GpuProducer::new(&device, 64).unwrap_or_else(|err| panic!("hog producer: {err}"));
     // SAFETY: `hog` takes only the producer pointer and writes no memory.
@@ -177,10 +182,13 @@ extern "C" __global__ void hog(const perdix_producer* p) {
     // SAFETY: the kernel was built under `from_source`'s contract above and has no arguments,
     // so no address is supplied.
     unsafe { hog.launch(&kernel) }.unwrap_or_else(|err| panic!("hog launch: {err}"));
+    step("hog launched");
     let stopper = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(6));
+        eprintln!("stopping the hog");
         hog.request_stop()
             .unwrap_or_else(|err| panic!("hog stop: {err}"));
+        eprintln!("the hog was asked to stop");
         hog
     });
     // SAFETY: `tick` takes only the producer pointer (`A = ()`) and touches no memory.
@@ -193,6 +201,7 @@ extern "C" __global__ void hog(const perdix_producer* p) {
     };
     app.add_gpu_producer(ticking(spec));
     app.update(); // Startup: the calibration times out
+    step("Startup ran");
     let hog = stopper
         .join()
         .unwrap_or_else(|_| panic!("the stopper panicked"));
@@ -201,6 +210,7 @@ extern "C" __global__ void hog(const perdix_producer* p) {
             .unwrap_or_else(|err| panic!("hog wait: {err}")),
         "the hog stopped"
     );
+    step("the hog stopped");
     assert_fell_back(&mut app, "stamped", |e| matches!(e, Error::Driver(_)));
 }
 
