@@ -1,18 +1,15 @@
 //! `GpuContext`: one CUDA device, opened once, shared by producers, memory and kernels.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use cudarc::driver::sys;
-use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream};
 
 use super::driver;
 use super::key::ModuleKey;
+use super::loaded::Loaded;
 use super::params::Entries;
 use crate::Error;
-
-/// A loaded module and its entry points' parameters.
-type Loaded = (Arc<CudaModule>, Arc<Entries>);
 
 /// An open CUDA device (its primary context), cheap to clone.
 ///
@@ -46,9 +43,9 @@ struct Inner {
     /// CU_DEVICE_ATTRIBUTE_CONCURRENT_MANAGED_ACCESS: the CPU may touch managed memory while
     /// kernels run.
     concurrent_managed_access: bool,
-    /// Loaded modules by key (a SHA-256 of everything that determines the PTX), with the
-    /// parameters of each entry point their PTX declares.
-    modules: Mutex<HashMap<ModuleKey, Loaded>>,
+    /// The modules loaded into the CUDA context, with the parameters of each entry point their
+    /// PTX declares: shared by every `GpuContext` on that context (`loaded.rs`).
+    modules: Arc<Loaded>,
 }
 
 impl core::fmt::Debug for GpuContext {
@@ -138,12 +135,12 @@ impl GpuContext {
         );
         Ok(Self {
             inner: Arc::new(Inner {
-                ctx,
                 name,
                 compute_capability,
                 multiprocessors,
                 concurrent_managed_access,
-                modules: Mutex::new(HashMap::new()),
+                modules: Loaded::of(&ctx),
+                ctx,
             }),
         })
     }
@@ -223,7 +220,7 @@ impl GpuContext {
     }
 
     /// The function `entry` of the module compiled from `ptx` (keyed by `key`), loading the
-    /// module once per context, with the parameters its PTX declares for each entry point.
+    /// module once per CUDA context (whichever `GpuContext` on it asks first), with the parameters its PTX declares for each entry point.
     ///
     /// # Errors
     ///
@@ -237,11 +234,7 @@ impl GpuContext {
         entry: &str,
     ) -> Result<(CudaFunction, Arc<Entries>), Error> {
         let (module, entries) = {
-            let mut modules = self
-                .inner
-                .modules
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut modules = self.inner.modules.lock();
             match modules.get(&key) {
                 Some((module, entries)) => (Arc::clone(module), Arc::clone(entries)),
                 None => {

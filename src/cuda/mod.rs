@@ -82,6 +82,7 @@ mod handle;
 mod head;
 mod kernel;
 mod key;
+mod loaded;
 mod memory;
 pub(crate) mod module;
 mod nvrtc;
