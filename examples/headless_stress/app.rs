@@ -20,12 +20,7 @@ use crate::verify::{add_verifiers, deliver_batches, deliver_envelopes, with_word
 /// Runs the app once: saturated for `--seconds` (`pace: None`) or paced to `pace` messages a
 /// second for `--load-seconds`. `None` when it ended without a summary.
 pub fn run(args: &Args, producers: usize, verifiers: usize, pace: Option<f64>) -> Option<Outcome> {
-    // Paced runs sample every message's latency: they carry few.
-    let sample_every = if pace.is_some() {
-        1
-    } else {
-        crate::verify::LATENCY_SAMPLE_EVERY
-    };
+    let sample_every = crate::verify::sample_every(pace);
     let shards: Vec<Arc<Mutex<Shard>>> = (0..verifiers)
         .map(|_| Arc::new(Mutex::new(Shard::new(sample_every))))
         .collect();

@@ -17,6 +17,11 @@ use crate::Error;
 /// [`Error::NoDevice`], never a panic. Opening is slow (the driver's own start-up, see
 /// `docs/DESIGN-NOTES.md`): open one and clone it.
 ///
+/// Kernels are loaded once per CUDA context, whichever `GpuContext` on it asks first. Loading
+/// one waits for the kernels already running in the context (the driver synchronizes it; on an
+/// H100 it waited for as long as another kernel held every SM), so start perdix's producers,
+/// which load their kernels, before launching a kernel of your own that holds the GPU.
+///
 /// # Examples
 ///
 /// ```no_run
