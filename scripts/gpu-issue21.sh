@@ -82,13 +82,12 @@ light() {
     --baseline-seconds 3 --load-seconds 2 --producers 8
 }
 # One consumer thread at 224 and 32 B with the consumer's prefetch distance at 8, 16 (the
-# code's), 32 and 64 slots (.device-i21/pf/benchmark-N, built here with PREFETCH_SLOTS = N),
+# code's), 32 and 64 slots (.device-i21/pf/benchmark-N, built here alike with PREFETCH_SLOTS = N),
 # two rounds alternating.
 prefetch() {
   for round in 1 2; do
     for slots in 16 8 32 64; do
       local b=.device-i21/pf/benchmark-$slots
-      [ "$slots" = 16 ] && b=$n/benchmark
       run "prefetch-$slots-$round" 25 "$b" --sizes 224,32 --consumers 1 --seconds 3 --latency-seconds 0
     done
   done
@@ -105,6 +104,7 @@ case "$step" in
   hang) hang ;;
   call1) hang; SKIP=a_failed_clock_calibration_falls_back_and_says_so TESTS=bevy_faults:100 tests; light ;;
   call2) tests; stress batch 64; stress batch 16; prefetch ;;
+  call3) prefetch ;;
   light) light ;;
   prefetch) prefetch ;;
 esac

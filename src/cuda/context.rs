@@ -333,4 +333,31 @@ mod tests {
             .expect("a readable entry");
         assert_eq!(entries.params("fine").map(<[_]>::len).ok(), Some(1));
     }
+
+    /// Two `GpuContext`s on one device share its table of modules (`loaded.rs`): a module the
+    /// first loaded, the second gets without compiling or loading it again.
+    #[test]
+    #[ignore = "needs a CUDA device"]
+    fn contexts_on_one_device_share_their_modules() {
+        use crate::cuda::module;
+        let Some(first) = test_device() else { return };
+        let second = super::GpuContext::new(0).expect("the device again");
+        assert!(std::sync::Arc::ptr_eq(
+            &first.inner.modules,
+            &second.inner.modules
+        ));
+        let arch = first.arch();
+        let key = module::cache_key(module::PROBE_CU, &arch);
+        let entry = "perdix_clock_probe";
+        first
+            .function(
+                key,
+                || module::compile_ptx(module::PROBE_CU, "probe.cu", &arch),
+                entry,
+            )
+            .expect("the probe");
+        second
+            .function(key, || panic!("compiled and loaded again"), entry)
+            .expect("the probe from the shared table");
+    }
 }

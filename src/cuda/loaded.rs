@@ -57,38 +57,3 @@ impl Loaded {
         self.modules.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::Loaded;
-    use crate::cuda::context::test_device;
-    use crate::cuda::{module, GpuContext};
-
-    /// Two `GpuContext`s on one device share its table: a module the first loaded, the second
-    /// gets without compiling or loading it again.
-    #[test]
-    #[ignore = "needs a CUDA device"]
-    fn contexts_on_one_device_share_their_modules() {
-        let Some(first) = test_device() else { return };
-        let second = GpuContext::new(0).expect("the device again");
-        assert!(Arc::ptr_eq(
-            &Loaded::of(first.cudarc()),
-            &Loaded::of(second.cudarc())
-        ));
-        let arch = first.arch();
-        let key = module::cache_key(module::PROBE_CU, &arch);
-        let entry = "perdix_clock_probe";
-        first
-            .function(
-                key,
-                || module::compile_ptx(module::PROBE_CU, "probe.cu", &arch),
-                entry,
-            )
-            .expect("the probe");
-        second
-            .function(key, || panic!("compiled and loaded again"), entry)
-            .expect("the probe from the shared table");
-    }
-}
