@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
-use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixBatch, PerdixMessage};
+use perdix_transport::bevy::{Envelope, PerdixAppExt, PerdixBatch, PerdixMessage, PerdixRings};
 use perdix_transport::clock;
 use perdix_transport::telemetry::LatencyHistogram;
 use perdix_transport::testing::stress::{self, Verifier};
@@ -226,43 +226,85 @@ fn check_parts(
 }
 
 /// Routes the stress kind into `PerdixBatch<[u64; W]>` with headers, one verifier system per
-/// shard: shard `i` reads the batches of the rings `r` with `r % shards == i` (one reader item
-/// a batch) and checks each value with its header.
+/// shard (one reader item a batch), each value checked with its header by exactly one shard
+/// ([`BatchShard`]): with at least as many shards as rings, the shards of a ring split its
+/// producer streams, so every verifier has work.
 pub fn deliver_batches<const W: usize>(app: &mut App, shards: &[Arc<Mutex<Shard>>])
 where
     [u64; W]: bytemuck::Pod,
 {
     app.add_perdix_batch_envelope::<[u64; W]>(StressProducers::KIND);
-    let mask = shards.len().saturating_sub(1);
     for (index, shard) in shards.iter().enumerate() {
         let shard = Arc::clone(shard);
-        let verify = move |mut batches: MessageReader<PerdixBatch<[u64; W]>>| {
+        let count = shards.len();
+        let verify = move |mut batches: MessageReader<PerdixBatch<[u64; W]>>,
+                           rings: Res<PerdixRings>| {
+            let mine = BatchShard::new(index, count, rings.rings());
             let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
             let state = &mut *guard;
             for batch in batches.read() {
-                if batch.ring() as usize & mask != index {
+                if !mine.reads(batch.ring()) {
                     continue;
                 }
                 // The envelope form carries a header per value; a batch without them, or with
-                // a different count, fails the run (its values count as foreign).
+                // a different count, fails the run (its values count as foreign, once).
                 match batch.headers() {
                     Some(headers) if headers.len() == batch.len() => {
                         for (value, header) in batch.values().iter().zip(headers) {
-                            check_parts(
-                                state,
-                                header.kind,
-                                header.ring,
-                                header.producer,
-                                header.stamp_ns,
-                                bytemuck::bytes_of(value),
-                            );
+                            if mine.checks(header.producer) {
+                                check_parts(
+                                    state,
+                                    header.kind,
+                                    header.ring,
+                                    header.producer,
+                                    header.stamp_ns,
+                                    bytemuck::bytes_of(value),
+                                );
+                            }
                         }
                     }
-                    _ => state.foreign += batch.len() as u64,
+                    _ if mine.sub == 0 => state.foreign += batch.len() as u64,
+                    _ => {}
                 }
             }
         };
         app.add_systems(Update, verify.in_set(Verify));
+    }
+}
+
+/// What batch verifier `index` of `count` (a power of two) checks among `rings` rings: the
+/// rings `r` with `r & ring_mask == index & ring_mask`, and of those only the producer streams
+/// `p` with `p % split == sub`. With fewer shards than rings each shard takes whole rings
+/// (`split` 1); with more, the `count / rings` shards of a ring (rings rounded up to a power
+/// of two) take a share of its streams each, reading its batches' headers but checking only
+/// their share, so 8 verifiers over 4 rings all work (sharded by ring alone, 4 of them idled).
+struct BatchShard {
+    ring_mask: usize,
+    ring: usize,
+    split: u32,
+    sub: u32,
+}
+
+impl BatchShard {
+    fn new(index: usize, count: usize, rings: usize) -> Self {
+        let rings = rings.max(1).next_power_of_two().min(count);
+        let split = u32::try_from(count / rings).unwrap_or(1).max(1);
+        Self {
+            ring_mask: rings - 1,
+            ring: index & (rings - 1),
+            split,
+            sub: u32::try_from(index / rings).unwrap_or(0),
+        }
+    }
+
+    /// Whether batches of ring `ring` are this shard's to read.
+    fn reads(&self, ring: u32) -> bool {
+        ring as usize & self.ring_mask == self.ring
+    }
+
+    /// Whether a message of producer stream `producer` (in a ring it reads) is its to check.
+    fn checks(&self, producer: u32) -> bool {
+        self.split == 1 || producer % self.split == self.sub
     }
 }
 
