@@ -103,7 +103,10 @@ case "$step" in
   all) figures; tests; hang; more ;;
   hang) hang ;;
   call1) hang; SKIP=a_failed_clock_calibration_falls_back_and_says_so TESTS=bevy_faults:100 tests; light ;;
-  call2) tests; stress batch 64; stress batch 16; prefetch ;;
+  call2) tests; stress batch 64; stress batch 16
+    run stress-batch-64-v4 40 "$n/headless_stress" --deliver batch --size 64 --seconds 5 \
+      --baseline-seconds 3 --load-seconds 2 --verifiers 4
+    prefetch ;;
   call3) prefetch ;;
   light) light ;;
   prefetch) prefetch ;;
