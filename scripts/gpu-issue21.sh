@@ -107,7 +107,19 @@ case "$step" in
     run stress-batch-64-v4 40 "$n/headless_stress" --deliver batch --size 64 --seconds 5 \
       --baseline-seconds 3 --load-seconds 2 --verifiers 4
     prefetch ;;
-  call3) prefetch ;;
+  call3) # the drain thread's idle spin: before (bin) and after (new), alternating
+    for r in 1 2; do
+      for v in before after; do
+        b=$n/headless_stress; [ $v = after ] && b=.device-i21/new/headless_stress
+        run "idle-$v-64-$r" 30 "$b" --deliver batch --size 64 --seconds 3 --baseline-seconds 2 \
+          --load-seconds 2
+      done
+    done
+    run idle-after-16 30 .device-i21/new/headless_stress --deliver batch --size 16 --seconds 3 \
+      --baseline-seconds 2 --load-seconds 2
+    for l in "$logs"/idle-*.log; do
+      echo "-- $(basename "$l" .log)"; grep -E 'into ECS|load .*%' "$l" | cut -c1-200
+    done ;;
   light) light ;;
   prefetch) prefetch ;;
 esac
