@@ -107,7 +107,8 @@ case "$step" in
     run stress-batch-64-v4 40 "$n/headless_stress" --deliver batch --size 64 --seconds 5 \
       --baseline-seconds 3 --load-seconds 2 --verifiers 4
     prefetch ;;
-  call3) # the drain thread's idle spin: before (bin) and after (new), alternating
+  call3) # the drain thread's idle spin (2afedf1, reverted: measured slower): before (bin) and
+    # after (new, headless_stress built at 2afedf1), alternating
     for r in 1 2; do
       for v in before after; do
         b=$n/headless_stress; [ $v = after ] && b=.device-i21/new/headless_stress

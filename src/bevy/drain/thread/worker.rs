@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::Backoff;
 
@@ -27,13 +27,6 @@ pub(super) const BATCH_SHARE: u64 = 4;
 /// Longest a drain thread parks while it waits for the frame (a stalled frame): the frame
 /// unparks it as soon as it takes or lets go a batch, so this only bounds a missed wake-up.
 pub(super) const FULL_PARK_MAX: Duration = Duration::from_millis(1);
-/// How long a drain thread keeps polling its dry ring before it sleeps between polls: a
-/// steady light load (messages every few microseconds) never waits out a sleep, which the OS
-/// stretches to 60-80 us (timer slack), most of a 0.1 ms frame. An idle ring costs this much
-/// spinning once, then a poll every [`IDLE_SLEEP`].
-pub(super) const IDLE_SPIN: Duration = Duration::from_micros(250);
-/// The sleep between polls of a ring dry for longer than [`IDLE_SPIN`].
-pub(super) const IDLE_SLEEP: Duration = Duration::from_micros(20);
 
 /// The drain thread's side.
 pub(super) struct Worker {
@@ -61,8 +54,6 @@ impl Worker {
     /// consumer, which closes the ring for its producers).
     pub(super) fn run(mut self) -> Option<Error> {
         let backoff = Backoff::new();
-        // Since when the ring has been dry (and the thread held nothing to hand over).
-        let mut dry_since: Option<Instant> = None;
         let mut sampler = Sampler::default();
         // The route table and its generation; a batch is prepared for the table it is filled by.
         let mut routes = self.routes.as_ref().map(|share| share.load());
@@ -123,16 +114,13 @@ impl Worker {
                     // Everything this thread may hold is with the frame: wait for it to let a
                     // batch go (it wakes this thread).
                     self.wait_for_room(&backoff);
-                } else if !backoff.is_completed() {
-                    backoff.snooze();
-                } else if dry_since.get_or_insert_with(Instant::now).elapsed() < IDLE_SPIN {
-                    core::hint::spin_loop();
+                } else if backoff.is_completed() {
+                    thread::sleep(Duration::from_micros(20));
                 } else {
-                    thread::sleep(IDLE_SLEEP);
+                    backoff.snooze();
                 }
                 continue;
             }
-            dry_since = None;
             let len = batch.count as u64;
             self.shared.queued.fetch_add(len, Ordering::Relaxed);
             match self.full.try_send(batch) {
