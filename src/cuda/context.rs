@@ -225,7 +225,8 @@ impl GpuContext {
     }
 
     /// The function `entry` of the module compiled from `ptx` (keyed by `key`), loading the
-    /// module once per CUDA context (whichever `GpuContext` on it asks first), with the parameters its PTX declares for each entry point.
+    /// module once per CUDA context (whichever `GpuContext` on it asks first), with the
+    /// parameters its PTX declares for each entry point.
     ///
     /// # Errors
     ///
