@@ -217,11 +217,11 @@ fn check_parts(
     state.until_sample -= 1;
     if state.until_sample == 0 {
         state.until_sample = state.sample_every;
-    }
-    if state.until_sample == state.sample_every && stamp_ns != 0 {
-        let ns = clock::now_ns().saturating_sub(stamp_ns);
-        state.latency.record(ns);
-        state.latency_window.record(ns);
+        if stamp_ns != 0 {
+            let ns = clock::now_ns().saturating_sub(stamp_ns);
+            state.latency.record(ns);
+            state.latency_window.record(ns);
+        }
     }
 }
 
