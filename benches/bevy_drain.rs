@@ -149,13 +149,24 @@ fn timed_frame(app: &mut App, drain: DrainMode, frame: u64) -> Duration {
         // time to land (untimed), or the frame may miss the last batch.
         std::thread::sleep(Duration::from_millis(1));
     }
-    let before = app.world().resource::<PerdixRings>().stats().messages;
+    let before = app
+        .world()
+        .resource::<PerdixRings>()
+        .counters()
+        .total()
+        .messages;
     let mut elapsed = Duration::ZERO;
     loop {
         let start = Instant::now();
         app.update();
         elapsed += start.elapsed();
-        let taken = app.world().resource::<PerdixRings>().stats().messages - before;
+        let taken = app
+            .world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .messages
+            - before;
         if taken >= frame {
             assert_eq!(taken, frame, "the frame drains exactly the messages sent");
             return elapsed;

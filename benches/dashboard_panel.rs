@@ -7,16 +7,16 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use perdix_transport::dashboard::egui::Context;
 use perdix_transport::dashboard::PerdixPanel;
-use perdix_transport::telemetry::{Telemetry, TelemetrySnapshot, Totals};
+use perdix_transport::telemetry::{Counters, Telemetry, TelemetrySnapshot};
 use perdix_transport::testing::HeadlessFrame;
 
 /// A minute of 10 Hz samples (600) and a latency histogram of ~30 buckets.
 fn snapshot(samples: usize) -> TelemetrySnapshot {
     let mut telemetry = Telemetry::new("host", samples);
     telemetry.set_device("cpu");
-    let mut totals = Totals {
+    let mut totals = Counters {
         capacity: 4096,
-        ..Totals::default()
+        ..Counters::default()
     };
     for i in 0..=samples as u64 {
         totals.messages += 200_000 + (i % 13) * 10_000;

@@ -135,7 +135,7 @@ fn run() -> Result<(), Error> {
          producer found the ring full {} times",
         consumer.capacity(),
         slots_for(BIG),
-        stats.full_events
+        stats.stalls
     );
     Ok(())
 }

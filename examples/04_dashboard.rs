@@ -22,7 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use perdix_transport::dashboard::{egui, Health, PerdixPanel};
-use perdix_transport::telemetry::{Telemetry, TelemetrySnapshot, Totals};
+use perdix_transport::telemetry::{Counters, Telemetry, TelemetrySnapshot};
 use perdix_transport::{clock, Buffer, Consumer, Error, Producer};
 
 /// Most messages taken out of the ring per frame.
@@ -30,11 +30,10 @@ const BUDGET: usize = 8192;
 /// Telemetry sampling interval.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The consumer side: the ring, the running totals and the telemetry recorder.
+/// The consumer side: the ring and the telemetry recorder.
 struct Feed {
     consumer: Consumer,
     telemetry: Telemetry,
-    totals: Totals,
     started: Instant,
     next_sample: Instant,
 }
@@ -53,7 +52,6 @@ impl Feed {
         Ok(Self {
             consumer,
             telemetry,
-            totals: Totals::default(),
             started: now,
             next_sample: now,
         })
@@ -61,19 +59,16 @@ impl Feed {
 
     /// Drains what is ready, every [`TICK`] adds a sample, and returns the panel's snapshot.
     fn poll(&mut self) -> TelemetrySnapshot {
-        let (totals, telemetry) = (&mut self.totals, &mut self.telemetry);
+        let telemetry = &mut self.telemetry;
         self.consumer.drain(BUDGET, |msg| {
-            totals.messages += 1;
-            totals.bytes += msg.len() as u64;
             telemetry.record_latency(clock::now_ns().saturating_sub(msg.stamp_ns()));
         });
         let now = Instant::now();
         if now >= self.next_sample {
             self.next_sample = now + TICK;
-            let stats = self.consumer.stats();
-            (totals.stalls, totals.drops) = (stats.full_events, stats.drops);
-            (totals.occupancy, totals.capacity) = (stats.occupancy(), stats.capacity);
-            telemetry.update((now - self.started).as_secs_f64(), *totals);
+            // The ring counts what its consumer took: messages, bytes, stalls, drops, fill.
+            let counters = Counters::from(self.consumer.stats());
+            telemetry.update((now - self.started).as_secs_f64(), counters);
         }
         telemetry.snapshot()
     }

@@ -37,12 +37,7 @@ fn full_loses_nothing() {
     assert_eq!(&*consumer.try_consume().unwrap(), b"c");
     let stats = consumer.stats();
     assert_eq!(
-        (
-            stats.produced,
-            stats.consumed,
-            stats.full_events,
-            stats.drops
-        ),
+        (stats.produced, stats.consumed, stats.stalls, stats.drops),
         (3, 3, 2, 0)
     );
 }
@@ -80,7 +75,7 @@ fn block_resumes_when_the_consumer_reads() {
     }
     assert_eq!(got, [b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
     let producer = blocked.join().unwrap();
-    assert_eq!(producer.stats().full_events, 1);
+    assert_eq!(producer.stats().stalls, 1);
 }
 
 #[test]

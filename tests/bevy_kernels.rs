@@ -161,8 +161,11 @@ mod gpu_producer {
             assert!(drift < 1e-3, "kinetic energy drifted by {drift}");
         }
         assert!(seen.hits > 0, "no wall or bumper hits");
-        let stats = app.world().resource::<PerdixRings>().stats();
-        assert_eq!((stats.unrouted, stats.malformed), (0, 0));
+        let counters = app.world().resource::<PerdixRings>().counters();
+        assert_eq!(
+            (counters.total().unrouted, counters.total().malformed),
+            (0, 0)
+        );
         drop(app);
         drop(particles);
     }

@@ -6,7 +6,7 @@
 use perdix_transport::dashboard::egui::{self, Context, RawInput, Rect};
 use perdix_transport::dashboard::{Health, PerdixPanel};
 use perdix_transport::telemetry::{
-    LatencyBucket, LatencySummary, Sample, Telemetry, TelemetrySnapshot, Totals,
+    Counters, LatencyBucket, LatencySummary, Sample, Telemetry, TelemetrySnapshot,
 };
 use perdix_transport::testing::HeadlessFrame;
 
@@ -43,9 +43,9 @@ fn check(snapshot: &TelemetrySnapshot) {
 fn normal_snapshot(secs: usize) -> TelemetrySnapshot {
     let mut telemetry = Telemetry::new("host", 600);
     telemetry.set_device("cpu");
-    let mut totals = Totals {
+    let mut totals = Counters {
         capacity: 4096,
-        ..Totals::default()
+        ..Counters::default()
     };
     for i in 0..=secs * 10 {
         let t = i as f64 / 10.0;
@@ -69,7 +69,7 @@ fn empty_snapshot_lays_out() {
     check(&snapshot);
     // A recorder that has not seen a second update yet.
     let mut telemetry = Telemetry::new("host", 600);
-    telemetry.update(0.0, Totals::default());
+    telemetry.update(0.0, Counters::default());
     check(&telemetry.snapshot());
 }
 
@@ -90,11 +90,11 @@ fn zero_throughput_full_ring_lays_out() {
     for i in 0..=100u64 {
         telemetry.update(
             i as f64 * 0.1,
-            Totals {
+            Counters {
                 stalls: i * 1_000,
                 occupancy: 65_536,
                 capacity: 65_536,
-                ..Totals::default()
+                ..Counters::default()
             },
         );
     }
@@ -157,12 +157,14 @@ fn huge_values_lay_out() {
                 count: 1,
             },
         ],
-        totals: Totals {
+        totals: Counters {
             messages: u64::MAX,
             bytes: u64::MAX,
             stalls: u64::MAX,
             drops: u64::MAX,
+            corrupt: u64::MAX,
             unrouted: u64::MAX,
+            malformed: u64::MAX,
             occupancy: u64::MAX,
             capacity: 1 << 31,
         },
@@ -249,7 +251,7 @@ fn texts(snapshot: &TelemetrySnapshot) -> Vec<String> {
 fn message_sizes_shown() {
     // 10 Hz samples of 1,000 messages: 4 KiB each, then one sample of 64-byte ones.
     let mut telemetry = Telemetry::new("host", 600);
-    let mut totals = Totals::default();
+    let mut totals = Counters::default();
     for i in 0..=10u64 {
         totals.messages += 1_000;
         totals.bytes += 1_000 * 4_096;

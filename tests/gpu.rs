@@ -172,10 +172,10 @@ fn drop_newest_counts_every_drop_exactly() {
     };
     let report = stress::run(&gpu, &config).expect("run");
     assert_clean(&report);
-    println!("dropped {}", report.counters.dropped);
+    println!("dropped {}", report.counters.drops);
     assert_eq!(
         report.attempts,
-        report.counters.emitted + report.counters.dropped
+        report.counters.emitted + report.counters.drops
     );
 }
 

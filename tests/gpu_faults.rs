@@ -329,7 +329,7 @@ fn drop_newest_decides_against_a_head_at_most_capacity_over_8_stale() {
     // Fill: capacity + 32 attempts into an empty ring: exactly 32 dropped.
     try_burst(&mut producer, (CAPACITY / 32) as u32 + 1);
     let filled = producer.ring_counters(0).expect("counters");
-    assert_eq!((filled.emitted, filled.dropped), (CAPACITY, 32));
+    assert_eq!((filled.emitted, filled.drops), (CAPACITY, 32));
     let stats = producer.ring_stats(0);
     assert_eq!(
         stats.produced, CAPACITY,
@@ -342,13 +342,13 @@ fn drop_newest_decides_against_a_head_at_most_capacity_over_8_stale() {
     consume(&mut consumer, free);
     try_burst(&mut producer, 15);
     let stale = producer.ring_counters(0).expect("counters");
-    let stale_drops = stale.dropped - filled.dropped;
+    let stale_drops = stale.drops - filled.drops;
     let stale_emitted = stale.emitted - filled.emitted;
     // One more release reaches the cadence and pushes the head: the same burst now fits.
     consume(&mut consumer, 1);
     try_burst(&mut producer, 15);
     let fresh = producer.ring_counters(0).expect("counters");
-    let fresh_drops = fresh.dropped - stale.dropped;
+    let fresh_drops = fresh.drops - stale.drops;
     println!(
         "capacity {CAPACITY}: {free} slots free on the host, 480 attempts: {stale_emitted} sent, \
          {stale_drops} dropped against the pushed head; after the next push: {} sent, \
@@ -379,8 +379,8 @@ fn drop_newest_decides_against_a_head_at_most_capacity_over_8_stale() {
         "paced DropNewest, capacity {CAPACITY}, 1024 threads: {} attempts, {} dropped ({:.4} %), \
          {:.1} M msgs/s",
         report.attempts,
-        report.counters.dropped,
-        100.0 * report.counters.dropped as f64 / report.attempts.max(1) as f64,
+        report.counters.drops,
+        100.0 * report.counters.drops as f64 / report.attempts.max(1) as f64,
         report.msgs_per_sec() / 1e6
     );
     assert!(report.verify.is_clean(), "{:?}", report.verify);

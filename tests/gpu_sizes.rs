@@ -146,10 +146,10 @@ fn drop_newest_drops_whole_big_messages_exactly() {
         };
         let report = stress::run(&gpu, &config).expect("run");
         assert_clean(&report);
-        println!("dropped {}", report.counters.dropped);
+        println!("dropped {}", report.counters.drops);
         assert_eq!(
             report.attempts,
-            report.counters.emitted + report.counters.dropped
+            report.counters.emitted + report.counters.drops
         );
     }
     // One size: the warp's messages reserved as runs, partly dropped.
@@ -165,7 +165,7 @@ fn drop_newest_drops_whole_big_messages_exactly() {
     assert_clean(&report);
     assert_eq!(
         report.attempts,
-        report.counters.emitted + report.counters.dropped
+        report.counters.emitted + report.counters.drops
     );
 }
 
@@ -274,7 +274,7 @@ fn too_large_is_perdix_too_large_and_sends_nothing() {
     // SAFETY: `launch`'s contract: the kernel and argument above; no address to keep alive.
     unsafe { producer.launch(&kernel) }.expect("launch");
     let counters = producer.finish().expect("kernel ran");
-    assert_eq!((counters.emitted, counters.dropped), (32, 0));
+    assert_eq!((counters.emitted, counters.drops), (32, 0));
     assert_eq!(counters.positions, 32, "only the one-slot reports");
     let mut count = 0;
     while let Ok(Some(msg)) = consumer.try_consume_checked() {

@@ -161,12 +161,12 @@ fn claim_commit_commit_len_and_abort() {
     for n in 0..7u64 {
         producer.try_produce(&n.to_le_bytes()).unwrap();
     }
-    let full_before = producer.stats().full_events;
+    let full_before = producer.stats().stalls;
     assert_eq!(
         producer.try_claim(SLOT_PAYLOAD + 1).unwrap_err(),
         Error::Full
     );
-    assert_eq!(producer.stats().full_events, full_before + 1);
+    assert_eq!(producer.stats().stalls, full_before + 1);
     producer.set_policy(Policy::DropNewest);
     assert_eq!(producer.claim(SLOT_PAYLOAD + 1).unwrap_err(), Error::Full);
     assert_eq!(producer.stats().drops, 1);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use perdix_transport::telemetry::{LatencyHistogram, Telemetry, TelemetrySnapshot, Totals};
+use perdix_transport::telemetry::{Counters, LatencyHistogram, Telemetry, TelemetrySnapshot};
 use perdix_transport::testing::stress::{StressSender, Verifier, VerifyReport};
 use perdix_transport::{clock, Buffer, Consumer, Error, Policy, Producer};
 
@@ -34,7 +34,7 @@ struct Shared {
 /// Counters that survive a ring rebuild (capacity change) and are zeroed by "reset".
 #[derive(Debug, Clone, Copy, Default)]
 struct Carry {
-    totals: Totals,
+    totals: Counters,
     verify: VerifyReport,
 }
 
@@ -273,7 +273,7 @@ fn consume(
         } else {
             carry.totals.messages += messages;
             carry.totals.bytes += bytes;
-            carry.totals.stalls += stats.full_events - last_stats.full_events;
+            carry.totals.stalls += stats.stalls - last_stats.stalls;
             carry.totals.drops += stats.drops - last_stats.drops;
             add_report(&mut carry.verify, &report, &last_report);
         }

@@ -122,7 +122,7 @@ pub fn progress(mut run: ResMut<Run>, rings: Res<PerdixRings>, store: Res<Diagno
     let latency_window = take_latency_window(&run.shards);
     let rate = (messages - messages_then) as f64 / dt;
     let gbps = (bytes - bytes_then) as f64 / dt / 1e9;
-    let totals = rings.totals();
+    let totals = rings.counters().total();
     println!(
         "[{:5.1} s] {:8.3} M msgs/s {:6.3} GB/s | latency p50 {:8.1} us p99 {:8.1} us | frame p50 {:6.3} ms p99 {:6.3} ms | occupancy {:5.1}% deferred {} drops {} stalls {}",
         (now - run.start).as_secs_f64(),
@@ -133,7 +133,7 @@ pub fn progress(mut run: ResMut<Run>, rings: Res<PerdixRings>, store: Res<Diagno
         run.frames_window.quantile_ns(0.50) as f64 / 1e6,
         run.frames_window.quantile_ns(0.99) as f64 / 1e6,
         if totals.capacity == 0 { 0.0 } else { totals.occupancy as f64 * 100.0 / totals.capacity as f64 },
-        rings.stats().deferred,
+        rings.counters().app.deferred,
         totals.drops,
         totals.stalls,
     );

@@ -47,8 +47,8 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         .finished_at
         .map_or(0.0, |end| (end - run.start).as_secs_f64());
     // GPU producers' drops and waits are in the totals: their rings' device counters.
-    let totals = rings.totals();
-    let stats = rings.stats();
+    let totals = rings.counters().total();
+    let app = rings.counters().app;
     let rate = if elapsed > 0.0 {
         report.messages as f64 / elapsed
     } else {
@@ -66,7 +66,7 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         && report.messages > 0
         && report.messages == sent_total
         && foreign == 0
-        && stats.malformed == 0
+        && totals.malformed == 0
         && rings.errors() == 0;
     // A ring fault (corrupt slot, failed head push, kernel fault) fails the run, with its error.
     let failed = (0..u32::try_from(rings.rings()).unwrap_or(u32::MAX)).filter_map(|r| match rings
@@ -89,7 +89,7 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
             report.reordered,
             report.corrupt,
             foreign,
-            stats.malformed,
+            totals.malformed,
             rings.errors(),
             if timed_out { "  (drain timed out)" } else { "" }
         ),
@@ -109,15 +109,15 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         ),
         format!(
             "  frames     {} frames, frame time p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms; most messages in a frame {}; frames that used the whole budget {}",
-            stats.frames,
+            app.frames,
             frames.p50_ns as f64 / 1e6,
             frames.p99_ns as f64 / 1e6,
             frames.max_ns as f64 / 1e6,
-            stats.max_frame,
-            stats.deferred_frames
+            app.max_frame,
+            app.deferred_frames
         ),
         {
-            let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / stats.frames.max(1) as f64;
+            let per_frame = |d: Duration| d.as_secs_f64() * 1e3 / app.frames.max(1) as f64;
             let per_msg = |d: Duration| d.as_secs_f64() * 1e9 / report.messages.max(1) as f64;
             let [drain, verify, rest] = run.split;
             format!(
@@ -128,14 +128,14 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         format!("  verdict    {}", if pass { "pass" } else { "FAIL" }),
     ];
     // Per device, after the backpressure line (GPU producers only).
-    let devices = rings.device_totals().into_iter().map(|d| {
+    let devices = rings.counters().devices().into_iter().map(|d| {
         format!(
             "  device gpu{}  {} messages from {} ring(s), {:.3} M msgs/s",
             d.device,
-            d.messages,
+            d.counters.messages,
             d.rings,
             if elapsed > 0.0 {
-                d.messages as f64 / elapsed / 1e6
+                d.counters.messages as f64 / elapsed / 1e6
             } else {
                 0.0
             }
@@ -157,8 +157,8 @@ pub fn summarize(run: &mut Run, rings: &PerdixRings, timed_out: bool) -> Outcome
         bytes_per_sec: gbps * 1e9,
         latency: lat,
         frame_p50_ns: frames.p50_ns,
-        frames: stats.frames,
-        budget_frames: stats.deferred_frames,
+        frames: app.frames,
+        budget_frames: app.deferred_frames,
         producers,
         rings: rings.rings(),
     };

@@ -171,7 +171,7 @@ pub fn report(
         return;
     }
     let backend: ProducerBackend = rings.producer_backend();
-    let drain = rings.stats();
+    let drain = rings.counters().total();
     let (e0, e1) = (energy(stats.first), energy(stats.latest));
     let drift = if e0 > 0.0 {
         (e1 - e0) / e0 * 100.0

@@ -32,7 +32,7 @@ use crate::Message;
 /// ([`DrainMode::System`](super::DrainMode::System)), one per batch a drain thread handed over
 /// with [`DrainMode::Thread`](super::DrainMode::Thread) (up to 4,096 messages each). Values are
 /// in ring order. A message whose length is not `size_of::<T>()` is malformed: left out, and
-/// counted in [`DrainStats::malformed`](super::DrainStats::malformed) and `perdix/malformed`.
+/// counted in [`Counters::malformed`](crate::telemetry::Counters::malformed) and `perdix/malformed`.
 /// The budget, deferral and diagnostics count the messages in a batch, not batches.
 ///
 /// The buffers are pooled: dropping the batch gives them back for a later frame. While it
@@ -70,7 +70,7 @@ use crate::Message;
 /// producer.try_produce_kind(POSITIONS, &[1, 2, 3])?; // not a [u32; 2]: malformed
 /// app.update();
 /// assert_eq!(app.world().resource::<Sum>().0, 4950 + 100);
-/// assert_eq!(app.world().resource::<PerdixRings>().stats().malformed, 1);
+/// assert_eq!(app.world().resource::<PerdixRings>().counters().total().malformed, 1);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(BevyMessage)]

@@ -7,12 +7,9 @@ use bevy_diagnostic::{
 };
 use bevy_ecs::system::{Local, Res, ResMut};
 
+use super::frame::SAMPLE_EVERY_NS;
 use super::rings::PerdixRings;
-use crate::clock;
-
-/// Rates are sampled at most this often (a per-frame rate at thousands of frames a second is
-/// mostly quantisation noise).
-const SAMPLE_EVERY_NS: u64 = 100_000_000;
+use crate::telemetry::CountersSnapshot;
 
 /// The paths of the plugin's diagnostics (in [`DiagnosticsStore`]).
 ///
@@ -69,7 +66,8 @@ impl PerdixDiagnostics {
     /// [`PerdixEvent`](super::PerdixEvent)); measured every frame.
     pub const ERRORS: DiagnosticPath = DiagnosticPath::const_new("perdix/errors");
     /// Messages of a registered kind whose size does not match the registered type, dropped
-    /// so far ([`DrainStats::malformed`](super::DrainStats::malformed)); measured every frame.
+    /// so far ([`Counters::malformed`](crate::telemetry::Counters::malformed)); measured
+    /// every frame.
     pub const MALFORMED: DiagnosticPath = DiagnosticPath::const_new("perdix/malformed");
     /// Warnings reported so far ([`PerdixEvent`](super::PerdixEvent)s that are not faults: a
     /// GPU producer on its CPU fallback, an unrouted kind, a stalled producer); measured every
@@ -253,61 +251,61 @@ pub(crate) fn register(app: &mut App) {
     }
 }
 
-/// The per-device counts of the previous sample: `(device, messages, bytes)`.
+/// What the diagnostics keep between frames: the counters of the previous sample (rates and
+/// the latency window are differences from it), and the largest message since.
 #[derive(Default)]
-pub(crate) struct DeviceBaseline(Vec<(u32, u64, u64)>);
+pub(crate) struct Baseline {
+    last: Option<CountersSnapshot>,
+    largest: u64,
+}
 
-/// Ends the frame's drain accounting and, every ~100 ms, adds a measurement to each diagnostic.
+/// Adds the frame's counts to the diagnostics and, every ~100 ms, the rates and the latency
+/// window since the previous sample, all from [`PerdixRings::counters`] (read, never reset: the
+/// drain closes frames).
 pub(crate) fn measure(
     mut diagnostics: Diagnostics,
-    rings: Option<ResMut<PerdixRings>>,
-    mut start: Local<Option<u64>>,
-    mut last: Local<u64>,
-    mut devices: Local<DeviceBaseline>,
+    rings: Option<Res<PerdixRings>>,
+    mut baseline: Local<Baseline>,
 ) {
-    let Some(mut rings) = rings else {
+    let Some(rings) = rings else {
         return;
     };
-    rings.end_frame();
+    let now = rings.counters();
+    let app = now.app;
     // Every frame, not every ~100 ms: a fault shows in the frame that reported it.
-    let errors = rings.errors() as f64;
-    diagnostics.add_measurement(&PerdixDiagnostics::ERRORS, || errors);
-    let malformed = rings.stats().malformed as f64;
+    diagnostics.add_measurement(&PerdixDiagnostics::ERRORS, || app.errors as f64);
+    let malformed = now.total().malformed as f64;
     diagnostics.add_measurement(&PerdixDiagnostics::MALFORMED, || malformed);
-    let warnings = rings.warnings() as f64;
-    diagnostics.add_measurement(&PerdixDiagnostics::WARNINGS, || warnings);
-    let skipped = rings.launches_skipped() as f64;
-    diagnostics.add_measurement(&PerdixDiagnostics::LAUNCHES_SKIPPED, || skipped);
-    let held = rings.held_bytes() as f64;
-    diagnostics.add_measurement(&PerdixDiagnostics::HELD_BYTES, || held);
-    let now = clock::now_ns();
-    let start = *start.get_or_insert(now);
-    if *last != 0 && now - *last < SAMPLE_EVERY_NS {
+    diagnostics.add_measurement(&PerdixDiagnostics::WARNINGS, || app.warnings as f64);
+    diagnostics.add_measurement(&PerdixDiagnostics::LAUNCHES_SKIPPED, || {
+        app.launches_skipped as f64
+    });
+    diagnostics.add_measurement(&PerdixDiagnostics::HELD_BYTES, || app.held_bytes as f64);
+    baseline.largest = baseline.largest.max(app.frame_largest);
+    let Some(last) = &baseline.last else {
+        baseline.last = Some(now); // the first sample only sets the baseline
+        return;
+    };
+    let dt_ns = now.at_ns.saturating_sub(last.at_ns);
+    if dt_ns < SAMPLE_EVERY_NS {
         return;
     }
-    let first = *last == 0;
-    let dt_s = (now - *last) as f64 * 1e-9;
-    *last = now;
-    let (sample, window, largest) = rings.sample((now - start) as f64 * 1e-9);
-    measure_devices(
-        &mut diagnostics,
-        &rings,
-        &mut devices,
-        (!first).then_some(dt_s),
-    );
-    if first {
-        return; // the first sample only sets the baseline
-    }
-    let deferred = rings.stats().deferred as f64;
-    diagnostics.add_measurement(&PerdixDiagnostics::MSGS_PER_SEC, || sample.msgs_per_sec);
-    diagnostics.add_measurement(&PerdixDiagnostics::BYTES_PER_SEC, || sample.bytes_per_sec);
-    if sample.msgs_per_sec > 0.0 {
+    let dt_s = dt_ns as f64 * 1e-9;
+    let (total, before) = (now.total(), last.total());
+    let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / dt_s;
+    let msgs_per_sec = rate(total.messages, before.messages);
+    let bytes_per_sec = rate(total.bytes, before.bytes);
+    diagnostics.add_measurement(&PerdixDiagnostics::MSGS_PER_SEC, || msgs_per_sec);
+    diagnostics.add_measurement(&PerdixDiagnostics::BYTES_PER_SEC, || bytes_per_sec);
+    if msgs_per_sec > 0.0 {
         // Both rates are over the same window: their ratio is its bytes over its messages.
         diagnostics.add_measurement(&PerdixDiagnostics::MESSAGE_BYTES, || {
-            sample.bytes_per_sec / sample.msgs_per_sec
+            bytes_per_sec / msgs_per_sec
         });
-        diagnostics.add_measurement(&PerdixDiagnostics::MESSAGE_BYTES_MAX, || largest as f64);
+        let largest = baseline.largest as f64;
+        diagnostics.add_measurement(&PerdixDiagnostics::MESSAGE_BYTES_MAX, || largest);
     }
+    let window = now.latency.since(&last.latency);
     if !window.is_empty() {
         diagnostics.add_measurement(&PerdixDiagnostics::LATENCY_P50_US, || {
             window.quantile_ns(0.50) as f64 / 1e3
@@ -316,13 +314,20 @@ pub(crate) fn measure(
             window.quantile_ns(0.99) as f64 / 1e3
         });
     }
-    diagnostics.add_measurement(&PerdixDiagnostics::OCCUPANCY, || sample.occupancy * 100.0);
-    diagnostics.add_measurement(&PerdixDiagnostics::STALLS_PER_SEC, || sample.stalls_per_sec);
-    diagnostics.add_measurement(&PerdixDiagnostics::DROPS_PER_SEC, || sample.drops_per_sec);
-    diagnostics.add_measurement(&PerdixDiagnostics::UNROUTED_PER_SEC, || {
-        sample.unrouted_per_sec
+    diagnostics.add_measurement(&PerdixDiagnostics::OCCUPANCY, || total.fill() * 100.0);
+    diagnostics.add_measurement(&PerdixDiagnostics::STALLS_PER_SEC, || {
+        rate(total.stalls, before.stalls)
     });
-    diagnostics.add_measurement(&PerdixDiagnostics::DEFERRED, || deferred);
+    diagnostics.add_measurement(&PerdixDiagnostics::DROPS_PER_SEC, || {
+        rate(total.drops, before.drops)
+    });
+    diagnostics.add_measurement(&PerdixDiagnostics::UNROUTED_PER_SEC, || {
+        rate(total.unrouted, before.unrouted)
+    });
+    diagnostics.add_measurement(&PerdixDiagnostics::DEFERRED, || app.deferred as f64);
+    measure_devices(&mut diagnostics, &now, last, dt_s);
+    baseline.largest = 0;
+    baseline.last = Some(now);
 }
 
 /// Registers `perdix/gpu<N>/*` when device `N`'s first ring shows up (runs before
@@ -340,39 +345,38 @@ pub(crate) fn register_devices(
         return;
     }
     *seen_rings = rings.rings();
-    for totals in rings.device_totals() {
-        let msgs = PerdixDiagnostics::device_msgs_per_sec(totals.device);
+    for device in rings.counters().devices() {
+        let msgs = PerdixDiagnostics::device_msgs_per_sec(device.device);
         if store.get(&msgs).is_none() {
-            let bytes = PerdixDiagnostics::device_bytes_per_sec(totals.device);
+            let bytes = PerdixDiagnostics::device_bytes_per_sec(device.device);
             store.add(Diagnostic::new(msgs).with_suffix(" msg/s"));
             store.add(Diagnostic::new(bytes).with_suffix(" B/s"));
         }
     }
 }
 
-/// `perdix/gpu<N>/*`: each device's rates over the last `dt_s` seconds (none on the first
-/// sample, which sets the baseline).
+/// `perdix/gpu<N>/*`: each device's rates over the `dt_s` seconds from `last` to `now` (a
+/// device new since `last` counts from zero).
 fn measure_devices(
     diagnostics: &mut Diagnostics,
-    rings: &PerdixRings,
-    baseline: &mut DeviceBaseline,
-    dt_s: Option<f64>,
+    now: &CountersSnapshot,
+    last: &CountersSnapshot,
+    dt_s: f64,
 ) {
-    for totals in rings.device_totals() {
-        let msgs = PerdixDiagnostics::device_msgs_per_sec(totals.device);
-        let bytes = PerdixDiagnostics::device_bytes_per_sec(totals.device);
-        let before = baseline.0.iter_mut().find(|(d, _, _)| *d == totals.device);
-        let (m0, b0) = before.as_ref().map_or((0, 0), |(_, m, b)| (*m, *b));
-        if let Some(dt_s) = dt_s.filter(|dt| *dt > 0.0) {
-            let (dm, db) = (totals.messages - m0, totals.bytes - b0);
-            diagnostics.add_measurement(&msgs, || dm as f64 / dt_s);
-            diagnostics.add_measurement(&bytes, || db as f64 / dt_s);
-        }
-        match before {
-            Some(entry) => *entry = (totals.device, totals.messages, totals.bytes),
-            None => baseline
-                .0
-                .push((totals.device, totals.messages, totals.bytes)),
-        }
+    let before = last.devices();
+    for device in now.devices() {
+        let then = before
+            .iter()
+            .find(|d| d.device == device.device)
+            .map(|d| d.counters)
+            .unwrap_or_default();
+        let (dm, db) = (
+            device.counters.messages.saturating_sub(then.messages),
+            device.counters.bytes.saturating_sub(then.bytes),
+        );
+        let msgs = PerdixDiagnostics::device_msgs_per_sec(device.device);
+        let bytes = PerdixDiagnostics::device_bytes_per_sec(device.device);
+        diagnostics.add_measurement(&msgs, || dm as f64 / dt_s);
+        diagnostics.add_measurement(&bytes, || db as f64 / dt_s);
     }
 }

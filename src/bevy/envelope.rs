@@ -58,7 +58,7 @@ pub struct Envelope<T: Send + Sync + 'static> {
 ///
 /// A message of `len` bytes arrives as `len / size_of::<T>()` values (none for an empty
 /// payload); a length that is not a multiple of `size_of::<T>()` is malformed (dropped, and
-/// counted in [`DrainStats::malformed`](super::DrainStats::malformed) and
+/// counted in [`Counters::malformed`](crate::telemetry::Counters::malformed) and
 /// `perdix/malformed`). The values were copied out of the ring before its slots were
 /// released (one allocation a message, none for an empty one); nothing in it points into
 /// the ring.
@@ -84,7 +84,7 @@ pub struct Envelope<T: Send + Sync + 'static> {
 /// let mut cursor = got.get_cursor();
 /// let bins: Vec<&[u32]> = cursor.read(got).map(|h| &h.values[..]).collect();
 /// assert_eq!(bins, [&[4, 0, 9][..], &[]]);
-/// assert_eq!(app.world().resource::<PerdixRings>().stats().malformed, 1);
+/// assert_eq!(app.world().resource::<PerdixRings>().counters().total().malformed, 1);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(BevyMessage, Debug, Clone, PartialEq, Eq)]

@@ -125,7 +125,7 @@ pub enum PerdixEvent {
     /// The first message of kind `kind` on ring `ring` that no route takes: nothing was
     /// registered for the kind (a typo in a kind constant, a route not added), so it is
     /// delivered only as a raw [`PerdixMessage`](super::PerdixMessage) and counted in
-    /// [`DrainStats::unrouted`](super::DrainStats::unrouted) and `perdix/unrouted_per_sec`.
+    /// [`Counters::unrouted`](crate::telemetry::Counters::unrouted) and `perdix/unrouted_per_sec`.
     /// Reported once per kind and ring, then only counted; a ring remembers at most
     /// [`UNROUTED_KINDS_PER_RING`](super::UNROUTED_KINDS_PER_RING) kinds (kinds come from the
     /// producer, which may send any `u32`), later ones are only counted. Register kinds read
@@ -148,7 +148,7 @@ pub enum PerdixEvent {
     /// let got: Vec<PerdixEvent> = events.get_cursor().read(events).cloned().collect();
     /// assert!(matches!(got[..], [PerdixEvent::Unrouted { ring: 0, kind: 9, .. }]));
     /// let rings = app.world().resource::<PerdixRings>();
-    /// assert_eq!((rings.stats().unrouted, rings.warnings()), (1000, 1));
+    /// assert_eq!((rings.counters().total().unrouted, rings.warnings()), (1000, 1));
     /// # Ok::<(), perdix_transport::Error>(())
     /// ```
     Unrouted {

@@ -47,7 +47,7 @@ use crate::Message;
 /// let raw = app.world().resource::<Messages<PerdixMessage>>();
 /// let msg = raw.get_cursor().read(raw).next().cloned().unwrap();
 /// assert_eq!((msg.kind(), msg.payload()), (42, &b"who am I"[..]));
-/// assert_eq!(app.world().resource::<PerdixRings>().stats().unrouted, 1);
+/// assert_eq!(app.world().resource::<PerdixRings>().counters().total().unrouted, 1);
 /// # Ok::<(), perdix_transport::Error>(())
 /// ```
 #[derive(BevyMessage, Clone)]

@@ -15,7 +15,7 @@
 //!    [`PerdixMessage`] (a payload of any length) for
 //!    every other kind (counted as unrouted unless registered with
 //!    [`PerdixAppExt::add_perdix_raw`]). What the budget leaves behind stays in the rings and is
-//!    counted as deferred ([`DrainStats`]).
+//!    counted as deferred ([`AppCounters::deferred`](crate::telemetry::AppCounters::deferred)).
 //!
 //! What the plugin holds outside a ring is bounded in bytes too ([`PerdixPlugin::max_held_bytes`],
 //! by default four rings' worth): at the limit the drain stops taking, before the message that
@@ -101,9 +101,10 @@
 //   drain/          the share scheduler (mod.rs), one ring as the drain sees it (ring.rs),
 //                   drain threads (thread.rs, thread/, batch.rs), counts and latency samples
 //                   (taken.rs), what is held outside a ring in bytes (held.rs)
-//   stats.rs        DrainStats, DeviceTotals, the totals the telemetry samples
+//   stats.rs        the drain's own counts (frames, deferred, latency) and the counters snapshot
 //   rings.rs        the PerdixRings resource (rings/producers.rs: its producers' side;
 //                   rings/held.rs: its held_bytes gauge)
+//   frame.rs        close_frame: the end of a frame's accounting, the rate history
 //   limits.rs       typed routes against the rings' largest message (RouteTooLarge)
 //   producers/      GpuProducerSpec, Emitter, CPU fallbacks, GPU launchers, the registry
 //   route.rs        the Drain set's systems: routing into Messages<T>, writing PerdixEvents
@@ -121,6 +122,7 @@ mod diagnostics;
 mod drain;
 mod envelope;
 mod event;
+mod frame;
 mod header;
 mod limits;
 mod message;
@@ -150,6 +152,5 @@ pub use plugin::{PerdixPlugin, PerdixSystems};
 pub use producers::ExternalGpuProducer;
 pub use producers::{Emitter, GpuProducerSpec};
 pub use rings::PerdixRings;
-pub use stats::{DeviceTotals, DrainStats};
 pub use status::{ProducerStatus, STALL_FRAMES, STALL_TIME};
 pub use unrouted::UNROUTED_KINDS_PER_RING;

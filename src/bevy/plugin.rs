@@ -9,6 +9,7 @@ use super::config::{self, DrainMode, RingConfig};
 use super::diagnostics;
 use super::drain;
 use super::event::PerdixEvent;
+use super::frame;
 use super::limits;
 use super::message::PerdixMessage;
 use super::producers::{self, ProducerRegistry};
@@ -353,7 +354,12 @@ impl Plugin for PerdixPlugin {
             )
             .add_systems(
                 Last,
-                (diagnostics::register_devices, diagnostics::measure).chain(),
+                (
+                    frame::close_frame,
+                    diagnostics::register_devices,
+                    diagnostics::measure,
+                )
+                    .chain(),
             );
         diagnostics::register(app);
     }

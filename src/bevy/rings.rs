@@ -12,9 +12,9 @@ use super::drain::{self, Batch, DrainThread, DrainedRing, Pass, Scheduler, Sourc
 use super::event::{Faults, RingState};
 use super::header::ring_index;
 use super::stage::RouteShare;
-use super::stats::{self, Counts, DeviceTotals, DrainStats};
+use super::stats::Counts;
 use super::status::Statuses;
-use crate::telemetry::{LatencyHistogram, Sample, Telemetry, TelemetrySnapshot, Totals};
+use crate::telemetry::{AppCounters, CountersSnapshot, Telemetry, TelemetrySnapshot};
 use crate::{Consumer, Error, Message};
 
 // The producers' side of the resource: host rings for CPU producers, where producers run.
@@ -45,7 +45,7 @@ mod producers;
 /// let mut producer = app.world_mut().resource_mut::<PerdixRings>().add_producer("cpu")?;
 /// producer.try_produce(b"hi")?;
 /// app.update();
-/// assert_eq!(app.world().resource::<PerdixRings>().stats().messages, 1);
+/// assert_eq!(app.world().resource::<PerdixRings>().counters().total().messages, 1);
 /// // Errors are values: capacities must be powers of two, checked before the app runs
 /// // (`build()` panics with this error's text).
 /// let err = PerdixPlugin::default().capacity(1000).validate().unwrap_err();
@@ -118,7 +118,7 @@ impl PerdixRings {
     /// producer.try_produce(b"hi")?;
     /// app.update();
     /// let rings = app.world().resource::<PerdixRings>();
-    /// assert_eq!(rings.device_totals()[0].messages, 1);
+    /// assert_eq!(rings.counters().devices()[0].counters.messages, 1);
     /// # Ok::<(), perdix_transport::Error>(())
     /// ```
     pub fn add_device_consumer(&mut self, name: &str, consumer: Consumer, device: Option<u32>) {
@@ -165,14 +165,7 @@ impl PerdixRings {
     /// The name ring `ring` was added with (`None` for an index out of range).
     #[must_use]
     pub fn ring_name(&self, ring: u32) -> Option<&str> {
-        self.rings.get(ring as usize).map(|ring| ring.name.as_str())
-    }
-
-    /// Messages and bytes taken so far per CUDA device, with the drops and stalls its kernels
-    /// counted, ordered by device (rings of no device are left out).
-    #[must_use]
-    pub fn device_totals(&self) -> Vec<DeviceTotals> {
-        stats::device_totals(&self.rings)
+        self.rings.get(ring as usize).map(|ring| &*ring.name)
     }
 
     /// Where ring `ring` stands (`None` for an index out of range). A ring that failed is
@@ -275,23 +268,35 @@ impl PerdixRings {
         self.rings.iter().map(DrainedRing::queued).sum()
     }
 
-    /// Cumulative drain counts (messages and bytes are the rings' own counts, summed).
+    /// Every ring's counters, the plugin's, and the latencies sampled so far, now: one
+    /// snapshot in one vocabulary, monotonic, that any number of readers may take (nothing is
+    /// consumed). The `perdix/*` diagnostics, [`snapshot`](Self::snapshot) and the exporters
+    /// derive from it; rates come from two snapshots apart in time.
+    ///
+    /// Messages and bytes are the rings' own counts: what was taken out of them (in
+    /// [`DrainMode::Thread`], by their drain threads; [`handed_over`](Self::handed_over) of
+    /// them are not delivered yet).
     #[must_use]
-    pub fn stats(&self) -> DrainStats {
-        self.counts.stats(&self.rings)
+    pub fn counters(&self) -> CountersSnapshot {
+        let app = AppCounters {
+            held_bytes: self.held_bytes(),
+            errors: self.errors(),
+            warnings: self.warnings(),
+            launches_skipped: self.launches_skipped(),
+            ..AppCounters::default()
+        };
+        self.counts.snapshot(&self.rings, app)
     }
 
-    /// Totals over every ring now (for [`Telemetry`]).
-    #[must_use]
-    pub fn totals(&self) -> Totals {
-        stats::totals(self.stats(), &self.rings)
-    }
-
-    /// Everything the diagnostics recorded, for a dashboard, named by where producers run
+    /// The rate history (sampled from [`counters`](Self::counters) every ~100 ms as frames
+    /// close) and the latencies so far, for a dashboard, named by where producers run
     /// ([`producer_backend`](Self::producer_backend), once decided).
     #[must_use]
     pub fn snapshot(&self) -> TelemetrySnapshot {
         let mut snapshot = self.telemetry.snapshot();
+        let latency = self.counts.latency();
+        snapshot.latency = latency.summary();
+        snapshot.latency_buckets = latency.buckets(10);
         if let Some(backend) = self.backend_so_far() {
             snapshot.backend = backend.name().to_owned();
             snapshot.device = match backend {
@@ -302,20 +307,11 @@ impl PerdixRings {
         snapshot
     }
 
-    /// Latencies (clock at drain minus producer stamp) of sampled messages since the start.
-    #[must_use]
-    pub fn latency(&self) -> &LatencyHistogram {
-        self.telemetry.latency()
-    }
-
-    /// Takes totals now, folding the window's latencies into the run's; returns the rates and
-    /// the window's latency histogram and largest payload (then cleared).
-    pub(crate) fn sample(&mut self, t_s: f64) -> (Sample, LatencyHistogram, u64) {
-        let totals = self.totals();
-        let sample = self.telemetry.update(t_s, totals);
-        let (window, largest) = self.counts.take_window();
-        self.telemetry.latency_mut().merge(&window);
-        (sample, window, largest)
+    /// Adds a sample of the counters to the rate history [`snapshot`](Self::snapshot) shows
+    /// (`t_s`: seconds since the first).
+    pub(crate) fn sample_history(&mut self, t_s: f64) {
+        let counters = self.counters();
+        self.telemetry.update(t_s, counters.total());
     }
 
     /// The drain for one sink ([`Scheduler::serial`]): calls `f(ring index, message)`.
@@ -369,12 +365,15 @@ impl PerdixRings {
         taken.count
     }
 
-    /// Adds the routing counts of a frame.
-    pub(crate) fn count_routing(&mut self, unrouted: u64, malformed: u64) {
-        self.counts.count_routing(unrouted, malformed);
+    /// Adds the routing counts of a frame's take from ring `ring`.
+    pub(crate) fn count_routing(&mut self, ring: usize, unrouted: u64, malformed: u64) {
+        if let Some(ring) = self.rings.get_mut(ring) {
+            ring.unrouted += unrouted;
+            ring.malformed += malformed;
+        }
     }
 
-    /// Closes a frame's accounting (the diagnostics system calls it in `Last`).
+    /// Closes a frame's accounting (the drain's `close_frame` system, in `Last`).
     pub(crate) fn end_frame(&mut self) {
         self.counts.end_frame();
     }

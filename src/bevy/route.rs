@@ -108,13 +108,14 @@ pub(crate) fn route_messages(world: &mut World) {
             unrouted::report(&mut rings, seen, table, &all);
             write_raw(world, &mut all);
             drop(all);
-            let (mut unrouted, mut malformed) = (0, 0);
+            let mut malformed = 0;
             // The frame's own stages: a batch written keeps its bytes held from now on.
             for (idx, stage) in stages.iter_mut().enumerate() {
                 let held = rings.ring_held(idx);
                 let flushed = stage.flush_typed(world, ring_index(idx), &held);
                 held.add(flushed.kept);
-                (unrouted, malformed) = (unrouted + flushed.unrouted, malformed + flushed.malformed);
+                rings.count_routing(idx, flushed.unrouted, flushed.malformed);
+                malformed += flushed.malformed;
             }
             // A drain thread's batches: their bytes are held already; what a written batch
             // keeps is let go when it is dropped, not when the batch goes back to the thread.
@@ -122,10 +123,10 @@ pub(crate) fn route_messages(world: &mut World) {
                 let held = rings.ring_held(*idx);
                 let flushed = batch.stage_mut().flush_typed(world, ring_index(*idx), &held);
                 batch.cost -= flushed.kept;
-                (unrouted, malformed) = (unrouted + flushed.unrouted, malformed + flushed.malformed);
+                rings.count_routing(*idx, flushed.unrouted, flushed.malformed);
+                malformed += flushed.malformed;
             }
             rings.give_back(handed);
-            rings.count_routing(unrouted, malformed);
             if malformed > 0 && !routes.malformed_warned {
                 routes.malformed_warned = true;
                 tracing::warn!(

@@ -1,6 +1,6 @@
 //! Kinds no route takes: the first message of each such kind on each ring is reported once
 //! ([`PerdixEvent::Unrouted`](super::PerdixEvent::Unrouted) and a `warn!` line), then only
-//! counted (`DrainStats::unrouted`, `perdix/unrouted_per_sec`).
+//! counted (`Counters::unrouted`, `perdix/unrouted_per_sec`).
 //!
 //! The routing path does not change: a stage counts its unrouted messages as before, and
 //! only a stage that staged some is looked at again, after the frame's drain and before its

@@ -70,7 +70,7 @@ impl ControlBlock {
         )?;
         Ok(GpuCounters {
             emitted: words[0],
-            dropped: words[1],
+            drops: words[1],
             stalls: words[2],
             // Words a kernel wrote: no arithmetic on them may overflow.
             positions: words[0].saturating_add(words[3]),

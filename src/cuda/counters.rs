@@ -8,8 +8,8 @@
 pub struct GpuCounters {
     /// Messages published into the ring(s).
     pub emitted: u64,
-    /// Messages dropped because the ring was full (`DropNewest`, `perdix_try_emit`).
-    pub dropped: u64,
+    /// Messages drops because the ring was full (`DropNewest`, `perdix_try_emit`).
+    pub drops: u64,
     /// Times a warp found its ring full and waited (`Block`), once per wait.
     pub stalls: u64,
     /// Positions (slots) published, pad records included: what the ring's `produced` counts.
@@ -18,10 +18,10 @@ pub struct GpuCounters {
 }
 
 impl GpuCounters {
-    /// Messages the kernels tried to send: `emitted + dropped` (exact).
+    /// Messages the kernels tried to send: `emitted + drops` (exact).
     #[must_use]
     pub fn attempted(&self) -> u64 {
-        self.emitted.saturating_add(self.dropped)
+        self.emitted.saturating_add(self.drops)
     }
 
     /// The sum of several producers' (or devices') counters.
@@ -37,7 +37,7 @@ impl GpuCounters {
     /// Adds `other` (saturating: the counters are words kernels wrote, not trusted numbers).
     pub(crate) fn add(&mut self, other: &Self) {
         self.emitted = self.emitted.saturating_add(other.emitted);
-        self.dropped = self.dropped.saturating_add(other.dropped);
+        self.drops = self.drops.saturating_add(other.drops);
         self.stalls = self.stalls.saturating_add(other.stalls);
         self.positions = self.positions.saturating_add(other.positions);
     }
@@ -53,7 +53,7 @@ mod tests {
     fn sums_of_device_words_saturate() {
         let huge = GpuCounters {
             emitted: u64::MAX,
-            dropped: u64::MAX - 1,
+            drops: u64::MAX - 1,
             stalls: u64::MAX,
             positions: u64::MAX,
         };
@@ -62,7 +62,7 @@ mod tests {
         assert_eq!(
             total,
             GpuCounters {
-                dropped: u64::MAX,
+                drops: u64::MAX,
                 ..huge
             }
         );

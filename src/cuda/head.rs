@@ -61,7 +61,7 @@ impl HeadSink for DeviceHead {
         let counters = self.block.counters(self.ring).ok()?;
         Some(SinkCounts {
             positions: counters.positions,
-            drops: counters.dropped,
+            drops: counters.drops,
             stalls: counters.stalls,
         })
     }

@@ -24,11 +24,11 @@ use crate::telemetry::{Sample, TelemetrySnapshot};
 ///
 /// ```
 /// use perdix_transport::dashboard::PerdixPanel;
-/// use perdix_transport::telemetry::{Telemetry, Totals};
+/// use perdix_transport::telemetry::{Telemetry, Counters};
 ///
 /// let mut telemetry = Telemetry::new("host", 600);
-/// telemetry.update(0.0, Totals { capacity: 4096, ..Totals::default() });
-/// telemetry.update(0.1, Totals { messages: 100_000, bytes: 6_400_000, occupancy: 512, capacity: 4096, ..Totals::default() });
+/// telemetry.update(0.0, Counters { capacity: 4096, ..Counters::default() });
+/// telemetry.update(0.1, Counters { messages: 100_000, bytes: 6_400_000, occupancy: 512, capacity: 4096, ..Counters::default() });
 /// telemetry.record_latency(1_200);
 /// let snapshot = telemetry.snapshot();
 ///

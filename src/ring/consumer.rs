@@ -60,6 +60,10 @@ pub struct Consumer {
     held_len: u32,
     /// An empty ring pushes the head once it is this far past `pushed` (publish_every / 8).
     push_on_empty: u64,
+    /// Messages and payload bytes taken so far ([`RingStats`](super::RingStats)), published
+    /// with the head.
+    taken: u64,
+    taken_bytes: u64,
 
     /// The ring's fault once this consumer has met it (or [`Error::Lost`] at its end),
     /// reported by every later call.
@@ -81,6 +85,8 @@ impl Consumer {
             pushed: 0,
             held_len: 0,
             push_on_empty: (publish_every / 8).max(1),
+            taken: 0,
+            taken_bytes: 0,
             fault: None,
             ended: false,
         }
@@ -157,6 +163,7 @@ impl Consumer {
             // Only now, after `f` returned and its view of the slots is gone, may they be
             // released (loom checks this: publishing first races the producer's rewrite).
             self.advance(header.len);
+            self.count_taken(header.len);
             count += 1;
             if self.head - self.published >= self.publish_every {
                 self.publish();
@@ -399,11 +406,27 @@ impl Consumer {
         f(Message::new(header, pos, payload))
     }
 
+    /// Counts a message of `len` bytes as taken (published with the next head).
+    #[inline(always)]
+    fn count_taken(&mut self, len: u32) {
+        // At most one message a slot released: neither count reaches `u64::MAX` (584 years at
+        // 1 G messages/s; bytes at most 2^32 a message).
+        self.taken += 1;
+        self.taken_bytes += u64::from(len);
+    }
+
+    /// Publishes `head`, with the counts of what was taken.
+    #[inline]
+    fn publish_head(&mut self) {
+        self.ring.publish_head(self.head);
+        self.ring.record_taken(self.taken, self.taken_bytes);
+        self.published = self.head;
+    }
+
     #[inline]
     fn publish(&mut self) {
         if self.published != self.head {
-            self.ring.publish_head(self.head);
-            self.published = self.head;
+            self.publish_head();
             if self.sink && self.head - self.pushed >= self.publish_every {
                 self.push_device();
             }
@@ -418,8 +441,7 @@ impl Consumer {
             return;
         }
         if self.published != self.head {
-            self.ring.publish_head(self.head);
-            self.published = self.head;
+            self.publish_head();
         }
         // The push is a driver call (a command written to memory, then a doorbell store), not
         // an atomic the producers acquire: order every payload read before its stores

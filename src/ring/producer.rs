@@ -223,7 +223,7 @@ impl Producer {
     }
 
     /// Whether `need` slots from `tail` are free now, never waiting: [`Error::Disconnected`] (or
-    /// the ring's fault) once the consumer is gone, [`Error::Full`] (counted in `full_events`)
+    /// the ring's fault) once the consumer is gone, [`Error::Full`] (counted in `stalls`)
     /// when they are not free.
     #[inline(always)]
     fn try_room(&mut self, need: u64) -> Result<(), Error> {

@@ -56,7 +56,7 @@ pub(crate) struct SinkCounts {
     /// Messages dropped because the ring was full (added to [`RingStats::drops`]).
     pub(crate) drops: u64,
     /// Times a producer found the ring full and waited (added to
-    /// [`RingStats::full_events`]).
+    /// [`RingStats::stalls`]).
     pub(crate) stalls: u64,
 }
 
@@ -100,15 +100,26 @@ pub(crate) struct Ring {
     fault: UnsafeCell<Option<Error>>,
     /// Exact counters of rare events.
     counters: CachePadded<Counters>,
+    /// What the consumer has taken, published with its head (its line: written only by the
+    /// consumer, apart from the producers' counters).
+    taken: CachePadded<Taken>,
     /// Owner of the bytes `slots` points into; freed after the slots are dropped.
     memory: Box<dyn RingMemory>,
     /// Where the consumer also pushes its head (GPU producers); `None` for CPU producers.
     sink: Option<Box<dyn HeadSink>>,
 }
 
+/// Messages and payload bytes the consumer has taken (relaxed: counters, never
+/// synchronisation).
+#[derive(Debug, Default)]
+struct Taken {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
 #[derive(Debug, Default)]
 struct Counters {
-    full_events: AtomicU64,
+    stalls: AtomicU64,
     drops: AtomicU64,
     corrupt: AtomicU64,
 }
@@ -137,12 +148,17 @@ pub struct RingStats {
     /// Times a producer found the ring full: each `try_produce` that returned `Full`, and each
     /// blocking `produce` that had to wait (once per call); on a GPU ring, each time a warp
     /// found it full and waited (the ring's device counter).
-    pub full_events: u64,
+    pub stalls: u64,
     /// Messages dropped by the `DropNewest` policy (on a GPU ring, by its kernels: the ring's
     /// device counter).
     pub drops: u64,
     /// Corrupt slots the consumer reported.
     pub corrupt: u64,
+    /// Messages the consumer has taken (read and released; pads are not messages). Published
+    /// with the consumer's head: exact once a `drain` returns or a guard drops.
+    pub messages: u64,
+    /// Payload bytes of those messages.
+    pub bytes: u64,
 }
 
 impl RingStats {
@@ -197,6 +213,7 @@ impl Ring {
             consumer_state: AtomicU8::new(state::OPEN),
             fault: UnsafeCell::new(None),
             counters: CachePadded::new(Counters::default()),
+            taken: CachePadded::new(Taken::default()),
             memory,
             sink,
         })
@@ -242,6 +259,19 @@ impl Ring {
     #[inline]
     pub(crate) fn publish_head(&self, head: u64) {
         self.head.store(head, Ordering::Release);
+    }
+
+    /// Consumer: the messages and payload bytes taken so far, for [`RingStats`] (relaxed: no
+    /// one synchronises on them).
+    #[inline]
+    pub(crate) fn record_taken(&self, messages: u64, bytes: u64) {
+        // Not the protocol: loom's models leave the counters out (each atomic is a preemption
+        // point, and the models are bounded in preemptions).
+        if cfg!(perdix_loom) {
+            return;
+        }
+        self.taken.messages.store(messages, Ordering::Relaxed);
+        self.taken.bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Producer: the consumer's latest published head.
@@ -406,7 +436,7 @@ impl Ring {
     }
 
     pub(crate) fn count_full(&self) {
-        self.counters.full_events.fetch_add(1, Ordering::Relaxed);
+        self.counters.stalls.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_drop(&self) {
@@ -439,9 +469,11 @@ impl Ring {
             produced: sink.map_or_else(|| self.tail.load(Ordering::Relaxed), |c| c.positions),
             consumed: self.head.load(Ordering::Relaxed),
             // The device's counts are data from the device: added without overflow.
-            full_events: (self.counters.full_events.load(Ordering::Relaxed)).saturating_add(stalls),
+            stalls: (self.counters.stalls.load(Ordering::Relaxed)).saturating_add(stalls),
             drops: (self.counters.drops.load(Ordering::Relaxed)).saturating_add(drops),
             corrupt: self.counters.corrupt.load(Ordering::Relaxed),
+            messages: self.taken.messages.load(Ordering::Relaxed),
+            bytes: self.taken.bytes.load(Ordering::Relaxed),
         }
     }
 }

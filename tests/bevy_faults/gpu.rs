@@ -210,7 +210,7 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
         "{to_state:?} {driver:?}"
     );
     // The CPU ring keeps flowing.
-    let before = app.world().resource::<PerdixRings>().device_totals();
+    let before = app.world().resource::<PerdixRings>().counters().devices();
     for _ in 0..100 {
         cpu.try_produce(b"cpu")
             .unwrap_or_else(|err| panic!("cpu ring: {err}"));
@@ -219,8 +219,15 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
     }
     // Every CPU message arrives (in thread mode some are still in the drain thread's
     // batches after the last send: a few more frames take them).
-    let gpu_taken: u64 = before.iter().map(|t| t.messages).sum();
-    let cpu_taken = |app: &App| app.world().resource::<PerdixRings>().stats().messages - gpu_taken;
+    let gpu_taken: u64 = before.iter().map(|t| t.counters.messages).sum();
+    let cpu_taken = |app: &App| {
+        app.world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .messages
+            - gpu_taken
+    };
     let mut extra = 0;
     while cpu_taken(&app) < cpu_sent && extra < 10_000 {
         app.update();
@@ -229,7 +236,7 @@ fn kernel_trap_reaches_the_app(drain: DrainMode) {
     let ring = app.world().resource::<PerdixRings>();
     assert_eq!(ring.ring_state(cpu_ring), Some(RingState::Running));
     assert_eq!(
-        ring.device_totals(),
+        ring.counters().devices(),
         before,
         "the failed GPU ring took nothing more"
     );

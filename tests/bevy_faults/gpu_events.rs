@@ -273,7 +273,7 @@ fn flood(policy: Policy) -> Option<(App, u64)> {
         app.update();
         let tried = on_launches.load(Ordering::Relaxed) * PER_LAUNCH;
         let rings = app.world().resource::<PerdixRings>();
-        let accounted = rings.stats().messages + rings.totals().drops;
+        let accounted = rings.counters().total().messages + rings.counters().total().drops;
         let closed = first_launch
             .get()
             .is_some_and(|first: &Instant| first.elapsed() > Duration::from_millis(500));
@@ -297,12 +297,15 @@ fn a_drop_newest_kernel_s_drops_reach_the_diagnostics() {
         return;
     };
     let rings = app.world().resource::<PerdixRings>();
-    let drops = rings.totals().drops;
+    let drops = rings.counters().total().drops;
     println!("{tried} tried, {drops} dropped on the device");
     assert!(drops > tried / 2, "most are dropped: {drops} of {tried}");
-    let device = &rings.device_totals()[0];
+    let device = &rings.counters().devices()[0];
     assert_eq!(
-        (device.drops, device.messages + device.drops),
+        (
+            device.counters.drops,
+            device.counters.messages + device.counters.drops
+        ),
         (drops, tried)
     );
     let rates = measured(&app, &PerdixDiagnostics::DROPS_PER_SEC);
@@ -316,11 +319,15 @@ fn a_blocked_kernel_s_stalls_reach_the_diagnostics() {
         return;
     };
     let rings = app.world().resource::<PerdixRings>();
-    assert_eq!(rings.stats().messages, tried, "Block loses nothing");
-    let stalls = rings.totals().stalls;
+    assert_eq!(
+        rings.counters().total().messages,
+        tried,
+        "Block loses nothing"
+    );
+    let stalls = rings.counters().total().stalls;
     println!("{tried} sent, {stalls} stalls on the device");
     assert!(stalls > 0);
-    assert_eq!(rings.device_totals()[0].stalls, stalls);
+    assert_eq!(rings.counters().devices()[0].counters.stalls, stalls);
     let rates = measured(&app, &PerdixDiagnostics::STALLS_PER_SEC);
     assert!(rates.iter().any(|r| *r > 0.0), "stalls_per_sec: {rates:?}");
 }

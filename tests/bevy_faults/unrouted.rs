@@ -61,7 +61,14 @@ fn send(producer: &mut Producer, kind: u32, count: u32) {
 /// Runs frames until `messages` were taken in all (a drain thread's batches take a few).
 fn drain_until(app: &mut App, messages: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.world().resource::<PerdixRings>().stats().messages < messages {
+    while app
+        .world()
+        .resource::<PerdixRings>()
+        .counters()
+        .total()
+        .messages
+        < messages
+    {
         assert!(Instant::now() < deadline, "not all messages arrived");
         app.update();
     }
@@ -105,7 +112,11 @@ fn each_unrouted_kind_is_reported_once_per_ring(drain: DrainMode) {
     ];
     assert_eq!(unrouted(&app), want);
     let rings = app.world().resource::<PerdixRings>();
-    assert_eq!(rings.stats().unrouted, 110, "every one is counted");
+    assert_eq!(
+        rings.counters().total().unrouted,
+        110,
+        "every one is counted"
+    );
     // Warnings, not faults.
     assert_eq!((rings.errors(), rings.warnings()), (0, 3));
     assert_eq!(warnings_diagnostic(&app), Some(3.0));
@@ -115,7 +126,7 @@ fn each_unrouted_kind_is_reported_once_per_ring(drain: DrainMode) {
     drain_until(&mut app, 220);
     assert_eq!(unrouted(&app), want);
     let rings = app.world().resource::<PerdixRings>();
-    assert_eq!(rings.stats().unrouted, 210);
+    assert_eq!(rings.counters().total().unrouted, 210);
     assert_eq!(rings.warnings(), 3);
 }
 
@@ -138,7 +149,14 @@ fn kinds_registered_raw_are_not_reported() {
     send(&mut a, KIND_HIT, 10);
     drain_until(&mut app, 20);
     assert_eq!(all_events(&app), []);
-    assert_eq!(app.world().resource::<PerdixRings>().stats().unrouted, 0);
+    assert_eq!(
+        app.world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .unrouted,
+        0
+    );
 }
 
 #[test]
@@ -157,7 +175,7 @@ fn a_ring_reports_a_bounded_number_of_kinds() {
         .iter()
         .all(|(ring, _, kind)| *ring == 0 && *kind >= 1_000));
     let rings = app.world().resource::<PerdixRings>();
-    assert_eq!(rings.stats().unrouted, 2 * u64::from(kinds));
+    assert_eq!(rings.counters().total().unrouted, 2 * u64::from(kinds));
     // Another ring has its own set.
     let mut b = producer(&mut app, "b");
     send(&mut b, 5_000, 1);

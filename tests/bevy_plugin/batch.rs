@@ -88,9 +88,9 @@ fn batches_deliver_in_order_with_headers(drain: DrainMode) {
         // One batch a ring and frame.
         assert!(seen.per_frame_ring.values().all(|&n| n == 1));
     }
-    let stats = app.world().resource::<PerdixRings>().stats();
+    let counters = app.world().resource::<PerdixRings>().counters();
     assert_eq!(
-        (stats.messages, stats.malformed),
+        (counters.total().messages, counters.total().malformed),
         (u64::from(PRODUCERS * COUNT), 0)
     );
 }
@@ -134,8 +134,11 @@ fn a_malformed_payload_in_a_batch_route_is_counted() {
     let seen = app.world().resource::<Plain>();
     assert_eq!(seen.1, 1, "one batch");
     assert_in_order(&seen.0, 1, 10);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.malformed), (11, 1));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().malformed),
+        (11, 1)
+    );
 }
 
 fn send_batch_tick(producer: &mut Producer, n: u32) {
@@ -215,7 +218,7 @@ fn kept_batches_hold_their_bytes(drain: DrainMode) {
     );
     if drain == DrainMode::System {
         assert!(
-            rings.stats().deferred > 0,
+            rings.counters().app.deferred > 0,
             "what waits is counted as deferred"
         );
     }

@@ -26,9 +26,9 @@ fn counts_are_exact_across_frames_with_a_producer_thread() {
     assert!(thread.join().is_ok());
     let seen = &app.world().resource::<Seen>().0;
     assert_in_order(seen, 1, COUNT);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!(stats.messages, u64::from(COUNT));
-    assert!(stats.frames > 1);
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(counters.total().messages, u64::from(COUNT));
+    assert!(counters.app.frames > 1);
 }
 
 #[test]
@@ -40,18 +40,25 @@ fn budget_is_respected_and_deferral_counted() {
     }
     app.update();
     assert_eq!(app.world().resource::<Seen>().0.len(), 100);
-    let stats = app.world().resource::<PerdixRings>().stats();
+    let counters = app.world().resource::<PerdixRings>().counters();
     assert_eq!(
-        (stats.messages, stats.deferred, stats.deferred_frames),
+        (
+            counters.total().messages,
+            counters.app.deferred,
+            counters.app.deferred_frames
+        ),
         (100, 900, 1)
     );
     for frame in 2..=10 {
         app.update();
         assert_eq!(app.world().resource::<Seen>().0.len(), frame * 100);
     }
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!(stats.deferred, 0, "the tenth frame took the last 100");
-    assert_eq!(stats.max_frame, 100);
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        counters.app.deferred, 0,
+        "the tenth frame took the last 100"
+    );
+    assert_eq!(counters.app.max_frame, 100);
     app.update();
     assert_in_order(&app.world().resource::<Seen>().0, 1, 1000);
 }
@@ -89,7 +96,7 @@ fn drops_and_stalls_are_visible_in_diagnostics() {
     assert_eq!(p.try_produce_kind(KIND_TICK, &[0; 32]), Err(Error::Full));
     let drops = sampled(&mut app, &PerdixDiagnostics::DROPS_PER_SEC);
     assert!(drops > 0.0, "drops/s {drops}");
-    let totals = app.world().resource::<PerdixRings>().totals();
+    let totals = app.world().resource::<PerdixRings>().counters().total();
     assert_eq!((totals.drops, totals.stalls), (92, 1));
     let store = app.world().resource::<DiagnosticsStore>();
     let peak = |path: &bevy_diagnostic::DiagnosticPath| {
@@ -133,17 +140,18 @@ fn rings_of_each_device_are_counted_per_device() {
     let gpu0 = sampled(&mut app, &PerdixDiagnostics::device_msgs_per_sec(0));
     assert!(gpu1 > gpu0 && gpu0 > 0.0, "gpu0 {gpu0}/s, gpu1 {gpu1}/s");
     let ring = app.world().resource::<PerdixRings>();
-    let per_device: Vec<(u32, usize, u64)> = ring
-        .device_totals()
+    let per_device: Vec<(u32, u32, u64)> = ring
+        .counters()
+        .devices()
         .iter()
-        .map(|d| (d.device, d.rings, d.messages))
+        .map(|d| (d.device, d.rings, d.counters.messages))
         .collect();
     assert_eq!(per_device, [(0, 1, 100), (1, 2, 500)]);
     assert_eq!(
         (0..5).map(|r| ring.ring_device(r)).collect::<Vec<_>>(),
         [Some(0), Some(1), Some(1), None, None]
     );
-    assert_eq!(ring.stats().messages, 600);
+    assert_eq!(ring.counters().total().messages, 600);
 }
 
 #[test]
@@ -167,9 +175,9 @@ fn totals_stay_readable_after_the_stream_ends() {
     let rings = app.world().resource::<PerdixRings>();
     let last = rings.snapshot().history.last().map(|s| s.msgs_per_sec);
     assert_eq!(last, Some(0.0), "no messages in the last window");
-    assert_eq!(rings.stats().messages, u64::from(COUNT));
-    assert_eq!(rings.totals().messages, u64::from(COUNT));
-    assert_eq!(rings.totals().bytes, u64::from(COUNT) * 32);
+    assert_eq!(rings.counters().total().messages, u64::from(COUNT));
+    assert_eq!(rings.counters().total().messages, u64::from(COUNT));
+    assert_eq!(rings.counters().total().bytes, u64::from(COUNT) * 32);
     assert!(rings
         .snapshot()
         .history
@@ -193,7 +201,14 @@ fn malformed_messages_are_a_diagnostic() {
             .and_then(bevy_diagnostic::Diagnostic::value)
     };
     assert_eq!(malformed(&app), Some(2.0));
-    assert_eq!(app.world().resource::<PerdixRings>().stats().malformed, 2);
+    assert_eq!(
+        app.world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .malformed,
+        2
+    );
     app.update();
     assert_eq!(malformed(&app), Some(2.0), "a count, not a rate");
 }

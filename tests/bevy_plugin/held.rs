@@ -53,7 +53,14 @@ fn held(app: &App) -> usize {
 /// Updates until the drain has taken `count` messages, checking the bound every frame.
 fn resume(app: &mut App, count: u64, limit: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app.world().resource::<PerdixRings>().stats().messages < count {
+    while app
+        .world()
+        .resource::<PerdixRings>()
+        .counters()
+        .total()
+        .messages
+        < count
+    {
         assert!(Instant::now() < deadline, "drain did not take {count}");
         assert!(held(app) <= limit, "{} held, limit {limit}", held(app));
         app.update();
@@ -122,9 +129,19 @@ fn a_stalled_frame_makes_the_thread_drain_stop_at_max_held_bytes_and_block_the_p
     assert!(sender.join().is_ok());
     let seen = &app.world().resource::<SeenBig>().0;
     assert_eq!(*seen, (0..MESSAGES).collect::<Vec<_>>());
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.unrouted), (MESSAGES, 0));
-    assert_eq!(app.world().resource::<PerdixRings>().totals().drops, 0);
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().unrouted),
+        (MESSAGES, 0)
+    );
+    assert_eq!(
+        app.world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .drops,
+        0
+    );
 }
 
 #[test]
@@ -181,8 +198,8 @@ fn a_stalled_frame_leaves_drop_newest_drops_to_the_ring_and_counts_them() {
     // and every drop is the ring's, counted.
     resume(&mut app, accepted.len() as u64, limit);
     let rings = app.world().resource::<PerdixRings>();
-    assert_eq!(rings.totals().drops, dropped);
-    assert_eq!(rings.stats().messages, accepted.len() as u64);
+    assert_eq!(rings.counters().total().drops, dropped);
+    assert_eq!(rings.counters().total().messages, accepted.len() as u64);
     assert_eq!(app.world().resource::<SeenBig>().0, accepted);
 }
 
@@ -203,14 +220,15 @@ fn a_system_drain_takes_at_most_max_held_bytes_of_a_ring_a_frame_and_defers_the_
     let per_frame = (limit / (LEN + OVERHEAD)) as u64;
     assert_eq!(per_frame, 9);
     app.update();
-    let stats = app.world().resource::<PerdixRings>().stats();
+    let counters = app.world().resource::<PerdixRings>().counters();
     assert_eq!(
-        stats.messages, per_frame,
+        counters.total().messages,
+        per_frame,
         "one frame, within the byte limit"
     );
     // The rest waits in the ring, deferred (counted in ring positions: 65 slots each).
     assert_eq!(
-        (stats.deferred, stats.deferred_frames),
+        (counters.app.deferred, counters.app.deferred_frames),
         ((15 - per_frame) * 65, 1)
     );
     assert_eq!(
@@ -218,9 +236,13 @@ fn a_system_drain_takes_at_most_max_held_bytes_of_a_ring_a_frame_and_defers_the_
         (0..per_frame).collect::<Vec<_>>()
     );
     app.update();
-    let stats = app.world().resource::<PerdixRings>().stats();
+    let counters = app.world().resource::<PerdixRings>().counters();
     assert_eq!(
-        (stats.messages, stats.deferred, stats.max_frame),
+        (
+            counters.total().messages,
+            counters.app.deferred,
+            counters.app.max_frame
+        ),
         (15, 0, per_frame)
     );
     assert_eq!(

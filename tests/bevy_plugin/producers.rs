@@ -161,20 +161,23 @@ fn gpu_stress(devices: perdix_transport::cuda::GpuDevices) {
     let mut distinct = ordinals.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    let per_device = ring.device_totals();
+    let per_device = ring.counters().devices();
     let seen: Vec<(usize, usize)> = per_device
         .iter()
-        .map(|d| (d.device as usize, d.rings))
+        .map(|d| (d.device as usize, d.rings as usize))
         .collect();
     let expected: Vec<(usize, usize)> = distinct
         .iter()
         .map(|&d| (d, ordinals.iter().filter(|&&o| o == d).count()))
         .collect();
     assert_eq!(seen, expected, "{per_device:?}");
-    let total: u64 = per_device.iter().map(|d| d.messages).sum();
+    let total: u64 = per_device.iter().map(|d| d.counters.messages).sum();
     assert_eq!(total, report.messages);
     if distinct.len() > 1 {
-        assert!(per_device.iter().all(|d| d.messages > 0), "{per_device:?}");
+        assert!(
+            per_device.iter().all(|d| d.counters.messages > 0),
+            "{per_device:?}"
+        );
     }
     assert!((0..u32::try_from(entries).unwrap_or(u32::MAX)).all(|r| ring
         .ring_device(r)

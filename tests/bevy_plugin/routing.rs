@@ -16,9 +16,13 @@ fn typed_messages_arrive_complete_and_in_order_per_producer() {
     let seen = &app.world().resource::<Seen>().0;
     assert_eq!(seen.len(), 1000);
     assert_in_order(seen, 2, 500);
-    let stats = app.world().resource::<PerdixRings>().stats();
+    let counters = app.world().resource::<PerdixRings>().counters();
     assert_eq!(
-        (stats.messages, stats.unrouted, stats.malformed),
+        (
+            counters.total().messages,
+            counters.total().unrouted,
+            counters.total().malformed
+        ),
         (1000, 0, 0)
     );
 }
@@ -36,8 +40,11 @@ fn unrouted_kinds_arrive_raw_and_are_counted() {
     send_tick(&mut p, 0, 0);
     let unrouted = sampled(&mut app, &PerdixDiagnostics::UNROUTED_PER_SEC);
     assert!(unrouted > 0.0);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.unrouted), (11, 10));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().unrouted),
+        (11, 10)
+    );
     let raw = app.world().resource::<Messages<PerdixMessage>>();
     let got: Vec<(u32, Vec<u8>)> = raw
         .get_cursor()
@@ -56,8 +63,11 @@ fn raw_registered_kinds_are_not_unrouted() {
     let mut p = producer(&mut app, "a");
     assert_eq!(p.try_produce_kind(9, b"variable length"), Ok(()));
     app.update();
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.unrouted), (1, 0));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().unrouted),
+        (1, 0)
+    );
     let raw = app.world().resource::<Messages<PerdixMessage>>();
     assert_eq!(raw.len(), 1);
 }
@@ -72,8 +82,15 @@ fn wrong_length_for_a_registered_kind_is_malformed() {
         Ok(())
     );
     app.update();
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.malformed, stats.unrouted), (2, 1, 0));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (
+            counters.total().messages,
+            counters.total().malformed,
+            counters.total().unrouted
+        ),
+        (2, 1, 0)
+    );
     let hits = app.world().resource::<Messages<Hit>>();
     let got: Vec<Hit> = hits.get_cursor().read(hits).copied().collect();
     assert_eq!(got, [Hit { wall: 3 }]);
@@ -100,7 +117,14 @@ fn oversized_payloads_are_refused_by_the_producer() {
         Err(Error::MessageTooLarge { len: max + 1, max })
     );
     app.update();
-    assert_eq!(app.world().resource::<PerdixRings>().stats().messages, 0);
+    assert_eq!(
+        app.world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .messages,
+        0
+    );
 }
 
 const KIND_WORD: u32 = 3;
@@ -148,7 +172,14 @@ fn envelopes_in_order(rings: u32, per_frame: u32, frames: u32, drain: DrainMode)
         }
         // Thread drains hand batches over asynchronously: update until this frame's are in.
         let sent = u64::from(rings * per_frame * (frame + 1));
-        while app.world().resource::<PerdixRings>().stats().messages < sent {
+        while app
+            .world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .messages
+            < sent
+        {
             assert!(Instant::now() < deadline, "drain did not finish");
             app.update();
         }
@@ -171,9 +202,13 @@ fn envelopes_in_order(rings: u32, per_frame: u32, frames: u32, drain: DrainMode)
             );
         }
     }
-    let stats = app.world().resource::<PerdixRings>().stats();
+    let counters = app.world().resource::<PerdixRings>().counters();
     assert_eq!(
-        (stats.messages, stats.unrouted, stats.malformed),
+        (
+            counters.total().messages,
+            counters.total().unrouted,
+            counters.total().malformed
+        ),
         (total, 0, 0)
     );
 }
@@ -202,8 +237,11 @@ fn envelope_of_wrong_length_is_malformed() {
     let mut p = producer(&mut app, "a");
     assert_eq!(p.try_produce_kind(KIND_WORD, &[0u8; 12]), Ok(()));
     app.update();
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.malformed), (1, 1));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().malformed),
+        (1, 1)
+    );
     let envelopes = app.world().resource::<Messages<Envelope<[u64; 2]>>>();
     assert!(envelopes.is_empty());
 }

@@ -92,12 +92,16 @@ fn a_4_kib_pod_type_arrives_whole() {
     let want: Vec<Page> = (0..20).map(Page::new).collect();
     assert_eq!(pages, &want);
     assert_in_order(&app.world().resource::<Seen>().0, 1, 20);
-    let stats = app.world().resource::<PerdixRings>().stats();
+    let counters = app.world().resource::<PerdixRings>().counters();
     assert_eq!(
-        (stats.messages, stats.malformed, stats.unrouted),
+        (
+            counters.total().messages,
+            counters.total().malformed,
+            counters.total().unrouted
+        ),
         (40, 0, 0)
     );
-    assert_eq!(stats.bytes, 20 * (4096 + 32));
+    assert_eq!(counters.total().bytes, 20 * (4096 + 32));
     assert!(events(&app).is_empty());
 }
 
@@ -155,8 +159,11 @@ fn slices_in_order(drain: DrainMode) {
         last_seq = Some(got.header.seq);
     }
     assert_in_order(&app.world().resource::<Seen>().0, 1, COUNT);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.malformed), (2 * u64::from(COUNT), 0));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().malformed),
+        (2 * u64::from(COUNT), 0)
+    );
 }
 
 #[test]
@@ -179,7 +186,14 @@ fn raw_10_kib_intact(drain: DrainMode) {
     assert_eq!(p.try_produce_kind(99, &big), Ok(()));
     assert_eq!(p.try_produce_kind(99, b""), Ok(()));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app.world().resource::<PerdixRings>().stats().messages < 3 {
+    while app
+        .world()
+        .resource::<PerdixRings>()
+        .counters()
+        .total()
+        .messages
+        < 3
+    {
         app.update();
         assert!(Instant::now() < deadline, "not delivered");
     }
@@ -191,8 +205,11 @@ fn raw_10_kib_intact(drain: DrainMode) {
     // Positions count slots: the 224-byte message takes one, the 10 KiB one 41.
     let seqs: Vec<u64> = got.iter().map(PerdixMessage::seq).collect();
     assert_eq!(seqs, [0, 1, 42]);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.unrouted), (3, 3));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().unrouted),
+        (3, 3)
+    );
 }
 
 #[test]
@@ -223,8 +240,15 @@ fn a_slice_of_partial_elements_is_malformed() {
     let seen = &app.world().resource::<SeenBins>().0;
     let got: Vec<&[Bin]> = seen.iter().map(|s| &s.values[..]).collect();
     assert_eq!(got, [&whole[..], &[]]);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.malformed, stats.unrouted), (4, 2, 0));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (
+            counters.total().messages,
+            counters.total().malformed,
+            counters.total().unrouted
+        ),
+        (4, 2, 0)
+    );
     let store = app.world().resource::<DiagnosticsStore>();
     let malformed = store
         .get(&PerdixDiagnostics::MALFORMED)
@@ -334,6 +358,9 @@ fn a_slice_of_the_largest_message_arrives_over_many_laps() {
             max: max * 8
         })
     );
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.messages, stats.malformed), (80, 0));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().messages, counters.total().malformed),
+        (80, 0)
+    );
 }

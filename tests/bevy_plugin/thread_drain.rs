@@ -58,13 +58,20 @@ fn zero_copy_drain_with_routing_off() {
     });
     assert_eq!(taken, 10);
     assert_eq!(ns, (0..10).collect::<Vec<_>>());
-    assert_eq!(ring.stats().messages, 10);
+    assert_eq!(ring.counters().total().messages, 10);
 }
 
 /// Updates until the drain has taken `count` messages (drain threads hand over asynchronously).
 fn update_until_taken(app: &mut App, count: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while app.world().resource::<PerdixRings>().stats().messages < count {
+    while app
+        .world()
+        .resource::<PerdixRings>()
+        .counters()
+        .total()
+        .messages
+        < count
+    {
         assert!(
             Instant::now() < deadline,
             "drain did not take {count} messages"
@@ -88,10 +95,14 @@ fn thread_drain_respects_the_budget() {
         send_tick(&mut b, 1, n);
     }
     update_until_taken(&mut app, 2000);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!(stats.messages, 2000);
-    assert!(stats.max_frame <= 100, "max frame {}", stats.max_frame);
-    assert!(stats.frames >= 20);
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(counters.total().messages, 2000);
+    assert!(
+        counters.app.max_frame <= 100,
+        "max frame {}",
+        counters.app.max_frame
+    );
+    assert!(counters.app.frames >= 20);
     assert_in_order(&app.world().resource::<Seen>().0, 2, 1000);
 }
 
@@ -103,14 +114,24 @@ fn thread_drain_routes_kinds_registered_after_it_started() {
     let mut p = producer(&mut app, "a");
     assert_eq!(p.try_produce_kind(9, &[1; 16]), Ok(()));
     update_until_taken(&mut app, 1);
-    assert_eq!(app.world().resource::<PerdixRings>().stats().unrouted, 1);
+    assert_eq!(
+        app.world()
+            .resource::<PerdixRings>()
+            .counters()
+            .total()
+            .unrouted,
+        1
+    );
     // Kind 9 becomes a typed envelope while the drain thread runs.
     app.add_perdix_envelope::<[u64; 2]>(9);
     assert_eq!(p.try_produce_kind(9, &[2; 16]), Ok(()));
     send_tick(&mut p, 0, 0);
     update_until_taken(&mut app, 3);
-    let stats = app.world().resource::<PerdixRings>().stats();
-    assert_eq!((stats.unrouted, stats.malformed), (1, 0));
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(
+        (counters.total().unrouted, counters.total().malformed),
+        (1, 0)
+    );
     let envelopes = app.world().resource::<Messages<Envelope<[u64; 2]>>>();
     let got: Vec<[u64; 2]> = envelopes
         .get_cursor()
@@ -145,6 +166,9 @@ fn thread_drain_zero_copy_with_routing_off() {
     }
     assert_eq!(ns, (0..10).collect::<Vec<_>>());
     let ring = app.world().resource::<PerdixRings>();
-    assert_eq!((ring.stats().messages, ring.handed_over()), (10, 0));
+    assert_eq!(
+        (ring.counters().total().messages, ring.handed_over()),
+        (10, 0)
+    );
     assert!(app.world().resource::<Seen>().0.is_empty());
 }

@@ -15,7 +15,7 @@ use crate::{Consumer, Error, Message, Monitor};
 /// One ring the resource drains, and how: its source, its counts and its state.
 #[derive(Debug)]
 pub(crate) struct DrainedRing {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) monitor: Monitor,
     pub(crate) source: Source,
     /// The producer is gone and every message was taken (or the ring failed).
@@ -31,9 +31,10 @@ pub(crate) struct DrainedRing {
     sampler: Sampler,
     /// The CUDA device that writes this ring, if any.
     pub(crate) device: Option<u32>,
-    /// Messages and payload bytes taken from this ring so far.
-    pub(crate) messages: u64,
-    pub(crate) bytes: u64,
+    /// Messages of this ring no route took, and of a routed kind that did not fit its type
+    /// (messages and bytes taken are the ring's own counts, in its stats).
+    pub(crate) unrouted: u64,
+    pub(crate) malformed: u64,
     /// Bytes (each message its [`held::cost`](super::held::cost)) this ring may still give the
     /// current drain ([`open`](Self::open)): read from the ring itself
     /// ([`DrainMode::System`](crate::bevy::DrainMode::System)), a drain stops before the
@@ -64,7 +65,7 @@ impl DrainedRing {
         };
         Self {
             held,
-            name: name.to_owned(),
+            name: name.into(),
             monitor,
             source,
             finished: false,
@@ -73,8 +74,8 @@ impl DrainedRing {
             producer_fault: None,
             sampler: Sampler::default(),
             device,
-            messages: 0,
-            bytes: 0,
+            unrouted: 0,
+            malformed: 0,
             room: u64::MAX,
         }
     }
@@ -91,7 +92,7 @@ impl DrainedRing {
     }
 
     /// Up to `max` messages of this ring (index `idx`) into `sink`, counted in `taken` (and
-    /// latency-sampled) and in the ring's own totals; `taken.limited` notes a message left
+    /// latency-sampled); `taken.limited` notes a message left
     /// waiting for want of room in bytes.
     pub(crate) fn take<F>(&mut self, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
     where
@@ -101,12 +102,9 @@ impl DrainedRing {
             return;
         }
         let mut sampler = self.sampler;
-        let before = taken.count;
-        let (mut bytes, mut largest, latencies) = (0u64, taken.largest, &mut taken.latencies);
+        let (mut largest, latencies) = (taken.largest, &mut taken.latencies);
         let (count, refused) = self.drain(max, |msg| {
-            let len = msg.len() as u64;
-            bytes += len;
-            largest = largest.max(len);
+            largest = largest.max(msg.len() as u64);
             sampler.sample(msg.stamp_ns(), latencies);
             sink(idx, msg);
         });
@@ -114,8 +112,6 @@ impl DrainedRing {
         taken.limited |= refused;
         taken.largest = largest;
         self.sampler = sampler;
-        self.messages += (taken.count - before) as u64;
-        self.bytes += bytes;
     }
 
     /// Up to `max` messages, within the ring's room in bytes: `f(view)` on each (in
@@ -221,7 +217,7 @@ impl DrainedRing {
         self.reported = true;
         Some(PerdixEvent::RingFailed {
             ring: ring_index(idx),
-            name: self.name.clone(),
+            name: self.name.to_string(),
             device: self.device,
             error,
         })

@@ -73,6 +73,7 @@ impl Consumer {
     #[inline]
     pub(crate) fn release_one(&mut self) {
         self.advance(self.held_len);
+        self.count_taken(self.held_len);
         self.publish();
     }
 }

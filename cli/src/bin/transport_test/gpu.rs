@@ -175,7 +175,7 @@ fn backpressure(gpu: &GpuContext) -> Result<String, String> {
         "Block: {stalls} stalls, no loss; DropNewest: {} emitted + {} dropped = {} attempted; \
          dropped consumer ended a blocked kernel in {:.1} ms",
         c.emitted,
-        c.dropped,
+        c.drops,
         report.attempts,
         started.elapsed().as_secs_f64() * 1e3
     ))

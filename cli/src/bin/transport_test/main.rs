@@ -179,7 +179,7 @@ fn backpressure() -> Result<String, String> {
         })?;
     }
     let stats = producer.stats();
-    check(stats.drops == 5 && stats.full_events == 1, || {
+    check(stats.drops == 5 && stats.stalls == 1, || {
         format!("counters {stats:?}")
     })?;
     // Block: a blocked producer resumes once the consumer frees a slot.
@@ -206,7 +206,7 @@ fn backpressure() -> Result<String, String> {
     })?;
     Ok(format!(
         "Full without loss, DropNewest dropped exactly 5, Block resumed ({} full events)",
-        producer.stats().full_events
+        producer.stats().stalls
     ))
 }
 

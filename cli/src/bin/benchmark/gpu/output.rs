@@ -58,7 +58,7 @@ pub(super) fn print_table(gpu: &GpuContext, rows: &[Row], latency: Option<&Laten
             r.verify.messages,
             r.msgs_per_sec() / 1e6,
             r.bytes_per_sec() / 1e9,
-            r.counters.dropped,
+            r.counters.drops,
             r.counters.stalls,
             if r.is_clean() { "yes" } else { "NO" }
         );
@@ -114,7 +114,7 @@ pub(super) fn print_json(gpu: &GpuContext, rows: &[Row], latency: Option<&Latenc
                 r.msgs_per_sec(),
                 r.bytes_per_sec() / 1e9,
                 r.counters.emitted,
-                r.counters.dropped,
+                r.counters.drops,
                 r.counters.stalls,
                 r.attempts,
                 r.per_consumer,
