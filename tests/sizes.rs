@@ -134,8 +134,40 @@ fn a_pad_at_every_wrap_offset() {
             drop(after);
             assert_eq!(consumer.stats().produced, pos + pad + k + 1);
             assert_eq!(consumer.position(), pos + pad + k + 1);
+            // Messages and bytes taken count each message once, whatever its slots; a pad is
+            // no message.
+            let stats = consumer.stats();
+            let ones = capacity + start;
+            assert_eq!(
+                (stats.messages, stats.bytes),
+                (ones + 2, ones * 8 + len as u64 + 5)
+            );
         }
     }
+}
+
+/// A drain counts what it took, in messages and payload bytes, as the guards do.
+#[test]
+fn drains_count_messages_and_bytes_taken() {
+    let (mut producer, mut consumer) = Buffer::new(16).unwrap().into_split();
+    let lens = [1usize, 240, 241, 700, 3];
+    for (n, len) in lens.iter().enumerate() {
+        producer.try_produce(&body(n as u64, *len)).unwrap();
+    }
+    assert_eq!((consumer.stats().messages, consumer.stats().bytes), (0, 0));
+    assert_eq!(consumer.drain(2, |_| {}), 2);
+    assert_eq!(
+        (consumer.stats().messages, consumer.stats().bytes),
+        (2, 241)
+    );
+    assert_eq!(consumer.drain(16, |_| {}), 3);
+    let total: usize = lens.iter().sum();
+    assert_eq!(
+        (consumer.stats().messages, consumer.stats().bytes),
+        (5, total as u64)
+    );
+    // The producer's half reads the same counts.
+    assert_eq!(producer.stats().messages, 5);
 }
 
 #[test]

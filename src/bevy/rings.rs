@@ -273,9 +273,9 @@ impl PerdixRings {
     /// consumed). The `perdix/*` diagnostics, [`snapshot`](Self::snapshot) and the exporters
     /// derive from it; rates come from two snapshots apart in time.
     ///
-    /// Messages and bytes are the rings' own counts: what was taken out of them (in
-    /// [`DrainMode::Thread`], by their drain threads; [`handed_over`](Self::handed_over) of
-    /// them are not delivered yet).
+    /// Messages and bytes are what the frame took out of the rings (in [`DrainMode::Thread`],
+    /// the batches the frame took from the drain threads; [`handed_over`](Self::handed_over)
+    /// more wait in them).
     #[must_use]
     pub fn counters(&self) -> CountersSnapshot {
         let app = AppCounters {

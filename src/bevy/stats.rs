@@ -92,10 +92,12 @@ impl Counts {
     }
 }
 
-/// Ring `idx`'s counters: its own (messages and bytes taken, stalls, drops, corrupt slots, fill:
-/// a GPU ring's drops and stalls are its kernels', the device counters) and the routing's.
+/// Ring `idx`'s counters: its own (stalls, drops, corrupt slots, fill: a GPU ring's drops and
+/// stalls are its kernels', the device counters), what the frame took of it, and the routing's.
 fn ring_counters(idx: usize, ring: &DrainedRing) -> RingCounters {
     let mut counters = Counters::from(ring.monitor.stats());
+    counters.messages = ring.messages;
+    counters.bytes = ring.bytes;
     counters.unrouted = ring.unrouted;
     counters.malformed = ring.malformed;
     RingCounters {

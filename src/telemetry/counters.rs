@@ -31,7 +31,9 @@ use crate::RingStats;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
-    /// Messages taken out of the ring(s) by their consumer (`perdix_messages_total`).
+    /// Messages taken out of the ring(s) by their consumer (`perdix_messages_total`); in the
+    /// Bevy plugin, taken by the frame (a drain thread's batches count once the frame takes
+    /// them).
     pub messages: u64,
     /// Payload bytes of those messages.
     pub bytes: u64,

@@ -212,3 +212,53 @@ fn malformed_messages_are_a_diagnostic() {
     app.update();
     assert_eq!(malformed(&app), Some(2.0), "a count, not a rate");
 }
+
+/// The counters are read, never consumed: any number of readers (here a system that reads
+/// them three times a frame) see the same counts, and the diagnostics still see their latency
+/// window and rates (before, the diagnostics took the window and closed the frame as they
+/// sampled, so a second reader would have corrupted both).
+#[test]
+fn counters_are_read_by_any_number_of_readers() {
+    #[derive(Resource, Default)]
+    struct Reads(u64);
+    fn reader(rings: Res<PerdixRings>, mut reads: ResMut<Reads>) {
+        let (a, b, c) = (rings.counters(), rings.counters(), rings.counters());
+        assert_eq!((a.total(), a.app), (b.total(), b.app));
+        assert_eq!((b.total(), b.app), (c.total(), c.app));
+        assert!(std::sync::Arc::ptr_eq(&a.latency, &c.latency));
+        reads.0 += 3;
+    }
+    const COUNT: u32 = 6_400;
+    let mut app = app(PerdixPlugin::default().capacity(8192));
+    app.add_plugins(DiagnosticsPlugin)
+        .init_resource::<Reads>()
+        .add_systems(Update, reader);
+    let mut p = producer(&mut app, "stamped");
+    app.update(); // the diagnostics' first sample: the baseline
+    for n in 0..COUNT {
+        send_tick(&mut p, 0, n);
+    }
+    std::thread::sleep(Duration::from_millis(120));
+    app.update();
+    let counters = app.world().resource::<PerdixRings>().counters();
+    assert_eq!(counters.total().messages, u64::from(COUNT));
+    assert_eq!(counters.app.frames, 2, "the drain closed each frame once");
+    assert_eq!(counters.app.frame_messages, u64::from(COUNT));
+    // One stamped message in 64 is sampled.
+    assert_eq!(counters.latency.len(), u64::from(COUNT / 64));
+    let store = app.world().resource::<DiagnosticsStore>();
+    let (msgs, p50) = (
+        PerdixDiagnostics::MSGS_PER_SEC,
+        PerdixDiagnostics::LATENCY_P50_US,
+    );
+    let value = |path| {
+        store
+            .get(path)
+            .and_then(|d| d.measurement())
+            .map(|m| m.value)
+    };
+    let rate = value(&msgs).unwrap_or(0.0);
+    assert!(rate > 0.0, "msgs_per_sec {rate}");
+    assert!(value(&p50).is_some(), "no latency window");
+    assert_eq!(app.world().resource::<Reads>().0, 6);
+}

@@ -176,6 +176,8 @@ impl Scheduler {
                     taken.count += batch.count;
                     taken.largest = taken.largest.max(batch.largest);
                     taken.latencies.extend_from_slice(&batch.latencies);
+                    ring.messages += batch.count as u64;
+                    ring.bytes += batch.bytes;
                     out.push((idx, batch));
                     more = true;
                 } else if thread.has_pending() {

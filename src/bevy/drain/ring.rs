@@ -31,8 +31,13 @@ pub(crate) struct DrainedRing {
     sampler: Sampler,
     /// The CUDA device that writes this ring, if any.
     pub(crate) device: Option<u32>,
-    /// Messages of this ring no route took, and of a routed kind that did not fit its type
-    /// (messages and bytes taken are the ring's own counts, in its stats).
+    /// Messages and payload bytes the frame took from this ring so far: the ring's own counts
+    /// in [`DrainMode::System`](crate::bevy::DrainMode::System); in
+    /// [`DrainMode::Thread`](crate::bevy::DrainMode::Thread) those of the batches the frame
+    /// took (the ring's count includes what its drain thread still holds).
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+    /// Messages of this ring no route took, and of a routed kind that did not fit its type.
     pub(crate) unrouted: u64,
     pub(crate) malformed: u64,
     /// Bytes (each message its [`held::cost`](super::held::cost)) this ring may still give the
@@ -74,6 +79,8 @@ impl DrainedRing {
             producer_fault: None,
             sampler: Sampler::default(),
             device,
+            messages: 0,
+            bytes: 0,
             unrouted: 0,
             malformed: 0,
             room: u64::MAX,
@@ -92,7 +99,7 @@ impl DrainedRing {
     }
 
     /// Up to `max` messages of this ring (index `idx`) into `sink`, counted in `taken` (and
-    /// latency-sampled); `taken.limited` notes a message left
+    /// latency-sampled) and in the ring's counts; `taken.limited` notes a message left
     /// waiting for want of room in bytes.
     pub(crate) fn take<F>(&mut self, idx: usize, max: usize, sink: &mut F, taken: &mut Taken)
     where
@@ -102,9 +109,12 @@ impl DrainedRing {
             return;
         }
         let mut sampler = self.sampler;
-        let (mut largest, latencies) = (taken.largest, &mut taken.latencies);
+        let before = taken.count;
+        let (mut bytes, mut largest, latencies) = (0u64, taken.largest, &mut taken.latencies);
         let (count, refused) = self.drain(max, |msg| {
-            largest = largest.max(msg.len() as u64);
+            let len = msg.len() as u64;
+            bytes += len;
+            largest = largest.max(len);
             sampler.sample(msg.stamp_ns(), latencies);
             sink(idx, msg);
         });
@@ -112,6 +122,8 @@ impl DrainedRing {
         taken.limited |= refused;
         taken.largest = largest;
         self.sampler = sampler;
+        self.messages += (taken.count - before) as u64;
+        self.bytes += bytes;
     }
 
     /// Up to `max` messages, within the ring's room in bytes: `f(view)` on each (in
