@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 22 (one set of counters; Prometheus; Zenoh) on the GPU machine, one call under
+# DEADLINE seconds: the GPU tests of the new code (PERDIX_REQUIRE_GPU=1; the counters' rename
+# touched them), then the hot path before (main before issue 22) and after, alternating: the
+# consumer now counts the messages and bytes it takes (published with its head), so the spsc
+# bench, the GPU benchmark at 224 B and 32 B with 8 consumers, and headless_stress batches at
+# 64 B; later steps: the GPU stress stream published over zenoh to a second process.
+#
+# Here (no GPU): scripts/stage-device.sh .device-i22 --tests --bins --example headless_stress
+# --bench spsc (the new code), and .device-i22base --bins --example headless_stress --bench spsc
+# (the code before); carry both.
+# There:  DEADLINE=540 bash scripts/gpu-issue22.sh call1 | tests | hot | remote   (logs in $OUT/<step>.tgz)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/device-steps.sh .device-i22 gpu-issue22 540 "$1"
+n=.device-i22/bin
+o=.device-i22base/bin
+tests() {
+  for spec in ${TESTS:-perdix_transport:40 gpu:100 gpu_faults:90 gpu_sizes:80 bevy_plugin:50 bevy_kernels:30 bevy_faults:100 gpu_user_launch:30}; do
+    run "${spec%%:*}" "${spec##*:}" "$n/${spec%%:*}" --ignored --test-threads=1 --nocapture \
+      ${SKIP:+--skip "$SKIP"}
+  done
+}
+hot() {
+  for r in 1 2; do
+    for v in before after; do
+      d=$o; [ $v = after ] && d=$n
+      run "spsc-$v-$r" 50 taskset -c 2,3 "$d/spsc" --bench '^(seed|throughput/perdix)' \
+        --warm-up-time 0.5 --measurement-time 2
+      run "gpu-$v-$r" 30 "$d/benchmark" --sizes 224,32 --consumers 8 --seconds 4 --latency-seconds 0
+      run "stress-$v-$r" 30 "$d/headless_stress" --deliver batch --size 64 --seconds 4 \
+        --baseline-seconds 2 --load-seconds 0
+    done
+  done
+}
+case $1 in
+  call1) tests; hot ;;
+  tests) tests ;;
+  hot) hot ;;
+esac
+grep -hE "^test .* FAILED|panicked at|left a gap" "$logs"/*.log | head -30
+for l in "$logs"/stress-*.log; do
+  echo "-- $(basename "$l" .log)"
+  grep -E 'bare ring  |into ECS|RESULT' "$l" | cut -c1-200 | tail -4
+done
+for l in "$logs"/gpu-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'M msgs/s' "$l" | head -4; done
+for l in "$logs"/spsc-*.log; do echo "-- $(basename "$l" .log)"; grep -B1 -E 'thrpt' "$l" | grep -vE '^--$' | head -16; done
+cat "$logs/gpu.txt" "$sum"
+tar -czf "$out/$step.tgz" -C "$out" "$step" && rm -rf "$logs"
