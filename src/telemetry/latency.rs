@@ -156,6 +156,31 @@ impl LatencyHistogram {
             })
             .collect()
     }
+
+    /// Samples of at most `ns` (to the histogram's 3 significant digits: a sample up to 0.1 %
+    /// above `ns` may count): the cumulative bucket `le` of a Prometheus histogram.
+    /// Nondecreasing in `ns`; 0 when empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::telemetry::LatencyHistogram;
+    ///
+    /// let mut hist = LatencyHistogram::new();
+    /// hist.record(1_000);
+    /// hist.record(5_000);
+    /// assert_eq!(hist.count_at_most(999), 0);
+    /// assert_eq!(hist.count_at_most(1_000), 1);
+    /// assert_eq!(hist.count_at_most(u64::MAX), 2);
+    /// ```
+    #[must_use]
+    pub fn count_at_most(&self, ns: u64) -> u64 {
+        if ns == 0 || self.hist.is_empty() {
+            0
+        } else {
+            self.hist.count_between(1, ns)
+        }
+    }
 }
 
 /// Headline figures of a [`LatencyHistogram`]; all zero when it is empty.
