@@ -3,8 +3,8 @@
 //! ring's `Monitor` at each scrape. Stops by itself after `--seconds`.
 //!
 //! ```text
-//! cargo run --features prometheus --example prometheus_export -- --addr 127.0.0.1:9464 --seconds 30
-//! curl -s http://127.0.0.1:9464/metrics | grep perdix_messages_total
+//! cargo run --features prometheus --example prometheus_export -- --seconds 30
+//! curl -s http://127.0.0.1:9464/metrics | grep perdix_messages_total   # the default --addr
 //! ```
 //!
 //! `scripts/prometheus-check.sh` runs it against a real Prometheus server.

@@ -221,7 +221,7 @@ impl PerdixRings {
 
     /// Takes up to `max` ready messages without copying them into ECS messages, calling `f` on
     /// each, oldest first within each ring; returns how many. They count in
-    /// [`stats`](Self::stats) and the diagnostics but are not routed.
+    /// [`counters`](Self::counters) and the diagnostics but are not routed.
     ///
     /// In [`DrainMode::System`] the views borrow the ring's slots. In [`DrainMode::Thread`] they
     /// are of the batches the drain threads copied; with routing on, those threads already

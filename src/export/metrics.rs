@@ -175,8 +175,11 @@ fn series(snapshot: &CountersSnapshot) -> Vec<Series<'_>> {
     series
 }
 
-/// Ring counters: name (`_total` is added by the encoder), help, field.
-const RING_COUNTERS: [(&str, &str, fn(&Counters) -> u64); 7] = [
+/// A metric of `T`: its name, help and value.
+type Metric<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// Ring counters (`_total` is added by the encoder).
+const RING_COUNTERS: [Metric<Counters>; 7] = [
     (
         "perdix_messages",
         "Messages taken out of the ring by its consumer.",
@@ -213,7 +216,7 @@ const RING_COUNTERS: [(&str, &str, fn(&Counters) -> u64); 7] = [
 ];
 
 /// Ring gauges.
-const RING_GAUGES: [(&str, &str, fn(&Counters) -> u64); 2] = [
+const RING_GAUGES: [Metric<Counters>; 2] = [
     (
         "perdix_ring_occupancy_slots",
         "Slots published and not yet taken, now.",
@@ -225,7 +228,7 @@ const RING_GAUGES: [(&str, &str, fn(&Counters) -> u64); 2] = [
 ];
 
 /// The Bevy plugin's counters (`_total` added by the encoder).
-const APP_COUNTERS: [(&str, &str, fn(&AppCounters) -> u64); 5] = [
+const APP_COUNTERS: [Metric<AppCounters>; 5] = [
     ("perdix_frames", "Frames the plugin's drain closed.", |a| {
         a.frames
     }),
@@ -246,7 +249,7 @@ const APP_COUNTERS: [(&str, &str, fn(&AppCounters) -> u64); 5] = [
 ];
 
 /// The Bevy plugin's gauges.
-const APP_GAUGES: [(&str, &str, fn(&AppCounters) -> u64); 5] = [
+const APP_GAUGES: [Metric<AppCounters>; 5] = [
     (
         "perdix_deferred_messages",
         "Ready messages the budget left in the rings at the end of the latest drain.",

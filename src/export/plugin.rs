@@ -129,7 +129,8 @@ impl PerdixMetrics {
     ///
     /// let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// let mut app = App::new();
-    /// app.add_plugins((PerdixPlugin::default(), PerdixPrometheusPlugin::new(taken.local_addr()?)));
+    /// let plugin = PerdixPrometheusPlugin::new(taken.local_addr()?);
+    /// app.add_plugins((PerdixPlugin::default(), plugin));
     /// app.update();
     /// let metrics = app.world().resource::<PerdixMetrics>();
     /// assert!(matches!(metrics.error(), Some(ExportError::Bind { .. })));

@@ -224,7 +224,7 @@ impl MetricsServer {
 }
 
 impl Drop for MetricsServer {
-    /// Stops the server thread and joins it (within [`POLL`] and one connection's deadlines).
+    /// Stops the server thread and joins it (within 20 ms and one connection's deadlines).
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
