@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use perdix_transport::export::MetricsServer;
+use perdix_transport::export::{ExportError, MetricsServer};
 use perdix_transport::Buffer;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -115,6 +115,18 @@ fn other_paths_and_bad_requests_are_refused() {
 }
 
 #[test]
+fn a_taken_address_is_an_error_value_with_its_text() {
+    let first = MetricsServer::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let addr = first.local_addr();
+    let err = MetricsServer::bind(addr).expect_err("the port is taken");
+    assert!(matches!(err, ExportError::Bind { addr: a, .. } if a == addr));
+    let text = err.to_string();
+    let expected = format!("cannot bind the metrics endpoint to {addr}: ");
+    assert!(text.starts_with(&expected), "{text}");
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[test]
 fn a_silent_client_does_not_block_the_next_scrape_for_long() {
     let server = MetricsServer::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
     let _silent = TcpStream::connect_timeout(&server.local_addr(), TIMEOUT).expect("connect");
@@ -135,7 +147,7 @@ fn bevy_plugin_counters_arrive_and_grow() {
     let mut app = App::new();
     app.add_plugins((
         PerdixPlugin::default(),
-        PerdixPrometheusPlugin::new("127.0.0.1:0".parse().expect("addr")).interval(Duration::ZERO),
+        PerdixPrometheusPlugin::new("127.0.0.1:0".parse().expect("addr")),
     ));
     let mut producer = app
         .world_mut()
@@ -159,8 +171,16 @@ fn bevy_plugin_counters_arrive_and_grow() {
     for i in 0u32..30 {
         producer.try_produce(&i.to_le_bytes()).expect("produce");
     }
-    app.update();
-    let (_, second) = get(addr, "/metrics");
+    // The plugin publishes every ~100 ms, as frames close: frames until it did (at most 5 s).
+    let mut second = String::new();
+    for _ in 0..500 {
+        app.update();
+        second = get(addr, "/metrics").1;
+        if sample(&second, messages) == 80 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(sample(&second, messages), 80);
     assert!(sample(&second, "perdix_frames_total") > sample(&first, "perdix_frames_total"));
 }

@@ -122,7 +122,7 @@ mod diagnostics;
 mod drain;
 mod envelope;
 mod event;
-pub(crate) mod frame;
+mod frame;
 mod header;
 mod limits;
 mod message;

@@ -321,10 +321,10 @@ fn latency_buckets(hist: &LatencyHistogram) -> (f64, u64, Vec<(f64, u64)>) {
     let mut below = 0;
     let buckets = LATENCY_BUCKETS_NS
         .iter()
-        .map(|&ns| {
-            let at_most = hist.count_at_most(ns).max(below);
-            let own = at_most - below;
-            below = at_most;
+        .zip(hist.counts_at_most(&LATENCY_BUCKETS_NS))
+        .map(|(&ns, at_most)| {
+            let own = at_most.saturating_sub(below);
+            below = below.max(at_most);
             (ns as f64 / 1e9, own)
         })
         .collect();

@@ -8,7 +8,8 @@
 //! - [`MetricsServer`] serves it on a thread of its own, from published snapshots or a source
 //!   called at scrape time ([`MetricsServer::for_monitors`] for a plain
 //!   [`Consumer`](crate::Consumer)). Bound to loopback by default ([`DEFAULT_ADDR`]).
-//! - With `bevy`, [`PerdixPrometheusPlugin`] publishes `PerdixRings::counters()` to one.
+//! - With `bevy`, [`PerdixPrometheusPlugin`] publishes to one the `PerdixRings::counters()`
+//!   snapshot the plugin samples every ~100 ms.
 //!
 //! The snapshot is cumulative, so the metrics are exported as they are: Prometheus computes
 //! the rates (`rate(perdix_messages_total[1m])`). No async runtime: the endpoint is a std
@@ -31,7 +32,7 @@
 //   metrics.rs   PerdixCollector, encode_text: a snapshot in the text format
 //   http.rs      the endpoint's HTTP: one GET per connection, bounded in size and time
 //   server.rs    MetricsServer, ExportError: the endpoint's thread and its snapshot source
-//   plugin.rs    PerdixPrometheusPlugin (feature `bevy`): publishes the plugin's counters
+//   plugin.rs    PerdixPrometheusPlugin, PerdixMetrics (feature `bevy`): the plugin's counters
 
 mod http;
 mod metrics;

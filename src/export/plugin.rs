@@ -3,26 +3,24 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use bevy_app::{App, Last, Plugin, Startup};
+use bevy_app::{App, Plugin, Startup};
 use bevy_ecs::resource::Resource;
-use bevy_ecs::schedule::IntoScheduleConfigs;
-use bevy_ecs::system::{Res, ResMut};
+use bevy_ecs::system::ResMut;
 
-use super::server::{ExportError, MetricsServer, DEFAULT_ADDR};
+use super::server::{publish_to, ExportError, MetricsServer, DEFAULT_ADDR};
 use crate::bevy::PerdixRings;
-use crate::clock;
 
 /// Serves [`PerdixRings::counters`] at `GET /metrics` for Prometheus, from a
 /// [`MetricsServer`] on its own thread.
 ///
-/// `build()` only registers: the [`PerdixMetrics`] resource, a `Startup` system that binds
-/// [`addr`](Self::addr), and a system in `Last`, after the plugin closes the frame, that
-/// publishes a snapshot at most every [`interval`](Self::interval) (a snapshot costs a `Vec`
-/// per ring: not every frame). Add it with
-/// [`PerdixPlugin`](crate::bevy::PerdixPlugin). A bind failure does not stop the app: it is
-/// [`PerdixMetrics::error`], and logged.
+/// `build()` only registers: the [`PerdixMetrics`] resource and a `Startup` system that binds
+/// [`addr`](Self::addr) and hands the server the snapshots the plugin already takes every
+/// ~100 ms for its rate history (in `Last`, once the frame is closed). So the frames in between
+/// pay nothing: no system runs for the exporter (a system run, even one a run condition skips,
+/// cost an idle frame about 0.5 µs on the 2-core dev VM: docs/PERFORMANCE.md, "Exporter
+/// overhead (issue 22)"). Add it with [`PerdixPlugin`](crate::bevy::PerdixPlugin). A bind
+/// failure does not stop the app: it is [`PerdixMetrics::error`], and logged.
 ///
 /// # Examples
 ///
@@ -47,35 +45,19 @@ pub struct PerdixPrometheusPlugin {
     /// Where the endpoint listens. Default [`DEFAULT_ADDR`] (`127.0.0.1:9464`, loopback
     /// only); port 0 picks a free port ([`PerdixMetrics::local_addr`]).
     pub addr: SocketAddr,
-    /// Publishes the counters at most this often. Default 100 ms: finer than any scrape
-    /// interval, rare enough to cost nothing measurable per frame.
-    pub interval: Duration,
 }
 
 impl Default for PerdixPrometheusPlugin {
     fn default() -> Self {
-        Self {
-            addr: DEFAULT_ADDR,
-            interval: Duration::from_millis(100),
-        }
+        Self::new(DEFAULT_ADDR)
     }
 }
 
 impl PerdixPrometheusPlugin {
-    /// The endpoint at `addr`, publishing every 100 ms.
+    /// The endpoint at `addr`.
     #[must_use]
     pub fn new(addr: SocketAddr) -> Self {
-        Self {
-            addr,
-            ..Self::default()
-        }
-    }
-
-    /// Publishes at most every `interval`.
-    #[must_use]
-    pub fn interval(mut self, interval: Duration) -> Self {
-        self.interval = interval;
-        self
+        Self { addr }
     }
 }
 
@@ -83,12 +65,9 @@ impl Plugin for PerdixPrometheusPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(PerdixMetrics {
             addr: self.addr,
-            interval_ns: u64::try_from(self.interval.as_nanos()).unwrap_or(u64::MAX),
-            last_ns: None,
             state: State::NotStarted,
         })
-        .add_systems(Startup, start)
-        .add_systems(Last, publish.after(crate::bevy::frame::close_frame));
+        .add_systems(Startup, start);
     }
 }
 
@@ -96,9 +75,6 @@ impl Plugin for PerdixPrometheusPlugin {
 #[derive(Resource, Debug)]
 pub struct PerdixMetrics {
     addr: SocketAddr,
-    interval_ns: u64,
-    /// When the latest snapshot was published, [`clock::now_ns`].
-    last_ns: Option<u64>,
     state: State,
 }
 
@@ -155,34 +131,23 @@ impl PerdixMetrics {
     }
 }
 
-/// Binds the endpoint (`Startup`); a failure is kept in the resource and logged.
-fn start(metrics: Option<ResMut<PerdixMetrics>>) {
+/// Binds the endpoint and makes it the rings' counters sink (`Startup`); a failure is kept in
+/// the resource and logged.
+fn start(metrics: Option<ResMut<PerdixMetrics>>, rings: Option<ResMut<PerdixRings>>) {
     let Some(mut metrics) = metrics else {
         return;
     };
     metrics.state = match MetricsServer::bind(metrics.addr) {
-        Ok(server) => State::Serving(server),
+        Ok(server) => {
+            if let (Some(mut rings), Some(published)) = (rings, server.published()) {
+                publish_to(&published, rings.counters());
+                rings.set_counters_sink(move |snapshot| publish_to(&published, snapshot));
+            }
+            State::Serving(server)
+        }
         Err(err) => {
             tracing::error!(%err, "perdix: metrics endpoint not started");
             State::Failed(err)
         }
     };
-}
-
-/// Publishes the rings' counters, at most every `interval` (`Last`, after the frame closed).
-fn publish(rings: Option<Res<PerdixRings>>, metrics: Option<ResMut<PerdixMetrics>>) {
-    let (Some(rings), Some(mut metrics)) = (rings, metrics) else {
-        return;
-    };
-    let now = clock::now_ns();
-    if metrics
-        .last_ns
-        .is_some_and(|last| now.saturating_sub(last) < metrics.interval_ns)
-    {
-        return;
-    }
-    if let State::Serving(server) = &metrics.state {
-        server.publish(rings.counters());
-        metrics.last_ns = Some(now);
-    }
 }

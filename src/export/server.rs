@@ -51,8 +51,18 @@ pub enum ExportError {
     Spawn(#[source] io::Error),
 }
 
-/// The latest snapshot handed to [`MetricsServer::publish`].
-type Published = Arc<Mutex<Arc<CountersSnapshot>>>;
+/// The latest snapshot handed to [`MetricsServer::publish`]: the server serves it, and a
+/// publisher may hold a clone (the Bevy plugin's sink).
+pub(crate) type Published = Arc<Mutex<Arc<CountersSnapshot>>>;
+
+/// Makes `snapshot` the one `published` holds (the old one drops after the lock is released).
+pub(crate) fn publish_to(published: &Published, snapshot: CountersSnapshot) {
+    let snapshot = Arc::new(snapshot);
+    let _old = std::mem::replace(
+        &mut *published.lock().unwrap_or_else(PoisonError::into_inner),
+        snapshot,
+    );
+}
 
 /// An HTTP endpoint serving perdix's counters at `GET /metrics` in the Prometheus text format
 /// ([`PerdixCollector`] lists the metrics), from a thread of its own, until dropped.
@@ -180,13 +190,15 @@ impl MetricsServer {
     /// ([`with_source`](Self::with_source), [`for_monitors`](Self::for_monitors)).
     pub fn publish(&self, snapshot: CountersSnapshot) {
         if let Some(published) = &self.published {
-            let snapshot = Arc::new(snapshot);
-            // The old snapshot drops after the lock is released.
-            let _old = std::mem::replace(
-                &mut *published.lock().unwrap_or_else(PoisonError::into_inner),
-                snapshot,
-            );
+            publish_to(published, snapshot);
         }
+    }
+
+    /// Where [`publish`](Self::publish) puts a snapshot (`None` for a server with a source of
+    /// its own), for a publisher on another thread or in a closure.
+    #[cfg(feature = "bevy")]
+    pub(crate) fn published(&self) -> Option<Published> {
+        self.published.clone()
     }
 
     /// `GET /metrics` requests answered so far.
