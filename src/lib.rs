@@ -54,6 +54,8 @@ pub mod cuda;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 mod error;
+#[cfg(feature = "prometheus")]
+pub mod export;
 mod ring;
 mod sync;
 pub mod telemetry;

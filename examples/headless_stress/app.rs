@@ -72,6 +72,7 @@ pub fn run(args: &Args, producers: usize, verifiers: usize, pace: Option<f64>) -
             .chain()
             .after(Verify),
     );
+    crate::metrics::add(&mut app, args);
     match args.deliver {
         Deliver::Raw => {
             app.add_perdix_raw(StressProducers::KIND);

@@ -74,6 +74,17 @@ pub struct Args {
     /// second.
     #[arg(long)]
     pub diagnostics: bool,
+    /// Serve the counters for Prometheus at `http://ADDR/metrics` (`PerdixPrometheusPlugin`,
+    /// publishing every 100 ms; feature `prometheus`).
+    #[cfg(feature = "prometheus")]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Time `PerdixRings::counters()`, `publish` and the text encoding each second and print
+    /// the cost per call (feature `prometheus`; the timing itself costs frames: not for A/B
+    /// runs).
+    #[cfg(feature = "prometheus")]
+    #[arg(long)]
+    pub metrics_cost: bool,
 }
 
 /// How stress messages reach the verifiers.

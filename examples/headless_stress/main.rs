@@ -13,6 +13,7 @@
 //! cargo run --release --example headless_stress                # defaults
 //! cargo run --release --example headless_stress -- --seconds 3 --size 224 --drain thread
 //! cargo run --release --example headless_stress -- --raw       # the bare ring only
+//! cargo run --release --example headless_stress --features prometheus -- --metrics 127.0.0.1:9464
 //! ```
 //!
 //! Prints a progress line each second, a verified summary of each run and a closing report;
@@ -28,6 +29,7 @@ use perdix_transport::testing::stress;
 mod app;
 mod args;
 mod baseline;
+mod metrics;
 mod report;
 mod run;
 mod summary;

@@ -25,7 +25,7 @@
 //! With the `cuda` feature, GPU producers run on every device of `PerdixPlugin::devices`
 //! (default device 0 alone; `GpuDevices::All` asks for every device, and each then runs every
 //! registered kernel: one copy of its sequence per device), each with its own rings;
-//! [`PerdixRings::ring_device`], [`PerdixRings::device_totals`] and the `perdix/gpu<N>/*`
+//! [`PerdixRings::ring_device`], [`PerdixRings::counters`] (`devices()`) and the `perdix/gpu<N>/*`
 //! diagnostics tell the devices apart.
 //!
 //! Both sets run in [`PreUpdate`](bevy_app::PreUpdate), so `Update` systems read this frame's

@@ -12,7 +12,7 @@ use super::drain::{self, Batch, DrainThread, DrainedRing, Pass, Scheduler, Sourc
 use super::event::{Faults, RingState};
 use super::header::ring_index;
 use super::stage::RouteShare;
-use super::stats::Counts;
+use super::stats::{CountersSink, Counts};
 use super::status::Statuses;
 use crate::telemetry::{AppCounters, CountersSnapshot, Telemetry, TelemetrySnapshot};
 use crate::{Consumer, Error, Message};
@@ -70,6 +70,8 @@ pub struct PerdixRings {
     faults: Faults,
     /// The producers the plugin started: where each runs, the launches each skipped.
     statuses: Statuses,
+    /// Also gets each snapshot the rate history samples (the Prometheus exporter's).
+    sink: CountersSink,
 }
 
 impl PerdixRings {
@@ -84,6 +86,7 @@ impl PerdixRings {
             routes,
             faults: Faults::default(),
             statuses: Statuses::default(),
+            sink: CountersSink::default(),
         }
     }
 
@@ -221,7 +224,7 @@ impl PerdixRings {
 
     /// Takes up to `max` ready messages without copying them into ECS messages, calling `f` on
     /// each, oldest first within each ring; returns how many. They count in
-    /// [`stats`](Self::stats) and the diagnostics but are not routed.
+    /// [`counters`](Self::counters) and the diagnostics but are not routed.
     ///
     /// In [`DrainMode::System`] the views borrow the ring's slots. In [`DrainMode::Thread`] they
     /// are of the batches the drain threads copied; with routing on, those threads already
@@ -312,6 +315,16 @@ impl PerdixRings {
     pub(crate) fn sample_history(&mut self, t_s: f64) {
         let counters = self.counters();
         self.telemetry.update(t_s, counters.total());
+        self.sink.send(counters);
+    }
+
+    /// Hands each snapshot [`sample_history`](Self::sample_history) takes to `sink` too.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn set_counters_sink(
+        &mut self,
+        sink: impl Fn(CountersSnapshot) + Send + Sync + 'static,
+    ) {
+        self.sink = CountersSink::new(sink);
     }
 
     /// The drain for one sink ([`Scheduler::serial`]): calls `f(ring index, message)`.

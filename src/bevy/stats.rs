@@ -107,3 +107,33 @@ fn ring_counters(idx: usize, ring: &DrainedRing) -> RingCounters {
         counters,
     }
 }
+
+/// Where each snapshot the rate history samples (~100 ms, in `close_frame`) also goes: an
+/// exporter (the Prometheus plugin), at no cost to the frames in between.
+#[derive(Default)]
+pub(crate) struct CountersSink(Option<Box<dyn Fn(CountersSnapshot) + Send + Sync>>);
+
+impl CountersSink {
+    /// A sink that calls `sink`.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn new(sink: impl Fn(CountersSnapshot) + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(sink)))
+    }
+
+    /// Hands `snapshot` to the sink, if there is one.
+    pub(crate) fn send(&self, snapshot: CountersSnapshot) {
+        if let Some(sink) = &self.0 {
+            sink(snapshot);
+        }
+    }
+}
+
+impl std::fmt::Debug for CountersSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "CountersSink(set)"
+        } else {
+            "CountersSink(none)"
+        })
+    }
+}

@@ -157,6 +157,40 @@ impl LatencyHistogram {
             })
             .collect()
     }
+
+    /// For each of `bounds_ns` (ascending), the samples of at most it: the cumulative buckets
+    /// `le` of a Prometheus histogram, in one pass over the recorded values. To the
+    /// histogram's 3 significant digits: a sample up to 0.1 % above a bound may count in it.
+    /// Nondecreasing; all 0 when empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use perdix_transport::telemetry::LatencyHistogram;
+    ///
+    /// let mut hist = LatencyHistogram::new();
+    /// hist.record(1_000);
+    /// hist.record(5_000);
+    /// assert_eq!(hist.counts_at_most(&[999, 1_000, 10_000]), [0, 1, 2]);
+    /// ```
+    #[must_use]
+    pub fn counts_at_most(&self, bounds_ns: &[u64]) -> Vec<u64> {
+        let mut counts = vec![0u64; bounds_ns.len()];
+        for value in self.hist.iter_recorded() {
+            let lowest = self.hist.lowest_equivalent(value.value_iterated_to());
+            // The first bound the sample's bucket reaches; it counts there and above.
+            let first = bounds_ns.partition_point(|&bound| bound < lowest);
+            if let Some(count) = counts.get_mut(first) {
+                *count = count.saturating_add(value.count_at_value());
+            }
+        }
+        let mut below = 0u64;
+        for count in &mut counts {
+            below = below.saturating_add(*count);
+            *count = below;
+        }
+        counts
+    }
 }
 
 /// Headline figures of a [`LatencyHistogram`]; all zero when it is empty.
@@ -185,4 +219,35 @@ pub struct LatencyBucket {
     pub hi_ns: u64,
     /// Samples in the bucket.
     pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LatencyHistogram;
+
+    #[test]
+    fn counts_at_most_agree_with_count_between() {
+        let mut hist = LatencyHistogram::new();
+        for i in 0..5_000u64 {
+            hist.record(1 + i * i * 3_911 % 40_000_000_000);
+        }
+        let bounds = [
+            1,
+            999,
+            1_000,
+            2_047,
+            2_048,
+            65_000,
+            1_000_000,
+            7_777_777,
+            99_999_999_999,
+        ];
+        let expected: Vec<u64> = bounds
+            .iter()
+            .map(|&b| hist.hist.count_between(1, b))
+            .collect();
+        assert_eq!(hist.counts_at_most(&bounds), expected);
+        assert_eq!(*expected.last().unwrap(), 5_000);
+        assert_eq!(LatencyHistogram::new().counts_at_most(&bounds), [0; 9]);
+    }
 }
