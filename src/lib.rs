@@ -54,6 +54,8 @@ pub mod cuda;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 mod error;
+#[cfg(feature = "zenoh")]
+pub mod remote;
 mod ring;
 mod sync;
 pub mod telemetry;

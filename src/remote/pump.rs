@@ -1,0 +1,130 @@
+//! [`PublisherThread`]: a consumer thread of its own that drains one ring into a
+//! [`RemotePublisher`], bounded, stoppable, joined in `Drop`.
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::counters::{PublisherCounters, PublisherTally};
+use super::{RemoteError, RemotePublisher};
+use crate::{Consumer, Error};
+
+/// Messages one drain call takes before the thread looks at its linger and stop flag.
+const DRAIN_MAX: usize = 4096;
+/// How long the thread sleeps when the ring is empty.
+const IDLE_SLEEP: Duration = Duration::from_micros(50);
+
+/// A thread draining one ring into a [`RemotePublisher`] (from
+/// [`RemotePublisher::spawn_for`]). It ends when the ring's producer is gone (after sending
+/// everything and each stream's END batch), on [`stop`](Self::stop), or on a failure it
+/// returns; `Drop` stops and joins it.
+#[derive(Debug)]
+pub struct PublisherThread {
+    stop: Arc<AtomicBool>,
+    tally: Arc<PublisherTally>,
+    handle: Option<JoinHandle<Result<(), RemoteError>>>,
+}
+
+impl RemotePublisher {
+    /// Moves this publisher to a thread of its own that drains `consumer` (ring `ring`) into
+    /// it: a message at a time into its stream's batch, batches older than the linger time
+    /// sent whenever the ring is empty or every [`DRAIN_MAX`] messages.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::InvalidName`] for `ring`; [`RemoteError::Spawn`].
+    pub fn spawn_for(
+        mut self,
+        ring: &str,
+        mut consumer: Consumer,
+    ) -> Result<PublisherThread, RemoteError> {
+        let id = self.ring(ring)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = self.tally();
+        let stopping = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name(format!("perdix-remote-{ring}"))
+            .spawn(move || {
+                let mut failed = None;
+                loop {
+                    let drained = consumer.drain_checked(DRAIN_MAX, |m| {
+                        if failed.is_none() {
+                            failed = self.publish(id, m).err();
+                        }
+                    });
+                    if let Some(error) = failed.take() {
+                        return Err(error);
+                    }
+                    match drained {
+                        Ok(0) => {
+                            self.flush_due()?;
+                            if stopping.load(Ordering::Acquire) {
+                                break;
+                            }
+                            std::thread::sleep(IDLE_SLEEP);
+                        }
+                        Ok(_) => {
+                            self.flush_due()?;
+                        }
+                        Err(Error::Disconnected) => break,
+                        Err(error) => {
+                            self.finish()?;
+                            return Err(error.into());
+                        }
+                    }
+                }
+                self.finish()
+            })?;
+        Ok(PublisherThread {
+            stop,
+            tally,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl PublisherThread {
+    /// What the publisher sent so far.
+    #[must_use]
+    pub fn counters(&self) -> PublisherCounters {
+        self.tally.snapshot()
+    }
+
+    /// Whether the thread has ended.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops the thread once the ring is empty, and joins it (each stream's END batch sent);
+    /// returns what it sent.
+    ///
+    /// # Errors
+    ///
+    /// What ended the thread, if it failed.
+    pub fn stop(mut self) -> Result<PublisherCounters, RemoteError> {
+        self.join()?;
+        Ok(self.tally.snapshot())
+    }
+
+    fn join(&mut self) -> Result<(), RemoteError> {
+        self.stop.store(true, Ordering::Release);
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(RemoteError::Ring(Error::Panicked(
+                "the remote publisher thread".into(),
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PublisherThread {
+    fn drop(&mut self) {
+        if let Err(error) = self.join() {
+            tracing::warn!(%error, "perdix remote: publisher thread failed");
+        }
+    }
+}
