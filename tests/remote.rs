@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 use perdix_transport::remote::{RemoteConfig, RemoteCounters, RemotePublisher, RemoteReceiver};
 use perdix_transport::{Buffer, Policy};
 
+#[cfg(feature = "bevy")]
+#[path = "remote/bevy_source.rs"]
+mod bevy_source;
+
 const ROLE: &str = "PERDIX_REMOTE_ROLE";
 const ENDPOINT: &str = "PERDIX_REMOTE_ENDPOINT";
 const SETTINGS: &str = "PERDIX_REMOTE_SETTINGS";
@@ -148,15 +152,20 @@ fn finish_child(mut child: Child, deadline: Instant) -> (u64, u64) {
     (field("messages="), field("batches="))
 }
 
+/// A loopback endpoint on a port free now.
+fn free_endpoint() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("tcp/127.0.0.1:{port}")
+}
+
 /// A receiver listening on a free loopback port (retried if another process takes it first).
 fn open_receiver(config: impl Fn(&str) -> RemoteConfig) -> (RemoteReceiver, String) {
     for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let endpoint = format!("tcp/127.0.0.1:{port}");
+        let endpoint = free_endpoint();
         if let Ok(receiver) = RemoteReceiver::open(&config(&endpoint)) {
             return (receiver, endpoint);
         }

@@ -62,10 +62,13 @@ mod config;
 mod counters;
 mod error;
 mod key;
+#[cfg(feature = "bevy")]
+mod plugin;
 mod publisher;
 mod pump;
 mod receiver;
-// (the Bevy source comes in a later step)
+#[cfg(feature = "bevy")]
+mod source;
 pub mod wire;
 
 pub use config::{
@@ -75,6 +78,10 @@ pub use config::{
 pub use counters::{PublisherCounters, RemoteCounters, StreamCounters};
 pub use error::RemoteError;
 pub use key::{check_name, stream_key, StreamId, MAX_NAME};
+#[cfg(feature = "bevy")]
+pub use plugin::{RemoteAppExt, RemoteDiagnostics, RemotePlugin};
 pub use publisher::{RemotePublisher, RingId};
 pub use pump::PublisherThread;
 pub use receiver::{CountersReader, RemoteBatch, RemoteReceiver};
+#[cfg(feature = "bevy")]
+pub use source::{RemoteOrigin, RemoteSource, MAX_REMOTE_RINGS};
