@@ -42,9 +42,7 @@
 //!     producer.try_produce_kind(2, &i.to_le_bytes())?;
 //! }
 //! let gpu0 = publisher.ring("gpu0")?;
-//! let mut sent = Ok(());
-//! consumer.drain(64, |m| sent = sent.and_then(|()| publisher.publish(gpu0, m)));
-//! sent?;
+//! assert_eq!(publisher.publish_from(gpu0, &mut consumer, 64)?, 10);
 //! publisher.finish()?; // the batch, then the stream's END
 //!
 //! let batch = receiver.recv_timeout(Duration::from_secs(5))?.expect("a batch");

@@ -13,7 +13,7 @@ use super::counters::{PublisherCounters, PublisherTally};
 use super::key::{check_name, stream_key, PREFIX};
 use super::wire::{unix_ns, BatchWriter, Record, FLAG_END};
 use super::{RemoteConfig, RemoteError};
-use crate::Policy;
+use crate::{Consumer, Policy};
 
 /// A ring a [`RemotePublisher`] publishes, by the index [`RemotePublisher::ring`] gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,9 +79,7 @@ struct RingStreams {
 /// let gpu0 = publisher.ring("gpu0")?;
 /// let (mut producer, mut consumer) = Buffer::new(1024)?.into_split();
 /// producer.try_produce_kind(3, b"hello")?;
-/// let mut result = Ok(());
-/// consumer.drain(256, |m| result = result.and_then(|()| publisher.publish(gpu0, m)));
-/// result?;
+/// publisher.publish_from(gpu0, &mut consumer, 256)?; // or `publish(gpu0, message)` each
 /// publisher.finish()?; // flushes, then each stream's END batch
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -177,6 +175,33 @@ impl RemotePublisher {
             stream.next_message += 1;
         }
         Ok(())
+    }
+
+    /// Drains up to `max` messages of `consumer` (ring `ring`) into their batches; returns
+    /// how many it took (0: the ring is empty).
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish) (the message that failed, and the rest of that drain,
+    /// are not sent); [`RemoteError::Ring`] with the ring's reason when nothing was read
+    /// ([`Error::Disconnected`](crate::Error::Disconnected) once its producer is gone and
+    /// every message was read, or its fault).
+    pub fn publish_from(
+        &mut self,
+        ring: RingId,
+        consumer: &mut Consumer,
+        max: usize,
+    ) -> Result<usize, RemoteError> {
+        let mut failed = None;
+        let taken = consumer.drain_checked(max, |m| {
+            if failed.is_none() {
+                failed = self.publish(ring, m).err();
+            }
+        });
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(taken?),
+        }
     }
 
     /// Sends every batch that has waited longer than the linger time; returns how many.

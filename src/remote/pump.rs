@@ -30,7 +30,7 @@ pub struct PublisherThread {
 impl RemotePublisher {
     /// Moves this publisher to a thread of its own that drains `consumer` (ring `ring`) into
     /// it: a message at a time into its stream's batch, batches older than the linger time
-    /// sent whenever the ring is empty or every [`DRAIN_MAX`] messages.
+    /// sent whenever the ring is empty or every 4096 messages.
     ///
     /// # Errors
     ///
@@ -47,17 +47,8 @@ impl RemotePublisher {
         let handle = std::thread::Builder::new()
             .name(format!("perdix-remote-{ring}"))
             .spawn(move || {
-                let mut failed = None;
                 loop {
-                    let drained = consumer.drain_checked(DRAIN_MAX, |m| {
-                        if failed.is_none() {
-                            failed = self.publish(id, m).err();
-                        }
-                    });
-                    if let Some(error) = failed.take() {
-                        return Err(error);
-                    }
-                    match drained {
+                    match self.publish_from(id, &mut consumer, DRAIN_MAX) {
                         Ok(0) => {
                             self.flush_due()?;
                             if stopping.load(Ordering::Acquire) {
@@ -68,11 +59,12 @@ impl RemotePublisher {
                         Ok(_) => {
                             self.flush_due()?;
                         }
-                        Err(Error::Disconnected) => break,
-                        Err(error) => {
+                        Err(RemoteError::Ring(Error::Disconnected)) => break,
+                        Err(error @ RemoteError::Ring(_)) => {
                             self.finish()?;
-                            return Err(error.into());
+                            return Err(error);
                         }
+                        Err(error) => return Err(error),
                     }
                 }
                 self.finish()

@@ -191,10 +191,15 @@ pub struct Records<'a> {
     left: u32,
 }
 
-impl Records<'_> {
-    /// No records.
-    pub(crate) fn empty() -> Self {
-        Records { rest: &[], left: 0 }
+impl<'a> Records<'a> {
+    /// The records of `bytes`, a batch [`decode`] accepted (its header's `count`): no second
+    /// check of every length (each record is still split with checked arithmetic, and a
+    /// record that does not fit ends the walk).
+    pub(crate) fn of_checked(bytes: &'a [u8], count: u32) -> Self {
+        Records {
+            rest: bytes.get(HEADER_LEN..).unwrap_or(&[]),
+            left: count,
+        }
     }
 }
 
@@ -378,11 +383,14 @@ impl BatchWriter {
         ) else {
             return false;
         };
-        self.buf.extend_from_slice(&record.kind.to_le_bytes());
-        self.buf.extend_from_slice(&record.producer.to_le_bytes());
-        self.buf.extend_from_slice(&record.seq.to_le_bytes());
-        self.buf.extend_from_slice(&record.stamp_ns.to_le_bytes());
-        self.buf.extend_from_slice(&len.to_le_bytes());
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        head[0..4].copy_from_slice(&record.kind.to_le_bytes());
+        head[4..8].copy_from_slice(&record.producer.to_le_bytes());
+        head[8..16].copy_from_slice(&record.seq.to_le_bytes());
+        head[16..24].copy_from_slice(&record.stamp_ns.to_le_bytes());
+        head[24..28].copy_from_slice(&len.to_le_bytes());
+        self.buf.reserve(RECORD_HEADER_LEN + record.payload.len());
+        self.buf.extend_from_slice(&head);
         self.buf.extend_from_slice(record.payload);
         self.count = count;
         true
