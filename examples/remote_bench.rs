@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --no-default-features --features zenoh --example remote_bench -- \
 //!     [--messages N] [--batch-bytes B] [--source ring|direct|raw] [--only tcp|shm]
+//!     [--zenoh key=json5]...
 //! ```
 //!
 //! `--source ring` (default): a producer thread writes each message into a ring, the
@@ -20,7 +21,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use perdix_transport::remote::wire::{unix_ns, BatchWriter, Record};
+use perdix_transport::remote::wire::{unix_ns, Record};
+use perdix_transport::remote::BatchWriter;
 use perdix_transport::remote::{RemoteConfig, RemotePublisher, RemoteReceiver};
 use perdix_transport::{Buffer, Policy};
 
@@ -60,6 +62,7 @@ struct Args {
     batch_bytes: usize,
     source: String,
     only: Option<String>,
+    zenoh: Vec<(String, String)>,
 }
 
 fn args() -> Args {
@@ -68,6 +71,7 @@ fn args() -> Args {
         batch_bytes: 64 * 1024,
         source: "ring".into(),
         only: None,
+        zenoh: Vec::new(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     for pair in argv.chunks(2) {
@@ -77,6 +81,10 @@ fn args() -> Args {
             "--batch-bytes" => a.batch_bytes = value.parse().expect("--batch-bytes B"),
             "--source" => a.source = value,
             "--only" => a.only = Some(value),
+            "--zenoh" => {
+                let (k, v) = value.split_once('=').expect("--zenoh key=json5");
+                a.zenoh.push((k.to_owned(), v.to_owned()));
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -100,7 +108,7 @@ fn main() {
     }
 }
 
-fn config(shm: bool, batch: usize) -> RemoteConfig {
+fn config(a: &Args, shm: bool, batch: usize) -> RemoteConfig {
     let endpoint = std::env::var("PERDIX_BENCH_ENDPOINT").expect("endpoint");
     let config = RemoteConfig::new(
         if std::env::var("PERDIX_BENCH_ROLE").as_deref() == Ok("receive") {
@@ -115,6 +123,10 @@ fn config(shm: bool, batch: usize) -> RemoteConfig {
     .unwrap()
     .policy(Policy::Block)
     .queue(16);
+    let config = a
+        .zenoh
+        .iter()
+        .fold(config, |c, (k, v)| c.zenoh_setting(k, v));
     if std::env::var("PERDIX_BENCH_ROLE").as_deref() == Ok("receive") {
         config.listen(&endpoint)
     } else {
@@ -140,6 +152,9 @@ fn run(a: &Args, shm: bool) {
         a.source.clone(),
     ];
     argv.extend(["--only".into(), if shm { "shm" } else { "tcp" }.into()]);
+    for (k, v) in &a.zenoh {
+        argv.extend(["--zenoh".into(), format!("{k}={v}")]);
+    }
     let child = |role: &str| {
         Command::new(&exe)
             .args(&argv)
@@ -211,7 +226,7 @@ fn shm() -> bool {
 
 /// The publisher child.
 fn publish(a: &Args) {
-    let publisher = RemotePublisher::open(&config(shm(), a.batch_bytes)).unwrap();
+    let publisher = RemotePublisher::open(&config(a, shm(), a.batch_bytes)).unwrap();
     publisher
         .wait_for_receiver(Duration::from_secs(20))
         .unwrap();
@@ -256,7 +271,7 @@ fn publish(a: &Args) {
 /// zenoh alone: one batch built once, put again and again (a reference-counted clone of its
 /// bytes each time) until `messages` messages went; the receiver only counts.
 fn raw_publish(a: &Args) {
-    let session = zenoh::open(config(shm(), a.batch_bytes).zenoh_config().unwrap())
+    let session = zenoh::open(config(a, shm(), a.batch_bytes).zenoh_config().unwrap())
         .wait()
         .unwrap();
     let publisher = session
@@ -293,7 +308,7 @@ fn raw_publish(a: &Args) {
 
 /// The raw receiver: counts samples and bytes until the end key.
 fn raw_receive(a: &Args) {
-    let session = zenoh::open(config(shm(), a.batch_bytes).zenoh_config().unwrap())
+    let session = zenoh::open(config(a, shm(), a.batch_bytes).zenoh_config().unwrap())
         .wait()
         .unwrap();
     let sub = session
@@ -327,7 +342,7 @@ fn receive(a: &Args) {
     if a.source == "raw" {
         return raw_receive(a);
     }
-    let mut receiver = RemoteReceiver::open(&config(shm(), a.batch_bytes)).unwrap();
+    let mut receiver = RemoteReceiver::open(&config(a, shm(), a.batch_bytes)).unwrap();
     let deadline = Instant::now() + DEADLINE;
     let (mut verified, mut bad) = (0u64, 0u64);
     loop {

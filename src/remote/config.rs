@@ -58,6 +58,7 @@ pub struct RemoteConfig {
     queue: usize,
     from: Option<String>,
     file: Option<PathBuf>,
+    extra: Vec<(String, String)>,
 }
 
 impl RemoteConfig {
@@ -80,6 +81,7 @@ impl RemoteConfig {
             queue: 64,
             from: None,
             file: None,
+            extra: Vec::new(),
         })
     }
 
@@ -175,6 +177,15 @@ impl RemoteConfig {
         Ok(self)
     }
 
+    /// Sets zenoh config key `key` (e.g. `transport/link/rx/buffer_size`) to the json5 value
+    /// `value`, after the settings above (or the file's): for what this builder does not
+    /// name. Checked when the session opens.
+    #[must_use]
+    pub fn zenoh_setting(mut self, key: &str, value: &str) -> Self {
+        self.extra.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// The node name.
     #[must_use]
     pub fn node(&self) -> &str {
@@ -218,12 +229,28 @@ impl RemoteConfig {
     /// [`RemoteError::ConfigFile`] when the file cannot be read; [`RemoteError::Config`] when
     /// zenoh refuses a value (e.g. a malformed endpoint).
     pub fn zenoh_config(&self) -> Result<zenoh::Config, RemoteError> {
-        if let Some(path) = &self.file {
-            return zenoh::Config::from_file(path).map_err(|source| RemoteError::ConfigFile {
-                path: path.clone(),
-                source,
-            });
+        let mut config = match &self.file {
+            Some(path) => {
+                zenoh::Config::from_file(path).map_err(|source| RemoteError::ConfigFile {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => self.builder_config()?,
+        };
+        for (key, value) in &self.extra {
+            config
+                .insert_json5(key, value)
+                .map_err(|source| RemoteError::Config {
+                    key: key.clone(),
+                    source,
+                })?;
         }
+        Ok(config)
+    }
+
+    /// The zenoh configuration of the builder's settings (no file).
+    fn builder_config(&self) -> Result<zenoh::Config, RemoteError> {
         let mut config = zenoh::Config::default();
         let shm = if self.shared_memory { "true" } else { "false" };
         let settings: [(&'static str, String); 9] = [
@@ -252,7 +279,10 @@ impl RemoteConfig {
         for (key, value) in settings {
             config
                 .insert_json5(key, &value)
-                .map_err(|source| RemoteError::Config { key, source })?;
+                .map_err(|source| RemoteError::Config {
+                    key: key.to_owned(),
+                    source,
+                })?;
         }
         Ok(config)
     }

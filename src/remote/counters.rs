@@ -89,7 +89,12 @@ pub struct RemoteCounters {
     /// Samples that were not a batch ([`WireError`](super::wire::WireError)), or that came on a
     /// key that is not a stream's.
     pub malformed: u64,
+    /// Batches of streams beyond [`MAX_STREAMS`], neither counted per stream nor delivered.
+    pub untracked: u64,
 }
+
+/// The most streams a receiver keeps counts of (what it holds per stream is bounded too).
+pub const MAX_STREAMS: usize = 1024;
 
 impl RemoteCounters {
     /// The sum over every stream (`ended`, `next_*` of the sum mean nothing).

@@ -24,7 +24,7 @@ pub enum RemoteError {
     #[error("zenoh config {key}: {source}")]
     Config {
         /// The key set.
-        key: &'static str,
+        key: String,
         /// Zenoh's reason.
         source: zenoh::Error,
     },

@@ -68,12 +68,13 @@ mod receiver;
 #[cfg(feature = "bevy")]
 mod source;
 pub mod wire;
+mod writer;
 
 pub use config::{
     RemoteConfig, DEFAULT_LISTEN, MAX_BATCH_BYTES, MAX_RECEIVED_BATCH, MIN_BATCH_BYTES,
     SHM_POOL_BYTES, SHM_THRESHOLD,
 };
-pub use counters::{PublisherCounters, RemoteCounters, StreamCounters};
+pub use counters::{PublisherCounters, RemoteCounters, StreamCounters, MAX_STREAMS};
 pub use error::RemoteError;
 pub use key::{check_name, stream_key, StreamId, MAX_NAME};
 #[cfg(feature = "bevy")]
@@ -83,3 +84,4 @@ pub use pump::PublisherThread;
 pub use receiver::{CountersReader, RemoteBatch, RemoteReceiver};
 #[cfg(feature = "bevy")]
 pub use source::{RemoteOrigin, RemoteSource, MAX_REMOTE_RINGS};
+pub use writer::BatchWriter;

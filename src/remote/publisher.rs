@@ -11,7 +11,8 @@ use zenoh::{Session, Wait};
 
 use super::counters::{PublisherCounters, PublisherTally};
 use super::key::{check_name, stream_key, PREFIX};
-use super::wire::{unix_ns, BatchWriter, Record, FLAG_END};
+use super::wire::{unix_ns, Record, FLAG_END};
+use super::writer::BatchWriter;
 use super::{RemoteConfig, RemoteError};
 use crate::{Consumer, Policy};
 

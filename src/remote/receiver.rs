@@ -10,7 +10,7 @@ use zenoh::pubsub::Subscriber;
 use zenoh::sample::Sample;
 use zenoh::{Session, Wait};
 
-use super::counters::{RemoteCounters, SharedCounters};
+use super::counters::{RemoteCounters, SharedCounters, MAX_STREAMS};
 use super::key::{subscription, StreamId};
 use super::wire::{decode, unix_ns, BatchHeader, Records};
 use super::{RemoteConfig, RemoteError};
@@ -220,6 +220,10 @@ impl RemoteReceiver {
         };
         let len = bytes.len();
         let deliver = self.counters.with(|c| {
+            if c.streams.len() >= MAX_STREAMS && !c.streams.contains_key(&stream) {
+                c.untracked += 1;
+                return false;
+            }
             c.streams
                 .entry(stream.clone())
                 .or_default()

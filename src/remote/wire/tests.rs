@@ -1,6 +1,7 @@
 //! The batch format: round trips, each error, and arbitrary bytes never panic.
 
 use super::*;
+use crate::remote::writer::BatchWriter;
 use proptest::prelude::*;
 
 fn batch_of(payloads: &[&[u8]], batch: u64, first: u64, flags: u16) -> Vec<u8> {
