@@ -328,14 +328,17 @@ mod tests {
             .listen("nonsense")
             .zenoh_config();
         assert!(
-            matches!(
-                err,
-                Err(RemoteError::Config {
-                    key: "listen/endpoints",
-                    ..
-                })
-            ),
+            matches!(&err, Err(RemoteError::Config { key, .. }) if key == "listen/endpoints"),
             "{err:?}"
+        );
+        let extra = RemoteConfig::new("n")
+            .unwrap()
+            .zenoh_setting("transport/link/rx/buffer_size", "1048576")
+            .zenoh_config()
+            .unwrap();
+        assert_eq!(
+            extra.get_json("transport/link/rx/buffer_size").unwrap(),
+            "1048576"
         );
     }
 }
