@@ -283,3 +283,36 @@ fn drop_newest_counts_every_gap_exactly() {
     );
     assert_eq!(counters.malformed, 0);
 }
+
+/// A publisher thread stops within its deadline while its producer never lets the ring empty
+/// (no receiver: zenoh discards at the source), and its producer then sees the ring gone.
+#[test]
+fn publisher_thread_stops_under_load() {
+    let config = RemoteConfig::new("lonely")
+        .unwrap()
+        .listen(&free_endpoint())
+        .shared_memory(false);
+    let publisher = RemotePublisher::open(&config).unwrap();
+    let (mut producer, consumer) = Buffer::new(1024).unwrap().into_split();
+    let thread = publisher.spawn_for("busy", consumer).unwrap();
+    let feeder = std::thread::spawn(move || {
+        let deadline = Instant::now() + DEADLINE;
+        let mut i = 0u64;
+        while Instant::now() < deadline {
+            match producer.produce_kind(1, &message(i)) {
+                Ok(()) => i += 1,
+                Err(perdix_transport::Error::Disconnected) => return i,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the ring never went away");
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // A stop that never came would leave the feeder producing until its deadline (a panic).
+    let sent = thread.stop().unwrap();
+    let produced = feeder.join().unwrap();
+    assert!(
+        sent.messages > 0 && sent.messages <= produced,
+        "{sent:?} of {produced}"
+    );
+}

@@ -19,7 +19,9 @@ const IDLE_SLEEP: Duration = Duration::from_micros(50);
 /// A thread draining one ring into a [`RemotePublisher`] (from
 /// [`RemotePublisher::spawn_for`]). It ends when the ring's producer is gone (after sending
 /// everything and each stream's END batch), on [`stop`](Self::stop), or on a failure it
-/// returns; `Drop` stops and joins it.
+/// returns; `Drop` stops and joins it. Stopping takes at most one more drain of 4096
+/// messages, even while the producer keeps producing: what is still in the ring then stays
+/// there (the ring's producer sees [`Error::Disconnected`] once the thread is gone).
 #[derive(Debug)]
 pub struct PublisherThread {
     stop: Arc<AtomicBool>,
@@ -58,6 +60,9 @@ impl RemotePublisher {
                         }
                         Ok(_) => {
                             self.flush_due()?;
+                            if stopping.load(Ordering::Acquire) {
+                                break; // under load too: at most one drain more
+                            }
                         }
                         Err(RemoteError::Ring(Error::Disconnected)) => break,
                         Err(error @ RemoteError::Ring(_)) => {
@@ -90,8 +95,8 @@ impl PublisherThread {
         self.handle.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Stops the thread once the ring is empty, and joins it (each stream's END batch sent);
-    /// returns what it sent.
+    /// Stops the thread after its current drain, and joins it (the open batches and each
+    /// stream's END batch sent); returns what it sent.
     ///
     /// # Errors
     ///
