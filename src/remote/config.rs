@@ -341,4 +341,35 @@ mod tests {
             "1048576"
         );
     }
+
+    #[test]
+    fn a_zenoh_file_is_used_as_written() {
+        let dir = std::env::temp_dir().join(format!("perdix-remote-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("zenoh.json5");
+        std::fs::write(
+            &path,
+            r#"{ mode: "peer", listen: { endpoints: ["tcp/127.0.0.1:17999"] },
+                 scouting: { multicast: { enabled: false } } }"#,
+        )
+        .unwrap();
+        let config = RemoteConfig::new("n")
+            .unwrap()
+            .from_file(&path)
+            .zenoh_config()
+            .unwrap();
+        assert_eq!(
+            config.get_json("listen/endpoints").unwrap(),
+            "[\"tcp/127.0.0.1:17999\"]"
+        );
+        let missing = RemoteConfig::new("n")
+            .unwrap()
+            .from_file(dir.join("none.json5"))
+            .zenoh_config();
+        assert!(
+            matches!(missing, Err(RemoteError::ConfigFile { .. })),
+            "{missing:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
