@@ -64,13 +64,18 @@ impl StreamCounters {
                 return false;
             }
         }
-        self.lost_batches += h.batch - self.next_batch;
-        self.lost_messages += h.first.saturating_sub(self.next_message);
+        // Numbers from the network: saturating, never wrapping or panicking.
+        self.lost_batches = self
+            .lost_batches
+            .saturating_add(h.batch.saturating_sub(self.next_batch));
+        self.lost_messages = self
+            .lost_messages
+            .saturating_add(h.first.saturating_sub(self.next_message));
         self.next_batch = h.batch.saturating_add(1);
         self.next_message = h.next_first().unwrap_or(u64::MAX);
-        self.batches += 1;
-        self.messages += u64::from(h.count);
-        self.bytes += bytes as u64;
+        self.batches = self.batches.saturating_add(1);
+        self.messages = self.messages.saturating_add(u64::from(h.count));
+        self.bytes = self.bytes.saturating_add(bytes as u64);
         self.ended |= h.is_end();
         if let Some(latency) = now_ns.checked_sub(h.sent_ns) {
             self.latency_sum_ns = self.latency_sum_ns.saturating_add(latency);
@@ -103,15 +108,15 @@ impl RemoteCounters {
         self.streams
             .values()
             .fold(StreamCounters::default(), |mut t, s| {
-                t.batches += s.batches;
-                t.messages += s.messages;
-                t.bytes += s.bytes;
-                t.lost_batches += s.lost_batches;
-                t.lost_messages += s.lost_messages;
-                t.out_of_order += s.out_of_order;
-                t.restarts += s.restarts;
+                t.batches = t.batches.saturating_add(s.batches);
+                t.messages = t.messages.saturating_add(s.messages);
+                t.bytes = t.bytes.saturating_add(s.bytes);
+                t.lost_batches = t.lost_batches.saturating_add(s.lost_batches);
+                t.lost_messages = t.lost_messages.saturating_add(s.lost_messages);
+                t.out_of_order = t.out_of_order.saturating_add(s.out_of_order);
+                t.restarts = t.restarts.saturating_add(s.restarts);
                 t.latency_sum_ns = t.latency_sum_ns.saturating_add(s.latency_sum_ns);
-                t.latency_samples += s.latency_samples;
+                t.latency_samples = t.latency_samples.saturating_add(s.latency_samples);
                 t.latency_max_ns = t.latency_max_ns.max(s.latency_max_ns);
                 t
             })
