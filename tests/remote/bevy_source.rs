@@ -86,3 +86,73 @@ fn plugin_source_delivers_remote_messages_as_envelopes_with_their_origin() {
         .and_then(|d| d.value());
     assert_eq!(lost, Some(0.0));
 }
+
+/// Under `DropNewest` a full local ring drops remote messages, and every one is counted:
+/// delivered + dropped = received, exactly.
+#[test]
+fn plugin_source_counts_every_message_its_full_ring_drops() {
+    let messages = 20_000;
+    let deadline = Instant::now() + DEADLINE;
+    let mut app = App::new();
+    app.add_plugins(PerdixPlugin::default().capacity(64))
+        .add_perdix_envelope::<[u8; MESSAGE]>(1);
+    let mut endpoint = String::new();
+    for _ in 0..5 {
+        endpoint = free_endpoint();
+        let config = RemoteConfig::new("sink")
+            .unwrap()
+            .listen(&endpoint)
+            .policy(Policy::DropNewest);
+        if app.add_perdix_remote(&config).is_ok() {
+            break;
+        }
+    }
+    assert!(
+        app.world().contains_resource::<RemoteSource>(),
+        "no free loopback port"
+    );
+    let child = spawn_publisher(&endpoint, messages, Policy::Block, false);
+    let mut cursor = app
+        .world()
+        .resource::<Messages<Envelope<[u8; MESSAGE]>>>()
+        .get_cursor();
+    let mut delivered = 0u64;
+    let mut last = None;
+    // One frame; the messages it delivered, each verified and in order.
+    let mut read = |app: &mut App| -> u64 {
+        app.update();
+        let got = app.world().resource::<Messages<Envelope<[u8; MESSAGE]>>>();
+        let mut n = 0;
+        for envelope in cursor.read(got) {
+            let i = verify(&envelope.value).unwrap();
+            assert!(last.is_none_or(|l| i > l), "in order");
+            last = Some(i);
+            n += 1;
+        }
+        n
+    };
+    // Frames until the stream has its ring, then none until the publisher is done: the
+    // 64-slot ring fills and the rest is dropped.
+    while app.world().resource::<PerdixRings>().rings() == 0 {
+        assert!(Instant::now() < deadline, "no remote ring attached");
+        delivered += read(&mut app);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (published, _) = finish_child(child, deadline);
+    assert_eq!(published, messages);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the source never accounted for every message"
+        );
+        let source = app.world().resource::<RemoteSource>();
+        let (received, dropped) = (source.counters().total().messages, source.dropped());
+        let all_in = source.counters().all_ended(1) && received == messages;
+        if all_in && delivered + dropped == received {
+            assert!(dropped > 0, "a 64-slot ring left unread drops");
+            break;
+        }
+        delivered += read(&mut app);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
