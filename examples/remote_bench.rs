@@ -244,7 +244,7 @@ fn publish(a: &Args) {
                 producer.produce_kind(1, &message(i)).unwrap();
             }
             drop(producer);
-            thread.stop().unwrap();
+            thread.wait(DEADLINE).unwrap();
         }
         "direct" => {
             let mut publisher = publisher;

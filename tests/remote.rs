@@ -22,7 +22,7 @@ mod bevy_source;
 const ROLE: &str = "PERDIX_REMOTE_ROLE";
 const ENDPOINT: &str = "PERDIX_REMOTE_ENDPOINT";
 const SETTINGS: &str = "PERDIX_REMOTE_SETTINGS";
-const DEADLINE: Duration = Duration::from_secs(120);
+const DEADLINE: Duration = Duration::from_secs(60);
 const MESSAGE: usize = 64;
 
 /// Message `i`: its index, 48 bytes of pattern, and an FNV-1a checksum of the 56 before.
@@ -94,7 +94,7 @@ fn child_publisher() {
         assert!(start.elapsed() < DEADLINE, "publisher past its deadline");
     }
     drop(producer);
-    let sent = thread.stop().unwrap();
+    let sent = thread.wait(DEADLINE).unwrap();
     println!(
         "PUBLISHED messages={} batches={}",
         sent.messages, sent.batches

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::counters::{PublisherCounters, PublisherTally};
 use super::{RemoteError, RemotePublisher};
@@ -93,6 +93,22 @@ impl PublisherThread {
     #[must_use]
     pub fn is_finished(&self) -> bool {
         self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits up to `timeout` for the thread to end by itself (its ring's producer gone, every
+    /// message sent, each stream's END batch sent), then stops it as [`stop`](Self::stop)
+    /// does; returns what it sent.
+    ///
+    /// # Errors
+    ///
+    /// What ended the thread, if it failed.
+    pub fn wait(mut self, timeout: Duration) -> Result<PublisherCounters, RemoteError> {
+        let deadline = Instant::now() + timeout;
+        while !self.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.join()?;
+        Ok(self.tally.snapshot())
     }
 
     /// Stops the thread after its current drain, and joins it (the open batches and each
