@@ -56,6 +56,8 @@ pub mod dashboard;
 mod error;
 #[cfg(feature = "prometheus")]
 pub mod export;
+#[cfg(feature = "zenoh")]
+pub mod remote;
 mod ring;
 mod sync;
 pub mod telemetry;
