@@ -57,6 +57,9 @@ fn verify(payload: &[u8]) -> Result<u64, String> {
     Ok(i)
 }
 
+/// The child publisher's producer id, kept in the headers the receiving app delivers.
+const PUBLISHER_ID: u32 = 7;
+
 /// The publisher's side, in the child process: `messages` messages through a ring into a
 /// publisher thread; prints what it sent.
 #[test]
@@ -84,6 +87,7 @@ fn child_publisher() {
         .unwrap();
     let (mut producer, consumer) = Buffer::builder(4096)
         .policy(Policy::Block)
+        .producer_id(PUBLISHER_ID)
         .build()
         .unwrap()
         .into_split();

@@ -50,9 +50,10 @@ struct Request {
 ///
 /// [`origin`](Self::origin) tells which node and ring a delivered message came from, by the
 /// `ring` of its [`PerdixHeader`](crate::bevy::PerdixHeader) (and
-/// [`PerdixRings::ring_name`] is `"<node>/<ring>"`). A delivered header's `producer` is the
-/// local ring's index, its `seq` the local ring's position and `stamp_ns` the local
-/// producer's stamp (this host's clock); the publish-to-receive latency is in the counters.
+/// [`PerdixRings::ring_name`] is `"<node>/<ring>"`). A delivered header's `kind` and
+/// `producer` are the publisher's; its `seq` is the local ring's position and `stamp_ns` the
+/// local producer's stamp (this host's clock); the publish-to-receive latency is in the
+/// counters.
 ///
 /// `Drop` stops the thread and joins it (within its poll time, 20 ms, of any wait).
 #[derive(Resource)]
@@ -220,6 +221,8 @@ impl Worker {
                 continue;
             };
             for record in batch.records() {
+                // The publisher's producer id, kept in the delivered header.
+                producer.set_id(record.producer);
                 match deliver(
                     producer,
                     self.policy,

@@ -46,6 +46,14 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// Writes the messages after this call with producer id `id` (a relay that re-publishes
+    /// another producer's messages keeps their ids: the remote source).
+    #[cfg(feature = "zenoh")]
+    #[inline]
+    pub(crate) fn set_id(&mut self, id: u32) {
+        self.id = id;
+    }
+
     pub(crate) fn new(ring: Arc<Ring>, policy: Policy, id: u32, timestamps: bool) -> Self {
         let max = usize::try_from(ring.max_message()).unwrap_or(usize::MAX);
         Self {
