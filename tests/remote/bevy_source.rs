@@ -51,7 +51,11 @@ fn plugin_source_delivers_remote_messages_as_envelopes_with_their_origin() {
         for envelope in cursor.read(got) {
             let i = verify(&envelope.value).unwrap();
             assert_eq!(i, next, "in order, none lost");
-            assert_eq!(envelope.header.producer, super::PUBLISHER_ID, "the publisher's id");
+            assert_eq!(
+                envelope.header.producer,
+                super::PUBLISHER_ID,
+                "the publisher's id"
+            );
             next += 1;
             ring = Some(envelope.header.ring);
         }
