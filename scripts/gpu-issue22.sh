@@ -9,7 +9,8 @@
 # Here (no GPU): scripts/stage-device.sh .device-i22 --tests --bins --example headless_stress
 # --bench spsc (the new code), and .device-i22base --bins --example headless_stress --bench spsc
 # (the code before); carry both.
-# There:  DEADLINE=540 bash scripts/gpu-issue22.sh call1 | tests | hot | remote   (logs in $OUT/<step>.tgz)
+# and .device-i22z --example fleet --example remote_bench (features cuda,bevy,zenoh).
+# There:  DEADLINE=540 bash scripts/gpu-issue22.sh call1 | call2 | tests | hot | remote   (logs in $OUT/<step>.tgz)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-steps.sh .device-i22 gpu-issue22 540 "$1"
@@ -22,7 +23,7 @@ tests() {
   done
 }
 hot() {
-  for r in 1 2; do
+  for r in $(seq 1 "${ROUNDS:-2}"); do
     for v in before after; do
       d=$o; [ $v = after ] && d=$n
       run "spsc-$v-$r" 50 taskset -c 2,3 "$d/spsc" --bench '^(seed|throughput/perdix)' \
@@ -33,8 +34,22 @@ hot() {
     done
   done
 }
+# The stream over zenoh on the GPU host (16 cores; the dev VM has 2): the fleet example with
+# one node publishing its GPU stress stream to this process, and remote_bench (64-byte
+# messages in 64 KiB batches, every message verified) over TCP and shared memory: the whole
+# path (ring + publisher thread), publish alone, and zenoh alone.
+z=.device-i22z/bin
+remote() {
+  run fleet-gpu-1 60 "$z/fleet" --nodes 1 --seconds 5 --producers 4
+  run fleet-gpu-2 60 "$z/fleet" --nodes 2 --seconds 5 --producers 4
+  for src in ring direct raw; do
+    run "remote-$src" 90 "$z/remote_bench" --messages 30000000 --source "$src"
+  done
+}
 case $1 in
   call1) tests; hot ;;
+  call2) remote; ROUNDS=1 hot; tests ;;
+  remote) remote ;;
   tests) tests ;;
   hot) hot ;;
 esac
@@ -42,6 +57,9 @@ grep -hE "^test .* FAILED|panicked at|left a gap" "$logs"/*.log | head -30
 for l in "$logs"/stress-*.log; do
   echo "-- $(basename "$l" .log)"
   grep -E 'bare ring  |into ECS|RESULT' "$l" | cut -c1-200 | tail -4
+done
+for l in "$logs"/fleet-*.log "$logs"/remote-*.log; do
+  echo "-- $(basename "$l" .log)"; grep -E 'producers on|summary|published|verdict|M msgs/s|GB/s' "$l" | grep -v '^ *[0-9.]*s ' | cut -c1-260 | tail -8
 done
 for l in "$logs"/gpu-*.log; do echo "-- $(basename "$l" .log)"; grep -E 'M msgs/s' "$l" | head -4; done
 for l in "$logs"/spsc-*.log; do echo "-- $(basename "$l" .log)"; grep -B1 -E 'thrpt' "$l" | grep -vE '^--$' | head -16; done

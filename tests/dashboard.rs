@@ -163,6 +163,7 @@ fn huge_values_lay_out() {
             stalls: u64::MAX,
             drops: u64::MAX,
             corrupt: u64::MAX,
+            lost: u64::MAX,
             unrouted: u64::MAX,
             malformed: u64::MAX,
             occupancy: u64::MAX,

@@ -99,6 +99,7 @@ fn ring_counters(idx: usize, ring: &DrainedRing) -> RingCounters {
     counters.messages = ring.messages;
     counters.bytes = ring.bytes;
     counters.unrouted = ring.unrouted;
+    counters.lost = ring.lost;
     counters.malformed = ring.malformed;
     RingCounters {
         ring: ring_index(idx),

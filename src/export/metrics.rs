@@ -179,7 +179,7 @@ fn series(snapshot: &CountersSnapshot) -> Vec<Series<'_>> {
 type Metric<T> = (&'static str, &'static str, fn(&T) -> u64);
 
 /// Ring counters (`_total` is added by the encoder).
-const RING_COUNTERS: [Metric<Counters>; 7] = [
+const RING_COUNTERS: [Metric<Counters>; 8] = [
     (
         "perdix_messages",
         "Messages taken out of the ring by its consumer.",
@@ -202,6 +202,11 @@ const RING_COUNTERS: [Metric<Counters>; 7] = [
         "perdix_corrupt",
         "Corrupt slots found (each fails its ring).",
         |c| c.corrupt,
+    ),
+    (
+        "perdix_lost",
+        "Messages lost before they reached the ring (a remote stream's gaps).",
+        |c| c.lost,
     ),
     (
         "perdix_unrouted",

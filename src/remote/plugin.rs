@@ -67,9 +67,13 @@ impl Plugin for RemotePlugin {
     }
 }
 
-/// Gives the source's thread the rings it asked for.
+/// Gives the source's thread the rings it asked for, and each ring the messages its streams
+/// lost on the way (its `lost` counter in [`PerdixRings::counters`]).
 fn attach_streams(mut source: ResMut<RemoteSource>, mut rings: ResMut<PerdixRings>) {
     source.attach(&mut rings);
+    for (ring, lost) in source.lost_per_ring() {
+        rings.set_lost(ring, lost);
+    }
 }
 
 /// The previous sample: when, messages, latency sum, latency samples.

@@ -124,6 +124,26 @@ impl RemoteSource {
         self.counters.read()
     }
 
+    /// Per plugin ring of this source, the messages its streams lost on the way (gaps in
+    /// their message indexes).
+    pub(crate) fn lost_per_ring(&self) -> Vec<(u32, u64)> {
+        if self.origins.is_empty() {
+            return Vec::new();
+        }
+        let counters = self.counters();
+        self.origins
+            .iter()
+            .map(|(ring, origin)| {
+                let lost = counters
+                    .streams
+                    .iter()
+                    .filter(|(id, _)| id.node == origin.node && id.ring == origin.ring)
+                    .fold(0u64, |sum, (_, s)| sum.saturating_add(s.lost_messages));
+                (*ring, lost)
+            })
+            .collect()
+    }
+
     /// Messages received but not delivered: a full local ring under `DropNewest`, a message
     /// larger than the local rings carry, a stream past [`MAX_REMOTE_RINGS`].
     #[must_use]

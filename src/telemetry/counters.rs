@@ -45,6 +45,9 @@ pub struct Counters {
     pub drops: u64,
     /// Corrupt slots found (each fails its ring).
     pub corrupt: u64,
+    /// Messages lost before they reached the ring: a remote stream's gaps, counted exactly
+    /// from its batch numbers and message indexes (`zenoh` feature; 0 for a local ring).
+    pub lost: u64,
     /// Messages of a kind no route takes (the Bevy plugin; delivered raw).
     pub unrouted: u64,
     /// Messages of a routed kind whose length does not fit its type (the Bevy plugin;
@@ -65,6 +68,7 @@ impl Counters {
         add(&mut self.stalls, other.stalls);
         add(&mut self.drops, other.drops);
         add(&mut self.corrupt, other.corrupt);
+        add(&mut self.lost, other.lost);
         add(&mut self.unrouted, other.unrouted);
         add(&mut self.malformed, other.malformed);
         add(&mut self.occupancy, other.occupancy);
@@ -83,7 +87,8 @@ impl Counters {
 }
 
 impl From<RingStats> for Counters {
-    /// A ring's counters from its stats (`unrouted` and `malformed` are the plugin's: 0).
+    /// A ring's counters from its stats (`lost`, `unrouted` and `malformed` are the plugin's:
+    /// 0).
     fn from(stats: RingStats) -> Self {
         Self {
             messages: stats.messages,
@@ -91,6 +96,7 @@ impl From<RingStats> for Counters {
             stalls: stats.stalls,
             drops: stats.drops,
             corrupt: stats.corrupt,
+            lost: 0,
             unrouted: 0,
             malformed: 0,
             occupancy: stats.occupancy().min(stats.capacity),

@@ -39,6 +39,8 @@ pub(crate) struct DrainedRing {
     pub(crate) bytes: u64,
     /// Messages of this ring no route took, and of a routed kind that did not fit its type.
     pub(crate) unrouted: u64,
+    /// Messages lost before they reached this ring (a remote stream's gaps, set by its source).
+    pub(crate) lost: u64,
     pub(crate) malformed: u64,
     /// Bytes (each message its [`held::cost`](super::held::cost)) this ring may still give the
     /// current drain ([`open`](Self::open)): read from the ring itself
@@ -82,6 +84,7 @@ impl DrainedRing {
             messages: 0,
             bytes: 0,
             unrouted: 0,
+            lost: 0,
             malformed: 0,
             room: u64::MAX,
         }

@@ -102,4 +102,13 @@ impl PerdixRings {
     pub(crate) fn statuses_mut(&mut self) -> &mut Statuses {
         &mut self.statuses
     }
+
+    /// Sets the messages lost on the way to ring `ring` (a remote stream's gaps, from its
+    /// source's counters; monotonic there, so this only moves forward).
+    #[cfg(feature = "zenoh")]
+    pub(crate) fn set_lost(&mut self, ring: u32, lost: u64) {
+        if let Some(ring) = self.rings.get_mut(ring as usize) {
+            ring.lost = ring.lost.max(lost);
+        }
+    }
 }

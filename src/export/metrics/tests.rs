@@ -14,6 +14,7 @@ fn ring(ring: u32, name: &str, device: Option<u32>, messages: u64) -> RingCounte
             stalls: 1,
             drops: 2,
             corrupt: 0,
+            lost: 6,
             unrouted: 3,
             malformed: 4,
             occupancy: 5,
@@ -75,6 +76,7 @@ fn ring_counters_are_labelled_by_ring_and_device_and_escaped() {
         "perdix_stalls_total{ring=\"cpu\",device=\"cpu\"} 1\n",
         "perdix_drops_total{ring=\"cpu\",device=\"cpu\"} 2\n",
         "perdix_corrupt_total{ring=\"cpu\",device=\"cpu\"} 0\n",
+        "perdix_lost_total{ring=\"cpu\",device=\"cpu\"} 6\n",
         "perdix_unrouted_total{ring=\"cpu\",device=\"cpu\"} 3\n",
         "perdix_malformed_total{ring=\"cpu\",device=\"cpu\"} 4\n",
         "# TYPE perdix_ring_occupancy_slots gauge\n",
@@ -161,7 +163,7 @@ fn latency_buckets_never_decrease_and_end_at_the_count() {
 #[test]
 fn an_empty_snapshot_has_every_family_and_no_series() {
     let text = encode_text(&CountersSnapshot::default()).unwrap();
-    assert_eq!(text.matches("# TYPE ").count(), 7 + 2 + 5 + 5 + 1);
+    assert_eq!(text.matches("# TYPE ").count(), 8 + 2 + 5 + 5 + 1);
     assert!(!text.contains("perdix_messages_total{"));
     assert!(text.contains("perdix_latency_seconds_bucket{le=\"+Inf\"} 0\n"));
     assert!(text.contains("perdix_latency_seconds_count 0\n"));
