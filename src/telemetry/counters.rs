@@ -178,7 +178,8 @@ pub struct AppCounters {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CountersSnapshot {
-    /// When it was taken, [`clock::now_ns`](crate::clock::now_ns).
+    /// When it was taken, on [`clock::now_ns`](crate::clock::now_ns)'s scale (0: not stamped;
+    /// `PerdixRings::counters()` stamps its snapshots, [`of_rings`](Self::of_rings) does not).
     pub at_ns: u64,
     /// Each ring's counters, by index.
     pub rings: Vec<RingCounters>,
@@ -191,11 +192,11 @@ pub struct CountersSnapshot {
 }
 
 impl CountersSnapshot {
-    /// A snapshot of `rings` now, with no plugin counts and no latencies.
+    /// A snapshot of `rings`, with no plugin counts, no latencies and no stamp (`at_ns` 0:
+    /// set it if rates are taken from it). The telemetry layer reads no clock.
     #[must_use]
     pub fn of_rings(rings: impl IntoIterator<Item = RingCounters>) -> Self {
         Self {
-            at_ns: crate::clock::now_ns(),
             rings: rings.into_iter().collect(),
             ..Self::default()
         }
