@@ -32,6 +32,8 @@ use perdix_transport::Policy;
 /// The stress messages' size: eight words.
 const SIZE: usize = 64;
 const ROLE: &str = "PERDIX_FLEET_NODE";
+/// How long a node's producers may take to end after the stop request.
+const STOP_WAIT: Duration = Duration::from_secs(15);
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -79,11 +81,39 @@ fn publish(node: &str) {
     let mut stress = StressProducers::spawn(&mut rings, producers as usize, SIZE)
         .unwrap_or_else(|err| panic!("{node}: stress producers: {err}"));
     println!("BACKEND {node} {}", stress.backend());
-    let (start, mut stopped) = (Instant::now(), false);
+    let (start, mut stopped) = (Instant::now(), None);
+    let mut next_report = Duration::from_secs(seconds + 1);
     loop {
-        if !stopped && start.elapsed() >= Duration::from_secs(seconds) {
+        if stopped.is_none() && start.elapsed() >= Duration::from_secs(seconds) {
             stress.stop();
-            stopped = true;
+            stopped = Some(Instant::now());
+        }
+        if let Some(since) = stopped {
+            // Bounded: producers that do not end within STOP_WAIT of the stop request are a
+            // failure of this node, said so, never a hang.
+            if since.elapsed() > STOP_WAIT {
+                let rings = app.world().resource::<PerdixRings>();
+                let total = rings.counters().total();
+                eprintln!(
+                    "{node}: the producers did not end within {STOP_WAIT:?} of the stop request \
+                     ({} messages taken, {} slots waiting)",
+                    total.messages, total.occupancy
+                );
+                println!("SENT {node} {}", stress.total_sent());
+                std::process::exit(2);
+            }
+            if start.elapsed() >= next_report {
+                next_report += Duration::from_secs(1);
+                let rings = app.world().resource::<PerdixRings>();
+                let total = rings.counters().total();
+                eprintln!(
+                    "{node}: stopping for {:.1} s: {} messages taken, {} slots waiting, emitted {}",
+                    since.elapsed().as_secs_f64(),
+                    total.messages,
+                    total.occupancy,
+                    stress.total_sent()
+                );
+            }
         }
         app.update();
         let mut rings = app.world_mut().resource_mut::<PerdixRings>();
@@ -99,7 +129,7 @@ fn publish(node: &str) {
         if let Err(err) = publisher.flush_due() {
             panic!("{node}: flush: {err}");
         }
-        if stopped && rings.is_finished() {
+        if stopped.is_some() && rings.is_finished() {
             break;
         }
     }
@@ -170,6 +200,7 @@ fn receive() {
     let (start, mut next_line) = (Instant::now(), Instant::now() + Duration::from_secs(1));
     // Per node, the counts of the previous line: messages, latency sum and samples.
     let mut last: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    let mut done_since: Option<Instant> = None;
     loop {
         app.update();
         let source = app.world().resource::<RemoteSource>();
@@ -207,7 +238,13 @@ fn receive() {
             .iter_mut()
             .all(|c| matches!(c.try_wait(), Ok(Some(_))));
         let drained = app.world().resource::<PerdixRings>().handed_over() == 0;
-        if (done && counters.all_ended(nodes as usize) && drained) || Instant::now() > deadline {
+        // Every node gone: its streams' END came, or (a node that failed) 3 s passed.
+        if !done {
+            done_since = None;
+        }
+        let gone = *done_since.get_or_insert_with(Instant::now);
+        let ended = counters.all_ended(nodes as usize) || gone.elapsed() > Duration::from_secs(3);
+        if (done && ended && drained) || Instant::now() > deadline {
             app.update(); // the verifier sees the last frame's batches
             summary(
                 &mut app,
@@ -227,9 +264,12 @@ fn summary(
     elapsed: f64,
 ) {
     let mut sent: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed_nodes = 0;
     for child in children.iter_mut() {
         let _ = child.kill(); // a node past the deadline; the others have ended
-        let _ = child.wait();
+        if !child.wait().is_ok_and(|status| status.success()) {
+            failed_nodes += 1;
+        }
         let Some(out) = child.stdout.take() else {
             continue;
         };
@@ -243,7 +283,10 @@ fn summary(
         }
     }
     let verified = &mut app.world_mut().resource_mut::<Verified>().0;
-    let mut pass = policy() == Policy::DropNewest || per_node.len() == sent.len();
+    let mut pass = failed_nodes == 0 && per_node.len() == sent.len();
+    if failed_nodes > 0 {
+        println!("{failed_nodes} node(s) failed or were killed at the deadline");
+    }
     println!("\nfleet summary ({:.1} s, {:?})", elapsed, policy());
     for (node, n) in per_node {
         let report = verified
