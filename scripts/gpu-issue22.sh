@@ -46,8 +46,21 @@ remote() {
     run "remote-$src" 90 "$z/remote_bench" --messages 30000000 --source "$src"
   done
 }
+# Call 3: the fleet's GPU node after the stop request (progress lines on stderr; a node that
+# does not end within 15 s says so and fails), once under DropNewest, and a second spsc pair.
+call3() {
+  RUST_LOG=warn,zenoh=error run fleet-gpu-stop 50 "$z/fleet" --nodes 1 --seconds 3 --producers 4
+  RUST_LOG=warn,zenoh=error run fleet-gpu-drop 50 "$z/fleet" --nodes 1 --seconds 3 --producers 4 --drop
+  for v in before after; do
+    d=$o; [ $v = after ] && d=$n
+    run "spsc-$v-2" 50 taskset -c 2,3 "$d/spsc" --bench '^(seed|throughput/perdix)' \
+      --warm-up-time 0.5 --measurement-time 2
+  done
+  for l in "$logs"/fleet-gpu-*.log; do echo "-- $(basename "$l" .log)"; grep -vE '^ *[0-9.]+s ' "$l" | grep -v WARN | cut -c1-300 | tail -30; done
+}
 case $1 in
   call1) tests; hot ;;
+  call3) call3 ;;
   call2) remote; ROUNDS=1 hot; tests ;;
   remote) remote ;;
   tests) tests ;;
