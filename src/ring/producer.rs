@@ -48,7 +48,7 @@ pub struct Producer {
 impl Producer {
     /// Writes the messages after this call with producer id `id` (a relay that re-publishes
     /// another producer's messages keeps their ids: the remote source).
-    #[cfg(feature = "zenoh")]
+    #[cfg(all(feature = "zenoh", feature = "bevy"))]
     #[inline]
     pub(crate) fn set_id(&mut self, id: u32) {
         self.id = id;
