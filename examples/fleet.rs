@@ -32,6 +32,8 @@ use perdix_transport::Policy;
 /// The stress messages' size: eight words.
 const SIZE: usize = 64;
 const ROLE: &str = "PERDIX_FLEET_NODE";
+/// The most messages a node publishes a frame.
+const PUBLISH_PER_FRAME: usize = 1 << 18;
 /// How long a node's producers may take to end after the stop request.
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
@@ -118,7 +120,9 @@ fn publish(node: &str) {
         app.update();
         let mut rings = app.world_mut().resource_mut::<PerdixRings>();
         let mut failed = None;
-        rings.drain_with(usize::MAX, |msg| {
+        // Bounded per frame: GPU producers refill the rings as fast as the link takes them,
+        // so an unbounded drain would never return to look at the clock.
+        rings.drain_with(PUBLISH_PER_FRAME, |msg| {
             if let Err(err) = publisher.publish(ring, msg) {
                 failed.get_or_insert(err);
             }
