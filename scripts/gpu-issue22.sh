@@ -58,8 +58,15 @@ call3() {
   done
   for l in "$logs"/fleet-gpu-*.log; do echo "-- $(basename "$l" .log)"; grep -vE '^ *[0-9.]+s ' "$l" | grep -v WARN | cut -c1-300 | tail -30; done
 }
+# Call 4: the fleet's GPU node again, after the bounded drain per frame.
+fleet_gpu() {
+  RUST_LOG=warn,zenoh=error run fleet-gpu-stop 45 "$z/fleet" --nodes 1 --seconds 5 --producers 4
+  RUST_LOG=warn,zenoh=error run fleet-gpu-drop 45 "$z/fleet" --nodes 1 --seconds 5 --producers 4 --drop
+  for l in "$logs"/fleet-gpu-*.log; do echo "-- $(basename "$l" .log)"; grep -vE '^ *[0-9.]+s ' "$l" | grep -v WARN | cut -c1-320 | tail -12; done
+}
 case $1 in
   call1) tests; hot ;;
+  call4) fleet_gpu ;;
   call3) call3 ;;
   call2) remote; ROUNDS=1 hot; tests ;;
   remote) remote ;;
