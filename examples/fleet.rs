@@ -286,14 +286,14 @@ fn summary(
             }
         }
     }
-    let verified = &mut app.world_mut().resource_mut::<Verified>().0;
+    let mut verifiers = std::mem::take(&mut app.world_mut().resource_mut::<Verified>().0);
     let mut pass = failed_nodes == 0 && per_node.len() == sent.len();
     if failed_nodes > 0 {
         println!("{failed_nodes} node(s) failed or were killed at the deadline");
     }
     println!("\nfleet summary ({:.1} s, {:?})", elapsed, policy());
     for (node, n) in per_node {
-        let report = verified
+        let report = verifiers
             .get_mut(node)
             .map(|v| v.report())
             .unwrap_or_default();
@@ -323,6 +323,14 @@ fn summary(
             if ok { "ok" } else { "FAIL" }
         );
     }
+    let dropped = app.world().resource::<RemoteSource>().dropped();
+    let received: u64 = per_node.values().map(|n| n.messages).sum();
+    let verified: u64 = verifiers.values().map(|v| v.report().messages).sum();
+    println!(
+        "  received {received} = verified {verified} + dropped by this app's full rings {dropped}{}",
+        if received == verified + dropped { "" } else { " (MISMATCH)" }
+    );
+    pass &= received == verified + dropped;
     println!("  verdict  {}", if pass { "pass" } else { "FAIL" });
     if !pass {
         std::process::exit(1);
