@@ -9,7 +9,7 @@ use bevy_ecs::system::{Local, Res, ResMut};
 
 use super::frame::SAMPLE_EVERY_NS;
 use super::rings::PerdixRings;
-use crate::telemetry::CountersSnapshot;
+use crate::telemetry::{CountersSnapshot, Sample};
 
 /// The paths of the plugin's diagnostics (in [`DiagnosticsStore`]).
 ///
@@ -291,16 +291,13 @@ pub(crate) fn measure(
         return;
     }
     let dt_s = dt_ns as f64 * 1e-9;
-    let (total, before) = (now.total(), last.total());
-    let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / dt_s;
-    let msgs_per_sec = rate(total.messages, before.messages);
-    let bytes_per_sec = rate(total.bytes, before.bytes);
-    diagnostics.add_measurement(&PerdixDiagnostics::MSGS_PER_SEC, || msgs_per_sec);
-    diagnostics.add_measurement(&PerdixDiagnostics::BYTES_PER_SEC, || bytes_per_sec);
-    if msgs_per_sec > 0.0 {
+    let sample = Sample::between(0.0, dt_s, &last.total(), &now.total());
+    diagnostics.add_measurement(&PerdixDiagnostics::MSGS_PER_SEC, || sample.msgs_per_sec);
+    diagnostics.add_measurement(&PerdixDiagnostics::BYTES_PER_SEC, || sample.bytes_per_sec);
+    if sample.msgs_per_sec > 0.0 {
         // Both rates are over the same window: their ratio is its bytes over its messages.
         diagnostics.add_measurement(&PerdixDiagnostics::MESSAGE_BYTES, || {
-            bytes_per_sec / msgs_per_sec
+            sample.bytes_per_sec / sample.msgs_per_sec
         });
         let largest = baseline.largest as f64;
         diagnostics.add_measurement(&PerdixDiagnostics::MESSAGE_BYTES_MAX, || largest);
@@ -314,15 +311,11 @@ pub(crate) fn measure(
             window.quantile_ns(0.99) as f64 / 1e3
         });
     }
-    diagnostics.add_measurement(&PerdixDiagnostics::OCCUPANCY, || total.fill() * 100.0);
-    diagnostics.add_measurement(&PerdixDiagnostics::STALLS_PER_SEC, || {
-        rate(total.stalls, before.stalls)
-    });
-    diagnostics.add_measurement(&PerdixDiagnostics::DROPS_PER_SEC, || {
-        rate(total.drops, before.drops)
-    });
+    diagnostics.add_measurement(&PerdixDiagnostics::OCCUPANCY, || sample.occupancy * 100.0);
+    diagnostics.add_measurement(&PerdixDiagnostics::STALLS_PER_SEC, || sample.stalls_per_sec);
+    diagnostics.add_measurement(&PerdixDiagnostics::DROPS_PER_SEC, || sample.drops_per_sec);
     diagnostics.add_measurement(&PerdixDiagnostics::UNROUTED_PER_SEC, || {
-        rate(total.unrouted, before.unrouted)
+        sample.unrouted_per_sec
     });
     diagnostics.add_measurement(&PerdixDiagnostics::DEFERRED, || app.deferred as f64);
     measure_devices(&mut diagnostics, &now, last, dt_s);
@@ -370,13 +363,10 @@ fn measure_devices(
             .find(|d| d.device == device.device)
             .map(|d| d.counters)
             .unwrap_or_default();
-        let (dm, db) = (
-            device.counters.messages.saturating_sub(then.messages),
-            device.counters.bytes.saturating_sub(then.bytes),
-        );
+        let sample = Sample::between(0.0, dt_s, &then, &device.counters);
         let msgs = PerdixDiagnostics::device_msgs_per_sec(device.device);
         let bytes = PerdixDiagnostics::device_bytes_per_sec(device.device);
-        diagnostics.add_measurement(&msgs, || dm as f64 / dt_s);
-        diagnostics.add_measurement(&bytes, || db as f64 / dt_s);
+        diagnostics.add_measurement(&msgs, || sample.msgs_per_sec);
+        diagnostics.add_measurement(&bytes, || sample.bytes_per_sec);
     }
 }

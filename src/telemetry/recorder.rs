@@ -26,6 +26,31 @@ pub struct Sample {
     pub unrouted_per_sec: f64,
 }
 
+impl Sample {
+    /// The rates from `before` to `now`, `dt_s` seconds apart (zero rates when `dt_s` is not
+    /// positive), and `now`'s fill, at `t_s`: the one place two counters become rates (the
+    /// recorder's history and the `perdix/*` diagnostics).
+    #[must_use]
+    pub fn between(t_s: f64, dt_s: f64, before: &Counters, now: &Counters) -> Self {
+        let rate = |now: u64, then: u64| {
+            if dt_s > 0.0 {
+                now.saturating_sub(then) as f64 / dt_s
+            } else {
+                0.0
+            }
+        };
+        Self {
+            t_s,
+            msgs_per_sec: rate(now.messages, before.messages),
+            bytes_per_sec: rate(now.bytes, before.bytes),
+            occupancy: now.fill(),
+            stalls_per_sec: rate(now.stalls, before.stalls),
+            drops_per_sec: rate(now.drops, before.drops),
+            unrouted_per_sec: rate(now.unrouted, before.unrouted),
+        }
+    }
+}
+
 /// Turns totals into rates and keeps a bounded history, plus a latency histogram.
 ///
 /// # Examples
@@ -94,35 +119,14 @@ impl Telemetry {
     /// Takes totals at `t_s` seconds; returns (and keeps) the rates since the previous call.
     /// The first call only sets the baseline and returns a zero-rate sample.
     pub fn update(&mut self, t_s: f64, totals: Counters) -> Sample {
-        let occupancy = if totals.capacity == 0 {
-            0.0
-        } else {
-            (totals.occupancy as f64 / totals.capacity as f64).clamp(0.0, 1.0)
-        };
         let Some((t0, before)) = self.last.replace((t_s, totals)) else {
             return Sample {
                 t_s,
-                occupancy,
+                occupancy: totals.fill(),
                 ..Sample::default()
             };
         };
-        let dt = t_s - t0;
-        let rate = |now: u64, then: u64| {
-            if dt > 0.0 {
-                now.saturating_sub(then) as f64 / dt
-            } else {
-                0.0
-            }
-        };
-        let sample = Sample {
-            t_s,
-            msgs_per_sec: rate(totals.messages, before.messages),
-            bytes_per_sec: rate(totals.bytes, before.bytes),
-            occupancy,
-            stalls_per_sec: rate(totals.stalls, before.stalls),
-            drops_per_sec: rate(totals.drops, before.drops),
-            unrouted_per_sec: rate(totals.unrouted, before.unrouted),
-        };
+        let sample = Sample::between(t_s, t_s - t0, &before, &totals);
         if self.history.len() == self.history_len {
             self.history.pop_front();
         }
