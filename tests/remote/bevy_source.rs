@@ -12,6 +12,19 @@ use perdix_transport::Policy;
 
 use super::{finish_child, free_endpoint, spawn_publisher, verify, DEADLINE, MESSAGE};
 
+/// Adds a remote source named `sink` to `app` (its config shaped by `shape`), listening on a
+/// free loopback endpoint (five tries); returns the endpoint.
+fn listen(app: &mut App, shape: impl Fn(RemoteConfig) -> RemoteConfig) -> String {
+    for _ in 0..5 {
+        let endpoint = free_endpoint();
+        let config = shape(RemoteConfig::new("sink").unwrap().listen(&endpoint));
+        if app.add_perdix_remote(&config).is_ok() {
+            return endpoint;
+        }
+    }
+    panic!("no free loopback port");
+}
+
 #[test]
 fn plugin_source_delivers_remote_messages_as_envelopes_with_their_origin() {
     let messages = 50_000;
@@ -19,21 +32,7 @@ fn plugin_source_delivers_remote_messages_as_envelopes_with_their_origin() {
     let mut app = App::new();
     app.add_plugins((DiagnosticsPlugin, PerdixPlugin::default().capacity(1024)))
         .add_perdix_envelope::<[u8; MESSAGE]>(1);
-    let mut endpoint = String::new();
-    for _ in 0..5 {
-        endpoint = free_endpoint();
-        let config = RemoteConfig::new("sink")
-            .unwrap()
-            .listen(&endpoint)
-            .queue(4);
-        if app.add_perdix_remote(&config).is_ok() {
-            break;
-        }
-    }
-    assert!(
-        app.world().contains_resource::<RemoteSource>(),
-        "no free loopback port"
-    );
+    let endpoint = listen(&mut app, |config| config.queue(4));
     let child = spawn_publisher(&endpoint, messages, Policy::Block, false);
     let mut cursor = app
         .world()
@@ -101,21 +100,7 @@ fn plugin_source_counts_every_message_its_full_ring_drops() {
     let mut app = App::new();
     app.add_plugins(PerdixPlugin::default().capacity(64))
         .add_perdix_envelope::<[u8; MESSAGE]>(1);
-    let mut endpoint = String::new();
-    for _ in 0..5 {
-        endpoint = free_endpoint();
-        let config = RemoteConfig::new("sink")
-            .unwrap()
-            .listen(&endpoint)
-            .policy(Policy::DropNewest);
-        if app.add_perdix_remote(&config).is_ok() {
-            break;
-        }
-    }
-    assert!(
-        app.world().contains_resource::<RemoteSource>(),
-        "no free loopback port"
-    );
+    let endpoint = listen(&mut app, |config| config.policy(Policy::DropNewest));
     let child = spawn_publisher(&endpoint, messages, Policy::Block, false);
     let mut cursor = app
         .world()
