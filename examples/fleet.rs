@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use bevy_app::prelude::*;
 use bevy_ecs::prelude::*;
 use perdix_transport::bevy::{PerdixAppExt, PerdixBatch, PerdixPlugin, PerdixRings};
-use perdix_transport::remote::{RemoteAppExt, RemoteConfig, RemotePublisher, RemoteSource};
+use perdix_transport::remote::{
+    RemoteAppExt, RemoteConfig, RemotePublisher, RemoteSource, StreamCounters,
+};
 use perdix_transport::testing::stress::{stream, Verifier};
 use perdix_transport::testing::StressProducers;
 use perdix_transport::Policy;
@@ -209,17 +211,11 @@ fn receive() {
         app.update();
         let source = app.world().resource::<RemoteSource>();
         let counters = source.counters();
-        let mut per_node: BTreeMap<String, perdix_transport::remote::StreamCounters> =
-            BTreeMap::new();
-        for (id, s) in &counters.streams {
-            let n = per_node.entry(id.node.clone()).or_default();
-            n.messages += s.messages;
-            n.lost_messages += s.lost_messages;
-            n.lost_batches += s.lost_batches;
-            n.latency_sum_ns += s.latency_sum_ns;
-            n.latency_samples += s.latency_samples;
-            n.latency_max_ns = n.latency_max_ns.max(s.latency_max_ns);
-        }
+        let per_node: BTreeMap<String, StreamCounters> = counters
+            .streams
+            .keys()
+            .map(|id| (id.node.clone(), counters.sum_of(|s| s.node == id.node)))
+            .collect();
         if Instant::now() >= next_line {
             next_line += Duration::from_secs(1);
             for (node, n) in &per_node {
@@ -264,7 +260,7 @@ fn receive() {
 fn summary(
     app: &mut App,
     children: &mut [Child],
-    per_node: &BTreeMap<String, perdix_transport::remote::StreamCounters>,
+    per_node: &BTreeMap<String, StreamCounters>,
     elapsed: f64,
 ) {
     let mut sent: BTreeMap<String, u64> = BTreeMap::new();

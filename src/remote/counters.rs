@@ -105,8 +105,16 @@ impl RemoteCounters {
     /// The sum over every stream (`ended`, `next_*` of the sum mean nothing).
     #[must_use]
     pub fn total(&self) -> StreamCounters {
+        self.sum_of(|_| true)
+    }
+
+    /// The sum over the streams `keep` selects (a node's, say: `|id| id.node == "host-a"`).
+    #[must_use]
+    pub fn sum_of(&self, keep: impl Fn(&StreamId) -> bool) -> StreamCounters {
         self.streams
-            .values()
+            .iter()
+            .filter(|(id, _)| keep(id))
+            .map(|(_, s)| s)
             .fold(StreamCounters::default(), |mut t, s| {
                 t.batches = t.batches.saturating_add(s.batches);
                 t.messages = t.messages.saturating_add(s.messages);

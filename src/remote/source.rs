@@ -20,7 +20,7 @@ use bevy_ecs::resource::Resource;
 use crossbeam_utils::Backoff;
 
 use super::receiver::CountersReader;
-use super::{RemoteConfig, RemoteCounters, RemoteError, RemoteReceiver};
+use super::{RemoteConfig, RemoteCounters, RemoteError, RemoteReceiver, StreamId};
 use crate::bevy::PerdixRings;
 use crate::{Error, Policy, Producer};
 
@@ -134,12 +134,8 @@ impl RemoteSource {
         self.origins
             .iter()
             .map(|(ring, origin)| {
-                let lost = counters
-                    .streams
-                    .iter()
-                    .filter(|(id, _)| id.node == origin.node && id.ring == origin.ring)
-                    .fold(0u64, |sum, (_, s)| sum.saturating_add(s.lost_messages));
-                (*ring, lost)
+                let of_ring = |id: &StreamId| id.node == origin.node && id.ring == origin.ring;
+                (*ring, counters.sum_of(of_ring).lost_messages)
             })
             .collect()
     }
