@@ -67,20 +67,23 @@ impl Plugin for RemotePlugin {
     }
 }
 
-/// Gives the source's thread the rings it asked for, and each ring the messages its streams
-/// lost on the way (its `lost` counter in [`PerdixRings::counters`]).
+/// Gives the source's thread the rings it asked for.
 fn attach_streams(mut source: ResMut<RemoteSource>, mut rings: ResMut<PerdixRings>) {
     source.attach(&mut rings);
-    for (ring, lost) in source.lost_per_ring() {
-        rings.set_lost(ring, lost);
-    }
 }
 
 /// The previous sample: when, messages, latency sum, latency samples.
 #[derive(Default)]
 struct Baseline(Option<(Instant, u64, u64, u64)>);
 
-fn measure(mut diagnostics: Diagnostics, source: Res<RemoteSource>, mut last: Local<Baseline>) {
+/// Every ~100 ms: the `perdix/remote/*` diagnostics, and each remote ring's `lost` counter in
+/// [`PerdixRings::counters`] (the messages its streams lost on the way).
+fn measure(
+    mut diagnostics: Diagnostics,
+    source: Res<RemoteSource>,
+    mut rings: ResMut<PerdixRings>,
+    mut last: Local<Baseline>,
+) {
     let now = Instant::now();
     if last
         .0
@@ -88,7 +91,11 @@ fn measure(mut diagnostics: Diagnostics, source: Res<RemoteSource>, mut last: Lo
     {
         return;
     }
-    let total = source.counters().total();
+    let counters = source.counters();
+    for (ring, lost) in source.lost_per_ring(&counters) {
+        rings.set_lost(ring, lost);
+    }
+    let total = counters.total();
     if let Some((t, messages, sum, samples)) = last.0 {
         let dt = now.duration_since(t).as_secs_f64();
         let dm = total.messages.saturating_sub(messages);

@@ -125,12 +125,8 @@ impl RemoteSource {
     }
 
     /// Per plugin ring of this source, the messages its streams lost on the way (gaps in
-    /// their message indexes).
-    pub(crate) fn lost_per_ring(&self) -> Vec<(u32, u64)> {
-        if self.origins.is_empty() {
-            return Vec::new();
-        }
-        let counters = self.counters();
+    /// their message indexes), from `counters` (this source's).
+    pub(crate) fn lost_per_ring(&self, counters: &RemoteCounters) -> Vec<(u32, u64)> {
         self.origins
             .iter()
             .map(|(ring, origin)| {
