@@ -79,5 +79,5 @@ pub use ring::device_model as loom_device;
 pub use ring::layout;
 pub use ring::{
     Backend, Buffer, BufferBuilder, Claim, Consumer, ConsumerMut, Host, Message, MessageRef,
-    Monitor, Policy, Producer, ProducerMut, RingMemory, RingStats, MAX_CAPACITY,
+    Monitor, Policy, Producer, ProducerMut, RingMemory, RingMode, RingStats, MAX_CAPACITY,
 };

@@ -3,7 +3,7 @@
 use core::ops::{Deref, DerefMut};
 
 use super::memory::{Backend, Host, RingMemory};
-use super::{Consumer, Monitor, Policy, Producer, Ring};
+use super::{Consumer, Monitor, Policy, Producer, Ring, RingMode};
 use crate::sync::Arc;
 use crate::Error;
 
@@ -68,6 +68,7 @@ impl Buffer {
             policy: Policy::default(),
             producer_id: 0,
             timestamps: false,
+            mode: RingMode::Throughput,
         }
     }
 
@@ -126,9 +127,17 @@ pub struct BufferBuilder {
     policy: Policy,
     producer_id: u32,
     timestamps: bool,
+    mode: RingMode,
 }
 
 impl BufferBuilder {
+    /// How messages are laid out (default [`RingMode::Throughput`]; [`RingMode::LowLatency`]
+    /// carries messages of up to 104 bytes).
+    pub fn mode(mut self, mode: RingMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     /// Backpressure policy of the blocking `produce` (default [`Policy::Block`]).
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
@@ -161,8 +170,9 @@ impl BufferBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidCapacity`] before `alloc` runs; whatever `alloc` returns; and
-    /// [`Error::BadMemory`] if the region is too small or not 256-byte aligned.
+    /// [`Error::InvalidCapacity`] before `alloc` runs; whatever `alloc` returns;
+    /// [`Error::BadMemory`] if the region is too small or not 256-byte aligned; and
+    /// [`Error::InvalidConfig`] for [`RingMode::LowLatency`] in a loom build.
     pub fn build_in<M, F>(self, alloc: F) -> Result<Buffer, Error>
     where
         M: RingMemory,
@@ -170,7 +180,7 @@ impl BufferBuilder {
     {
         let bytes = Ring::bytes_for(self.capacity)?;
         let memory = alloc(bytes)?;
-        let ring = Arc::new(Ring::new(self.capacity, Box::new(memory))?);
+        let ring = Arc::new(Ring::new(self.capacity, Box::new(memory))?.with_mode(self.mode)?);
         tracing::debug!(
             capacity = self.capacity,
             backend = %ring.backend(),

@@ -1,9 +1,12 @@
 //! The CPU consumer half.
 
 use super::layout::{slots_for_len, SlotHeader, FLAG_PAD, SLOT_PAYLOAD};
+#[cfg(not(perdix_loom))]
+use super::ll;
 use super::message::Message;
 use super::prefetch;
 use super::shared::Ring;
+use super::RingMode;
 use crate::sync::{fence, Arc, Ordering};
 use crate::Error;
 
@@ -54,6 +57,8 @@ pub struct Consumer {
     publish_every: u64,
     /// Whether the ring has a head sink (GPU producers): cached from the ring.
     sink: bool,
+    /// Whether the ring is [`RingMode::LowLatency`]: cached from the ring.
+    low_latency: bool,
     /// Last head pushed to the sink (`<= published`).
     pushed: u64,
     /// `len` of the message a guard holds (what [`release_one`](Self::release_one) frees).
@@ -76,8 +81,10 @@ impl Consumer {
     pub(crate) fn new(ring: Arc<Ring>) -> Self {
         let publish_every = (ring.capacity() / 8).max(1);
         let sink = ring.has_sink();
+        let low_latency = ring.mode() == RingMode::LowLatency;
         Self {
             ring,
+            low_latency,
             head: 0,
             published: 0,
             publish_every,
@@ -194,7 +201,8 @@ impl Consumer {
     /// store-forwarding stalls a message: docs/DESIGN-NOTES.md, "The seed API per message").
     #[inline(always)]
     fn ready(&self) -> Option<SlotHeader> {
-        if self.fault.is_some() {
+        // A low-latency slot is checked word by word (`poll_ll`): its word 0 is not a `seq`.
+        if self.fault.is_some() || self.low_latency {
             return None;
         }
         let pos = self.head;
@@ -217,6 +225,9 @@ impl Consumer {
             return Err(err.clone());
         }
         let pos = self.head;
+        if self.low_latency {
+            return self.poll_ll(pos);
+        }
         // `pos` counts slots read: it does not reach `u64::MAX` (584 years at 1 G slots/s).
         let ready = pos + 1;
         // Acquire: pairs with the producer's release store of `pos + 1` (CPU), or the GPU's
@@ -278,7 +289,12 @@ impl Consumer {
     #[inline(always)]
     fn advance(&mut self, len: u32) {
         if len as usize <= SLOT_PAYLOAD {
-            // One slot (a message, or a one-slot pad): nothing to stamp.
+            // One slot (a message, or a one-slot pad): nothing to stamp. A low-latency slot
+            // is emptied for its next lap.
+            #[cfg(not(perdix_loom))]
+            if self.low_latency {
+                ll::clear(self.ring.slots(), self.head, len);
+            }
             self.head += 1;
             return;
         }
@@ -311,6 +327,14 @@ impl Consumer {
         if seq != ready.saturating_sub(self.ring.capacity()) {
             return Err(self.fail(Error::Corrupt { pos, seq, len: 0 }));
         }
+        self.idle(pos)
+    }
+
+    /// `poll` for a slot whose message is not there yet (and may never be): the ring's fault,
+    /// its end, or `None` (after pushing the head to an empty GPU ring's producers when it is
+    /// well ahead of the last push).
+    #[inline]
+    fn idle(&mut self, pos: u64) -> Result<Option<SlotHeader>, Error> {
         if self.ring.is_faulted() {
             // Failed by someone else (a GPU producer that saw its kernels fault): every
             // message published before that has been read; report the fault from now on.
@@ -318,9 +342,7 @@ impl Consumer {
                 // The fault's acquire orders every message its producer published before it:
                 // look once more, so none of them is lost to the fault (loom found the stale
                 // first look).
-                // (Relaxed: the fault's acquire already ordered those stores before this load,
-                // and `poll` acquires again; the loom mutation check confirmed it.)
-                if self.ring.seq(pos).load(Ordering::Relaxed) == ready {
+                if self.is_published(pos) {
                     return self.poll();
                 }
                 self.fault = Some(err.clone());
@@ -339,10 +361,8 @@ impl Consumer {
         }
         if self.ring.producer_closed() {
             // The producer's last publish happened before its close (release/acquire): look once
-            // more, so a message published just before the close is not missed. Relaxed: the
-            // flag's acquire already ordered the last `seq` store before this load (and `poll`
-            // acquires again).
-            if self.ring.seq(pos).load(Ordering::Relaxed) == ready {
+            // more, so a message published just before the close is not missed.
+            if self.is_published(pos) {
                 return self.poll();
             }
             return Err(self.end(pos));
@@ -466,6 +486,7 @@ impl Drop for Consumer {
 
 mod hold;
 mod info;
+mod low_latency;
 
 pub(super) use hold::Held;
 #[cfg(test)]

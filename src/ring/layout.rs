@@ -96,6 +96,14 @@ pub(crate) const fn slots_for_len(len: u32) -> u64 {
     (OFFSET_PAYLOAD as u64 + len as u64).div_ceil(SLOT_SIZE as u64)
 }
 
+/// Header words (32-bit halves) of a low-latency slot ([`RingMode::LowLatency`](crate::RingMode)):
+/// `len`, `kind`, `producer`, `flags`, and `stamp_ns` low and high, each in the low half of its
+/// own 8-byte word whose high half is the position's flag (`src/ring/ll.rs` has the table).
+pub const LL_HEADER_WORDS: usize = 6;
+/// The largest message of a low-latency ring: the 32 words of a slot, less the header words,
+/// at 4 payload bytes a word.
+pub const LL_MAX_PAYLOAD: usize = (SLOT_SIZE / 8 - LL_HEADER_WORDS) * 4;
+
 /// Cache-line size the GPU writes and the CPU reads in units of (a message touches
 /// `ceil((OFFSET_PAYLOAD + len) / CACHE_LINE)` lines).
 pub const CACHE_LINE: usize = 64;
@@ -206,6 +214,12 @@ const _: () = {
     // A one-slot message is exactly what fits after the header; the smallest ring carries one.
     assert!(slots_for(SLOT_PAYLOAD) == 1 && slots_for(SLOT_PAYLOAD + 1) == 2);
     assert!(max_message(2) == SLOT_PAYLOAD);
+    // A low-latency message is one slot, and its words include the throughput layout's (the
+    // consumer rewrites it in place into that layout, then clears every word it used).
+    assert!(LL_MAX_PAYLOAD == 104 && LL_MAX_PAYLOAD <= SLOT_PAYLOAD);
+    assert!(
+        OFFSET_PAYLOAD / 8 + LL_MAX_PAYLOAD.div_ceil(8) <= LL_HEADER_WORDS + LL_MAX_PAYLOAD / 4
+    );
 };
 
 /// The layout as `-D` defines for the CUDA side (`kernels/perdix.cuh` asserts against them).
@@ -217,7 +231,7 @@ const _: () = {
 /// assert!(defines.contains(&("PERDIX_SLOT_SIZE", 256)));
 /// ```
 #[must_use]
-pub fn cuda_defines() -> [(&'static str, usize); 12] {
+pub fn cuda_defines() -> [(&'static str, usize); 14] {
     [
         ("PERDIX_SLOT_SIZE", SLOT_SIZE),
         ("PERDIX_SLOT_ALIGN", SLOT_ALIGN),
@@ -231,6 +245,8 @@ pub fn cuda_defines() -> [(&'static str, usize); 12] {
         ("PERDIX_SLOT_PAYLOAD", SLOT_PAYLOAD),
         ("PERDIX_FLAG_PAD", FLAG_PAD as usize),
         ("PERDIX_CACHE_LINE", CACHE_LINE),
+        ("PERDIX_LL_HEADER_WORDS", LL_HEADER_WORDS),
+        ("PERDIX_LL_MAX_PAYLOAD", LL_MAX_PAYLOAD),
     ]
 }
 

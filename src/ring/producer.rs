@@ -1,10 +1,14 @@
 //! The CPU producer half.
 
+#[cfg(not(perdix_loom))]
+use super::layout::LL_MAX_PAYLOAD;
 use super::layout::{slots_for, SlotHeader, FLAG_PAD, OFFSET_PAYLOAD, SLOT_PAYLOAD, SLOT_SIZE};
+#[cfg(not(perdix_loom))]
+use super::ll;
 use super::shared::{Ring, RingStats};
 use super::slots::WriteBuf;
 use super::wait::Wait;
-use super::Policy;
+use super::{Policy, RingMode};
 use crate::sync::{Arc, Ordering};
 use crate::{clock, Error};
 
@@ -43,6 +47,12 @@ pub struct Producer {
     policy: Policy,
     id: u32,
     timestamps: bool,
+    /// Whether the ring is [`RingMode::LowLatency`]: cached from the ring.
+    #[cfg_attr(
+        perdix_loom,
+        expect(dead_code, reason = "loom builds have no low-latency rings")
+    )]
+    low_latency: bool,
 }
 
 impl Producer {
@@ -56,8 +66,10 @@ impl Producer {
 
     pub(crate) fn new(ring: Arc<Ring>, policy: Policy, id: u32, timestamps: bool) -> Self {
         let max = usize::try_from(ring.max_message()).unwrap_or(usize::MAX);
+        let low_latency = ring.mode() == RingMode::LowLatency;
         Self {
             ring,
+            low_latency,
             tail: 0,
             cached_head: 0,
             max,
@@ -87,7 +99,7 @@ impl Producer {
     /// As [`try_produce`](Self::try_produce).
     #[inline]
     pub fn try_produce_kind(&mut self, kind: u32, msg: &[u8]) -> Result<(), Error> {
-        if msg.len() <= SLOT_PAYLOAD {
+        if msg.len() <= SLOT_PAYLOAD.min(self.max) {
             // One slot (every ring carries it, and it never needs a pad): today's fast path.
             self.try_room(1)?;
             let pos = self.tail;
@@ -122,7 +134,7 @@ impl Producer {
     }
 
     /// Writes a one-slot message in place: `write` gets the slot's whole payload buffer
-    /// ([`SLOT_PAYLOAD`] bytes) and returns how many bytes it filled. Never blocks. (For larger
+    /// ([`SLOT_PAYLOAD`] bytes; 104 on a low-latency ring) and returns how many bytes it filled. Never blocks. (For larger
     /// messages written in place, see
     /// [`try_claim`](Self::try_claim).)
     ///
@@ -320,12 +332,36 @@ impl Producer {
             flags: 0,
             stamp_ns,
         };
+        #[cfg(not(perdix_loom))]
+        if self.low_latency {
+            self.publish_ll(pos, &header);
+            self.tail = pos + k;
+            self.ring.record_tail(self.tail);
+            return;
+        }
         self.ring.write_header(pos, header);
         // Release: the payload and header writes above happen before a consumer's acquire load
         // sees `pos + 1`.
         self.ring.seq(pos).store(pos + 1, Ordering::Release);
         self.tail = pos + k;
         self.ring.record_tail(self.tail);
+    }
+
+    /// Publishes the one-slot message at `pos` of a low-latency ring, whose payload was written
+    /// in place at offset 32 (as on any ring): re-encoded into the flagged words, word 0 last.
+    #[cfg(not(perdix_loom))]
+    #[inline(never)]
+    fn publish_ll(&self, pos: u64, header: &SlotHeader) {
+        let len = (header.len as usize).min(LL_MAX_PAYLOAD);
+        let mut payload = [0u8; LL_MAX_PAYLOAD];
+        {
+            // SAFETY: the slot at `pos` is reserved by this producer and unpublished (word 0
+            // is still 0, so the consumer reads nothing else of it); `len` is within one slot.
+            let buf = unsafe { self.ring.slots().write(pos, len) };
+            // SAFETY: as above; the view ends with this block, before the stores below.
+            payload[..len].copy_from_slice(unsafe { buf.get() });
+        }
+        ll::publish(self.ring.slots(), pos, header, &payload[..len]);
     }
 
     /// Publishes a pad record of `pad` slots at `at`: the rest of the lap, which the consumer
@@ -352,16 +388,17 @@ impl Producer {
         F: FnOnce(&mut [u8]) -> usize,
     {
         let pos = self.tail;
+        let room = SLOT_PAYLOAD.min(self.max);
         // SAFETY: `pos - head < capacity` (the caller checked `has_room(1)`, and the acquire
         // in `load_head` ordered the consumer's last reads of this slot before us), and the
-        // slot's `seq` still holds the previous lap's value, so the consumer does not read
-        // the payload: this producer owns it until the release store of `seq`. One slot never
-        // wraps.
-        let mut buf = unsafe { self.ring.slots().write(pos, SLOT_PAYLOAD) };
+        // slot's `seq` still holds the previous lap's value (on a low-latency ring, word 0 is
+        // still 0), so the consumer does not read the payload: this producer owns it until it
+        // publishes. `room` bytes from offset 32 stay inside one slot.
+        let mut buf = unsafe { self.ring.slots().write(pos, room) };
         // SAFETY: as above: the slot is reserved and unpublished.
         let len = write(unsafe { buf.get_mut() });
-        if len > SLOT_PAYLOAD {
-            return Err(Error::too_large_for(len, SLOT_PAYLOAD));
+        if len > room {
+            return Err(Error::too_large_for(len, room));
         }
         self.ring.slots().finish_write(pos, buf, len);
         self.publish_at(pos, kind, len, 1);

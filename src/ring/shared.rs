@@ -2,10 +2,12 @@
 
 use crossbeam_utils::CachePadded;
 
-use super::layout::{max_message, ring_bytes, SlotHeader, SLOT_ALIGN};
+use super::layout::{max_message, ring_bytes, SlotHeader, LL_MAX_PAYLOAD, SLOT_ALIGN};
 use super::memory::{Backend, RingMemory};
 use super::slots::Slots;
+pub use super::stats::RingStats;
 use super::wait::Wait;
+use super::RingMode;
 use crate::sync::{AtomicBool, AtomicU64, AtomicU8, Ordering, UnsafeCell};
 use crate::Error;
 
@@ -79,8 +81,11 @@ pub(crate) struct Ring {
     slots: Slots,
     /// Number of slots, a power of two in `2..=MAX_CAPACITY`.
     capacity: u64,
-    /// [`max_message`] of the capacity: the longest payload a header may claim.
+    /// [`max_message`] of the capacity (throughput) or [`LL_MAX_PAYLOAD`] (low latency): the
+    /// longest payload a header may claim.
     max_message: u64,
+    /// How messages are laid out in the slots ([`RingMode`]).
+    mode: RingMode,
     /// Next position the consumer will read (a message's first slot); every position below it
     /// is free for producers.
     /// Written only by the consumer (release, after it is done with the slot); producers read it
@@ -131,44 +136,6 @@ unsafe impl Send for Ring {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Ring {}
 
-/// Counters of a ring, read at one moment from any thread.
-///
-/// `produced` and `consumed` are positions, counted in slots (pad records included), so a ring
-/// that has carried `n` one-slot messages reports `n`; `occupancy` is `produced - consumed`, in
-/// slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RingStats {
-    /// Slots in the ring.
-    pub capacity: u64,
-    /// Positions (slots) published: by the CPU producer, or (GPU rings) by the kernels, from
-    /// the ring's device counter. A message of `k` slots counts `k`, a pad its slots.
-    pub produced: u64,
-    /// Positions (slots) the consumer has released.
-    pub consumed: u64,
-    /// Times a producer found the ring full: each `try_produce` that returned `Full`, and each
-    /// blocking `produce` that had to wait (once per call); on a GPU ring, each time a warp
-    /// found it full and waited (the ring's device counter).
-    pub stalls: u64,
-    /// Messages dropped by the `DropNewest` policy (on a GPU ring, by its kernels: the ring's
-    /// device counter).
-    pub drops: u64,
-    /// Corrupt slots the consumer reported.
-    pub corrupt: u64,
-    /// Messages the consumer has taken (read and released; pads are not messages). Published
-    /// with the consumer's head: exact once a `drain` returns or a guard drops.
-    pub messages: u64,
-    /// Payload bytes of those messages.
-    pub bytes: u64,
-}
-
-impl RingStats {
-    /// Slots published and not yet consumed (a message of `k` slots counts `k`).
-    #[must_use]
-    pub fn occupancy(&self) -> u64 {
-        self.produced.saturating_sub(self.consumed)
-    }
-}
-
 impl Ring {
     /// Checks `capacity` and returns the ring size in bytes.
     pub(crate) fn bytes_for(capacity: usize) -> Result<usize, Error> {
@@ -207,6 +174,7 @@ impl Ring {
             slots,
             capacity: capacity as u64,
             max_message: max_message(capacity) as u64,
+            mode: RingMode::Throughput,
             head: CachePadded::new(AtomicU64::new(0)),
             tail: CachePadded::new(AtomicU64::new(0)),
             producer_closed: AtomicBool::new(false),
@@ -217,6 +185,32 @@ impl Ring {
             memory,
             sink,
         })
+    }
+
+    /// The ring with its messages laid out as `mode` says (before either half exists).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for [`RingMode::LowLatency`] under loom, whose slot model has
+    /// no low-latency words.
+    pub(crate) fn with_mode(mut self, mode: RingMode) -> Result<Self, Error> {
+        if cfg!(perdix_loom) && mode == RingMode::LowLatency {
+            return Err(Error::InvalidConfig(
+                "low-latency rings are not modelled under loom".into(),
+            ));
+        }
+        self.mode = mode;
+        self.max_message = match mode {
+            RingMode::Throughput => max_message(self.capacity as usize) as u64,
+            RingMode::LowLatency => LL_MAX_PAYLOAD as u64,
+        };
+        Ok(self)
+    }
+
+    /// How the ring lays out its messages.
+    #[inline]
+    pub(crate) fn mode(&self) -> RingMode {
+        self.mode
     }
 
     #[inline]

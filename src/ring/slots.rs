@@ -135,6 +135,13 @@ impl Slots {
         unsafe { AtomicU64::from_ptr(self.slot_ptr(pos).add(offset).cast::<u64>()) }
     }
 
+    /// Word `w` (`< SLOT_SIZE / 8`) of the slot for `pos`: a low-latency ring's words, each
+    /// accessed atomically by both sides (`super::ll`).
+    #[inline(always)]
+    pub(crate) fn word_at(&self, pos: u64, w: usize) -> &AtomicU64 {
+        self.word(pos, 8 * w)
+    }
+
     /// The `seq` word of the slot for `pos`; also the first word a continuation slot is
     /// stamped in.
     #[inline(always)]

@@ -128,7 +128,7 @@ pub fn device_ring(capacity: usize, policy: Policy) -> Result<(DeviceProducer, C
 
 impl DeviceProducer {
     /// `perdix_send(p, kind, data, len)` called by one warp's lanes together, lane `i` sending
-    /// `lanes[i]` (`perdix_emit_policy`, perdix.cuh:390): each lane's status, in lane order.
+    /// `lanes[i]` (`perdix_emit_policy`, perdix.cuh:439): each lane's status, in lane order.
     /// Every length is at most the ring's `max_message` (the kernel returns `PERDIX_TOO_LARGE`
     /// above it, before anything else; the model's callers keep to it).
     ///
@@ -142,7 +142,7 @@ impl DeviceProducer {
             lanes.iter().all(|(_, data)| data.len() <= max),
             "over max_message"
         );
-        // perdix.cuh:400: the warp vote; any lane's message over one slot, and every message
+        // perdix.cuh:449: the warp vote; any lane's message over one slot, and every message
         // goes in turn (perdix_emit_each).
         if lanes.iter().any(|(_, data)| data.len() > SLOT_PAYLOAD) {
             return self.emit_each(lanes);
