@@ -26,7 +26,8 @@
 //   int perdix_try_emit(p, kind, data, len);  // drops when full, counted (DropNewest)
 //   int perdix_send(p, kind, data, len);      // the policy the host chose for the producer
 //   bool perdix_should_stop(p);               // the host asked the kernel to stop, or the consumer left
-// `len` is anything up to perdix_max_message(ring) = (capacity / 2) * PERDIX_SLOT_SIZE - 32 bytes.
+// `len` is anything up to perdix_max_message(ring) = (capacity / 2) * PERDIX_SLOT_SIZE - 32 bytes
+// (PERDIX_LL_MAX_PAYLOAD = 104 on a low-latency ring: perdix_ll.cuh, no system fence per message).
 // Lanes whose messages all fit one slot (len <= PERDIX_SLOT_PAYLOAD) are batched: one atomic, one
 // store instruction per slot. Otherwise each calling lane's message goes in turn, the whole group
 // of calling lanes writing it; `data` in local memory (a stack array) is read by its own lane and
@@ -124,6 +125,7 @@ static_assert(PERDIX_CTRL_RING_TAIL % PERDIX_CTRL_LINE == 0 && PERDIX_CTRL_RING_
                   PERDIX_CTRL_RING_EMITTED % PERDIX_CTRL_LINE == 0,
               "tail, head and counters each open their own line");
 static_assert(PERDIX_CTRL_HDR_POLICY == PERDIX_CTRL_HDR_NRINGS + 4, "policy is the upper half of the nrings word");
+static_assert(PERDIX_CTRL_RING_MODE + 8 <= PERDIX_CTRL_RING_TAIL, "ring: the mode word is on line 0");
 static_assert(PERDIX_CTRL_RING_SLOTS + 8 <= PERDIX_CTRL_RING_TAIL && PERDIX_CTRL_RING_MASK + 8 <= PERDIX_CTRL_RING_TAIL &&
                   PERDIX_CTRL_RING_CAPACITY + 8 <= PERDIX_CTRL_RING_TAIL && PERDIX_CTRL_RING_INDEX + 8 <= PERDIX_CTRL_RING_TAIL,
               "ring: line 0 words");
@@ -139,6 +141,8 @@ static_assert(PERDIX_CTRL_HDR_CLOCK_SLOPE + 8 <= PERDIX_CTRL_HEADER_SIZE && PERD
 #define PERDIX_RING_SLOTS(r) ((perdix_slot*)PERDIX_W(r, PERDIX_CTRL_RING_SLOTS))
 #define PERDIX_RING_MASK(r) PERDIX_W(r, PERDIX_CTRL_RING_MASK)
 #define PERDIX_RING_CAPACITY(r) PERDIX_W(r, PERDIX_CTRL_RING_CAPACITY)
+// A low-latency ring (perdix_ll.cuh): flagged words, messages of up to PERDIX_LL_MAX_PAYLOAD bytes.
+#define PERDIX_RING_LL(r) (PERDIX_W(r, PERDIX_CTRL_RING_MODE) != 0)
 
 #define PERDIX_OK 0
 #define PERDIX_DROPPED 1
@@ -294,9 +298,13 @@ __device__ __forceinline__ perdix_batch perdix_warp_reserve(perdix_ring* r, perd
     int status = PERDIX_OK;
     if (lane == leader) {
         const perdix_u64 cap = PERDIX_RING_CAPACITY(r);
-        perdix_u64 head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
+        perdix_u64 head;
         if (policy == PERDIX_POLICY_BLOCK) {
+            // The reservation first, then the head: the acquire orders what comes after it, not
+            // the atomic before it, so both are in flight at once (one L2 round trip, not two),
+            // and a head read later is only fresher.
             base = atomicAdd(&PERDIX_W(r, PERDIX_CTRL_RING_TAIL), (perdix_u64)n);
+            head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
             count = n;
             const perdix_u64 last = base + n - 1;
             if (last >= head + cap) {
@@ -313,6 +321,7 @@ __device__ __forceinline__ perdix_batch perdix_warp_reserve(perdix_ring* r, perd
                 }
             }
         } else {
+            head = perdix_load_acquire(&PERDIX_W(r, PERDIX_CTRL_RING_HEAD));
             perdix_u64 tail = perdix_load_relaxed(&PERDIX_W(r, PERDIX_CTRL_RING_TAIL));
             bool refreshed = false;
             for (;;) {
@@ -382,6 +391,46 @@ __device__ __forceinline__ perdix_u32 perdix_words_for(perdix_u32 len) {
 // file): perdix_emit_each below sends the messages a one-slot batch cannot carry.
 #include "perdix_span.cuh"
 
+// The calling lanes of a one-slot emit: where every one-slot emit path (throughput and
+// low-latency) starts.
+struct perdix_lanes {
+    perdix_u32 mask;      // the lanes calling together
+    perdix_u32 n;         // how many
+    perdix_u32 rank;      // this lane's place among them
+    perdix_u32 lane;      // this lane's index in the warp
+    perdix_u32 producer;  // this thread's producer id
+};
+
+__device__ __forceinline__ perdix_lanes perdix_calling_lanes() {
+    perdix_lanes l;
+    l.mask = __activemask();
+    l.n = __popc(l.mask);
+    l.rank = __popc(l.mask & perdix_lanemask_lt());
+    l.lane = perdix_lane();
+    l.producer = perdix_thread_linear();
+    return l;
+}
+
+// One reservation for the calling lanes' messages, then the stamp they all carry (taken after
+// the reservation: a wait for room is backpressure, not transport latency).
+__device__ __forceinline__ perdix_batch perdix_reserve_lanes(perdix_ring* r, const perdix_lanes& l,
+                                                             const perdix_clock& clock, int policy, perdix_u64* stamp) {
+    const perdix_batch b = perdix_warp_reserve(r, l.mask, l.n, policy);
+    *stamp = b.status == PERDIX_OK ? perdix_stamp_with(clock) : 0;
+    return b;
+}
+
+// The next sending lane of a batch: the lowest lane left in `*left`, taken off it.
+__device__ __forceinline__ perdix_u32 perdix_next_lane(perdix_u32* left) {
+    const perdix_u32 src = __ffs(*left) - 1;
+    *left &= *left - 1;
+    return src;
+}
+
+// Low-latency rings (perdix_ll.cuh, supplied in memory beside this file): perdix_emit_policy
+// below sends into them with perdix_emit_ll.
+#include "perdix_ll.cuh"
+
 // The general emit: any thread, any address space for `data` (local arrays included). Lanes
 // calling together whose messages all fit one slot are batched: one reservation, then the warp
 // writes each slot cooperatively (the owner lane reads its words and shuffles them to the lanes
@@ -389,25 +438,22 @@ __device__ __forceinline__ perdix_u32 perdix_words_for(perdix_u32 len) {
 // one at a time.
 __device__ __noinline__ int perdix_emit_policy(const perdix_producer* p, perdix_u32 kind, const void* data,
                                                perdix_u32 len, int policy) {
+    if (PERDIX_RING_LL(perdix_ring_of_block(p))) return perdix_emit_ll(p, perdix_ring_of_block(p), kind, data, len, policy);
     if (len > PERDIX_SLOT_PAYLOAD && (perdix_u64)len > perdix_max_message(perdix_ring_of_block(p)))
         return PERDIX_TOO_LARGE;
-    const perdix_u32 mask = __activemask();
-    const perdix_u32 n = __popc(mask);
-    const perdix_u32 rank = __popc(mask & perdix_lanemask_lt());
+    const perdix_lanes l = perdix_calling_lanes();
+    const perdix_u32 mask = l.mask, n = l.n, rank = l.rank, lane = l.lane, producer = l.producer;
     perdix_ring* r = perdix_ring_of_block(p);
     const perdix_clock clock = perdix_clock_load(p);
     // The warp vote: any calling lane's message more than one slot, and every message goes in turn.
     if (__ballot_sync(mask, len > PERDIX_SLOT_PAYLOAD) != 0)
         return perdix_emit_each(p, r, mask, kind, data, len, policy);
-    perdix_batch b = perdix_warp_reserve(r, mask, n, policy);
+    perdix_u64 stamp;
+    const perdix_batch b = perdix_reserve_lanes(r, l, clock, policy, &stamp);
     if (b.status != PERDIX_OK) return b.status;
-    const perdix_u32 producer = perdix_thread_linear();
-    const perdix_u64 stamp = perdix_stamp_with(clock);
-    const perdix_u32 lane = perdix_lane();
     perdix_u32 src_mask = mask;
     for (perdix_u32 j = 0; j < b.count; j++) {
-        const perdix_u32 src = __ffs(src_mask) - 1;
-        src_mask &= src_mask - 1;
+        const perdix_u32 src = perdix_next_lane(&src_mask);
         const perdix_u32 len_j = __shfl_sync(mask, len, src);
         const perdix_u32 words = perdix_words_for(len_j);
         perdix_u64* slot = (perdix_u64*)&PERDIX_RING_SLOTS(r)[(b.base + j) & PERDIX_RING_MASK(r)];

@@ -38,7 +38,7 @@ __device__ __forceinline__ perdix_u64 perdix_slots_for(perdix_u32 len) {
 __device__ __forceinline__ perdix_u64 perdix_max_message(const perdix_ring* r) {
     const perdix_u64 bytes = (PERDIX_RING_CAPACITY(r) / 2) * PERDIX_SLOT_SIZE;
     const perdix_u64 max = bytes > PERDIX_OFFSET_PAYLOAD ? bytes - PERDIX_OFFSET_PAYLOAD : 0;
-    return max < 0xFFFFFFFFull ? max : 0xFFFFFFFFull;
+    return PERDIX_RING_LL(r) ? PERDIX_LL_MAX_PAYLOAD : (max < 0xFFFFFFFFull ? max : 0xFFFFFFFFull);
 }
 
 // A reserved message: its first slot's position, the pad before it, and where its payload goes.
@@ -174,7 +174,7 @@ __device__ __forceinline__ perdix_claim perdix_claim_in(perdix_ring* r, perdix_u
     span.pos = 0;
     span.pad = 0;
     span.status = PERDIX_OK;
-    if ((perdix_u64)len > perdix_max_message(r)) {
+    if ((perdix_u64)len > perdix_max_message(r) || PERDIX_RING_LL(r)) {  // claims write the throughput layout
         span.status = PERDIX_TOO_LARGE;
     } else if (perdix_lane() == leader) {
         span = perdix_reserve_span(r, perdix_slots_for(len), policy);

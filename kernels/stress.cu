@@ -223,6 +223,43 @@ __device__ __noinline__ void stress_each(const perdix_producer* p, perdix_u64 pe
     if (attempts) atomicAdd(attempts, tries);
 }
 
+// perdix_stress on a low-latency ring (sizes up to PERDIX_LL_MAX_PAYLOAD): each thread builds its
+// message in a stack buffer and sends it with the general perdix_emit_policy, which batches the
+// warp's calling lanes into one reservation and writes flagged words with no system fence. The
+// counting, pacing and the DropNewest retry rule are perdix_stress's.
+__device__ __noinline__ void stress_ll(const perdix_producer* p, perdix_u64 per_producer, perdix_u32 size,
+                                       perdix_u32 kind, perdix_u64 interval_ns, perdix_u64* sent,
+                                       perdix_u64* attempts) {
+    const perdix_u32 id = perdix_thread_linear();
+    const int policy = perdix_policy(p);
+    const perdix_u32 words = size / 8;
+    perdix_u64 buf[PERDIX_LL_MAX_PAYLOAD / 8];
+    perdix_u64 seq = 0;
+    perdix_u64 tries = 0;
+    bool live = size >= 16 && size % 8 == 0 && size <= PERDIX_LL_MAX_PAYLOAD;
+    perdix_u64 next = stress_first_due(interval_ns);
+    while (live && seq < per_producer) {
+        if (perdix_load_relaxed(&PERDIX_W(p, PERDIX_CTRL_HDR_STOP)) != 0) break;
+        if (interval_ns) {
+            while (perdix_globaltimer() < next) __nanosleep(interval_ns > 1000 ? 1000 : (perdix_u32)interval_ns);
+            next += interval_ns;
+        }
+        const perdix_u64 tag = stress_tag(id, seq);
+        for (perdix_u32 w = 0; w < words; w++) buf[w] = stress_word(seq, tag, w, words);
+        const int status = perdix_emit_policy(p, kind, buf, size, policy);
+        tries++;
+        if (status == PERDIX_OK) {
+            seq++;
+        } else if (status == PERDIX_DROPPED) {
+            __nanosleep(256);  // let the consumer catch up before retrying this sequence
+        } else {
+            live = false;
+        }
+    }
+    if (sent) sent[id] = seq;
+    if (attempts) atomicAdd(attempts, tries);
+}
+
 // Each thread sends messages 0, 1, 2, ... of `size` bytes (a multiple of 8, at least 16; with
 // `size_max` > `size`, each message's size is stress_size(tag, size, size_max)) until it has sent
 // `per_producer`, the host asks it to stop, or its ring's consumer is gone. Under
@@ -235,6 +272,10 @@ __device__ __noinline__ void stress_each(const perdix_producer* p, perdix_u64 pe
 extern "C" __global__ void perdix_stress(const perdix_producer* p, perdix_u64 per_producer, perdix_u32 size,
                                          perdix_u32 size_max, perdix_u32 kind, perdix_u64 interval_ns,
                                          perdix_u64* sent, perdix_u64* attempts) {
+    if (PERDIX_RING_LL(perdix_ring_of_block(p))) {
+        stress_ll(p, per_producer, size, kind, interval_ns, sent, attempts);
+        return;
+    }
 #ifndef PERDIX_STRESS_EACH
     if (size_max == size && size > PERDIX_SLOT_PAYLOAD) {
         stress_run(p, per_producer, size, kind, interval_ns, sent, attempts);

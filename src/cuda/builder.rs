@@ -13,7 +13,7 @@ use super::words::DeviceWords;
 use super::{control, GpuContext};
 use crate::ring::Ring;
 use crate::sync::Arc as RingArc;
-use crate::{Consumer, Error, Policy};
+use crate::{Consumer, Error, Policy, RingMode};
 
 /// The smallest ring a GPU producer accepts: one warp's batch of positions.
 pub const MIN_CAPACITY: usize = 32;
@@ -28,6 +28,7 @@ impl GpuProducer {
             memory: GpuMemory::default(),
             policy: Policy::Block,
             timestamps: false,
+            mode: RingMode::Throughput,
         }
     }
 
@@ -55,6 +56,7 @@ pub struct GpuProducerBuilder {
     pub(super) memory: GpuMemory,
     pub(super) policy: Policy,
     pub(super) timestamps: bool,
+    pub(super) mode: RingMode,
 }
 
 impl GpuProducerBuilder {
@@ -95,6 +97,15 @@ impl GpuProducerBuilder {
     /// (default off). Call [`GpuProducer::calibrate_clock`] before relying on the stamps.
     pub fn timestamps(mut self, on: bool) -> Self {
         self.timestamps = on;
+        self
+    }
+
+    /// How the rings lay out their messages (default [`RingMode::Throughput`]).
+    /// [`RingMode::LowLatency`] rings carry messages of up to 104 bytes sent with
+    /// `perdix_emit`, `perdix_try_emit` or `perdix_send`, with no system-scope fence per
+    /// message (the claim and whole-warp calls return `PERDIX_TOO_LARGE` on them).
+    pub fn mode(mut self, mode: RingMode) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -159,6 +170,10 @@ impl GpuProducerBuilder {
             image.set(base + control::RING_MASK, self.capacity as u64 - 1);
             image.set(base + control::RING_CAPACITY, self.capacity as u64);
             image.set(base + control::RING_INDEX, idx as u64);
+            image.set(
+                base + control::RING_MODE,
+                u64::from(self.mode == RingMode::LowLatency),
+            );
             windows.push(window);
         }
         let mut words = DeviceWords::zeroed(&gpu, &side, image.words().len())?;
@@ -175,11 +190,10 @@ impl GpuProducerBuilder {
         let mut consumers = Vec::with_capacity(self.rings);
         for (idx, window) in windows.into_iter().enumerate() {
             let sink = DeviceHead::new(Arc::clone(&block), idx);
-            let ring = RingArc::new(Ring::with_sink(
-                self.capacity,
-                Box::new(window),
-                Some(Box::new(sink)),
-            )?);
+            let ring = RingArc::new(
+                Ring::with_sink(self.capacity, Box::new(window), Some(Box::new(sink)))?
+                    .with_mode(self.mode)?,
+            );
             consumers.push(Consumer::new(RingArc::clone(&ring)));
             rings.push(ring);
         }
@@ -192,6 +206,7 @@ impl GpuProducerBuilder {
             capacity = self.capacity,
             memory = %self.memory,
             policy = %self.policy,
+            mode = %self.mode,
             "perdix: GPU producer ready"
         );
         Ok((

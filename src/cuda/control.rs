@@ -38,6 +38,8 @@ pub(crate) const RING_MASK: usize = 8;
 pub(crate) const RING_CAPACITY: usize = 16;
 /// Ring: index of the ring in its producer.
 pub(crate) const RING_INDEX: usize = 24;
+/// Ring: 1 for a low-latency ring (`RingMode::LowLatency`: flagged words, no fence), else 0.
+pub(crate) const RING_MODE: usize = 32;
 /// Ring: reservation counter (next position handed out).
 pub(crate) const RING_TAIL: usize = LINE;
 /// Ring: the consumer's head, pushed by the host.
@@ -64,7 +66,7 @@ const _: () = {
     // `ControlBlock::counters` reads the four counters as one copy.
     assert!(RING_DROPPED == RING_EMITTED + 8 && RING_STALLS == RING_EMITTED + 16);
     assert!(RING_EXTRA == RING_EMITTED + 24);
-    assert!(RING_INDEX + 8 <= RING_TAIL);
+    assert!(RING_INDEX + 8 <= RING_TAIL && RING_MODE + 8 <= RING_TAIL);
     assert!(
         HDR_NRINGS.is_multiple_of(8) && HDR_FLAGS.is_multiple_of(8) && HDR_STOP.is_multiple_of(8)
     );
@@ -82,7 +84,7 @@ pub(crate) fn ring_offset(ring: usize) -> usize {
 }
 
 /// The control-block layout as `-D` defines for `perdix.cuh`.
-pub(crate) fn cuda_defines() -> [(&'static str, usize); 22] {
+pub(crate) fn cuda_defines() -> [(&'static str, usize); 23] {
     [
         ("PERDIX_CTRL_LINE", LINE),
         ("PERDIX_CTRL_HEADER_SIZE", HEADER_SIZE),
@@ -98,6 +100,7 @@ pub(crate) fn cuda_defines() -> [(&'static str, usize); 22] {
         ("PERDIX_CTRL_RING_MASK", RING_MASK),
         ("PERDIX_CTRL_RING_CAPACITY", RING_CAPACITY),
         ("PERDIX_CTRL_RING_INDEX", RING_INDEX),
+        ("PERDIX_CTRL_RING_MODE", RING_MODE),
         ("PERDIX_CTRL_RING_TAIL", RING_TAIL),
         ("PERDIX_CTRL_RING_HEAD", RING_HEAD),
         ("PERDIX_CTRL_RING_CLOSED", RING_CLOSED),

@@ -110,7 +110,7 @@ pub use group::ConsumerGroup;
 pub use handle::ProducerHandle;
 pub use kernel::{Dim3, GpuKernel};
 pub use memory::{CudaManaged, CudaPinned, GpuMemory};
-pub use module::{compile_ptx, PERDIX_CUH, PERDIX_RUN_CUH, PERDIX_SPAN_CUH};
+pub use module::{compile_ptx, PERDIX_CUH, PERDIX_LL_CUH, PERDIX_RUN_CUH, PERDIX_SPAN_CUH};
 pub use presence::device_count;
 pub use producer::GpuProducer;
 pub use set::GpuProducerSet;

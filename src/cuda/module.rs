@@ -21,24 +21,34 @@ pub const PERDIX_SPAN_CUH: &str = include_str!("../../kernels/perdix_span.cuh");
 /// Runs of multi-slot messages of one size, one reservation each (`kernels/perdix_run.cuh`),
 /// included by `perdix_span.cuh`.
 pub const PERDIX_RUN_CUH: &str = include_str!("../../kernels/perdix_run.cuh");
+/// `kernels/perdix_ll.cuh`: low-latency rings (flagged words), included by `perdix.cuh`.
+pub const PERDIX_LL_CUH: &str = include_str!("../../kernels/perdix_ll.cuh");
 
 /// The headers every kernel compiles with, supplied in memory: `(include name, text)`.
-const HEADERS: [(&str, &str); 3] = [
+const HEADERS: [(&str, &str); 4] = [
     ("perdix.cuh", PERDIX_CUH),
     ("perdix_span.cuh", PERDIX_SPAN_CUH),
     ("perdix_run.cuh", PERDIX_RUN_CUH),
+    ("perdix_ll.cuh", PERDIX_LL_CUH),
 ];
 /// The stress producer kernels (`kernels/stress.cu`).
 #[cfg(feature = "testing")]
 pub const STRESS_CU: &str = include_str!("../../kernels/stress.cu");
 /// The clock probe (calibration), the layout probe and a trapping kernel (`kernels/probe.cu`).
 pub const PROBE_CU: &str = include_str!("../../kernels/probe.cu");
+/// `kernels/echo.cu`: the ring round trip's kernel (test tooling).
+#[cfg(feature = "testing")]
+pub(crate) const ECHO_CU: &str = include_str!("../../kernels/echo.cu");
 
 /// The kernels that ship with the crate, `(file name, source)`, for compile checks.
 #[cfg(feature = "testing")]
 #[must_use]
-pub fn builtin_kernels() -> [(&'static str, &'static str); 2] {
-    [("stress.cu", STRESS_CU), ("probe.cu", PROBE_CU)]
+pub fn builtin_kernels() -> [(&'static str, &'static str); 3] {
+    [
+        ("stress.cu", STRESS_CU),
+        ("probe.cu", PROBE_CU),
+        ("echo.cu", ECHO_CU),
+    ]
 }
 
 /// The `-D` options every kernel is compiled with: the slot layout and the control block

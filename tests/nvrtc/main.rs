@@ -139,6 +139,37 @@ fn stress_kernel_writes_slots_with_one_store_per_lane_and_fences_before_seq() {
     assert!(ptx.contains("nanosleep"), "waits back off with __nanosleep");
 }
 
+/// The body of the PTX function whose name contains `name` (up to its closing brace).
+fn ptx_function<'a>(ptx: &'a str, name: &str) -> Option<&'a str> {
+    let start = ptx
+        .match_indices(".func")
+        .map(|(at, _)| at)
+        .find(|&at| ptx[at..].lines().next().is_some_and(|l| l.contains(name)))?;
+    let body = &ptx[start..];
+    let end = body.find("\n}\n")?;
+    Some(&body[..end])
+}
+
+#[test]
+fn the_low_latency_emit_stores_flagged_words_with_no_system_fence() {
+    let (_, echo) = builtin_kernels()
+        .into_iter()
+        .find(|(name, _)| *name == "echo.cu")
+        .expect("echo.cu ships with the crate");
+    let Some(result) = compile_or_skip(echo, "echo.cu") else {
+        return;
+    };
+    let ptx = result.expect("echo.cu compiles");
+    let ll = ptx_function(&ptx, "perdix_emit_ll").expect("perdix_emit_ll is its own function");
+    assert!(
+        ll.contains("st.relaxed.sys.global.u64"),
+        "each flagged word is one system-scope 8-byte store"
+    );
+    for fence in ["fence.", "membar"] {
+        assert!(!ll.contains(fence), "no `{fence}` in the low-latency emit");
+    }
+}
+
 #[test]
 fn a_kernel_authors_source_compiles_with_the_header_in_memory() {
     const SRC: &str = r#"

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::kernels::StressKernel;
 use crate::cuda::GpuMemory;
 use crate::testing::stress::Sizes;
-use crate::Policy;
+use crate::{Policy, RingMode};
 
 /// A GPU stress run's configuration.
 ///
@@ -68,6 +68,9 @@ pub struct GpuStress {
     pub interval_ns: u64,
     /// Which kernel.
     pub kernel: StressKernel,
+    /// How the rings lay out messages: [`RingMode::LowLatency`] carries one size of up to 104
+    /// bytes, sent through `perdix_emit` by the warp kernel ([`StressKernel::Warp`]).
+    pub mode: RingMode,
 }
 
 impl Default for GpuStress {
@@ -88,6 +91,7 @@ impl Default for GpuStress {
             latency_every: 0,
             interval_ns: 0,
             kernel: StressKernel::Warp,
+            mode: RingMode::Throughput,
         }
     }
 }

@@ -60,6 +60,16 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
             "a stress run needs at least one ring, consumer, block and thread".into(),
         ));
     }
+    if config.mode == crate::RingMode::LowLatency
+        && (config.mixed_max.is_some()
+            || config.size > crate::layout::LL_MAX_PAYLOAD
+            || config.kernel != StressKernel::Warp)
+    {
+        return Err(Error::InvalidConfig(format!(
+            "a low-latency stress run sends one size of up to {} bytes with the warp kernel",
+            crate::layout::LL_MAX_PAYLOAD
+        )));
+    }
     let mut config = config.clone();
     config.consumers = config.consumers.min(config.rings);
     let latency_on = config.latency_every > 0;
@@ -69,6 +79,7 @@ pub fn run(gpu: &GpuContext, config: &GpuStress) -> Result<GpuStressReport, Erro
         .memory(config.memory)
         .policy(config.policy)
         .timestamps(latency_on)
+        .mode(config.mode)
         .build()?;
     let tracker = if latency_on {
         let mapping = clock::calibrate_drift(gpu, 200, Duration::from_millis(200))?;
