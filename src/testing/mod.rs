@@ -31,8 +31,8 @@ pub mod gpu {
     pub use crate::cuda::module::{builtin_kernels, PROBE_CU, STRESS_CU};
     pub use crate::cuda::probe::{layout_probe, LayoutProbe};
     pub use crate::cuda::stress::{
-        free_running_kernel, paced_kernel, run, run_devices, GpuStress, GpuStressReport,
-        StressKernel, StressLaunch, GENERIC_LOCAL_MAX,
+        direct_write_path, free_running_kernel, paced_kernel, ring_round_trip, run, run_devices,
+        GpuStress, GpuStressReport, RoundTrip, StressKernel, StressLaunch, GENERIC_LOCAL_MAX,
     };
 }
 

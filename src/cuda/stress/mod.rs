@@ -8,12 +8,14 @@
 
 mod config;
 mod consume;
+mod echo;
 mod kernels;
 mod launch;
 mod report;
 mod run;
 
 pub use config::GpuStress;
+pub use echo::{direct_write_path, ring_round_trip, RoundTrip};
 pub use kernels::{free_running_kernel, paced_kernel, StressKernel, GENERIC_LOCAL_MAX};
 pub use launch::StressLaunch;
 pub use report::GpuStressReport;

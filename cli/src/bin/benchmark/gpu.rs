@@ -9,6 +9,7 @@ use perdix_transport::testing::gpu::{self as stress, GpuStress};
 use perdix_transport::testing::stress::Throughput;
 use perdix_transport::{Error, Policy};
 
+mod latency;
 mod output;
 
 use output::{print_json, print_table, Row};
@@ -55,6 +56,11 @@ pub struct GpuArgs {
     /// Seconds of the light-load latency run (0: skip latency and ping-pong).
     #[arg(long, default_value_t = 3.0)]
     pub latency_seconds: f64,
+    /// Run the latency study instead (docs/PERFORMANCE.md, "Latency"): one-way at light load,
+    /// the ring round trip and emit cost, the flag ping-pong, and latency under load at 50 % and
+    /// 90 % of the peak, for both ring modes; `--latency-seconds` a run, `--round-trips` rounds.
+    #[arg(long)]
+    pub latency_report: bool,
     /// Multi-GPU mode: run each configuration on the first of these devices alone, then on all
     /// of them at once, and report the aggregate (`all`, or ordinals like `0,1`; `0,0` runs two
     /// producer sets on one GPU).
@@ -220,6 +226,10 @@ pub fn plan(gpu: &GpuContext, args: &super::Args) -> Vec<(String, GpuStress)> {
 
 /// Runs the GPU benchmark; returns whether every run verified clean.
 pub fn run(gpu: &GpuContext, args: &super::Args) -> Result<bool, Error> {
+    if args.gpu.latency_report {
+        let rounds = args.round_trips.clamp(1, 200_000) as u32;
+        return latency::run(gpu, args.gpu.latency_seconds.max(0.5), rounds);
+    }
     let mut rows = Vec::new();
     for (label, config) in plan(gpu, args) {
         eprintln!(
