@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use crate::layout::SLOT_SIZE;
-use crate::{Backend, Policy};
+use crate::{Backend, Policy, RingMode};
 
 /// The default [`PerdixPlugin::max_held_bytes`](super::PerdixPlugin::max_held_bytes): this
 /// many times a ring's bytes (16 MiB for the default 16,384-slot ring).
@@ -72,6 +72,8 @@ pub(crate) struct RingConfig {
     pub(crate) memory: Option<Backend>,
     /// Backpressure policy of the producers the plugin starts.
     pub(crate) policy: Policy,
+    /// How the rings lay out messages.
+    pub(crate) mode: RingMode,
     /// Most messages taken per frame, over all rings (at least 1).
     pub(crate) budget: usize,
     /// Most bytes the plugin holds outside each ring (a drain thread's batches, or what a

@@ -16,7 +16,7 @@ use super::producers::{self, ProducerRegistry};
 use super::rings::PerdixRings;
 use super::route::{self, Routes};
 use crate::MAX_CAPACITY;
-use crate::{Backend, Error, Policy};
+use crate::{Backend, Error, Policy, RingMode};
 
 /// The system sets of the plugin, in [`PreUpdate`], in this order.
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +66,10 @@ pub struct PerdixPlugin {
     pub memory: Option<Backend>,
     /// Backpressure policy of producers the plugin starts (default [`Policy::Block`]).
     pub policy: Policy,
+    /// How the plugin's rings lay out messages (default [`RingMode::Throughput`]):
+    /// [`RingMode::LowLatency`] rings carry messages of up to 104 bytes with no system-scope
+    /// fence per GPU message (docs/PERFORMANCE.md, "Latency").
+    pub ring_mode: RingMode,
     /// Most messages the drain moves into ECS messages per frame, over all rings (default
     /// 262,144). What is left stays in the rings and is counted as deferred.
     pub budget: usize,
@@ -103,6 +107,7 @@ impl Default for PerdixPlugin {
             capacity: 16_384,
             memory: None,
             policy: Policy::Block,
+            ring_mode: RingMode::Throughput,
             budget: 262_144,
             max_held_bytes: None,
             drain: DrainMode::System,
@@ -133,6 +138,13 @@ impl PerdixPlugin {
     #[must_use]
     pub fn policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// How the plugin's rings lay out messages (see [`ring_mode`](Self::ring_mode)).
+    #[must_use]
+    pub fn ring_mode(mut self, mode: RingMode) -> Self {
+        self.ring_mode = mode;
         self
     }
 
@@ -303,6 +315,7 @@ impl PerdixPlugin {
             capacity: self.capacity,
             memory: self.memory,
             policy: self.policy,
+            mode: self.ring_mode,
             budget: self.budget.max(1),
             max_held_bytes: self.held_limit() as u64,
             drain: self.drain,

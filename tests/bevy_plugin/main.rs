@@ -15,7 +15,7 @@ use perdix_transport::bevy::{
 };
 use perdix_transport::testing::stress::Verifier;
 use perdix_transport::testing::StressProducers;
-use perdix_transport::{Buffer, Error, Policy, Producer};
+use perdix_transport::{Buffer, Error, Policy, Producer, RingMode};
 
 const KIND_TICK: u32 = 1;
 const KIND_HIT: u32 = 2;

@@ -28,6 +28,32 @@ fn typed_messages_arrive_complete_and_in_order_per_producer() {
 }
 
 #[test]
+fn low_latency_rings_deliver_typed_messages_the_same_way() {
+    for drain in [DrainMode::System, DrainMode::Thread] {
+        let mut app = app(PerdixPlugin::default()
+            .capacity(64)
+            .drain(drain)
+            .ring_mode(RingMode::LowLatency));
+        let mut a = producer(&mut app, "a");
+        assert_eq!(a.max_message(), 104, "{drain}");
+        let mut sent = 0;
+        for n in 0..300 {
+            // A 64-slot ring: send what fits, update, send the rest (several laps).
+            send_tick(&mut a, 0, n);
+            sent += 1;
+            if sent % 48 == 0 {
+                app.update();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while app.world().resource::<Seen>().0.len() < 300 && Instant::now() < deadline {
+            app.update();
+        }
+        assert_in_order(&app.world().resource::<Seen>().0, 1, 300);
+    }
+}
+
+#[test]
 fn unrouted_kinds_arrive_raw_and_are_counted() {
     let mut app = app(PerdixPlugin::default().capacity(64));
     app.add_plugins(DiagnosticsPlugin);

@@ -55,6 +55,7 @@ pub(crate) fn producer(
             .rings(count)
             .memory(memory(config.memory))
             .policy(config.policy)
+            .mode(config.mode)
             .timestamps(config.timestamps)
     })?;
     // `build_on` made one producer a device, in the devices' order.

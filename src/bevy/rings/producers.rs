@@ -27,6 +27,7 @@ impl PerdixRings {
     pub fn add_producer_with_id(&mut self, name: &str, id: u32) -> Result<Producer, Error> {
         let (producer, consumer) = Buffer::builder(self.config.capacity)
             .policy(self.config.policy)
+            .mode(self.config.mode)
             .producer_id(id)
             .timestamps(self.config.timestamps)
             .build()?
