@@ -28,3 +28,26 @@ run() {
   echo "$name rc=$rc $((SECONDS - start))s $(grep -E '^test result' "$logs/$name.log" | tail -1 |
     sed 's/; finished.*//') skipped=$(grep -c '^skipped' "$logs/$name.log")" >>"$sum"
 }
+# gpu_tests DIR SPEC...: each SPEC is NAME:LIMIT, the test binary DIR/NAME run with --ignored,
+# one at a time ($SKIP, when set, is passed as --skip).
+gpu_tests() {
+  local dir=$1 spec
+  shift
+  for spec in "$@"; do
+    run "${spec%%:*}" "${spec##*:}" "$dir/${spec%%:*}" --ignored --test-threads=1 --nocapture \
+      ${SKIP:+--skip "$SKIP"}
+  done
+}
+# hot_path NEW OLD ROUNDS: the hot path before (OLD) and after (NEW), alternating, ROUNDS times:
+# the spsc bench pinned to two cores and the GPU benchmark at 224 B and 32 B with 8 consumers.
+hot_path() {
+  local r v d
+  for r in $(seq 1 "$3"); do
+    for v in before after; do
+      d=$2; [ $v = after ] && d=$1
+      run "spsc-$v-$r" 50 taskset -c 2,3 "$d/spsc" --bench '^(seed|throughput/perdix)' \
+        --warm-up-time 0.5 --measurement-time 2
+      run "gpu-$v-$r" 30 "$d/benchmark" --sizes 224,32 --consumers 8 --seconds 4 --latency-seconds 0
+    done
+  done
+}

@@ -17,22 +17,10 @@ source scripts/device-steps.sh .device-i22 gpu-issue22 540 "$1"
 n=.device-i22/bin
 o=.device-i22base/bin
 tests() {
-  for spec in ${TESTS:-perdix_transport:40 gpu:100 gpu_faults:90 gpu_sizes:80 bevy_plugin:50 bevy_kernels:30 bevy_faults:100 gpu_user_launch:30}; do
-    run "${spec%%:*}" "${spec##*:}" "$n/${spec%%:*}" --ignored --test-threads=1 --nocapture \
-      ${SKIP:+--skip "$SKIP"}
-  done
+  gpu_tests "$n" ${TESTS:-perdix_transport:40 gpu:100 gpu_faults:90 gpu_sizes:80 bevy_plugin:50 bevy_kernels:30 bevy_faults:100 gpu_user_launch:30}
 }
 hot() {
-  for r in $(seq 1 "${ROUNDS:-2}"); do
-    for v in before after; do
-      d=$o; [ $v = after ] && d=$n
-      run "spsc-$v-$r" 50 taskset -c 2,3 "$d/spsc" --bench '^(seed|throughput/perdix)' \
-        --warm-up-time 0.5 --measurement-time 2
-      run "gpu-$v-$r" 30 "$d/benchmark" --sizes 224,32 --consumers 8 --seconds 4 --latency-seconds 0
-      run "stress-$v-$r" 30 "$d/headless_stress" --deliver batch --size 64 --seconds 4 \
-        --baseline-seconds 2 --load-seconds 0
-    done
-  done
+  hot_path "$n" "$o" "${ROUNDS:-2}"
 }
 # The stream over zenoh on the GPU host (16 cores; the dev VM has 2): the fleet example with
 # one node publishing its GPU stress stream to this process, and remote_bench (64-byte
