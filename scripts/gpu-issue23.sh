@@ -3,7 +3,7 @@
 # load, the ring round trip and emit cost, the flag ping-pong, latency under load; both ring
 # modes), the hot path before (main before issue 23) and after, alternating (spsc pairs, the GPU
 # benchmark at 224 B and 32 B with 8 consumers), and the GPU tests.
-# Here:   CARGO_TARGET_DIR=/work/target scripts/stage-device.sh .device-i23 --tests --bins --bench spsc
+# Here:   CARGO_TARGET_DIR=/work/target scripts/stage-device.sh .device-i23f --tests --bins --bench spsc
 #         (and, from a worktree of main before the issue, .device-base23 --bins --bench spsc)
 # There:  DEADLINE=540 bash scripts/gpu-issue23.sh call1 | call2 | latency | hot | tests
 set -uo pipefail
@@ -16,8 +16,8 @@ latency() {
   run latency 150 "$n/benchmark" --latency-report --latency-seconds "${SECS:-3}" --round-trips 20000
 }
 case $1 in
-  call1) latency; gpu_tests "$n" gpu_low_latency:90; hot_path "$n" "$o" 1 ;;
-  call2) gpu_tests "$n" ${all_tests#gpu_low_latency:90 } ;;
+  call1) latency; gpu_tests "$n" gpu_low_latency:90; hot_path "$n" "$o" 1; gpu_tests "$n" gpu:100 gpu_sizes:80 ;;
+  call2) gpu_tests "$n" perdix_transport:40 gpu_faults:90 bevy_plugin:50 bevy_kernels:30 bevy_faults:100 gpu_user_launch:30 ;;
   latency) latency ;;
   hot) hot_path "$n" "$o" "${ROUNDS:-2}" ;;
   tests) gpu_tests "$n" $all_tests ;;
