@@ -131,7 +131,7 @@ impl PerdixDiagnostics {
 impl PerdixDiagnostics {
     /// The paths an overlay of the transport shows, in display order: throughput (messages
     /// and bytes), the mean message size, latency percentiles, occupancy, drops, stalls and errors. Every one is
-    /// registered by [`PerdixPlugin`](super::PerdixPlugin) (with a
+    /// registered by [`PerdixPlugin`](super::PerdixPlugin) (with or without a
     /// [`DiagnosticsPlugin`](bevy_diagnostic::DiagnosticsPlugin) in the app), so an overlay
     /// built from them never shows a path as missing.
     ///

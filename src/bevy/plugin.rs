@@ -31,10 +31,11 @@ pub enum PerdixSystems {
 ///
 /// `build()` only registers: the [`PerdixRings`] resource (one ring per producer, created when
 /// a producer is added), the [`PerdixSystems`] sets, the launch, drain and diagnostics systems,
-/// and the raw [`PerdixMessage`]. Add
-/// [`DiagnosticsPlugin`](bevy_diagnostic::DiagnosticsPlugin) to collect the diagnostics, and
-/// [`LogDiagnosticsPlugin`](bevy_diagnostic::LogDiagnosticsPlugin) with bevy_time's
-/// `TimePlugin` to print them.
+/// and the raw [`PerdixMessage`]. The `perdix/*` diagnostics are registered by the plugin itself
+/// (which creates Bevy's `DiagnosticsStore` if the app has none), so they are collected with or
+/// without [`DiagnosticsPlugin`](bevy_diagnostic::DiagnosticsPlugin), which only adds that same
+/// store; add [`LogDiagnosticsPlugin`](bevy_diagnostic::LogDiagnosticsPlugin) with bevy_time's
+/// `TimePlugin` to print them, or read them from the store.
 ///
 /// # Examples
 ///

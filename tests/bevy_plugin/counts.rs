@@ -262,3 +262,16 @@ fn counters_are_read_by_any_number_of_readers() {
     assert!(value(&p50).is_some(), "no latency window");
     assert_eq!(app.world().resource::<Reads>().0, 6);
 }
+
+#[test]
+fn diagnostics_are_collected_without_bevys_diagnostics_plugin() {
+    // No `DiagnosticsPlugin`: the plugin registers its paths (creating the store) itself.
+    let mut app = app(PerdixPlugin::default().capacity(64));
+    let mut p = producer(&mut app, "a");
+    app.update();
+    std::thread::sleep(Duration::from_millis(120));
+    for n in 0..40 {
+        send_tick(&mut p, 0, n);
+    }
+    assert!(sampled(&mut app, &PerdixDiagnostics::MSGS_PER_SEC) > 0.0);
+}
