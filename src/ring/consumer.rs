@@ -59,6 +59,14 @@ pub struct Consumer {
     sink: bool,
     /// Whether the ring is [`RingMode::LowLatency`]: cached from the ring.
     low_latency: bool,
+    /// `pos + 1` once the low-latency message at `pos` (the head) has been rewritten in place
+    /// into the throughput layout, so a caller that looked at it and left it in the ring
+    /// (`drain_admitted` refusing it) finds it again as it is now (0: none).
+    #[cfg_attr(
+        perdix_loom,
+        expect(dead_code, reason = "loom builds have no low-latency rings")
+    )]
+    rewritten: u64,
     /// Last head pushed to the sink (`<= published`).
     pushed: u64,
     /// `len` of the message a guard holds (what [`release_one`](Self::release_one) frees).
@@ -85,6 +93,7 @@ impl Consumer {
         Self {
             ring,
             low_latency,
+            rewritten: 0,
             head: 0,
             published: 0,
             publish_every,

@@ -36,16 +36,21 @@ fn low_latency_rings_deliver_typed_messages_the_same_way() {
             .ring_mode(RingMode::LowLatency));
         let mut a = producer(&mut app, "a");
         assert_eq!(a.max_message(), 104, "{drain}");
-        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // 300 ticks through a 64-slot ring (several laps): a full ring is drained by updates
+        // (a drain thread takes it at its own pace).
         for n in 0..300 {
-            // A 64-slot ring: send what fits, update, send the rest (several laps).
-            send_tick(&mut a, 0, n);
-            sent += 1;
-            if sent % 48 == 0 {
-                app.update();
+            let tick = Tick::new(0, n);
+            loop {
+                match a.try_produce_kind(KIND_TICK, bytemuck::bytes_of(&tick)) {
+                    Ok(()) => break,
+                    Err(Error::Full) if Instant::now() < deadline => {
+                        app.update();
+                    }
+                    Err(err) => panic!("{drain}: tick {n}: {err}"),
+                }
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
         while app.world().resource::<Seen>().0.len() < 300 && Instant::now() < deadline {
             app.update();
         }

@@ -15,6 +15,10 @@ impl Consumer {
     #[cfg(not(perdix_loom))]
     #[inline(never)]
     pub(super) fn poll_ll(&mut self, pos: u64) -> Result<Option<SlotHeader>, Error> {
+        if self.rewritten == pos + 1 {
+            // Taken before and left in the ring: the slot holds its rewrite now.
+            return Ok(Some(self.ring.header(pos)));
+        }
         match ll::look(self.ring.slots(), pos) {
             Look::Ready(header, payload) => {
                 let len = header.len as usize;
@@ -29,6 +33,7 @@ impl Consumer {
                 self.ring.write_header(pos, header);
                 // Relaxed: only this thread reads the slot until `ll::clear`.
                 self.ring.seq(pos).store(pos + 1, Ordering::Relaxed);
+                self.rewritten = pos + 1;
                 Ok(Some(header))
             }
             Look::Corrupt { word, len } => Err(self.fail(Error::Corrupt {
@@ -52,7 +57,8 @@ impl Consumer {
     pub(super) fn is_published(&self, pos: u64) -> bool {
         #[cfg(not(perdix_loom))]
         if self.low_latency {
-            return matches!(ll::look(self.ring.slots(), pos), Look::Ready(..));
+            return self.rewritten == pos + 1
+                || matches!(ll::look(self.ring.slots(), pos), Look::Ready(..));
         }
         // Relaxed: the fault's or the close's acquire already ordered the producer's last
         // `seq` store before this load (and `poll` acquires again; the loom mutation check

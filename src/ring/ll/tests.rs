@@ -200,3 +200,24 @@ fn a_length_above_the_low_latency_maximum_is_corrupt() {
         })
     ));
 }
+
+#[test]
+fn a_message_looked_at_and_left_in_the_ring_is_taken_later() {
+    // `drain_admitted` rewrites the slot in place, then its caller refuses the message (a
+    // drain thread at its byte bound): the next look must find the rewrite, not a corrupt word.
+    let (mut producer, mut consumer) = Buffer::builder(8)
+        .mode(RingMode::LowLatency)
+        .build()
+        .expect("ring")
+        .into_split();
+    producer.try_produce(b"later").expect("room");
+    for _ in 0..3 {
+        let taken = consumer.drain_admitted(8, |_| false, |_| panic!("refused"));
+        assert_eq!(taken, Ok(0));
+    }
+    let mut got = Vec::new();
+    assert_eq!(consumer.drain_checked(8, |m| got.push(m.to_vec())), Ok(1));
+    assert_eq!(got, [b"later".to_vec()]);
+    producer.try_produce(b"next").expect("room");
+    assert_eq!(&*consumer.try_consume().expect("the next"), b"next");
+}
