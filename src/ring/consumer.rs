@@ -59,13 +59,9 @@ pub struct Consumer {
     sink: bool,
     /// Whether the ring is [`RingMode::LowLatency`]: cached from the ring.
     low_latency: bool,
-    /// `pos + 1` once the low-latency message at `pos` (the head) has been rewritten in place
-    /// into the throughput layout, so a caller that looked at it and left it in the ring
-    /// (`drain_admitted` refusing it) finds it again as it is now (0: none).
-    #[cfg_attr(
-        perdix_loom,
-        expect(dead_code, reason = "loom builds have no low-latency rings")
-    )]
+    /// `pos + 1` once the low-latency message at the head `pos` is rewritten in place (a look
+    /// that left it in the ring finds the rewrite again; 0: none). Unused under loom.
+    #[cfg_attr(perdix_loom, expect(dead_code, reason = "no low-latency rings"))]
     rewritten: u64,
     /// Last head pushed to the sink (`<= published`).
     pushed: u64,
