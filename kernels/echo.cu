@@ -1,11 +1,11 @@
-// echo.cu: the ring round trip (docs/PERFORMANCE.md, "Latency"). The host rings `bell`, a word
-// in pinned host memory, with round numbers 1, 2, ...; lane 0 of every warp of the one block
-// polls it, so several polls of host memory are in flight at once, staggered by their phases
-// (one poll is a PCIe read of about 1.2 µs). The first warp to see round i claims it in shared
-// memory and emits one message through the ring with perdix_emit (kind 1, the round number as
-// its 8-byte payload), timing the call with %globaltimer into cost[i - 1] (pinned host memory,
-// written after the message). Returns after `rounds`, on the host's stop or a closed ring, or
-// after `timeout_ns` without a new round.
+// echo.cu: the ring round trip (docs/DESIGN-NOTES.md, "Latency (issue 23)"). The host rings `bell`,
+// a word in pinned host memory, with round numbers 1, 2, ...; lane 0 of every warp of the one block
+// polls it, so several polls of host memory are in flight at once, staggered by their phases (one
+// poll is a PCIe read of about 1.2 µs). The first warp to see round i claims it in shared memory
+// and emits one message through the ring with perdix_emit (kind 1, the round number as its 8-byte
+// payload), timing the call with %globaltimer into cost[i - 1] (pinned host memory, written after
+// the message). Returns after `rounds`, on the host's stop or a closed ring, or after `timeout_ns`
+// without a new round.
 #include "perdix.cuh"
 
 extern "C" __global__ void perdix_echo(const perdix_producer* p, const perdix_u64* bell, perdix_u32 rounds,

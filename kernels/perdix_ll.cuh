@@ -34,9 +34,8 @@ __device__ __forceinline__ perdix_u32 perdix_ll_data(perdix_u32 w, perdix_u32 ki
     const perdix_u32 off = (w - PERDIX_LL_HEADER_WORDS) * 4;
     const unsigned char* bytes = (const unsigned char*)data + off;
     if (off + 4 <= len && ((size_t)bytes & 3) == 0) return *(const perdix_u32*)bytes;
-    perdix_u32 v = 0;
-    for (perdix_u32 i = 0; i < 4 && off + i < len; i++) v |= (perdix_u32)bytes[i] << (8 * i);
-    return v;
+    const perdix_u32 avail = off < len ? len - off : 0;
+    return (perdix_u32)perdix_load_tail(bytes, avail < 4 ? avail : 4);
 }
 
 __device__ __forceinline__ void perdix_ll_store(perdix_u64* addr, perdix_u32 data, perdix_u32 flag) {

@@ -1,7 +1,7 @@
 //! The low-latency slot format ([`RingMode::LowLatency`](crate::RingMode)): a flag in every
 //! 8-byte word, so that a message is complete when every word it uses carries its position's
 //! flag, and its producer needs no system-scope fence before a publication store (NCCL's LL
-//! protocol; the measurement that chose it: docs/DESIGN-NOTES.md, "The low-latency ring").
+//! protocol; why: docs/DESIGN-NOTES.md, "Latency (issue 23): the low-latency ring").
 //!
 //! | word | low 32 bits | high 32 bits |
 //! |---|---|---|
